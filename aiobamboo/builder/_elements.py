@@ -1,0 +1,268 @@
+"""Builder elements and their fluent wiring (``extend``, ``connect``, ``to``, ``converge``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from aiobamboo.exceptions import InvalidTreeError
+
+from ._data import AttrDict, Data, Params, attr_dict, var_to_dict
+from ._ids import unique_id
+
+__all__ = [
+    "Component",
+    "ConditionalParallelGateway",
+    "ConvergeGateway",
+    "Element",
+    "EmptyEndEvent",
+    "EmptyStartEvent",
+    "ExclusiveGateway",
+    "ExecutableEndEvent",
+    "ParallelGateway",
+    "ServiceActivity",
+    "SubProcess",
+]
+
+
+def _element_id(value: str | None) -> str:
+    return value or unique_id("e")
+
+
+def _element_list(value: Iterable[Element] | None) -> list[Element]:
+    return list(value or [])
+
+
+@attrs.define(eq=False, repr=False)
+class Element:
+    """A node of the pipeline graph under construction.
+
+    Elements compare equal when their ids are equal, as in the original.
+    """
+
+    id: str = attrs.field(default=None, converter=_element_id, kw_only=True)
+    name: str | None = attrs.field(default=None, kw_only=True)
+    outgoing: list[Element] = attrs.field(factory=list, converter=_element_list, kw_only=True)
+
+    def type(self) -> str:
+        """The node's ``type`` string in the tree."""
+        raise NotImplementedError
+
+    def extend(self, element: Element) -> Element:
+        """Add the edge ``self -> element`` and return ``element``."""
+        self.outgoing.append(element)
+        return element
+
+    def connect(self, *elements: Element) -> Element:
+        """Add an edge from ``self`` to each of ``elements`` and return ``self``."""
+        self.outgoing.extend(elements)
+        return self
+
+    def to(self, element: Element) -> Element:
+        """Return ``element``: switch the subject of a chain."""
+        return element
+
+    def tail(self) -> Element:
+        """Follow the first outgoing edge until an element without one."""
+        seen = {id(self)}
+        current: Element = self
+        while current.outgoing:
+            current = current.outgoing[0]
+            if id(current) in seen:
+                raise InvalidTreeError(
+                    f"{self!r} has no tail: its chain of first outgoing edges loops back to "
+                    f"{current!r}",
+                    node_ids=[self.id, current.id],
+                )
+            seen.add(id(current))
+        return current
+
+    def converge(self, element: Element) -> Element:
+        """Connect the tail of every outgoing branch to ``element`` and return it."""
+        for branch in self.outgoing:
+            branch.tail().connect(element)
+        return element
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Element):
+            return NotImplemented
+        return self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}:{self.id}>"
+
+
+@attrs.define(eq=False, repr=False)
+class EmptyStartEvent(Element):
+    """The entry of a (sub)pipeline."""
+
+    def type(self) -> str:
+        return "EmptyStartEvent"
+
+
+@attrs.define(eq=False, repr=False)
+class EmptyEndEvent(Element):
+    """The exit of a (sub)pipeline."""
+
+    def type(self) -> str:
+        return "EmptyEndEvent"
+
+
+@attrs.define(eq=False, repr=False)
+class ExecutableEndEvent(Element):
+    """An end event that runs the end-event handler registered under ``type`` first."""
+
+    _type: str
+
+    def type(self) -> str:
+        return self._type
+
+
+def _component(value: str | None) -> Component:
+    return Component(code=value)
+
+
+@attrs.define
+class Component:
+    """``component`` of a ServiceActivity: ``inputs`` accepts attribute assignment."""
+
+    code: str | None = None
+    inputs: AttrDict = attrs.field(factory=AttrDict)
+    version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "code": self.code,
+            "inputs": {key: var_to_dict(value) for key, value in self.inputs.items()},
+        }
+        if self.version is not None:
+            base["version"] = self.version
+        return base
+
+
+@attrs.define(eq=False, repr=False)
+class ServiceActivity(Element):
+    """A node that runs the component ``component_code``.
+
+    ``component_version`` (omitted from the tree when ``None``, so the runtime uses
+    ``"legacy"``), ``optional`` and ``loop_config`` are keyword-only additions; the
+    original builder always writes ``"optional": False`` and never ``loop_config``.
+    """
+
+    component: Component = attrs.field(default=None, converter=_component, alias="component_code")
+    error_ignorable: bool = False
+    timeout: int | None = None
+    skippable: bool = True
+    retryable: bool = True
+    optional: bool = attrs.field(default=False, kw_only=True)
+    loop_config: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    _component_version: str | None = attrs.field(
+        default=None, kw_only=True, alias="component_version"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self._component_version is not None:
+            self.component.version = self._component_version
+
+    def type(self) -> str:
+        return "ServiceActivity"
+
+    def component_dict(self) -> dict[str, Any]:
+        """``{"code", "inputs"}`` plus ``"version"`` when one is set."""
+        return self.component.to_dict()
+
+
+def _params(value: Params | Mapping[str, Any] | None) -> Params | dict[str, Any]:
+    if isinstance(value, Params):
+        return value
+    return dict(value or {})
+
+
+@attrs.define(eq=False, repr=False)
+class SubProcess(Element):
+    """A node that runs the pipeline starting at ``start``; its tree id is this node's id."""
+
+    start: Element | None = None
+    data: Data | dict[str, Any] | None = None
+    params: Params | dict[str, Any] = attrs.field(factory=dict, converter=_params)
+    global_outputs: AttrDict = attrs.field(factory=AttrDict, converter=attr_dict)
+
+    def type(self) -> str:
+        return "SubProcess"
+
+
+@attrs.define(eq=False, repr=False)
+class ParallelGateway(Element):
+    """Forks one branch per outgoing edge; they join at its converge gateway."""
+
+    def type(self) -> str:
+        return "ParallelGateway"
+
+
+def _conditions(value: Mapping[int, str] | None) -> dict[int, str]:
+    return dict(value or {})
+
+
+@attrs.define(eq=False, repr=False)
+class ConditionGateway(Element):
+    """A gateway with a condition per outgoing edge, keyed by the edge's index."""
+
+    conditions: dict[int, str] = attrs.field(factory=dict, converter=_conditions)
+    default_condition_outgoing: int | None = None
+    extra_info: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+
+    def add_condition(self, index: int, evaluate: str) -> None:
+        self.conditions[index] = evaluate
+
+    def link_conditions_with(self, outgoing: list[str]) -> dict[str, dict[str, str]]:
+        """``{flow_id: {"evaluate": expr}}`` for the flows created for the outgoing edges."""
+        missing = [index for index in range(len(outgoing)) if index not in self.conditions]
+        if missing:
+            raise InvalidTreeError(
+                f"{self.type()} {self.id}: no condition for outgoing edge index "
+                f"{', '.join(map(str, missing))}; every outgoing edge needs one",
+                node_ids=[self.id],
+            )
+        return {flow: {"evaluate": self.conditions[i]} for i, flow in enumerate(outgoing)}
+
+    def link_default_condition_with(self, outgoing: list[str]) -> dict[str, str]:
+        """``{}``, or ``{"flow_id": ...}`` for the default outgoing edge."""
+        index = self.default_condition_outgoing
+        if index is None:
+            return {}
+        if not 0 <= index < len(outgoing):
+            raise InvalidTreeError(
+                f"{self.type()} {self.id}: default_condition_outgoing={index} is not the "
+                f"index of one of its {len(outgoing)} outgoing edges",
+                node_ids=[self.id],
+            )
+        return {"flow_id": outgoing[index]}
+
+
+@attrs.define(eq=False, repr=False)
+class ExclusiveGateway(ConditionGateway):
+    """Takes exactly one outgoing edge, chosen by the conditions."""
+
+    def type(self) -> str:
+        return "ExclusiveGateway"
+
+
+@attrs.define(eq=False, repr=False)
+class ConditionalParallelGateway(ConditionGateway):
+    """Forks a branch for every outgoing edge whose condition is true."""
+
+    def type(self) -> str:
+        return "ConditionalParallelGateway"
+
+
+@attrs.define(eq=False, repr=False)
+class ConvergeGateway(Element):
+    """Joins the branches of a gateway."""
+
+    def type(self) -> str:
+        return "ConvergeGateway"

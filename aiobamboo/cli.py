@@ -1,0 +1,62 @@
+"""The ``aiobamboo`` command: ``demo`` and ``worker``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from . import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiobamboo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"aiobamboo {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run a demo pipeline on an embedded SQLite file")
+    demo.add_argument(
+        "--db", default="aiobamboo-demo.db", help="SQLite file (default: %(default)s)"
+    )
+
+    worker = commands.add_parser("worker", help="run pipelines stored in a database")
+    worker.add_argument("--db", required=True, help="postgresql://... DSN or a SQLite path")
+    worker.add_argument(
+        "--schema", default="aiobamboo", help="Postgres schema (default: %(default)s)"
+    )
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module that defines the components (repeatable)",
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=100, help="pipelines held at once (default: %(default)s)"
+    )
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        anyio.run(run_demo, args.db)
+        return 0
+    for module in args.imports:
+        importlib.import_module(module)
+    return anyio.run(_worker, args)
+
+
+async def _worker(args: Any) -> int:
+    from .worker import run_worker
+
+    await run_worker(args.db, schema=args.schema, concurrency=args.concurrency)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

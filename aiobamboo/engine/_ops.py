@@ -1,0 +1,306 @@
+"""Operator actions (semantics §8.2-§8.9), applied to the owner's in-memory run.
+
+Each operation checks its preconditions and applies its effect without an
+``await`` in between, so concurrent operations on one node are ordered and
+the loser sees the winner's effect and refuses. The effect is then made
+durable before the operation returns, and only then are processes woken.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import codec, states
+from ..exceptions import InvalidOperationError, InvalidTransitionError, NotFoundError
+from ._run import P_DEAD, P_JOINING, P_RUNNING, P_SLEEPING, P_SUSPENDED, Process, Run, State, new_id
+from ._spec import ACTIVITY, CONDITIONAL_PARALLEL, CONVERGE, EXCLUSIVE, START, SUBPROCESS, NodeSpec
+
+
+def _transit(st: State, to: str) -> None:
+    if not states.can_transit(st.state, to):
+        raise InvalidTransitionError(
+            f"can not transit state of {st.node_id} from {st.state} to {to}",
+            from_state=str(st.state),
+            to_state=to,
+        )
+
+
+def _node(run: Run, node_id: str) -> NodeSpec:
+    node = run.spec.nodes.get(node_id)
+    if node is None:
+        raise NotFoundError(f"node({node_id}) does not exist")
+    return node
+
+
+def _failed_asleep(run: Run, node_id: str) -> tuple[State, Process]:
+    st = run.states.get(node_id)
+    if st is None or st.state != states.FAILED:
+        actual = st.state if st is not None else None
+        raise InvalidOperationError(f"{node_id} state is not FAILED, actual {actual}")
+    proc = run.process_at(node_id, P_SLEEPING)
+    if proc is None:
+        raise InvalidOperationError(f"can not find sleep process with current node id: {node_id}")
+    return st, proc
+
+
+def _refresh(st: State, to: str) -> None:
+    st.state = to
+    st.version = new_id("v")
+
+
+class Operations:
+    """Mixed into the scheduler: every operator action of the engine API."""
+
+    async def active_run(self, node_id: str) -> Run:
+        raise NotImplementedError
+
+    async def _pipeline_state(self, pipeline_id: str) -> tuple[Run, State]:
+        run = await self.active_run(pipeline_id)
+        st = run.states.get(pipeline_id)
+        if st is None:
+            raise NotFoundError(f"node({pipeline_id}) does not exist")
+        if pipeline_id != run.root_id and _node(run, pipeline_id).kind != SUBPROCESS:
+            raise InvalidOperationError(f"{pipeline_id} is not a pipeline or a sub-process")
+        return run, st
+
+    async def pause_pipeline(self, pipeline_id: str) -> None:
+        run, st = await self._pipeline_state(pipeline_id)
+        _transit(st, states.SUSPENDED)
+        st.state = states.SUSPENDED
+        run.put_state(st)
+        run.emit_state(st)
+        await run.flush()
+
+    async def resume_pipeline(self, pipeline_id: str) -> None:
+        run, st = await self._pipeline_state(pipeline_id)
+        if st.state != states.SUSPENDED:
+            raise InvalidOperationError(f"pipeline({pipeline_id}) state is: {st.state}")
+        st.state = states.RUNNING
+        run.put_state(st)
+        run.emit_state(st)
+        await self._resume_suspended_by(run, pipeline_id)
+
+    async def _resume_suspended_by(self, run: Run, by: str) -> None:
+        woken = []
+        for proc in run.live_processes():
+            if proc.status == P_SUSPENDED and proc.suspended_by == by:
+                proc.status = P_RUNNING
+                proc.suspended_by = None
+                run.put_process(proc)
+                woken.append(proc)
+        await run.flush()
+        for proc in woken:
+            proc.wake()
+
+    async def revoke_pipeline(self, pipeline_id: str) -> None:
+        run, st = await self._pipeline_state(pipeline_id)
+        if pipeline_id != run.root_id:
+            raise InvalidOperationError(
+                f"{pipeline_id} is a sub-process; revoke_pipeline takes the root pipeline id"
+            )
+        _transit(st, states.REVOKED)
+        now = time.time()
+        # Nothing is left behind (semantics §12.3): nodes still running are revoked,
+        # processes die, schedules expire, waiters are released.
+        for node_st in run.states.values():
+            if node_st.state == states.RUNNING or node_st is st:
+                node_st.state = states.REVOKED
+                node_st.archived_time = now
+                run.put_state(node_st)
+                run.emit_state(node_st)
+        run.mark_revoked()
+        for proc in run.live_processes():
+            proc.status = P_DEAD
+            run.put_process(proc)
+        for sched in run.schedules.values():
+            if not sched.finished and not sched.expired:
+                sched.expired = True
+                run.put_schedule(sched)
+        await run.flush()
+        for key in list(run.waiters):
+            run.invalidate_waiter(*key)
+        for proc in run.processes.values():
+            proc.wake()
+
+    async def pause_node_appoint(self, node_id: str) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if node.kind == SUBPROCESS:
+            raise InvalidOperationError(f"can not use pause_node_appoint api for {node.type}")
+        st = run.states.get(node_id)
+        if st is None:
+            # Not reached yet: the state exists outside the tree until a process gets here.
+            st = run.new_state(node_id, "", states.SUSPENDED, root_id="")
+        elif st.state == states.READY:
+            st.state = states.SUSPENDED
+            run.put_state(st)
+        else:
+            raise InvalidOperationError(
+                f"node({node_id}) state is {st.state}: only a node that has not been reached "
+                "or is READY can be paused"
+            )
+        run.emit_state(st)
+        await run.flush()
+
+    async def resume_node_appoint(self, node_id: str) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if node.kind == SUBPROCESS:
+            raise InvalidOperationError(f"can not use resume_node_appoint api for {node.type}")
+        st = run.states.get(node_id)
+        if st is None or st.state != states.SUSPENDED:
+            actual = st.state if st is not None else None
+            raise InvalidOperationError(f"node({node_id}) state is not SUSPENDED, actual {actual}")
+        st.state = states.READY
+        run.put_state(st)
+        run.emit_state(st)
+        await self._resume_suspended_by(run, node_id)
+
+    async def retry_node(self, node_id: str, data: dict[str, Any] | None = None) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if not node.can_retry:
+            raise InvalidOperationError(
+                f"can not retry node({node_id}) with can_retry({node.can_retry})"
+            )
+        st, proc = _failed_asleep(run, node_id)
+        if data is not None:
+            if not isinstance(data, dict):
+                raise InvalidOperationError("retry data must be a dict")
+            data = dict(data)
+            escape = set(data.pop("_escape_render_keys", None) or ())
+            inputs = {k: {"need_render": k not in escape, "value": v} for k, v in data.items()}
+            codec.check(inputs, "data")
+            run.put_node_inputs(node_id, inputs)
+        self._retry(run, st, proc)
+        await run.flush()
+        proc.wake()
+
+    async def retry_subprocess(self, node_id: str) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if node.kind != SUBPROCESS:
+            raise InvalidOperationError(f"node({node_id}) type is not SubProcess")
+        st, proc = _failed_asleep(run, node_id)
+        if proc.stack and proc.stack[-1] == node_id:
+            proc.stack.pop()
+        self._retry(run, st, proc)
+        await run.flush()
+        proc.wake()
+
+    def _retry(self, run: Run, st: State, proc: Process) -> None:
+        run.add_history(st.node_id)
+        _refresh(st, states.READY)
+        st.retry += 1
+        st.started_time = None
+        st.archived_time = None
+        run.put_state(st)
+        run.emit_state(st)
+        proc.status = P_RUNNING
+        run.put_process(proc)
+
+    def _skip(self, run: Run, st: State) -> None:
+        run.add_history(st.node_id)
+        _refresh(st, states.FINISHED)
+        st.skip = True
+        st.archived_time = time.time()
+        run.put_state(st)
+        run.emit_state(st)
+
+    async def _continue_at(self, run: Run, proc: Process, node_id: str) -> None:
+        proc.current_node_id = node_id
+        proc.status = P_RUNNING
+        run.put_process(proc)
+        await run.flush()
+        proc.wake()
+
+    async def skip_node(self, node_id: str) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if not node.can_skip:
+            raise InvalidOperationError("can not skip this node")
+        if node.kind not in (ACTIVITY, START):
+            raise InvalidOperationError(f"can not use skip_node api for {node.type}")
+        st, proc = _failed_asleep(run, node_id)
+        self._skip(run, st)
+        await self._continue_at(run, proc, node.first_target)
+
+    async def skip_exclusive_gateway(self, node_id: str, flow_id: str) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if node.kind != EXCLUSIVE:
+            raise InvalidOperationError(f"{node_id} is not exclusive gateway, actual: {node.type}")
+        if flow_id not in node.targets:
+            raise InvalidOperationError(f"flow {flow_id} is not an outgoing flow of {node_id}")
+        st, proc = _failed_asleep(run, node_id)
+        self._skip(run, st)
+        await self._continue_at(run, proc, node.targets[flow_id])
+
+    async def skip_conditional_parallel_gateway(
+        self, node_id: str, flow_ids: list[str], converge_gateway_id: str
+    ) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if node.kind != CONDITIONAL_PARALLEL:
+            raise InvalidOperationError(
+                f"{node_id} is not conditional parallel gateway, actual: {node.type}"
+            )
+        if not flow_ids:
+            raise InvalidOperationError("flow_ids must name at least one outgoing flow")
+        unknown = [f for f in flow_ids if f not in node.targets]
+        if unknown:
+            raise InvalidOperationError(f"flows {unknown} are not outgoing flows of {node_id}")
+        converge = run.spec.nodes.get(converge_gateway_id)
+        if converge is None or converge.kind != CONVERGE:
+            raise InvalidOperationError(f"{converge_gateway_id} is not a converge gateway")
+        st, proc = _failed_asleep(run, node_id)
+        self._skip(run, st)
+        proc.children = []
+        proc.acks = []
+        for flow_id in flow_ids:
+            child = Process(
+                id=new_id("c"),
+                parent_id=proc.id,
+                current_node_id=node.targets[flow_id],
+                destination_id=converge_gateway_id,
+                stack=list(proc.stack),
+            )
+            run.put_process(child)
+            proc.children.append(child.id)
+        proc.status = P_JOINING
+        run.put_process(proc)
+        await run.flush()
+        proc.wake()
+
+    async def forced_fail_activity(
+        self, node_id: str, ex_data: str, send_post_set_state_signal: bool = True
+    ) -> None:
+        run = await self.active_run(node_id)
+        node = _node(run, node_id)
+        if node.kind != ACTIVITY:
+            raise InvalidOperationError(f"{node_id} is not activity, actual: {node.type}")
+        st = run.states.get(node_id)
+        if st is None or st.state != states.RUNNING:
+            actual = st.state if st is not None else None
+            raise InvalidOperationError(f"{node_id} state is not RUNNING, actual: {actual}")
+        proc = run.process_at(node_id)
+        if proc is None:
+            raise InvalidOperationError(f"can not find process with current node id: {node_id}")
+        outputs = {**run.exec_outputs(node_id), "ex_data": ex_data, "_forced_failed": True}
+        codec.check(outputs, "outputs")
+        old_version = st.version
+        _refresh(st, states.FAILED)
+        st.archived_time = time.time()
+        run.put_state(st)
+        if send_post_set_state_signal:
+            run.emit_state(st)
+        run.put_exec_data(node_id, run.exec_inputs(node_id), outputs)
+        proc.status = P_SLEEPING
+        run.put_process(proc)
+        sched = run.schedules.get((node_id, old_version))
+        if sched is not None and not sched.finished and not sched.expired:
+            sched.expired = True
+            run.put_schedule(sched)
+        await run.flush()
+        run.invalidate_waiter(node_id, old_version)

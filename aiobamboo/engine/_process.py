@@ -1,0 +1,230 @@
+"""The push loop: one coroutine drives one process from node to node (semantics §5.1).
+
+A process that forks runs its children in a task group and continues at the
+converge gateway once every child has arrived; a process that has to wait
+(a failure, a pause, a poll or callback) awaits inside its own coroutine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+
+from .. import states
+from ..exceptions import StaleWriteError, StorageError
+from ._env import SLEEP, Env, Outcome, Step, format_exc, logger
+from ._run import (
+    P_DEAD,
+    P_JOINING,
+    P_RUNNING,
+    P_SLEEPING,
+    P_SUSPENDED,
+    Process,
+    Run,
+    State,
+    new_id,
+)
+from ._spec import ACTIVITY, SUBPROCESS, NodeSpec
+from .handlers import HANDLERS, resume_schedule
+
+_ENTERABLE = (states.READY, states.FINISHED, states.LOOP_READY)
+
+
+async def drive(env: Env, run: Run, proc: Process) -> None:
+    """Run ``proc`` until it dies; returns early only for a child that reached its converge."""
+    while True:
+        if proc.status == P_DEAD:
+            return
+        if run.revoked or run.finished:
+            _kill(run, proc)
+            await run.flush()
+            return
+        if proc.status == P_JOINING:
+            await _join(env, run, proc)
+            continue
+        if proc.status in (P_SLEEPING, P_SUSPENDED) and not _resumes_in_place(run, proc):
+            await proc.wait_awake()
+            continue
+        node_id = proc.current_node_id
+        if node_id == proc.destination_id:
+            _arrive(run, proc)
+            await run.flush()
+            return
+        suspended_by = next(
+            (pid for pid in proc.stack if run.state_of(pid) == states.SUSPENDED), None
+        )
+        if suspended_by is not None:
+            proc.status = P_SUSPENDED
+            proc.suspended_by = suspended_by
+            run.put_process(proc)
+            await run.flush()
+            continue
+        outcome = await _step(env, run, proc, node_id)
+        await _apply(run, proc, outcome)
+
+
+def _resumes_in_place(run: Run, proc: Process) -> bool:
+    """After a restart, a process asleep in a poll or callback wait resumes that wait."""
+    if not proc.recovering or proc.status != P_SLEEPING:
+        return False
+    st = run.states.get(proc.current_node_id)
+    return st is not None and st.state == states.RUNNING
+
+
+async def _apply(run: Run, proc: Process, outcome: Outcome) -> None:
+    if outcome.kind == "next":
+        proc.current_node_id = outcome.next_node_id
+        proc.status = P_RUNNING
+        run.put_process(proc)
+    elif outcome.kind == "fork":
+        proc.children = []
+        proc.acks = []
+        for first, destination in outcome.children:
+            child = Process(
+                id=new_id("c"),
+                parent_id=proc.id,
+                current_node_id=first,
+                destination_id=destination,
+                stack=list(proc.stack),
+            )
+            run.put_process(child)
+            proc.children.append(child.id)
+        proc.status = P_JOINING
+        run.put_process(proc)
+    elif outcome.kind == "die":
+        _kill(run, proc)
+        await run.flush()
+    elif outcome.kind == "sleep":
+        run.put_process(proc)
+        await run.flush()
+    # "stale": an operator changed the node meanwhile; the loop re-reads it.
+
+
+def _kill(run: Run, proc: Process) -> None:
+    if proc.status != P_DEAD:
+        proc.status = P_DEAD
+        run.put_process(proc)
+
+
+def _arrive(run: Run, proc: Process) -> None:
+    """A child reached its converge gateway: it dies and acks its parent (a set, not a count)."""
+    _kill(run, proc)
+    parent = run.processes.get(proc.parent_id or "")
+    if parent is not None and proc.id not in parent.acks:
+        parent.acks.append(proc.id)
+        run.put_process(parent)
+
+
+async def _join(env: Env, run: Run, proc: Process) -> None:
+    await run.flush()
+    children = [run.processes[c] for c in proc.children if c in run.processes]
+    live = [c for c in children if c.status != P_DEAD]
+    if live:
+        async with anyio.create_task_group() as tg:
+            for child in live:
+                tg.start_soon(drive, env, run, child)
+    if run.revoked or run.finished:
+        return
+    if children and set(proc.acks) >= set(proc.children):
+        proc.current_node_id = children[0].destination_id or proc.current_node_id
+        proc.children = []
+        proc.acks = []
+        proc.status = P_RUNNING
+    else:
+        proc.status = P_DEAD
+    run.put_process(proc)
+
+
+async def _step(env: Env, run: Run, proc: Process, node_id: str) -> Outcome:
+    node = run.spec.nodes.get(node_id)
+    if node is None:
+        logger.error("run %s: process %s is at unknown node %s", run.root_id, proc.id, node_id)
+        proc.status = P_SLEEPING
+        return SLEEP
+    recovering, proc.recovering = proc.recovering, False
+    st = run.states.get(node_id)
+    if st is not None and st.state == states.RUNNING:
+        if not recovering:
+            proc.status = P_SLEEPING
+            return SLEEP
+        proc.status = P_RUNNING
+        return await _guarded(env, run, proc, node, st, resume=True)
+    if st is not None and st.state == states.SUSPENDED:
+        # Appointed pause (pause_node_appoint): the state now joins the tree.
+        st.root_id = run.root_id
+        st.parent_id = proc.stack[-1]
+        run.put_state(st)
+        proc.status = P_SUSPENDED
+        proc.suspended_by = node_id
+        return SLEEP
+    if st is not None:
+        if (
+            st.state == states.FINISHED
+            and node.kind != SUBPROCESS
+            and st.loop > env.settings.rerun_limit
+        ):
+            return _rerun_limit(env, run, proc, node, st)
+        if st.state not in _ENTERABLE:
+            proc.status = P_SLEEPING
+            return SLEEP
+    st = _enter(run, proc, node, st)
+    return await _guarded(env, run, proc, node, st, resume=False)
+
+
+async def _guarded(
+    env: Env, run: Run, proc: Process, node: NodeSpec, st: State, *, resume: bool
+) -> Outcome:
+    """Run the handler; an engine bug fails the node instead of the scheduler."""
+    step = Step(env, run, proc, node, st)
+    try:
+        if resume and node.kind == ACTIVITY:
+            sched = run.schedules.get((node.id, st.version))
+            if sched is not None and not sched.finished and not sched.expired:
+                return await resume_schedule(step, sched)
+        return await HANDLERS[node.kind](step)
+    except (StorageError, StaleWriteError):
+        raise
+    except Exception as exc:
+        logger.exception("run %s: handler of node %s raised", run.root_id, node.id)
+        if not step.is_current():
+            return Outcome("stale")
+        return step.fail({**run.exec_outputs(node.id), "ex_data": format_exc(exc)})
+
+
+def _enter(run: Run, proc: Process, node: NodeSpec, st: State | None) -> State:
+    """Set the node RUNNING, creating or re-entering its state (§5.1 step 4-5)."""
+    if st is None:
+        st = run.new_state(node.id, proc.stack[-1], states.RUNNING)
+    else:
+        if st.state == states.FINISHED:
+            run.add_history(node.id)
+            st.loop += 1
+            st.inner_loop += 1
+            st.skip = False
+            st.error_ignored = False
+            if node.loop is None:
+                st.retry = 0
+            st.version = new_id("v")
+            st.archived_time = None
+        elif st.state == states.READY and node.loop is not None:
+            st.loop = st.inner_loop = 1
+        st.state = states.RUNNING
+        st.root_id = run.root_id
+        st.parent_id = proc.stack[-1]
+    st.started_time = time.time()
+    run.put_state(st)
+    run.emit_state(st)
+    return st
+
+
+def _rerun_limit(env: Env, run: Run, proc: Process, node: NodeSpec, st: State) -> Outcome:
+    outputs = run.exec_outputs(node.id)
+    outputs["ex_data"] = f"node execution exceed rerun limit {env.settings.rerun_limit}"
+    run.put_exec_data(node.id, run.exec_inputs(node.id), outputs)
+    st.state = states.FAILED
+    st.archived_time = time.time()
+    run.put_state(st)
+    run.emit_state(st)
+    proc.status = P_SLEEPING
+    return SLEEP

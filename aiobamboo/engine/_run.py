@@ -1,0 +1,434 @@
+"""The in-memory state of one root pipeline run, and how its changes are recorded.
+
+The owning scheduler mutates these objects synchronously (one event loop, so
+every decision is atomic) and records each change into the pending
+:class:`~aiobamboo.runtime.WriteBatch`; :meth:`Run.flush` makes it durable.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import attrs
+
+from .. import codec, states
+from ..runtime import (
+    RUN_ACTIVE,
+    RUN_FINISHED,
+    RUN_REVOKED,
+    CallbackRow,
+    ContextRow,
+    ExecutionDataRow,
+    HistoryRow,
+    NodeDataRow,
+    ProcessRow,
+    Runtime,
+    RunSnapshot,
+    ScheduleRow,
+    StateRow,
+    WriteBatch,
+)
+from ._spec import ContextVar, RunSpec
+
+# Process status values.
+P_RUNNING = "running"
+P_SLEEPING = "sleeping"
+P_SUSPENDED = "suspended"
+P_JOINING = "joining"
+P_DEAD = "dead"
+
+# Schedule types (semantics §6.1).
+CALLBACK = 1
+MULTIPLE_CALLBACK = 2
+POLL = 3
+
+
+def new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex
+
+
+@attrs.frozen
+class RunEvent:
+    """A committed change, as delivered to :meth:`Scheduler.subscribe` subscribers.
+
+    ``kind`` is ``state`` (a node or pipeline state changed; ``data`` has
+    version, parent_id and loop), ``pipeline_failed`` (a node of the pipeline
+    failed; the root stays RUNNING, as in the original), ``pipeline_finished``
+    or ``pipeline_revoked``.
+    """
+
+    kind: str
+    root_id: str
+    node_id: str
+    state: str
+    data: dict[str, Any]
+    time: float = attrs.Factory(time.time)
+
+
+@attrs.define(slots=True, eq=False)
+class State:
+    node_id: str
+    root_id: str
+    parent_id: str
+    name: str
+    state: str
+    version: str
+    loop: int = 1
+    inner_loop: int = 1
+    retry: int = 0
+    skip: bool = False
+    error_ignored: bool = False
+    created_time: float = attrs.Factory(time.time)
+    started_time: float | None = None
+    archived_time: float | None = None
+
+    def row(self) -> StateRow:
+        return StateRow(
+            node_id=self.node_id,
+            root_id=self.root_id,
+            parent_id=self.parent_id,
+            name=self.name,
+            state=str(self.state),
+            version=self.version,
+            loop=self.loop,
+            inner_loop=self.inner_loop,
+            retry=self.retry,
+            skip=self.skip,
+            error_ignored=self.error_ignored,
+            created_time=self.created_time,
+            started_time=self.started_time,
+            archived_time=self.archived_time,
+        )
+
+
+@attrs.define(slots=True, eq=False)
+class Process:
+    id: str
+    parent_id: str | None
+    current_node_id: str
+    destination_id: str | None
+    stack: list[str]
+    status: str = P_RUNNING
+    suspended_by: str | None = None
+    children: list[str] = attrs.Factory(list)
+    acks: list[str] = attrs.Factory(list)
+    # Set when the process was loaded from storage: its first step may find its
+    # node RUNNING (interrupted mid-node) and must resume rather than refuse.
+    recovering: bool = False
+    _event: anyio.Event | None = None
+
+    def wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    async def wait_awake(self) -> None:
+        """Return once an operation set the process back to running (or joining)."""
+        while self.status in (P_SLEEPING, P_SUSPENDED):
+            self._event = anyio.Event()
+            await self._event.wait()
+        self._event = None
+
+
+@attrs.define(slots=True, eq=False)
+class Schedule:
+    id: str
+    node_id: str
+    version: str
+    type: int
+    process_id: str
+    finished: bool = False
+    expired: bool = False
+    times: int = 0
+
+
+@attrs.define(slots=True, eq=False)
+class Waiter:
+    """Wakes a scheduled activity: a callback arrived, or its attempt went stale."""
+
+    event: anyio.Event = attrs.Factory(anyio.Event)
+    stale: bool = False
+
+
+class Run:
+    """One root pipeline run held in memory by its owner."""
+
+    def __init__(self, store: Runtime, spec: RunSpec, root_data: dict[str, Any]) -> None:
+        self.store = store
+        self.spec = spec
+        self.root_id = spec.root_id
+        self.root_data = root_data
+        self.states: dict[str, State] = {}
+        self.exec_data: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.node_inputs: dict[str, dict[str, Any]] = {}  # retry_node(data=...) overrides
+        self.contexts: dict[str, dict[str, ContextVar]] = {
+            pid: dict(p.context) for pid, p in spec.pipelines.items()
+        }
+        self.processes: dict[str, Process] = {}
+        self.schedules: dict[tuple[str, str], Schedule] = {}
+        self.callbacks: dict[tuple[str, str], deque[CallbackRow]] = {}
+        self.waiters: dict[tuple[str, str], Waiter] = {}
+        self.revoked = False
+        self.finished = False
+        self.batch = WriteBatch(root_id=self.root_id)
+        self.changed = anyio.Event()
+        self.status = RUN_ACTIVE
+        self.events: list[RunEvent] = []
+        self.on_committed: Callable[[list[RunEvent]], None] | None = None
+        self._inflight = 0
+
+    # -- durability ----------------------------------------------------------
+    async def flush(self) -> None:
+        """Make every change recorded so far durable, then tell waiters and subscribers."""
+        batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
+        events, self.events = self.events, []
+        if batch:
+            self._inflight += 1
+            try:
+                await self.store.commit(batch)
+            finally:
+                self._inflight -= 1
+        if events and self.on_committed is not None:
+            self.on_committed(events)
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    @property
+    def settled(self) -> bool:
+        """Nothing recorded is waiting to be, or being, committed."""
+        return not self.batch and self._inflight == 0
+
+    def emit(self, kind: str, node_id: str, state: str = "", **extra: Any) -> None:
+        self.events.append(
+            RunEvent(kind=kind, root_id=self.root_id, node_id=node_id, state=state, data=extra)
+        )
+
+    def emit_state(self, st: State) -> None:
+        self.emit(
+            "state",
+            st.node_id,
+            str(st.state),
+            version=st.version,
+            parent_id=st.parent_id,
+            loop=st.loop,
+        )
+        if st.state == states.FAILED:
+            self.emit("pipeline_failed", st.node_id, str(st.state))
+
+    def mark_finished(self) -> None:
+        self.finished = True
+        self.status = RUN_FINISHED
+        self.batch.run_status = RUN_FINISHED
+        self.emit("pipeline_finished", self.root_id, str(states.FINISHED))
+
+    def mark_revoked(self) -> None:
+        self.revoked = True
+        self.status = RUN_REVOKED
+        self.batch.run_status = RUN_REVOKED
+        self.emit("pipeline_revoked", self.root_id, str(states.REVOKED))
+
+    # -- states --------------------------------------------------------------
+    def put_state(self, state: State) -> None:
+        self.states[state.node_id] = state
+        self.batch.states[state.node_id] = state.row()
+
+    def state_of(self, node_id: str) -> str | None:
+        st = self.states.get(node_id)
+        return str(st.state) if st is not None else None
+
+    def new_state(
+        self, node_id: str, parent_id: str, to: str, *, root_id: str | None = None
+    ) -> State:
+        node = self.spec.nodes.get(node_id)
+        st = State(
+            node_id=node_id,
+            root_id=self.root_id if root_id is None else root_id,
+            parent_id=parent_id,
+            name=node.name if node is not None else "",
+            state=to,
+            version=new_id("v"),
+        )
+        self.put_state(st)
+        return st
+
+    # -- data ----------------------------------------------------------------
+    def put_exec_data(self, node_id: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        """Record execution data; raises ValueCodecError for a value the codec refuses."""
+        row = ExecutionDataRow(
+            node_id=node_id,
+            root_id=self.root_id,
+            inputs_json=codec.dumps(inputs, "inputs"),
+            outputs_json=codec.dumps(outputs, "outputs"),
+        )
+        self.exec_data[node_id] = (inputs, outputs)
+        self.batch.execution_data[node_id] = row
+
+    def exec_outputs(self, node_id: str) -> dict[str, Any]:
+        data = self.exec_data.get(node_id)
+        return dict(data[1]) if data is not None else {}
+
+    def exec_inputs(self, node_id: str) -> dict[str, Any]:
+        data = self.exec_data.get(node_id)
+        return dict(data[0]) if data is not None else {}
+
+    def put_node_inputs(self, node_id: str, inputs: dict[str, Any]) -> None:
+        self.node_inputs[node_id] = inputs
+        self.batch.node_data[node_id] = NodeDataRow(
+            node_id=node_id, root_id=self.root_id, inputs_json=codec.dumps(inputs, "inputs")
+        )
+
+    def put_context(self, pipeline_id: str, key: str, var: ContextVar) -> None:
+        """Upsert a context value; raises ValueCodecError for a value the codec refuses."""
+        row = ContextRow(
+            pipeline_id=pipeline_id,
+            key=key,
+            root_id=self.root_id,
+            type=var.type,
+            value_json=codec.dumps(var.value, key),
+            custom_type=var.custom_type,
+        )
+        self.contexts.setdefault(pipeline_id, {})[key] = var
+        self.batch.context[(pipeline_id, key)] = row
+
+    def add_history(self, node_id: str) -> None:
+        st = self.states[node_id]
+        inputs, outputs = self.exec_data.get(node_id, ({}, {}))
+        self.batch.histories.append(
+            HistoryRow(
+                id=new_id("h"),
+                root_id=self.root_id,
+                node_id=node_id,
+                started_time=st.started_time,
+                archived_time=st.archived_time,
+                loop=st.loop,
+                skip=st.skip,
+                retry=st.retry,
+                version=st.version,
+                inputs_json=codec.dumps(inputs),
+                outputs_json=codec.dumps(outputs),
+                created_time=time.time(),
+            )
+        )
+
+    # -- processes -----------------------------------------------------------
+    def put_process(self, proc: Process) -> None:
+        self.processes[proc.id] = proc
+        self.batch.processes[proc.id] = ProcessRow(
+            id=proc.id,
+            root_id=self.root_id,
+            parent_id=proc.parent_id,
+            current_node_id=proc.current_node_id,
+            destination_id=proc.destination_id,
+            stack=tuple(proc.stack),
+            status=proc.status,
+            suspended_by=proc.suspended_by,
+            children=tuple(proc.children),
+            acks=tuple(proc.acks),
+        )
+
+    def live_processes(self) -> list[Process]:
+        return [p for p in self.processes.values() if p.status != P_DEAD]
+
+    def process_at(self, node_id: str, *statuses: str) -> Process | None:
+        for proc in self.processes.values():
+            if proc.current_node_id == node_id and proc.status != P_DEAD:
+                if not statuses or proc.status in statuses:
+                    return proc
+        return None
+
+    # -- schedules and callbacks ----------------------------------------------
+    def put_schedule(self, sched: Schedule) -> None:
+        self.schedules[(sched.node_id, sched.version)] = sched
+        self.batch.schedules[sched.id] = ScheduleRow(
+            id=sched.id,
+            root_id=self.root_id,
+            node_id=sched.node_id,
+            version=sched.version,
+            type=sched.type,
+            process_id=sched.process_id,
+            finished=sched.finished,
+            expired=sched.expired,
+            times=sched.times,
+        )
+
+    def put_callback(self, row: CallbackRow) -> None:
+        self.batch.callbacks[row.id] = row
+
+    def waiter(self, node_id: str, version: str) -> Waiter:
+        key = (node_id, version)
+        waiter = self.waiters.get(key)
+        if waiter is None:
+            waiter = self.waiters[key] = Waiter()
+        return waiter
+
+    def invalidate_waiter(self, node_id: str, version: str) -> None:
+        waiter = self.waiters.pop((node_id, version), None)
+        if waiter is not None:
+            waiter.stale = True
+            waiter.event.set()
+
+    # -- loading -------------------------------------------------------------
+    def restore(self, snap: RunSnapshot) -> None:
+        """Fill this run from storage, for a run started by an earlier owner."""
+        for srow in snap.states:
+            self.states[srow.node_id] = State(
+                node_id=srow.node_id,
+                root_id=srow.root_id,
+                parent_id=srow.parent_id,
+                name=srow.name,
+                state=states.StateType(srow.state),
+                version=srow.version,
+                loop=srow.loop,
+                inner_loop=srow.inner_loop,
+                retry=srow.retry,
+                skip=srow.skip,
+                error_ignored=srow.error_ignored,
+                created_time=srow.created_time,
+                started_time=srow.started_time,
+                archived_time=srow.archived_time,
+            )
+        for erow in snap.execution_data:
+            self.exec_data[erow.node_id] = (
+                codec.loads(erow.inputs_json),
+                codec.loads(erow.outputs_json),
+            )
+        for nrow in snap.node_data:
+            self.node_inputs[nrow.node_id] = codec.loads(nrow.inputs_json)
+        for crow in snap.context:
+            self.contexts.setdefault(crow.pipeline_id, {})[crow.key] = ContextVar(
+                crow.type, codec.loads(crow.value_json), crow.custom_type
+            )
+        for prow in snap.processes:
+            self.processes[prow.id] = Process(
+                id=prow.id,
+                parent_id=prow.parent_id,
+                current_node_id=prow.current_node_id,
+                destination_id=prow.destination_id,
+                stack=list(prow.stack),
+                status=prow.status,
+                suspended_by=prow.suspended_by,
+                children=list(prow.children),
+                acks=list(prow.acks),
+                recovering=True,
+            )
+        for schrow in snap.schedules:
+            self.schedules[(schrow.node_id, schrow.version)] = Schedule(
+                id=schrow.id,
+                node_id=schrow.node_id,
+                version=schrow.version,
+                type=schrow.type,
+                process_id=schrow.process_id,
+                finished=schrow.finished,
+                expired=schrow.expired,
+                times=schrow.times,
+            )
+        for cbrow in sorted(snap.callbacks, key=lambda r: r.created_time):
+            if not cbrow.consumed:
+                self.callbacks.setdefault((cbrow.node_id, cbrow.version), deque()).append(cbrow)
+        root_state = self.states.get(self.root_id)
+        self.revoked = root_state is not None and root_state.state == states.REVOKED
+        self.finished = root_state is not None and root_state.state == states.FINISHED

@@ -1,0 +1,366 @@
+"""The scheduler: owns running pipelines, drives them, answers the API.
+
+Every mutation of a run happens on the event loop against its in-memory
+state, so two operations on one node are always ordered: the second sees
+what the first did and refuses if it no longer applies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .. import codec, states, validator
+from ..component import ComponentLibrary
+from ..exceptions import InvalidOperationError, NotFoundError
+from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, Runtime, RunRow
+from ._env import Env, Settings, logger
+from ._events import EventHub
+from ._ops import Operations
+from ._process import drive
+from ._run import (
+    P_DEAD,
+    P_JOINING,
+    P_RUNNING,
+    P_SLEEPING,
+    P_SUSPENDED,
+    Process,
+    Run,
+    RunEvent,
+    new_id,
+)
+from ._spec import PLAIN, ContextVar, context_key, parse_tree
+
+
+def _all_node_ids(tree: dict[str, Any]) -> list[str]:
+    ids = [tree["id"], tree["start_event"]["id"], tree["end_event"]["id"]]
+    for node in (tree.get("activities") or {}).values():
+        ids.append(node["id"])
+        if node.get("type") == "SubProcess":
+            ids.extend(_all_node_ids(node["pipeline"])[1:])
+    ids.extend(tree.get("gateways") or {})
+    return ids
+
+
+class Scheduler(Operations):
+    """Executes pipelines stored in ``store``; one per runtime."""
+
+    def __init__(
+        self,
+        store: Runtime,
+        *,
+        components: ComponentLibrary | None = None,
+        settings: Settings | None = None,
+        worker: bool = True,
+    ) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self.events = EventHub()
+        self.env = Env(self.settings, components or ComponentLibrary.default, self.events)
+        self.worker = worker
+        self.runs: dict[str, Run] = {}
+        self._node_roots: dict[str, str] = {}
+        self._tg: TaskGroup | None = None
+        self._loading: dict[str, anyio.Event] = {}
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        """Start the task group and resume every unfinished run in storage."""
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        if self.worker:
+            for root_id in await self.store.active_run_ids():
+                await self._load(root_id)
+
+    async def stop(self) -> None:
+        tg, self._tg = self._tg, None
+        if tg is None:
+            return
+        tg.cancel_scope.cancel()
+        await tg.__aexit__(None, None, None)
+        self.runs.clear()
+        self._node_roots.clear()
+
+    def subscribe(
+        self, root_id: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[RunEvent]]:
+        return self.events.subscribe(root_id)
+
+    # -- runs ----------------------------------------------------------------
+    def _build(self, row: RunRow) -> Run:
+        tree = codec.loads(row.tree_json)
+        options = codec.loads(row.options_json)
+        spec = parse_tree(tree, options.get("subprocess_context"))
+        run = Run(self.store, spec, options.get("root_pipeline_data") or {})
+        root_ctx = run.contexts.setdefault(spec.root_id, {})
+        for key, value in (options.get("root_pipeline_context") or {}).items():
+            root_ctx[context_key(key)] = ContextVar(PLAIN, value)
+        run.on_committed = self.events.publish
+        return run
+
+    def _register(self, run: Run) -> None:
+        self.runs[run.root_id] = run
+        for node_id in run.spec.nodes:
+            self._node_roots[node_id] = run.root_id
+        for pipeline_id in run.spec.pipelines:
+            self._node_roots[pipeline_id] = run.root_id
+        if self._tg is not None and self.worker:
+            self._tg.start_soon(self._supervise, run)
+
+    def _unregister(self, run: Run) -> None:
+        if self.runs.get(run.root_id) is run:
+            del self.runs[run.root_id]
+            for node_id in run.spec.nodes:
+                self._node_roots.pop(node_id, None)
+            for pipeline_id in run.spec.pipelines:
+                self._node_roots.pop(pipeline_id, None)
+
+    async def _load(self, root_id: str) -> Run | None:
+        """Load an active run from storage into memory (once, even if asked concurrently)."""
+        if root_id in self.runs:
+            return self.runs[root_id]
+        loading = self._loading.get(root_id)
+        if loading is not None:
+            await loading.wait()
+            return self.runs.get(root_id)
+        self._loading[root_id] = event = anyio.Event()
+        try:
+            snap = await self.store.load_run(root_id)
+            if snap is None or snap.run.status != RUN_ACTIVE:
+                return None
+            run = self._build(snap.run)
+            run.restore(snap)
+            self._register(run)
+            return run
+        finally:
+            del self._loading[root_id]
+            event.set()
+
+    async def _supervise(self, run: Run) -> None:
+        """Drive a run; after a storage failure, reload it from storage and go on."""
+        delay = self.settings.recovery_delay
+        while True:
+            try:
+                root = next((p for p in run.processes.values() if p.parent_id is None), None)
+                if root is not None:
+                    await drive(self.env, run, root)
+                await run.flush()
+                break
+            except Exception:
+                logger.exception("run %s stopped; reloading it from storage", run.root_id)
+                self._unregister(run)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                fresh = await self._load_quietly(run.root_id)
+                if fresh is None:
+                    return
+                # _load registered and started a fresh supervisor for it.
+                return
+        if run.finished or run.revoked:
+            self._unregister(run)
+
+    async def _load_quietly(self, root_id: str) -> Run | None:
+        while True:
+            try:
+                return await self._load(root_id)
+            except Exception:
+                logger.exception("reloading run %s failed; retrying", root_id)
+                await anyio.sleep(self.settings.recovery_delay)
+
+    async def run_pipeline(
+        self,
+        pipeline: dict[str, Any],
+        *,
+        root_pipeline_data: dict[str, Any] | None = None,
+        root_pipeline_context: dict[str, Any] | None = None,
+        subprocess_context: dict[str, Any] | None = None,
+        cycle_tolerate: bool = False,
+        start_node_id: str | None = None,
+    ) -> str:
+        validator.validate_and_process_pipeline(pipeline, cycle_tolerate=cycle_tolerate)
+        if start_node_id is not None:
+            validator.validate_pipeline_start_node(pipeline, start_node_id)
+        root_id = pipeline["id"]
+        options = {
+            "root_pipeline_data": root_pipeline_data or {},
+            "root_pipeline_context": root_pipeline_context or {},
+            "subprocess_context": subprocess_context or {},
+            "cycle_tolerate": cycle_tolerate,
+            "start_node_id": start_node_id,
+        }
+        row = RunRow(
+            root_id=root_id,
+            tree_json=codec.dumps(pipeline, "pipeline"),
+            options_json=codec.dumps(options, "options"),
+            status=RUN_ACTIVE,
+            created_time=time.time(),
+        )
+        if root_id in self.runs:
+            raise InvalidOperationError(f"pipeline {root_id} already exists")
+        run = self._build(row)
+        run.batch.new_run = row
+        run.batch.new_nodes = _all_node_ids(pipeline)
+        root_state = run.new_state(root_id, "", states.RUNNING)
+        root_state.started_time = time.time()
+        run.put_state(root_state)
+        run.emit_state(root_state)
+        first = start_node_id or run.spec.root.start_id
+        run.put_process(
+            Process(
+                id=new_id("c"),
+                parent_id=None,
+                current_node_id=first,
+                destination_id=None,
+                stack=[root_id],
+            )
+        )
+        await run.flush()
+        self._register(run)
+        return root_id
+
+    # -- lookups ---------------------------------------------------------------
+    async def root_of(self, node_id: str) -> str:
+        root = self._node_roots.get(node_id)
+        if root is None:
+            root = await self.store.get_node_root(node_id)
+        if root is None:
+            raise NotFoundError(f"node({node_id}) does not exist")
+        return root
+
+    async def active_run(self, node_id: str) -> Run:
+        """The in-memory run that holds ``node_id``; refuses ended runs."""
+        root = await self.root_of(node_id)
+        run = self.runs.get(root)
+        if run is not None:
+            return run
+        row = await self.store.get_run(root)
+        if row is None:
+            raise NotFoundError(f"node({node_id}) does not exist")
+        if row.status == RUN_REVOKED:
+            raise InvalidOperationError(f"pipeline {root} has been revoked")
+        if row.status != RUN_ACTIVE:
+            raise InvalidOperationError(f"pipeline {root} has already finished")
+        loaded = await self._load(root)
+        if loaded is None:
+            raise InvalidOperationError(f"pipeline {root} is not active")
+        return loaded
+
+    # -- callbacks ---------------------------------------------------------------
+    async def callback(self, node_id: str, version: str, data: Any) -> None:
+        run = await self.active_run(node_id)
+        if run.process_at(node_id, P_SLEEPING) is None:
+            raise InvalidOperationError(
+                f"can not find sleep process with current node id: {node_id}"
+            )
+        key = (node_id, version)
+        sched = run.schedules.get(key)
+        if sched is None:
+            raise NotFoundError(f"schedule of node {node_id} with version {version} does not exist")
+        st = run.states[node_id]
+        if st.version != version:
+            if not sched.expired:
+                sched.expired = True
+                run.put_schedule(sched)
+                await run.flush()
+            raise InvalidOperationError(f"node version {version} not exist")
+        if sched.finished:
+            raise InvalidOperationError("schedule is already finished")
+        if sched.expired:
+            raise InvalidOperationError("schedule is already expired")
+        data_json = codec.dumps(data, "callback data")
+        if st.state != states.RUNNING:
+            # The original accepts it and expires the schedule on the next trigger.
+            sched.expired = True
+            run.put_schedule(sched)
+            await run.flush()
+            return
+        row = CallbackRow(
+            id=new_id("b"),
+            root_id=run.root_id,
+            node_id=node_id,
+            version=version,
+            data_json=data_json,
+            consumed=False,
+            created_time=time.time(),
+        )
+        run.put_callback(row)
+        await run.flush()
+        run.callbacks.setdefault(key, deque()).append(row)
+        waiter = run.waiters.get(key)
+        if waiter is not None:
+            waiter.event.set()
+
+    # -- waiting ---------------------------------------------------------------
+    async def wait_pipeline(self, root_id: str, timeout: float | None = None) -> tuple[str, str]:
+        """Wait until the pipeline needs an operator or has ended: (state, message)."""
+        with anyio.fail_after(timeout):
+            while True:
+                run = self.runs.get(root_id)
+                if run is None:
+                    found = await self._wait_stored(root_id)
+                    if found is not None:
+                        return found
+                    await anyio.sleep(0.05)
+                    continue
+                result = quiescence(run)
+                if result is not None and run.settled:
+                    return result
+                if result is not None and run.batch:
+                    await run.flush()
+                    continue
+                await run.changed.wait()
+
+    async def _wait_stored(self, root_id: str) -> tuple[str, str] | None:
+        row = await self.store.get_run(root_id)
+        if row is None:
+            raise NotFoundError(f"pipeline({root_id}) does not exist")
+        state = await self.store.get_state(root_id)
+        if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
+            return state.state, f"pipeline {root_id} is {state.state}"
+        if row.status == RUN_ACTIVE and self.worker and self._tg is not None:
+            await self._load(root_id)
+            return None
+        if row.status == RUN_ACTIVE:
+            snap = await self.store.load_run(root_id)
+            if snap is not None:
+                run = self._build(snap.run)
+                run.restore(snap)
+                return quiescence(run)
+        return None
+
+
+def quiescence(run: Run) -> tuple[str, str] | None:
+    """The pipeline's resting state, or None while something can still progress."""
+    root = run.states.get(run.root_id)
+    if root is not None and root.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
+        return str(root.state), f"pipeline {run.root_id} is {root.state}"
+    failed: list[str] = []
+    paused: list[str] = []
+    for proc in run.processes.values():
+        if proc.status in (P_DEAD, P_JOINING):
+            continue
+        if proc.status == P_RUNNING:
+            return None
+        if proc.status == P_SUSPENDED:
+            paused.append(proc.suspended_by or proc.current_node_id)
+            continue
+        st = run.states.get(proc.current_node_id)
+        if st is not None and st.state == states.FAILED:
+            failed.append(proc.current_node_id)
+            continue
+        return None
+    if failed:
+        return str(states.FAILED), "failed nodes: " + ", ".join(sorted(failed))
+    if paused:
+        return str(states.SUSPENDED), "paused at: " + ", ".join(sorted(set(paused)))
+    return None
+
+
+__all__ = ["Scheduler", "Settings", "quiescence"]

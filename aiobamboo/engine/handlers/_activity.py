@@ -1,0 +1,310 @@
+"""ServiceActivity: execute, then poll or wait for callbacks (semantics §5.4, §5.5, §6)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import anyio
+import attrs
+
+from ... import codec, template
+from ...component import DataObject, Service
+from ...exceptions import ValueCodecError
+from .._context import hydrate, references_of
+from .._env import STALE, Outcome, Step, format_exc, go, logger
+from .._run import CALLBACK, MULTIPLE_CALLBACK, P_RUNNING, P_SLEEPING, POLL, Schedule, new_id
+from .._spec import PLAIN, ContextVar, InputSpec
+
+
+def _raw_inputs(step: Step) -> dict[str, InputSpec]:
+    override = step.run.node_inputs.get(step.node.id)
+    if override is None:
+        return step.node.inputs
+    return {k: InputSpec(bool(v["need_render"]), v["value"]) for k, v in override.items()}
+
+
+def _counters(step: Step) -> dict[str, Any]:
+    return {"_loop": step.state.loop, "_inner_loop": step.state.inner_loop}
+
+
+async def _render_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any]:
+    render = {k: v.value for k, v in raw.items() if v.need_render}
+    namespace = await hydrate(
+        step.env,
+        step.run,
+        step.top_pipeline_id,
+        references_of(render.values()),
+        inner_loop=step.state.inner_loop,
+    )
+    namespace.update(_counters(step))
+    inputs = {k: template.render(v, namespace) for k, v in render.items()}
+    inputs.update({k: v.value for k, v in raw.items() if not v.need_render})
+    inputs.update(_counters(step))
+    return inputs
+
+
+def _make_service(step: Step, cls: type[Service]) -> Service:
+    service = cls(step.node.name)
+    service.id = step.node.id
+    service.version = step.state.version
+    service.root_pipeline_id = step.run.root_id
+    service.top_pipeline_id = step.top_pipeline_id
+    service.loop = step.state.loop
+    service.inner_loop = step.state.inner_loop
+    return service
+
+
+async def _hook(step: Step, service: Service, name: str, *args: Any) -> None:
+    if not service.need_run_hook():
+        return
+    method = getattr(service, name, None)
+    if method is None:
+        return
+    try:
+        await step.env.call(method, *args)
+    except Exception:
+        logger.exception("hook %s of node %s raised", name, step.node.id)
+
+
+def _extract_outputs(step: Step, outputs: dict[str, Any]) -> None:
+    """Write mapped outputs into the pipeline context (§7.6); loops append (§5.5)."""
+    node, run = step.node, step.run
+    pipeline_id = step.top_pipeline_id
+    if node.loop is not None:
+        key = node.loop.outputs_key
+        ctx = run.contexts.get(pipeline_id, {})
+        current = ctx.get(key)
+        items = (
+            list(current.value) if current is not None and isinstance(current.value, list) else []
+        )
+        payload = dict(outputs.get("outputs") or {})
+        payload.update(result=outputs.get("_result"), inner_loop=outputs.get("_inner_loop"))
+        items.append(payload)
+        run.put_context(pipeline_id, key, ContextVar(PLAIN, items))
+        return
+    for source_key, ctx_key in node.outputs.items():
+        if source_key in outputs:
+            run.put_context(pipeline_id, ctx_key, ContextVar(PLAIN, outputs[source_key]))
+
+
+def _next_node(step: Step) -> str:
+    loop = step.node.loop
+    if loop is not None and loop.loop_times is not None and step.state.inner_loop < loop.loop_times:
+        return step.node.id
+    return step.node.first_target
+
+
+def _save(step: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    """Store execution data; a value the codec refuses fails the node with its key named."""
+    try:
+        step.run.put_exec_data(step.node.id, inputs, outputs)
+    except ValueCodecError as exc:
+        safe_inputs = _encodable(inputs)
+        outputs = {**_encodable(outputs), "_result": False, "ex_data": str(exc)}
+        step.run.put_exec_data(step.node.id, safe_inputs, outputs)
+    return outputs
+
+
+def _encodable(values: dict[str, Any]) -> dict[str, Any]:
+    kept = {}
+    for key, value in values.items():
+        try:
+            codec.check(value)
+        except ValueCodecError:
+            continue
+        kept[key] = value
+    return kept
+
+
+async def _conclude(
+    step: Step,
+    service: Service,
+    data: DataObject,
+    parent: DataObject,
+    success: bool,
+    fail_hook: str,
+) -> Outcome:
+    """Finish, finish with the error ignored, or fail (table in §5.4)."""
+    outputs = dict(data.outputs)
+    node = step.node
+    if success:
+        step.finish()
+        _extract_outputs(step, outputs)
+        await _hook(step, service, "node_finish", data, parent)
+        return go(_next_node(step))
+    if node.error_ignorable or (node.loop is not None and node.loop.fail_skip):
+        step.finish(error_ignored=True)
+        _extract_outputs(step, outputs)
+        await _hook(step, service, "node_finish", data, parent)
+        return go(node.first_target if node.error_ignorable else _next_node(step))
+    await _hook(step, service, fail_hook, data, parent)
+    _extract_outputs(step, outputs)
+    return step.fail()
+
+
+async def execute_activity(step: Step) -> Outcome:
+    node, run, state = step.node, step.run, step.state
+    raw = _raw_inputs(step)
+    plain_inputs = {k: v.value for k, v in raw.items() if not v.need_render}
+    cls = step.env.components.get_service(node.code, node.version)
+    if cls is None:
+        return step.fail(
+            {
+                "ex_data": f"component {node.code!r} (version {node.version or 'legacy'}) "
+                "is not registered",
+                "_result": False,
+                **_counters(step),
+            },
+            inputs=_encodable(plain_inputs),
+        )
+    try:
+        inputs = await _render_inputs(step, raw)
+    except Exception as exc:
+        return step.fail(
+            {
+                "ex_data": f"inputs hydrate failed({exc}), check node log for details",
+                "_result": False,
+                **_counters(step),
+            },
+            inputs=_encodable(plain_inputs),
+        )
+    data = DataObject(inputs, {})
+    parent = DataObject(run.root_data, {})
+    service = _make_service(step, cls)
+    # The node's RUNNING state is durable before user code runs (ARCHITECTURE §3).
+    await run.flush()
+    if not step.is_current():
+        return STALE
+    await _hook(step, service, "node_enter", data, parent)
+    await _hook(step, service, "pre_execute", data, parent)
+    success, ex_data = await _call(step, service.execute, data, parent)
+    if success:
+        await _hook(step, service, "post_execute", data, parent)
+    elif ex_data is not None:
+        await _hook(step, service, "node_execute_exception", data, parent)
+    if not step.is_current():
+        return STALE
+    if ex_data is not None:
+        data.outputs["ex_data"] = ex_data
+    data.outputs.update(_result=success, **_counters(step))
+    saved = _save(step, dict(data.inputs), dict(data.outputs))
+    if saved.get("_result") is False and success:
+        success = False
+        data.outputs.clear()
+        data.outputs.update(saved)
+    if success and service.need_schedule():
+        if service.interval is not None:
+            kind = POLL
+        elif service.multi_callback_enabled():
+            kind = MULTIPLE_CALLBACK
+        else:
+            kind = CALLBACK
+        sched = Schedule(
+            id=new_id("s"),
+            node_id=node.id,
+            version=state.version,
+            type=kind,
+            process_id=step.proc.id,
+        )
+        run.put_schedule(sched)
+        return await _schedule_loop(step, sched, cls)
+    return await _conclude(step, service, data, parent, success, "node_execute_fail")
+
+
+async def _call(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
+    try:
+        result = await step.env.call(fn, *args)
+    except Exception as exc:
+        return False, format_exc(exc)
+    return result is not False, None
+
+
+async def resume_schedule(step: Step, sched: Schedule) -> Outcome:
+    """Continue waiting on a schedule after a restart."""
+    cls = step.env.components.get_service(step.node.code, step.node.version)
+    if cls is None:
+        return step.fail(
+            {
+                **step.run.exec_outputs(step.node.id),
+                "ex_data": f"component {step.node.code!r} is not registered",
+                "_result": False,
+            }
+        )
+    return await _schedule_loop(step, sched, cls)
+
+
+def _poll_delay(service: Service, times: int) -> float:
+    if times == 0 or service.interval is None:
+        return 0.0
+    generator = copy.copy(service.interval)
+    generator.count = times - 1
+    return float(generator.next())
+
+
+async def _next_trigger(step: Step, sched: Schedule, service: Service) -> tuple[bool, Any]:
+    """Wait for the next poll time or callback; (False, _) when the attempt went stale."""
+    run, key = step.run, (sched.node_id, sched.version)
+    if sched.type == POLL:
+        delay = _poll_delay(service, sched.times)
+        if delay > 0:
+            waiter = run.waiter(*key)
+            with anyio.move_on_after(delay):
+                await waiter.event.wait()
+            if waiter.stale:
+                return False, None
+        return step.is_current(), None
+    while True:
+        queue = run.callbacks.get(key)
+        if queue:
+            row = queue.popleft()
+            run.put_callback(attrs.evolve(row, consumed=True))
+            return step.is_current(), codec.loads(row.data_json)
+        waiter = run.waiter(*key)
+        await waiter.event.wait()
+        if waiter.stale:
+            return False, None
+        run.waiters.pop(key, None)
+
+
+async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Outcome:
+    run, proc, node = step.run, step.proc, step.node
+    probe = _make_service(step, cls)
+    parent = DataObject(run.root_data, {})
+    while True:
+        proc.status = P_SLEEPING
+        run.put_process(proc)
+        await run.flush()
+        current, callback_data = await _next_trigger(step, sched, probe)
+        if not current:
+            if not sched.expired and not sched.finished:
+                sched.expired = True
+                run.put_schedule(sched)
+            return STALE
+        sched.times += 1
+        service = _make_service(step, cls)
+        data = DataObject(run.exec_inputs(node.id), run.exec_outputs(node.id))
+        await _hook(step, service, "pre_schedule", data, parent, callback_data)
+        success, ex_data = await _call(step, service.schedule, data, parent, callback_data)
+        if success:
+            await _hook(step, service, "post_schedule", data, parent, callback_data)
+        if not step.is_current():
+            return STALE
+        if ex_data is not None:
+            data.outputs["ex_data"] = ex_data
+        data.outputs.update(_result=success, **_counters(step))
+        saved = _save(step, dict(data.inputs), dict(data.outputs))
+        if saved.get("_result") is False and success:
+            success = False
+            data.outputs.clear()
+            data.outputs.update(saved)
+        run.put_schedule(sched)
+        done = success and (sched.type == CALLBACK or service.is_schedule_done())
+        ignorable = node.error_ignorable or (node.loop is not None and node.loop.fail_skip)
+        if done or (not success and ignorable):
+            sched.finished = True
+            run.put_schedule(sched)
+        if done or not success:
+            proc.status = P_RUNNING
+            run.put_process(proc)
+            return await _conclude(step, service, data, parent, success, "node_schedule_fail")

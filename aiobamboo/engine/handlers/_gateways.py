@@ -1,0 +1,106 @@
+"""Exclusive, parallel, conditional-parallel and converge gateways (semantics §5.9-§5.11)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ... import template
+from ...exceptions import ConditionSyntaxError
+from .._context import hydrate, references_of
+from .._env import STRATEGY_FIRST, Outcome, Step, go
+
+_Chosen = list[tuple[str, str]]  # (flow id, target)
+
+
+def _escape(value: Any) -> Any:
+    """Raw newlines and tabs become escapes so a rendered condition still parses (§5.9)."""
+    if isinstance(value, str) and "\\" not in value:
+        return value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return value
+
+
+def _dump(namespace: dict[str, Any]) -> str:
+    return json.dumps(namespace, default=repr, ensure_ascii=False)
+
+
+async def _choose(step: Step, first_only: bool) -> _Chosen | Outcome:
+    node = step.node
+    try:
+        namespace = await hydrate(
+            step.env,
+            step.run,
+            step.top_pipeline_id,
+            references_of(expr for _, expr, _ in node.conditions),
+            inner_loop=step.state.inner_loop,
+        )
+    except Exception as exc:
+        return step.fail(
+            {"ex_data": f"evaluation context hydrate failed({exc}), check node log for details."}
+        )
+    namespace = {k: _escape(v) for k, v in namespace.items()}
+    chosen: _Chosen = []
+    for flow_id, expr, target in node.conditions:
+        try:
+            ok = template.evaluate_condition(expr, namespace)
+        except ConditionSyntaxError as exc:
+            return step.fail(
+                {
+                    "ex_data": f"evaluate[{expr}] fail with data[{_dump(namespace)}]: please check "
+                    f"if some variable not exists or the expression is unsupported ({exc})"
+                }
+            )
+        except Exception as exc:
+            return step.fail(
+                {"ex_data": f"evaluate[{expr}] fail with data[{_dump(namespace)}] message: {exc}"}
+            )
+        if ok:
+            chosen.append((flow_id, target))
+            if first_only:
+                break
+    if not chosen:
+        if node.default_target is None:
+            return step.fail({"ex_data": "all conditions of branches are not meet"})
+        chosen.append(node.default_target)
+    return chosen
+
+
+def _first_only(step: Step) -> bool:
+    strategy = step.node.extra_info.get("strategy")
+    if strategy in ("FIRST", "first", STRATEGY_FIRST):
+        return True
+    return strategy is None and step.env.settings.exclusive_gateway_strategy == STRATEGY_FIRST
+
+
+async def execute_exclusive(step: Step) -> Outcome:
+    chosen = await _choose(step, _first_only(step))
+    if isinstance(chosen, Outcome):
+        return chosen
+    if len(chosen) != 1:
+        return step.fail({"ex_data": f"multiple conditions meet: {[f for f, _ in chosen]}"})
+    step.finish()
+    return go(chosen[0][1])
+
+
+def fork(step: Step, targets: list[str]) -> Outcome:
+    converge = step.node.converge_gateway_id
+    if not converge:
+        return step.fail({"ex_data": f"gateway {step.node.id} has no converge_gateway_id"})
+    step.finish()
+    return Outcome("fork", children=[(target, converge) for target in targets])
+
+
+async def execute_parallel(step: Step) -> Outcome:
+    return fork(step, list(step.node.targets.values()))
+
+
+async def execute_conditional_parallel(step: Step) -> Outcome:
+    chosen = await _choose(step, False)
+    if isinstance(chosen, Outcome):
+        return chosen
+    return fork(step, [target for _, target in chosen])
+
+
+async def execute_converge(step: Step) -> Outcome:
+    step.finish()
+    return go(step.node.first_target)

@@ -1,0 +1,44 @@
+"""SubProcess: render params into the child context and descend (semantics §5.6)."""
+
+from __future__ import annotations
+
+from ... import template
+from .._context import hydrate, references_of
+from .._env import Outcome, Step, go
+from .._spec import PLAIN, ContextVar, InputSpec
+
+
+async def execute_subprocess(step: Step) -> Outcome:
+    node, run, proc = step.node, step.run, step.proc
+    sub = node.subprocess
+    assert sub is not None
+    # Direct children count inner loops afresh for each entry of the sub-process.
+    for st in run.states.values():
+        if st.parent_id == node.id and st.root_id == run.root_id:
+            st.inner_loop = 0
+            run.put_state(st)
+    override = run.node_inputs.get(node.id)
+    raw = (
+        {k: InputSpec(bool(v["need_render"]), v["value"]) for k, v in override.items()}
+        if override is not None
+        else node.inputs
+    )
+    render = {k: v.value for k, v in raw.items() if v.need_render}
+    try:
+        namespace = await hydrate(
+            step.env,
+            run,
+            step.top_pipeline_id,
+            references_of(render.values()),
+            inner_loop=step.state.inner_loop,
+        )
+        params = {k: template.render(v, namespace) for k, v in render.items()}
+        params.update({k: v.value for k, v in raw.items() if not v.need_render})
+        for key, value in params.items():
+            run.put_context(node.id, key, ContextVar(PLAIN, value))
+        run.put_exec_data(node.id, params, {})
+    except Exception as exc:
+        return step.fail({"ex_data": f"context hydrate failed({exc}), check node log for details."})
+    if proc.stack[-1] != node.id:
+        proc.stack.append(node.id)
+    return go(sub.start_id)

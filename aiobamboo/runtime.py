@@ -1,0 +1,256 @@
+"""The storage side of the engine: the :class:`Runtime` Protocol and its records.
+
+The engine keeps a running pipeline in memory and writes every step through
+one :class:`WriteBatch`; a runtime stores batches atomically (sharing
+transactions between concurrent batches if it likes) and answers the reads
+the API needs. Runtimes know nothing about node kinds; the engine knows
+nothing about SQL.
+
+Value columns (``*_json``) hold text written by :mod:`aiobamboo.codec`; times
+are POSIX seconds (float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+import attrs
+
+__all__ = [
+    "JSON",
+    "CallbackRow",
+    "ContextRow",
+    "ExecutionDataRow",
+    "HistoryRow",
+    "NodeDataRow",
+    "ProcessRow",
+    "RunRow",
+    "RunSnapshot",
+    "Runtime",
+    "ScheduleRow",
+    "StateRow",
+    "WriteBatch",
+    "load_sql_blocks",
+]
+
+JSON: TypeAlias = Any
+"""A value of the codec: JSON types plus datetime, date, Decimal and tuple."""
+
+# Run status values (RunRow.status).
+RUN_ACTIVE = "active"
+RUN_FINISHED = "finished"
+RUN_REVOKED = "revoked"
+
+
+@attrs.frozen
+class RunRow:
+    """One root pipeline run: the processed tree is stored once."""
+
+    root_id: str
+    tree_json: str
+    options_json: str
+    status: str
+    created_time: float
+
+
+@attrs.frozen
+class StateRow:
+    node_id: str
+    root_id: str
+    parent_id: str
+    name: str
+    state: str
+    version: str
+    loop: int
+    inner_loop: int
+    retry: int
+    skip: bool = attrs.field(converter=bool)
+    error_ignored: bool = attrs.field(converter=bool)
+    created_time: float = 0.0
+    started_time: float | None = None
+    archived_time: float | None = None
+
+
+@attrs.frozen
+class ExecutionDataRow:
+    node_id: str
+    root_id: str
+    inputs_json: str
+    outputs_json: str
+
+
+@attrs.frozen
+class NodeDataRow:
+    """Inputs that replaced a node's tree inputs (``retry_node(data=...)``)."""
+
+    node_id: str
+    root_id: str
+    inputs_json: str
+
+
+@attrs.frozen
+class ContextRow:
+    pipeline_id: str
+    key: str
+    root_id: str
+    type: int  # 1 plain, 2 splice, 3 compute (lazy)
+    value_json: str
+    custom_type: str | None
+
+
+@attrs.frozen
+class ProcessRow:
+    """A logical thread of execution (semantics §1.4)."""
+
+    id: str
+    root_id: str
+    parent_id: str | None
+    current_node_id: str
+    destination_id: str | None
+    stack: tuple[str, ...]
+    status: str  # running | sleeping | suspended | joining | dead
+    suspended_by: str | None
+    children: tuple[str, ...]
+    acks: tuple[str, ...]
+
+
+@attrs.frozen
+class ScheduleRow:
+    id: str
+    root_id: str
+    node_id: str
+    version: str
+    type: int  # 1 callback, 2 multiple callback, 3 poll
+    process_id: str
+    finished: bool = attrs.field(converter=bool)
+    expired: bool = attrs.field(converter=bool)
+    times: int = 0
+
+
+@attrs.frozen
+class CallbackRow:
+    id: str
+    root_id: str
+    node_id: str
+    version: str
+    data_json: str
+    consumed: bool = attrs.field(converter=bool)
+    created_time: float = 0.0
+
+
+@attrs.frozen
+class HistoryRow:
+    id: str
+    root_id: str
+    node_id: str
+    started_time: float | None
+    archived_time: float | None
+    loop: int
+    skip: bool = attrs.field(converter=bool)
+    retry: int = 0
+    version: str = ""
+    inputs_json: str = "{}"
+    outputs_json: str = "{}"
+    created_time: float = 0.0
+
+
+@attrs.define
+class WriteBatch:
+    """Everything one engine step changed in one run; stored atomically.
+
+    Keyed collections keep the last write per row, so a step may record the
+    same row several times.
+    """
+
+    root_id: str
+    new_run: RunRow | None = None
+    new_nodes: Sequence[str] = ()
+    run_status: str | None = None
+    states: dict[str, StateRow] = attrs.Factory(dict)
+    execution_data: dict[str, ExecutionDataRow] = attrs.Factory(dict)
+    node_data: dict[str, NodeDataRow] = attrs.Factory(dict)
+    context: dict[tuple[str, str], ContextRow] = attrs.Factory(dict)
+    processes: dict[str, ProcessRow] = attrs.Factory(dict)
+    schedules: dict[str, ScheduleRow] = attrs.Factory(dict)
+    callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
+    histories: list[HistoryRow] = attrs.Factory(list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.new_run
+            or self.run_status
+            or self.states
+            or self.execution_data
+            or self.node_data
+            or self.context
+            or self.processes
+            or self.schedules
+            or self.callbacks
+            or self.histories
+        )
+
+
+@attrs.frozen
+class RunSnapshot:
+    """Everything needed to rebuild a run in memory after a restart."""
+
+    run: RunRow
+    states: Sequence[StateRow]
+    execution_data: Sequence[ExecutionDataRow]
+    node_data: Sequence[NodeDataRow]
+    context: Sequence[ContextRow]
+    processes: Sequence[ProcessRow]
+    schedules: Sequence[ScheduleRow]
+    callbacks: Sequence[CallbackRow]
+
+
+def load_sql_blocks(text: str) -> dict[str, str]:
+    """Parse a file of ``-- name: NAME`` blocks into ``{NAME: statement}``."""
+    queries: dict[str, str] = {}
+    name = None
+    lines: list[str] = []
+    for line in [*text.splitlines(), "-- name: "]:
+        if line.startswith("-- name:"):
+            if name:
+                queries[name] = "\n".join(lines).strip()
+            name, lines = line.split(":", 1)[1].strip(), []
+        elif not line.startswith("--"):
+            lines.append(line)
+    return queries
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """What the engine needs from storage. Every method may raise StorageError."""
+
+    # -- writes ---------------------------------------------------------------
+    async def commit(self, batch: WriteBatch) -> None:
+        """Store ``batch`` atomically; batches are applied in call order.
+
+        A batch with ``new_run`` whose root id exists raises InvalidOperationError.
+        """
+
+    # -- runs -----------------------------------------------------------------
+    async def get_run(self, root_id: str) -> RunRow | None: ...
+
+    async def active_run_ids(self) -> list[str]:
+        """Root ids of runs that are neither finished nor revoked."""
+
+    async def load_run(self, root_id: str) -> RunSnapshot | None: ...
+
+    async def get_node_root(self, node_id: str) -> str | None:
+        """The root id of the run whose tree holds ``node_id`` (reached or not)."""
+
+    # -- reads for the API ----------------------------------------------------
+    async def get_state(self, node_id: str) -> StateRow | None: ...
+
+    async def get_states_by_root(self, root_id: str) -> list[StateRow]: ...
+
+    async def get_states_by_parent(self, parent_id: str) -> list[StateRow]: ...
+
+    async def get_execution_data(self, node_id: str) -> ExecutionDataRow | None: ...
+
+    async def get_node_data(self, node_id: str) -> NodeDataRow | None: ...
+
+    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]: ...

@@ -1,0 +1,460 @@
+"""Gateway conditions: a boolrule-compatible language with normal precedence.
+
+:func:`evaluate_condition` does what the original's exclusive and conditional
+parallel gateways do with a condition: string values of the namespace are
+escaped (a raw newline, carriage return or tab becomes the two characters
+``\\n``, ``\\r``, ``\\t``, unless the string already contains one of those
+escapes), the ``${...}`` fragments are rendered textually (:func:`render`), and
+the resulting text is parsed and evaluated. This is a dedicated small grammar:
+no Python is evaluated at this stage.
+
+Grammar (keywords and operators case-insensitive)::
+
+    condition  := "*" | or
+    or         := and ("or" and)*
+    and        := not ("and" not)*
+    not        := "not"* primary
+    primary    := "(" or ")" | operand OP operand | "true" | "false"
+    operand    := value | "(" value ("," value)* ")"          -> a list
+    value      := int | real | "..." | '...' | true | false | identifier path
+    OP         := == != < > <= >= in notin issuperset notissuperset
+
+- Numbers: ``1``, ``-2``, ``+3``, ``1.5``, ``.5``, ``2.``, ``1e3`` (a float).
+- Strings: ``"..."`` or ``'...'`` on one line; there is no quote escape, and
+  the two-character sequences ``\\t \\n \\f \\r`` become the whitespace they
+  name, as pyparsing's ``QuotedString`` does in the original.
+- An identifier path (``abc``, ``_x``, ``a.b``) and an unresolved
+  ``${name}`` evaluate to their own text, as boolrule does without a context.
+- ``*`` alone is true; ``=`` is a syntax error; comparisons do not chain.
+
+Coercion of the two operands of ``== != < > <= >=``:
+
+- two numbers (booleans count as 1 and 0) compare as numbers, never truncated;
+- a number and a string that reads as a number compare as numbers;
+- a number and any other string compare as strings (``str()`` of the number);
+- two lists are equal when their items are pairwise equal under these rules;
+- anything else compares as it is; an impossible ordering (a list and a
+  number) raises :class:`TemplateError`.
+
+``in`` / ``notin``: against a list, true when some item is equal under the
+rules above (this is the original's "extend the list with items cast to the
+left operand's type", without truncation); against a string, a substring test
+(``str()`` of a number); against a single value, equality. ``issuperset`` /
+``notissuperset``: a single value on either side is a one-item list, then
+every right item must equal some left item under the rules above.
+
+Differences from the original (boolrule on pyparsing 2):
+
+1. Precedence: ``not`` binds tightest, then ``and``, then ``or``. The original
+   has no precedence: it runs left to right and stops early (true before
+   ``or`` -> true, false before ``and`` -> false). So
+   ``1 > 2 and 1 == 1 or 2 == 2`` is **True** here and False there;
+   ``1 == 1 or 1 > 2 and 1 > 3`` is True in both.
+2. ``not`` exists here (the original has no negation but ``!=`` and ``notin``).
+3. No truncation: ``1.5 > 1`` is True here, False in the original (it casts
+   the float with ``int()``); ``1 == 1.9`` and ``1 in (1.9)`` are False here,
+   True there.
+4. Numeric strings: ``"1.0" == 1`` and ``"1.0" in (1)`` are True here; the
+   original's ``int("1.0")`` fails, so they are False there.
+5. A number against a non-numeric string compares as strings: ``123 < "abc"``
+   is True here and a failure there; ``true == "True"`` is True here and
+   False there (``true == "true"`` is False in both).
+6. ``in`` against a string or a single value, and superset operators against
+   a non-string single value, work here; the original raises ``TypeError``.
+   Superset operators coerce items like ``==``: ``(1, 2) issuperset ("1")``
+   is True here, False there.
+7. A condition that is just ``true`` or ``false`` (possibly with ``not`` or in
+   parentheses, also inside ``and``/``or``) is accepted; the original
+   requires a comparison. A whole ``${flag}`` that renders to a ``bool`` is
+   that bool; any other non-string rendering is parsed as ``str()`` of it.
+8. Identifiers may use any Unicode letters, and a word that merely starts
+   with a keyword (``trueish``, ``order``) is an identifier; ``1e3`` is a
+   float. These are syntax or conversion errors in the original.
+9. Parse errors raise :class:`ConditionSyntaxError` (the original raises
+   pyparsing's ``ParseException``); a failed comparison raises
+   :class:`TemplateError`; parentheses nested more than 100 deep raise
+   :class:`ExpressionLimitError`.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aiobamboo.exceptions import ConditionSyntaxError, ExpressionLimitError, TemplateError
+
+from ._render import render
+from ._sandbox import Sandbox
+
+__all__ = ["MAX_CONDITION_DEPTH", "escape_value", "evaluate_condition", "parse_condition"]
+
+MAX_CONDITION_DEPTH = 100
+_MAX_SUPERSET_PAIRS = 1_000_000
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[ \t\r\n]+)
+    |(?P<lparen>\()
+    |(?P<rparen>\))
+    |(?P<comma>,)
+    |(?P<op>==|!=|<=|>=|<|>)
+    |(?P<bad_op>=|!)
+    |(?P<string>"[^"\r\n]*"|'[^'\r\n]*')
+    |(?P<real>[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?(?!\w))
+    |(?P<int>[+-]?\d+(?:[eE]\+?\d+)?(?!\w))
+    |(?P<placeholder>\$\{\s*[^\W\d]\w*(?:\.[^\W\d]\w*)*\s*\})
+    |(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*)
+    """,
+    re.VERBOSE,
+)
+_NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_KEYWORD_OPS = frozenset({"in", "notin", "issuperset", "notissuperset"})
+_LOGIC = frozenset({"and", "or", "not"})
+_WHITESPACE_ESCAPES = (("\\t", "\t"), ("\\n", "\n"), ("\\f", "\f"), ("\\r", "\r"))
+_VALUE_ESCAPES = (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+Value = Any  # int | float | bool | str | list[...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # lparen rparen comma op value and or not eof
+    text: str
+    position: int
+    value: Value = None
+
+
+# Parsed condition nodes: ("const", bool) | ("not", node) | ("and", [nodes])
+# | ("or", [nodes]) | ("cmp", op, left, right)
+Node = tuple[Any, ...]
+
+
+def escape_value(value: Any) -> Any:
+    """Escape raw ``\\n \\r \\t`` in a string, unless it already holds an escape."""
+    if not isinstance(value, str):
+        return value
+    if any(escaped in value for _, escaped in _VALUE_ESCAPES):
+        return value
+    for raw, escaped in _VALUE_ESCAPES:
+        value = value.replace(raw, escaped)
+    return value
+
+
+class _EscapedNamespace(Mapping[str, Any]):
+    """A read-only view of a namespace with its string values escaped."""
+
+    __slots__ = ("_namespace",)
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self._namespace = namespace
+
+    def __getitem__(self, key: str) -> Any:
+        return escape_value(self._namespace[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._namespace
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._namespace)
+
+    def __len__(self) -> int:
+        return len(self._namespace)
+
+
+def evaluate_condition(
+    expression: str, namespace: Mapping[str, Any], *, sandbox: Sandbox | None = None
+) -> bool:
+    """Evaluate a gateway condition (see the module documentation)."""
+    rendered = render(expression, _EscapedNamespace(namespace), sandbox=sandbox)
+    if isinstance(rendered, bool):
+        return rendered
+    text = rendered if isinstance(rendered, str) else str(rendered)
+    try:
+        tree = parse_condition(text)
+    except (ConditionSyntaxError, ExpressionLimitError) as exc:
+        if text == expression:
+            raise
+        raise type(exc)(f"{exc} (condition {expression!r})") from None
+    shown = repr(expression) if text == expression else f"{expression!r} (rendered: {text!r})"
+    return _evaluate(tree, shown)
+
+
+@lru_cache(maxsize=2048)
+def parse_condition(text: str) -> Node:
+    """Parse condition text (already rendered) into a small tree; cached."""
+    label = repr(text)
+    if text.strip() == "*":
+        return ("const", True)
+    tokens = list(_tokenize(text, label))
+    try:
+        return _Parser(tokens, label).parse()
+    except RecursionError:
+        raise ExpressionLimitError(f"condition {label} is nested too deeply") from None
+
+
+def _syntax_error(label: str, detail: str) -> ConditionSyntaxError:
+    return ConditionSyntaxError(f"cannot parse condition {label}: {detail}")
+
+
+def _unescape(body: str) -> str:
+    if "\\" in body:
+        for escaped, raw in _WHITESPACE_ESCAPES:
+            body = body.replace(escaped, raw)
+    return body
+
+
+def _tokenize(text: str, label: str) -> Iterator[_Token]:
+    position = 0
+    length = len(text)
+    while position < length:
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise _syntax_error(
+                label, f"unexpected character {text[position]!r} at position {position}"
+            )
+        kind = match.lastgroup
+        lexeme = match[0]
+        start = position
+        position = match.end()
+        if kind == "ws":
+            continue
+        if kind == "bad_op":
+            hint = " (use '==')" if lexeme == "=" else ""
+            raise _syntax_error(label, f"{lexeme!r} at position {start} is not an operator{hint}")
+        if kind == "string":
+            yield _Token("value", lexeme, start, _unescape(lexeme[1:-1]))
+        elif kind == "real":
+            yield _Token("value", lexeme, start, float(lexeme))
+        elif kind == "int":
+            number: int | float = float(lexeme) if "e" in lexeme.lower() else int(lexeme)
+            yield _Token("value", lexeme, start, number)
+        elif kind == "placeholder":
+            yield _Token("value", lexeme, start, lexeme)
+        elif kind == "word":
+            lowered = lexeme.lower()
+            if lowered in _LOGIC:
+                yield _Token(lowered, lexeme, start)
+            elif lowered in _KEYWORD_OPS:
+                yield _Token("op", lowered, start)
+            elif lowered in ("true", "false"):
+                yield _Token("value", lexeme, start, lowered == "true")
+            else:
+                yield _Token("value", lexeme, start, lexeme)
+        else:  # lparen rparen comma op
+            yield _Token(kind or "", lexeme, start)
+    yield _Token("eof", "end of condition", length)
+
+
+class _Parser:
+    def __init__(self, tokens: list[_Token], label: str) -> None:
+        self._tokens = tokens
+        self._pos = 0
+        self._label = label
+
+    def _peek(self, offset: int = 0) -> _Token:
+        return self._tokens[min(self._pos + offset, len(self._tokens) - 1)]
+
+    def _next(self) -> _Token:
+        token = self._peek()
+        self._pos += 1
+        return token
+
+    def _error(self, token: _Token, expected: str) -> ConditionSyntaxError:
+        found = "the end" if token.kind == "eof" else repr(token.text)
+        return _syntax_error(
+            self._label, f"expected {expected} but found {found} at position {token.position}"
+        )
+
+    def parse(self) -> Node:
+        node = self._or(0)
+        token = self._peek()
+        if token.kind != "eof":
+            raise self._error(token, "'and', 'or' or the end")
+        return node
+
+    def _or(self, depth: int) -> Node:
+        items = [self._and(depth)]
+        while self._peek().kind == "or":
+            self._next()
+            items.append(self._and(depth))
+        return items[0] if len(items) == 1 else ("or", items)
+
+    def _and(self, depth: int) -> Node:
+        items = [self._not(depth)]
+        while self._peek().kind == "and":
+            self._next()
+            items.append(self._not(depth))
+        return items[0] if len(items) == 1 else ("and", items)
+
+    def _not(self, depth: int) -> Node:
+        negations = 0
+        while self._peek().kind == "not":
+            self._next()
+            negations += 1
+        node = self._primary(depth)
+        return ("not", node) if negations % 2 else node
+
+    def _primary(self, depth: int) -> Node:
+        token = self._peek()
+        if token.kind == "lparen":
+            start = self._pos
+            items = self._try_tuple()
+            if items is not None and self._peek().kind == "op":
+                return self._comparison(items)
+            self._pos = start
+            if depth + 1 > MAX_CONDITION_DEPTH:
+                raise ExpressionLimitError(
+                    f"condition {self._label} nests parentheses more than "
+                    f"{MAX_CONDITION_DEPTH} deep"
+                )
+            self._next()
+            node = self._or(depth + 1)
+            closing = self._next()
+            if closing.kind != "rparen":
+                raise self._error(closing, "')'")
+            return node
+        if token.kind != "value":
+            raise self._error(token, "a value, 'not' or '('")
+        self._next()
+        if self._peek().kind == "op":
+            return self._comparison(token.value)
+        if isinstance(token.value, bool):
+            return ("const", token.value)
+        raise self._error(self._peek(), "a comparison operator")
+
+    def _try_tuple(self) -> list[Value] | None:
+        """``( value (, value)* )`` at the current position, or None (position moved)."""
+        self._next()  # "("
+        items: list[Value] = []
+        while True:
+            token = self._next()
+            if token.kind != "value":
+                return None
+            items.append(token.value)
+            separator = self._next()
+            if separator.kind == "rparen":
+                return items
+            if separator.kind != "comma":
+                return None
+
+    def _operand(self) -> Value:
+        token = self._peek()
+        if token.kind == "lparen":
+            items = self._try_tuple()
+            if items is None:
+                raise self._error(self._peek(-1), "a value or a tuple of values")
+            return items
+        if token.kind != "value":
+            raise self._error(token, "a value")
+        self._next()
+        return token.value
+
+    def _comparison(self, left: Value) -> Node:
+        op = self._next().text.lower()
+        right = self._operand()
+        return ("cmp", op, left, right)
+
+
+# -- evaluation --------------------------------------------------------------
+
+
+def _evaluate(node: Node, label: str) -> bool:
+    kind = node[0]
+    if kind == "const":
+        return bool(node[1])
+    if kind == "not":
+        return not _evaluate(node[1], label)
+    if kind == "and":
+        return all(_evaluate(child, label) for child in node[1])
+    if kind == "or":
+        return any(_evaluate(child, label) for child in node[1])
+    _, op, left, right = node
+    try:
+        return _compare(op, left, right)
+    except TypeError as exc:
+        raise TemplateError(
+            f"cannot evaluate condition {label}: {_show(left)} {op} {_show(right)}: {exc}"
+        ) from exc
+
+
+def _show(value: Value) -> str:
+    return repr(tuple(value)) if isinstance(value, list) else repr(value)
+
+
+def _is_number(value: Value) -> bool:
+    return isinstance(value, int | float)
+
+
+def _as_number(text: str) -> int | float | None:
+    candidate = text.strip()
+    if not _NUMERIC.fullmatch(candidate):
+        return None
+    if any(char in candidate for char in ".eE"):
+        return float(candidate)
+    return int(candidate)
+
+
+def _text(value: Value) -> str:
+    return str(value)
+
+
+def _coerce(left: Value, right: Value) -> tuple[Value, Value]:
+    """Bring a number and a string to a common type (see the module docs)."""
+    if _is_number(left) and isinstance(right, str):
+        number = _as_number(right)
+        return (left, number) if number is not None else (_text(left), right)
+    if isinstance(left, str) and _is_number(right):
+        number = _as_number(left)
+        return (number, right) if number is not None else (left, _text(right))
+    return left, right
+
+
+def _equal(left: Value, right: Value) -> bool:
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(_equal, left, right))
+    left, right = _coerce(left, right)
+    return bool(left == right)
+
+
+_ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+}
+
+
+def _compare(op: str, left: Value, right: Value) -> bool:
+    if op == "==":
+        return _equal(left, right)
+    if op == "!=":
+        return not _equal(left, right)
+    if op in _ORDERINGS:
+        left, right = _coerce(left, right)
+        return bool(_ORDERINGS[op](left, right))
+    if op in ("in", "notin"):
+        found = _contains(right, left)
+        return found if op == "in" else not found
+    # issuperset / notissuperset
+    container = left if isinstance(left, list) else [left]
+    wanted = right if isinstance(right, list) else [right]
+    if len(container) * len(wanted) > _MAX_SUPERSET_PAIRS:
+        raise ExpressionLimitError(
+            f"superset test of {len(container)} by {len(wanted)} items exceeds the limit"
+        )
+    result = all(any(_equal(item, have) for have in container) for item in wanted)
+    return result if op == "issuperset" else not result
+
+
+def _contains(haystack: Value, needle: Value) -> bool:
+    if isinstance(haystack, list):
+        return any(_equal(needle, item) for item in haystack)
+    if isinstance(haystack, str):
+        if isinstance(needle, list):
+            raise TypeError("a tuple cannot be searched for in a string")
+        return (needle if isinstance(needle, str) else _text(needle)) in haystack
+    return _equal(needle, haystack)

@@ -1,0 +1,250 @@
+"""Gateway matching (semantics §3.4): find the converge gateway of every gateway.
+
+Gateways are resolved from the end of the (loop-free) graph backwards, so that the
+gateways nested in a branch are known before the branch is walked. A branch walk
+follows activities, steps over each nested gateway's block to that gateway's
+converge gateway, and stops at the first converge gateway it meets directly
+(``converge``), at the end event (``end``), on a flow closing a loop (``loop``), or at
+a nested exclusive gateway whose branches never converge (``dead``).
+
+Stepping over a nested gateway ``K`` with converge ``C``:
+
+- ``C`` is *shared* when flows from outside ``K``'s block also enter it. The walk
+  stops there, as a branch that reaches ``C`` directly would. The original decided
+  this by counting branches against incoming flows; it miscounted nested sharing
+  (upstream issue 162 and its relatives). Here the flows are compared as sets.
+- otherwise ``C`` is *owned* by ``K`` and the walk goes on past it. ``C`` stays a
+  candidate: when the branches do not otherwise meet one converge, the first
+  candidate common to all of them is taken. A parallel gateway with one branch
+  ending in an exclusive gateway's converge (issue 162) closes there.
+- a parallel gateway never stops at the converge of another parallel gateway:
+  nested parallel gateways need their own converge gateways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from aiobamboo.exceptions import ConvergeMatchError
+
+from ._graph import Walk
+from ._model import PARALLEL, SPLITTING, Kind, PipelineGraph
+from ._problems import Problems
+
+__all__ = ["Match", "Resolution", "match_gateways"]
+
+_Stop = tuple[str, frozenset[str]]
+
+
+@attrs.frozen
+class Resolution:
+    """What a gateway's branches come to.
+
+    ``inflows`` are the flows into ``converge`` that come from inside this gateway's
+    block; ``owned`` says they are all of its (forward) incoming flows.
+    """
+
+    converge: str | None
+    inflows: frozenset[str] = frozenset()
+    owned: bool = False
+    reaches_end: bool = False
+
+
+@attrs.frozen
+class Match:
+    """The outcome of matching: a resolution per gateway and the parallel converges."""
+
+    resolutions: dict[str, Resolution]
+    parallel_owner: dict[str, str]
+
+    def converge_of(self, gateway: str) -> str | None:
+        return self.resolutions[gateway].converge
+
+
+@attrs.frozen
+class _Branch:
+    flow: str
+    outcome: str
+    converge: str | None = None
+    inflows: frozenset[str] = frozenset()
+    candidates: tuple[_Stop, ...] = ()
+    passed: tuple[tuple[str, str], ...] = ()
+    detail: str = ""
+
+    def stops(self) -> dict[str, frozenset[str]]:
+        stops = dict(self.candidates)
+        if self.converge is not None:
+            stops[self.converge] = self.inflows
+        return stops
+
+
+def match_gateways(graph: PipelineGraph, walk: Walk) -> Match:
+    """Resolve every gateway, or raise `ConvergeMatchError` naming each that fails."""
+    return _Matcher(graph, walk).run()
+
+
+class _Matcher:
+    def __init__(self, graph: PipelineGraph, walk: Walk) -> None:
+        self.graph = graph
+        self.walk = walk
+        self.forward_in = {
+            node: frozenset(f for f in graph.incoming[node] if f not in walk.back)
+            for node, kind in graph.kinds.items()
+            if kind is Kind.CONVERGE
+        }
+        self.resolutions: dict[str, Resolution] = {}
+        self.failed: set[str] = set()
+        self.parallel_owner: dict[str, str] = {}
+        self.problems = Problems()
+
+    def run(self) -> Match:
+        for node in reversed(self.walk.order):
+            if self.graph.kinds[node] in SPLITTING:
+                self._resolve(node)
+        self.problems.raise_if_any(
+            ConvergeMatchError,
+            f"pipeline {self.graph.id}: gateways and converge gateways do not match",
+        )
+        return Match(dict(self.resolutions), dict(self.parallel_owner))
+
+    def _resolve(self, gateway: str) -> None:
+        branches = [self._walk(gateway, flow) for flow in self.graph.outgoing[gateway]]
+        if any(branch.outcome == "failed" for branch in branches):
+            # A nested gateway failed and was reported; do not pile errors on top.
+            self.failed.add(gateway)
+        elif self.graph.kinds[gateway] in PARALLEL:
+            self._resolve_parallel(gateway, branches)
+        else:
+            self._resolve_exclusive(gateway, branches)
+
+    def _walk(self, gateway: str, first: str) -> _Branch:
+        candidates: list[_Stop] = []
+        passed: list[tuple[str, str]] = []
+        parallel = self.graph.kinds[gateway] in PARALLEL
+        outcome, converge, inflows, detail = self._follow(first, parallel, candidates, passed)
+        return _Branch(first, outcome, converge, inflows, tuple(candidates), tuple(passed), detail)
+
+    def _follow(
+        self,
+        flow: str,
+        parallel: bool,
+        candidates: list[_Stop],
+        passed: list[tuple[str, str]],
+    ) -> tuple[str, str | None, frozenset[str], str]:
+        """Walk from ``flow`` to the branch's outcome, noting stops on the way."""
+        graph, nothing = self.graph, frozenset[str]()
+        while True:
+            if flow in self.walk.back:
+                return "loop", None, nothing, graph.target[flow]
+            node = graph.target[flow]
+            kind = graph.kinds[node]
+            if kind is Kind.END:
+                return "end", None, nothing, ""
+            if kind is Kind.CONVERGE:
+                return "converge", node, frozenset({flow}), ""
+            if kind not in SPLITTING:
+                flow = graph.outgoing[node][0]
+                continue
+            if node in self.failed:
+                return "failed", None, nothing, node
+            resolution = self.resolutions[node]
+            converge = resolution.converge
+            if converge is None:
+                return "dead", None, nothing, node
+            owner = self.parallel_owner.get(converge)
+            if parallel and owner is not None:
+                passed.append((converge, owner))
+            elif not resolution.owned:
+                return "converge", converge, resolution.inflows, ""
+            else:
+                candidates.append((converge, resolution.inflows))
+            flow = graph.outgoing[converge][0]
+
+    def _pick(self, branches: Sequence[_Branch]) -> _Stop | None:
+        """The converge the branches meet: each one's last stop, else the first common one."""
+        finals = {branch.converge for branch in branches}
+        if len(finals) == 1 and all(branch.outcome == "converge" for branch in branches):
+            (converge,) = finals
+            assert converge is not None
+            return converge, frozenset().union(*(branch.inflows for branch in branches))
+        stops = [branch.stops() for branch in branches]
+        for converge in stops[0]:
+            if all(converge in other for other in stops[1:]):
+                return converge, frozenset().union(*(other[converge] for other in stops))
+        return None
+
+    def _resolve_parallel(self, gateway: str, branches: list[_Branch]) -> None:
+        graph = self.graph
+        picked = self._pick(branches)
+        if picked is None:
+            self._fail(
+                gateway,
+                f"{graph.describe(gateway)}: all its branches must meet at one converge "
+                f"gateway, but {self._describe_branches(branches)}",
+            )
+            return
+        converge, inflows = picked
+        owner = self.parallel_owner.get(converge)
+        if owner is not None:
+            self._fail(
+                gateway,
+                f"{graph.describe(gateway)}: its converge gateway {converge} already closes "
+                f"{graph.describe(owner)}; each parallel gateway needs its own converge gateway",
+                converge,
+            )
+            return
+        if len(graph.incoming[converge]) < len(branches):
+            self._fail(
+                gateway,
+                f"{graph.describe(gateway)} has {len(branches)} branches but its converge "
+                f"gateway {converge} only {len(graph.incoming[converge])} incoming flows",
+                converge,
+            )
+            return
+        self.parallel_owner[converge] = gateway
+        self.resolutions[gateway] = Resolution(
+            converge, inflows, inflows == self.forward_in[converge]
+        )
+
+    def _resolve_exclusive(self, gateway: str, branches: list[_Branch]) -> None:
+        reaches_end = any(branch.outcome in ("end", "dead") for branch in branches)
+        converging = [branch for branch in branches if branch.outcome == "converge"]
+        if not converging:
+            self.resolutions[gateway] = Resolution(None, reaches_end=reaches_end)
+            return
+        picked = self._pick(converging)
+        if picked is None:
+            self._fail(
+                gateway,
+                f"{self.graph.describe(gateway)}: the first converge gateway its branches "
+                f"reach must be the same, but {self._describe_branches(converging)}",
+            )
+            return
+        converge, inflows = picked
+        self.resolutions[gateway] = Resolution(
+            converge, inflows, inflows == self.forward_in[converge], reaches_end
+        )
+
+    def _fail(self, gateway: str, message: str, *more: str) -> None:
+        self.failed.add(gateway)
+        self.problems.add(message, gateway, *more)
+
+    def _describe_branches(self, branches: Sequence[_Branch]) -> str:
+        return ", ".join(self._describe(branch) for branch in branches)
+
+    def _describe(self, branch: _Branch) -> str:
+        graph = self.graph
+        text = f"the branch through flow {branch.flow} "
+        if branch.outcome == "converge":
+            text += f"meets converge gateway {branch.converge}"
+        elif branch.outcome == "end":
+            text += "reaches the end event"
+        elif branch.outcome == "loop":
+            text += f"loops back to {graph.describe(branch.detail)}"
+        else:
+            text += f"reaches {graph.describe(branch.detail)}, whose branches never converge"
+        for converge, owner in branch.passed:
+            text += f" (passing {converge}, which closes {graph.describe(owner)})"
+        return text

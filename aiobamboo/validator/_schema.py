@@ -1,0 +1,407 @@
+"""Structure check of a whole tree (nested pipelines included) before any graph phase.
+
+Raises `InvalidTreeError` for missing keys, wrong types and reused ids, then
+`ConnectionValidateError` for flows and ``incoming``/``outgoing`` lists that do not
+agree. Every access is guarded: arbitrary input gives one of these, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from aiobamboo.exceptions import ConnectionValidateError, InvalidTreeError
+
+from ._model import ACTIVITY_TYPES, GATEWAY_TYPES, START_TYPE, Kind, PipelineGraph
+from ._problems import Problems
+from ._vars import check_data, check_var_map
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+__all__ = ["check_tree", "is_id"]
+
+_PIPELINE_KEYS = ("start_event", "end_event", "activities", "gateways", "flows", "data")
+_RESERVED_TYPES = {START_TYPE, *ACTIVITY_TYPES, *GATEWAY_TYPES}
+_GROUPS = dict.fromkeys(GATEWAY_TYPES.values(), "gateway") | {
+    Kind.START: "start event",
+    Kind.END: "end event",
+    Kind.ACTIVITY: "activity",
+    Kind.SUBPROCESS: "activity",
+}
+_FLAG_KEYS = ("error_ignorable", "skippable", "retryable", "optional")
+_LOOP_FLAG_KEYS = ("enable", "fail_skip", "retryable", "skippable")
+
+
+def check_tree(tree: object) -> list[PipelineGraph]:
+    """Check ``tree`` and return the graph of every pipeline in it, innermost first."""
+    return _TreeChecker().run(tree)
+
+
+def is_id(value: object) -> TypeIs[str]:
+    return isinstance(value, str) and value != ""
+
+
+def _kind_name(value: object) -> str:
+    return type(value).__name__
+
+
+@attrs.frozen
+class _Node:
+    id: str
+    kind: Kind
+    type: str
+    incoming: list[str]
+    outgoing: list[str]
+    raw: dict[str, Any]
+
+
+@attrs.frozen
+class _Flow:
+    id: str
+    source: str
+    target: str
+
+
+class _TreeChecker:
+    def __init__(self) -> None:
+        self.problems = Problems()
+        self.links = Problems()
+        self.owners: dict[str, str] = {}
+        self.seen: set[int] = set()
+        self.pending: list[tuple[object, str | None]] = []
+
+    def run(self, tree: object) -> list[PipelineGraph]:
+        graphs: list[PipelineGraph] = []
+        self.pending.append((tree, None))
+        while self.pending:
+            graph = self._pipeline(*self.pending.pop())
+            if graph is not None:
+                graphs.append(graph)
+        self.problems.raise_if_any(InvalidTreeError, "invalid pipeline tree")
+        self.links.raise_if_any(
+            ConnectionValidateError, "flows and the nodes' incoming/outgoing do not agree"
+        )
+        # Parents were checked before their subprocesses; validation runs inner first.
+        return graphs[::-1]
+
+    def _claim(self, ident: str, where: str) -> None:
+        """Record a use of ``ident``; every use after the first is a problem."""
+        owner = self.owners.get(ident)
+        if owner is None:
+            self.owners[ident] = where
+        else:
+            self.problems.add(f"id {ident} is used twice: by {owner} and by {where}", ident)
+
+    def _pipeline(self, tree: object, expected_id: str | None) -> PipelineGraph | None:
+        before = len(self.problems)
+        where = "pipeline tree" if expected_id is None else f"pipeline of SubProcess {expected_id}"
+        if not isinstance(tree, dict):
+            self.problems.add(f"{where} must be a dict, got {_kind_name(tree)}", *_ids(expected_id))
+            return None
+        if id(tree) in self.seen:
+            self.problems.add(f"{where} is the same object as another pipeline of the tree")
+            return None
+        self.seen.add(id(tree))
+        pid = self._pipeline_id(tree, expected_id, where)
+        label = f"pipeline {pid}"
+        for key in _PIPELINE_KEYS:
+            if not isinstance(tree.get(key), dict):
+                problem = (
+                    "is missing"
+                    if key not in tree
+                    else f"must be a dict, not {_kind_name(tree[key])}"
+                )
+                self.problems.add(f"{label}: key {key!r} {problem}", pid)
+        if len(self.problems) > before:
+            return None
+        nodes = self._nodes(tree, label)
+        flows = self._flows(tree["flows"], label)
+        check_data(tree["data"], f"{label} data", self.problems, pid)
+        if len(self.problems) > before:
+            return None
+        return self._graph(pid, tree, nodes, flows, label)
+
+    def _pipeline_id(self, tree: dict[str, Any], expected_id: str | None, where: str) -> str:
+        pid = tree.get("id")
+        if not is_id(pid):
+            self.problems.add(
+                f"{where}: 'id' must be a non-empty string, got {_kind_name(pid)}",
+                *_ids(expected_id),
+            )
+            return expected_id or "?"
+        if expected_id is None:
+            self._claim(pid, f"pipeline {pid}")
+        elif pid != expected_id:
+            self.problems.add(
+                f"the pipeline of SubProcess {expected_id} has id {pid}; "
+                "it must equal the SubProcess id",
+                expected_id,
+                pid,
+            )
+        return pid
+
+    def _nodes(self, tree: dict[str, Any], label: str) -> list[_Node]:
+        found: list[_Node | None] = [
+            self._node(
+                tree["start_event"], f"start event of {label}", None, {START_TYPE: Kind.START}
+            ),
+            self._node(tree["end_event"], f"end event of {label}", None, None),
+        ]
+        for group, kinds in (("activities", ACTIVITY_TYPES), ("gateways", GATEWAY_TYPES)):
+            for key, raw in tree[group].items():
+                if not is_id(key):
+                    self.problems.add(f"{label}: {group} has a key that is not a non-empty string")
+                    continue
+                found.append(self._node(raw, f"{group} entry {key} of {label}", key, kinds))
+        nodes = [node for node in found if node is not None]
+        for node in nodes:
+            self._claim(node.id, f"{_GROUPS[node.kind]} {node.id} of {label}")
+        return nodes
+
+    def _node(
+        self, raw: object, where: str, key: str | None, kinds: Mapping[str, Kind] | None
+    ) -> _Node | None:
+        if not isinstance(raw, dict):
+            self.problems.add(f"{where} must be a dict, got {_kind_name(raw)}", *_ids(key))
+            return None
+        nid = raw.get("id")
+        if not is_id(nid):
+            self.problems.add(f"{where}: 'id' must be a non-empty string", *_ids(key))
+            return None
+        if key is not None and nid != key:
+            self.problems.add(f"{where}: its id {nid} differs from its key {key}", key, nid)
+        kind = self._node_kind(raw.get("type"), where, nid, kinds)
+        incoming = self._flow_ids(raw, "incoming", where, nid)
+        outgoing = self._flow_ids(raw, "outgoing", where, nid)
+        if "name" in raw and raw["name"] is not None and not isinstance(raw["name"], str):
+            self.problems.add(f"{where}: 'name' must be a string or None", nid)
+        if kind is None or incoming is None or outgoing is None:
+            return None
+        node = _Node(nid, kind, raw["type"], incoming, outgoing, raw)
+        self._node_details(node, where)
+        return node
+
+    def _node_kind(
+        self, ntype: object, where: str, nid: str, kinds: Mapping[str, Kind] | None
+    ) -> Kind | None:
+        if kinds is None:
+            if is_id(ntype) and ntype not in _RESERVED_TYPES:
+                return Kind.END
+            self.problems.add(
+                f"{where}: 'type' must be EmptyEndEvent or an end-event handler code, "
+                f"got {ntype!r}"[:200],
+                nid,
+            )
+            return None
+        if isinstance(ntype, str) and ntype in kinds:
+            return kinds[ntype]
+        self.problems.add(
+            f"{where}: 'type' must be one of {', '.join(kinds)}, got {ntype!r}"[:200], nid
+        )
+        return None
+
+    def _flow_ids(self, raw: dict[str, Any], key: str, where: str, nid: str) -> list[str] | None:
+        if key not in raw:
+            self.problems.add(f"{where}: key {key!r} is missing", nid)
+            return None
+        value = raw[key]
+        if isinstance(value, str):
+            return [value] if value else []
+        if isinstance(value, list) and all(is_id(item) for item in value):
+            if len(set(value)) != len(value):
+                self.problems.add(f"{where}: {key!r} lists a flow twice", nid)
+                return None
+            return list(value)
+        self.problems.add(
+            f"{where}: {key!r} must be a flow id or a list of flow ids, got {_kind_name(value)}",
+            nid,
+        )
+        return None
+
+    def _node_details(self, node: _Node, where: str) -> None:
+        if node.kind is Kind.ACTIVITY:
+            self._activity(node.raw, where, node.id)
+        elif node.kind is Kind.SUBPROCESS:
+            self._subprocess(node.raw, where, node.id)
+        elif node.kind in (Kind.EXCLUSIVE, Kind.CONDITIONAL_PARALLEL):
+            self._conditions(node, where)
+
+    def _activity(self, raw: dict[str, Any], where: str, nid: str) -> None:
+        component = raw.get("component")
+        if not isinstance(component, dict):
+            self.problems.add(f"{where}: 'component' must be a dict", nid)
+        else:
+            code = component.get("code", ...)
+            if code is ... or not (code is None or isinstance(code, str)):
+                self.problems.add(f"{where}: component 'code' must be a string", nid)
+            if "version" in component and not isinstance(component["version"], str):
+                self.problems.add(f"{where}: component 'version' must be a string", nid)
+            check_var_map(
+                component.get("inputs", ...), f"{where} component inputs", self.problems, nid
+            )
+        for key in _FLAG_KEYS:
+            if key in raw and not isinstance(raw[key], bool):
+                self.problems.add(f"{where}: {key!r} must be true or false", nid)
+        if "timeout" in raw and not _optional_int(raw["timeout"]):
+            self.problems.add(f"{where}: 'timeout' must be an integer or None", nid)
+        if "loop_config" in raw:
+            self._loop_config(raw["loop_config"], where, nid)
+
+    def _loop_config(self, config: object, where: str, nid: str) -> None:
+        if config is None:
+            return
+        if not isinstance(config, dict):
+            self.problems.add(f"{where}: 'loop_config' must be a dict or None", nid)
+            return
+        for key in _LOOP_FLAG_KEYS:
+            if key in config and not isinstance(config[key], bool):
+                self.problems.add(f"{where}: loop_config {key!r} must be true or false", nid)
+        if "loop_times" in config and not _optional_int(config["loop_times"]):
+            self.problems.add(f"{where}: loop_config 'loop_times' must be an integer", nid)
+        if "outputs_key" in config and not isinstance(config["outputs_key"], str):
+            self.problems.add(f"{where}: loop_config 'outputs_key' must be a string", nid)
+
+    def _subprocess(self, raw: dict[str, Any], where: str, nid: str) -> None:
+        check_var_map(raw.get("params", ...), f"{where} params", self.problems, nid)
+        if "pipeline" not in raw:
+            self.problems.add(f"{where}: key 'pipeline' is missing", nid)
+        else:
+            self.pending.append((raw["pipeline"], nid))
+
+    def _conditions(self, node: _Node, where: str) -> None:
+        raw, nid = node.raw, node.id
+        conditions = raw.get("conditions")
+        if not isinstance(conditions, dict):
+            self.problems.add(f"{where}: 'conditions' must be a dict of flow id to condition", nid)
+        else:
+            for flow, condition in conditions.items():
+                if flow not in node.outgoing:
+                    self.problems.add(
+                        f"{where}: 'conditions' names {flow!r}, not one of its outgoing flows"[
+                            :200
+                        ],
+                        nid,
+                    )
+                elif not (
+                    isinstance(condition, dict) and isinstance(condition.get("evaluate"), str)
+                ):
+                    self.problems.add(
+                        f"{where}: the condition of flow {flow} must be {{'evaluate': str}}", nid
+                    )
+        default = raw.get("default_condition", {})
+        if not isinstance(default, dict):
+            self.problems.add(f"{where}: 'default_condition' must be a dict", nid)
+        elif "flow_id" in default and default["flow_id"] not in node.outgoing:
+            self.problems.add(
+                f"{where}: default_condition names {default['flow_id']!r}, "
+                "not one of its outgoing flows"[:200],
+                nid,
+            )
+        extra = raw.get("extra_info")
+        if extra is not None and not isinstance(extra, dict):
+            self.problems.add(f"{where}: 'extra_info' must be a dict or None", nid)
+
+    def _flows(self, flows: dict[Any, Any], label: str) -> list[_Flow]:
+        found = []
+        for fid, flow in flows.items():
+            if not is_id(fid):
+                self.problems.add(f"{label}: flows has a key that is not a non-empty string")
+                continue
+            where = f"flow {fid} of {label}"
+            if not isinstance(flow, dict):
+                self.problems.add(f"{where} must be a dict, got {_kind_name(flow)}", fid)
+                continue
+            if flow.get("id") != fid:
+                self.problems.add(f"{where}: its 'id' must equal its key", fid)
+            source, target = flow.get("source"), flow.get("target")
+            if not (is_id(source) and is_id(target)):
+                self.problems.add(f"{where}: 'source' and 'target' must be node ids", fid)
+                continue
+            if "is_default" in flow and not isinstance(flow["is_default"], bool):
+                self.problems.add(f"{where}: 'is_default' must be true or false", fid)
+            self._claim(fid, where)
+            found.append(_Flow(fid, source, target))
+        return found
+
+    def _graph(
+        self,
+        pid: str,
+        tree: dict[str, Any],
+        nodes: list[_Node],
+        flows: list[_Flow],
+        label: str,
+    ) -> PipelineGraph | None:
+        before = len(self.links)
+        by_id = {node.id: node for node in nodes}
+        by_flow = {flow.id: flow for flow in flows}
+        for flow in flows:
+            for end, node_id in (("starts at", flow.source), ("ends at", flow.target)):
+                if node_id not in by_id:
+                    self.links.add(
+                        f"flow {flow.id} of {label} {end} {node_id}, which is not a node of it",
+                        flow.id,
+                        node_id,
+                    )
+        starting: dict[str, set[str]] = {}
+        ending: dict[str, set[str]] = {}
+        for flow in flows:
+            starting.setdefault(flow.source, set()).add(flow.id)
+            ending.setdefault(flow.target, set()).add(flow.id)
+        for node in nodes:
+            self._node_links(node, by_flow, starting.get(node.id, set()), "outgoing", label)
+            self._node_links(node, by_flow, ending.get(node.id, set()), "incoming", label)
+        if len(self.links) > before:
+            return None
+        return PipelineGraph(
+            id=pid,
+            tree=tree,
+            start=nodes[0].id,
+            end=nodes[1].id,
+            kinds={node.id: node.kind for node in nodes},
+            types={node.id: node.type for node in nodes},
+            nodes={node.id: node.raw for node in nodes},
+            source={flow.id: flow.source for flow in flows},
+            target={flow.id: flow.target for flow in flows},
+            outgoing={node.id: node.outgoing for node in nodes},
+            incoming={node.id: node.incoming for node in nodes},
+        )
+
+    def _node_links(
+        self, node: _Node, by_flow: dict[str, _Flow], actual: set[str], key: str, label: str
+    ) -> None:
+        """``node``'s ``key`` list against the flows that really start (end) there."""
+        listed = node.outgoing if key == "outgoing" else node.incoming
+        attr = "source" if key == "outgoing" else "target"
+        for fid in listed:
+            flow = by_flow.get(fid)
+            if flow is None:
+                self.links.add(
+                    f"node {node.id} of {label} lists {key} flow {fid}, which does not exist",
+                    node.id,
+                    fid,
+                )
+            elif fid not in actual:
+                self.links.add(
+                    f"node {node.id} of {label} lists {key} flow {fid}, whose {attr} is "
+                    f"{getattr(flow, attr)}",
+                    node.id,
+                    fid,
+                )
+        for fid in sorted(actual.difference(listed)):
+            self.links.add(
+                f"flow {fid} of {label} has {attr} {node.id}, but that node's {key} does not "
+                "list it",
+                node.id,
+                fid,
+            )
+
+
+def _ids(value: str | None) -> tuple[str, ...]:
+    return () if value is None else (value,)
+
+
+def _optional_int(value: object) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))

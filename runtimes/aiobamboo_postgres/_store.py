@@ -1,0 +1,507 @@
+"""Storage on an asyncpg pool, with group commit.
+
+Round trips dominate on Postgres, so concurrent batches are queued and one
+committer task writes everything queued in one transaction:
+
+- each batch that creates a run costs one statement (``insert_run``); a
+  refused one (duplicate run id, node ids of another run) changes nothing, or
+  is undone by one compensating statement;
+- the rows of all other accepted batches are merged (last write per key, in
+  call order) and upserted by ONE statement (``write_rows``, unnest arrays);
+- if that fails with a data error, the group is written again one batch per
+  SAVEPOINT, so the faulty batch alone fails and the others commit.
+
+A group that fails on a connection error (a killed backend, a restart) is
+written again on a fresh connection a few times. That is safe when the first
+outcome is unknown: writes are upserts, histories are inserted with ON
+CONFLICT DO NOTHING, and a run that exists with the same tree and
+created_time counts as created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from importlib import resources
+from operator import attrgetter
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+import attrs
+
+from aiobamboo.exceptions import InvalidOperationError, StorageError
+from aiobamboo.runtime import (
+    RUN_ACTIVE,
+    CallbackRow,
+    ContextRow,
+    ExecutionDataRow,
+    HistoryRow,
+    NodeDataRow,
+    ProcessRow,
+    RunRow,
+    RunSnapshot,
+    ScheduleRow,
+    StateRow,
+    WriteBatch,
+    load_sql_blocks,
+)
+
+from ._migrate import quote_ident
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "COMMIT_BACKOFF",
+    "DRIVER_ERRORS",
+    "Store",
+    "is_transient",
+    "load_queries",
+    "merge",
+    "storage_error",
+    "write_group",
+]
+
+logger = logging.getLogger("aiobamboo.postgres")
+
+T = TypeVar("T")
+
+# Everything the driver or the socket can raise; each becomes StorageError.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,  # includes TimeoutError
+)
+
+# Errors after which the same work may succeed on a fresh connection.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError
+    asyncpg.InterfaceError,  # "connection is closed", "pool is closing", ...
+    asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, fast shutdown
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,  # the server is starting up
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.exceptions.InvalidCachedStatementError,  # a migration changed a table
+    asyncpg.exceptions.OutdatedSchemaCacheError,
+    OSError,
+)
+
+# Waits before the 2nd, 3rd and 4th attempt of a group commit.
+COMMIT_BACKOFF = (0.05, 0.2, 0.5)
+
+# How long closing waits for queued commits, and for busy pool connections.
+CLOSE_TIMEOUT = 10.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection-level failure worth one more attempt."""
+    # asyncpg's client-side DataError (a bad argument) is an InterfaceError
+    # and a ValueError; trying it again cannot help.
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, ValueError)
+
+
+def storage_error(what: str, exc: BaseException) -> StorageError:
+    error = StorageError(f"{what}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def load_queries(schema: str) -> dict[str, str]:
+    """The named queries with every table qualified by the quoted ``schema``.
+
+    Qualifying at load time works on any pool (an adopted one included) and
+    costs no ``SET search_path`` round trip; only the identifier is formatted
+    in, never a value.
+    """
+    text = resources.files(__package__).joinpath("sql/queries.sql").read_text()
+    quoted = quote_ident(schema)
+    return {name: sql.replace("{schema}", quoted) for name, sql in load_sql_blocks(text).items()}
+
+
+# -- turning batches into statement arguments ------------------------------------
+
+_STATE = attrgetter(
+    "node_id", "root_id", "parent_id", "name", "state", "version", "loop", "inner_loop",
+    "retry", "skip", "error_ignored", "created_time", "started_time", "archived_time",
+)  # fmt: skip
+_EXECUTION_DATA = attrgetter("node_id", "root_id", "inputs_json", "outputs_json")
+_NODE_DATA = attrgetter("node_id", "root_id", "inputs_json")
+_CONTEXT = attrgetter("pipeline_id", "key", "root_id", "type", "value_json", "custom_type")
+_SCHEDULE = attrgetter(
+    "id", "root_id", "node_id", "version", "type", "process_id", "finished", "expired", "times"
+)
+_CALLBACK = attrgetter(
+    "id", "root_id", "node_id", "version", "data_json", "consumed", "created_time"
+)
+_HISTORY = attrgetter(
+    "id", "root_id", "node_id", "started_time", "archived_time", "loop", "skip", "retry",
+    "version", "inputs_json", "outputs_json", "created_time",
+)  # fmt: skip
+
+
+def _process(p: ProcessRow) -> tuple[Any, ...]:
+    return (
+        p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
+        json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children), json.dumps(p.acks),
+    )  # fmt: skip
+
+
+def _columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:
+    """Rows to one sequence per column, as ``unnest`` takes them."""
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    return columns or [()] * width
+
+
+@attrs.define
+class Merged:
+    """The rows of several batches, one per key, as applying them in order leaves them."""
+
+    states: dict[str, StateRow] = attrs.Factory(dict)
+    execution_data: dict[str, ExecutionDataRow] = attrs.Factory(dict)
+    node_data: dict[str, NodeDataRow] = attrs.Factory(dict)
+    context: dict[tuple[str, str], ContextRow] = attrs.Factory(dict)
+    processes: dict[str, ProcessRow] = attrs.Factory(dict)
+    # Keyed like the conflict target of the upsert, so no row is hit twice.
+    schedules: dict[tuple[str, str], ScheduleRow] = attrs.Factory(dict)
+    callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
+    histories: list[HistoryRow] = attrs.Factory(list)
+    run_status: dict[str, str] = attrs.Factory(dict)
+    # Runs whose stored processes are deleted (except those upserted here).
+    ended: set[str] = attrs.Factory(set)
+
+    def add(self, batch: WriteBatch) -> None:
+        self.states.update(batch.states)
+        self.execution_data.update(batch.execution_data)
+        self.node_data.update(batch.node_data)
+        self.context.update(batch.context)
+        self.processes.update(batch.processes)
+        self.schedules.update({(s.node_id, s.version): s for s in batch.schedules.values()})
+        self.callbacks.update(batch.callbacks)
+        self.histories.extend(batch.histories)
+        if batch.run_status is not None:
+            self.run_status[batch.root_id] = batch.run_status
+            if batch.run_status != RUN_ACTIVE:
+                # One at a time, the run's processes written so far would be
+                # deleted with the stored ones; later batches may add new ones.
+                self.ended.add(batch.root_id)
+                for pid in [k for k, p in self.processes.items() if p.root_id == batch.root_id]:
+                    del self.processes[pid]
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.states
+            or self.execution_data
+            or self.node_data
+            or self.context
+            or self.processes
+            or self.schedules
+            or self.callbacks
+            or self.histories
+            or self.run_status
+        )
+
+    def arguments(self) -> list[Sequence[Any]]:
+        """The 68 array arguments of ``write_rows``, in its parameter order."""
+        return [
+            *_columns(map(_STATE, self.states.values()), 14),
+            *_columns(map(_EXECUTION_DATA, self.execution_data.values()), 4),
+            *_columns(map(_NODE_DATA, self.node_data.values()), 3),
+            *_columns(map(_CONTEXT, self.context.values()), 6),
+            *_columns(map(_process, self.processes.values()), 10),
+            *_columns(map(_SCHEDULE, self.schedules.values()), 9),
+            *_columns(map(_CALLBACK, self.callbacks.values()), 7),
+            *_columns(map(_HISTORY, self.histories), 12),
+            list(self.run_status),
+            list(self.run_status.values()),
+            sorted(self.ended),
+        ]
+
+
+def merge(batches: Iterable[WriteBatch]) -> Merged:
+    merged = Merged()
+    for batch in batches:
+        merged.add(batch)
+    return merged
+
+
+# -- writing a group -------------------------------------------------------------
+
+Result: TypeAlias = BaseException | None  # per batch: None (stored) or the error to raise
+
+
+async def _create_run(conn: Any, q: dict[str, str], batch: WriteBatch) -> Result:
+    """Insert ``batch.new_run`` and its node ids; the refusal if it cannot be."""
+    run = batch.new_run
+    assert run is not None
+    nodes = list(batch.new_nodes)
+    row = await conn.fetchrow(
+        q["insert_run"],
+        run.root_id,
+        run.tree_json,
+        run.options_json,
+        run.status,
+        run.created_time,
+        nodes,
+    )
+    if not row["inserted"]:
+        if row["same"]:
+            return None  # a retried commit whose first attempt did commit
+        return InvalidOperationError(f"pipeline {run.root_id} already exists")
+    if row["nodes"] < len(nodes):
+        # This statement created the run, so every row with its root id is
+        # ours: removing them undoes it without a savepoint round trip.
+        await conn.execute(q["undo_run"], run.root_id)
+        return InvalidOperationError(f"pipeline {run.root_id} reuses node ids of another pipeline")
+    return None
+
+
+async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBatch]) -> None:
+    merged = merge(batches)
+    if merged:
+        await conn.execute(q["write_rows"], *merged.arguments())
+
+
+async def _write_fast(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> list[Result]:
+    """One transaction: new runs one by one, then every other row in one statement.
+
+    Creating the runs first is equivalent to applying the batches in order:
+    the other batches of a group cannot touch a run that does not exist yet.
+    """
+    results: list[Result] = [None] * len(batches)
+    async with conn.transaction():
+        for i, batch in enumerate(batches):
+            if batch.new_run is not None:
+                results[i] = await _create_run(conn, q, batch)
+        accepted = (b for b, r in zip(batches, results, strict=True) if r is None)
+        await _write_merged(conn, q, accepted)
+    return results
+
+
+async def _write_one_by_one(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch]
+) -> list[Result]:
+    """One transaction, each batch in its own savepoint: a failing batch fails alone."""
+    results: list[Result] = []
+    async with conn.transaction():
+        for batch in batches:
+            try:
+                async with conn.transaction():  # nested: a SAVEPOINT
+                    result = await _create_run(conn, q, batch) if batch.new_run else None
+                    if result is None:
+                        await _write_merged(conn, q, [batch])
+            except DRIVER_ERRORS as exc:
+                if is_transient(exc):
+                    raise
+                result = storage_error(f"postgres refused a write of pipeline {batch.root_id}", exc)
+            results.append(result)
+    return results
+
+
+async def write_group(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> list[Result]:
+    """Store ``batches`` on ``conn``; the outcome of each. Raises on connection errors."""
+    try:
+        return await _write_fast(conn, q, batches)
+    except DRIVER_ERRORS as exc:
+        if is_transient(exc):
+            raise
+        logger.warning("group commit of %d batches failed (%s); isolating", len(batches), exc)
+    return await _write_one_by_one(conn, q, batches)
+
+
+def _settle(group: list[tuple[WriteBatch, asyncio.Future[None]]], results: list[Result]) -> None:
+    for (_, future), result in zip(group, results, strict=True):
+        if future.done():  # the caller was cancelled
+            continue
+        if result is None:
+            future.set_result(None)
+        else:
+            future.set_exception(result)
+
+
+def _fail(group: list[tuple[WriteBatch, asyncio.Future[None]]], error: BaseException) -> None:
+    _settle(group, [error] * len(group))
+
+
+class Store:
+    """The SQL side of :class:`~aiobamboo_postgres.PostgresRuntime`."""
+
+    pool: Any
+    queries: dict[str, str]
+
+    def __init__(self, pool: Any, queries: dict[str, str]) -> None:
+        self.pool = pool
+        self.queries = queries
+        self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._committer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._closing = False
+        self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+
+    async def close(self) -> None:
+        """Write what is queued (for up to CLOSE_TIMEOUT seconds), then stop the committer."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            self._closing = True
+            self._wakeup.set()
+            done, _ = await asyncio.wait({committer}, timeout=CLOSE_TIMEOUT)
+            if not done:
+                committer.cancel()
+            try:
+                await committer
+            except asyncio.CancelledError:
+                pass
+        _fail(self._queue, StorageError("the runtime was closed"))
+        self._queue.clear()
+
+    async def commit(self, batch: WriteBatch) -> None:
+        if self._committer is None:
+            raise StorageError("the runtime is not open")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        self._wakeup.set()
+        await future
+
+    async def _commit_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            group, self._queue = self._queue, []
+            try:
+                results = await self._write_group([batch for batch, _ in group])
+            except asyncio.CancelledError:
+                _fail(group, StorageError("the runtime was closed during a commit"))
+                raise
+            except Exception as exc:
+                # The committer must outlive any failure, or later commits hang.
+                error = storage_error("postgres commit failed", exc)
+                _fail(group, error if isinstance(exc, DRIVER_ERRORS) else exc)
+            else:
+                _settle(group, results)
+
+    async def _write_group(self, batches: list[WriteBatch]) -> list[Result]:
+        """:func:`write_group` on a pooled connection; on a fresh one after a connection error."""
+        for delay in (*COMMIT_BACKOFF, None):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await write_group(conn, self.queries, batches)
+            except DRIVER_ERRORS as exc:
+                if delay is None or not is_transient(exc):
+                    raise
+                logger.warning("postgres commit failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- reads -----------------------------------------------------------------
+    async def _read(self, what: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``call(connection)``, once more on a fresh connection after a connection error."""
+        if self.pool is None:
+            raise StorageError("the runtime is not open")
+        for attempt in (1, 2):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await call(conn)
+            except DRIVER_ERRORS as exc:
+                if attempt == 2 or not is_transient(exc):
+                    raise storage_error(f"postgres query {what} failed", exc) from exc
+        raise AssertionError("unreachable")
+
+    async def _all(self, name: str, *args: Any) -> list[Any]:
+        sql = self.queries[name]
+        return await self._read(name, lambda conn: conn.fetch(sql, *args))
+
+    async def _one(self, name: str, *args: Any) -> Any:
+        sql = self.queries[name]
+        return await self._read(name, lambda conn: conn.fetchrow(sql, *args))
+
+    async def get_run(self, root_id: str) -> RunRow | None:
+        row = await self._one("get_run", root_id)
+        return RunRow(*row) if row else None
+
+    async def active_run_ids(self) -> list[str]:
+        return [r[0] for r in await self._all("active_runs")]
+
+    async def get_node_root(self, node_id: str) -> str | None:
+        row = await self._one("node_root", node_id)
+        return row[0] if row else None
+
+    async def load_run(self, root_id: str) -> RunSnapshot | None:
+        return await self._read("load_run", lambda conn: self._load_run(conn, root_id))
+
+    async def _load_run(self, conn: Any, root_id: str) -> RunSnapshot | None:
+        q = self.queries
+        # One snapshot for all eight queries, so the run is rebuilt as one
+        # commit left it even if another process writes meanwhile.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            run = await conn.fetchrow(q["get_run"], root_id)
+            if run is None:
+                return None
+            return RunSnapshot(
+                run=RunRow(*run),
+                states=[StateRow(*r) for r in await conn.fetch(q["states_of_run"], root_id)],
+                execution_data=[
+                    ExecutionDataRow(*r)
+                    for r in await conn.fetch(q["execution_data_by_root"], root_id)
+                ],
+                node_data=[
+                    NodeDataRow(*r) for r in await conn.fetch(q["node_data_by_root"], root_id)
+                ],
+                context=[ContextRow(*r) for r in await conn.fetch(q["context_by_root"], root_id)],
+                processes=[
+                    _process_row(r) for r in await conn.fetch(q["processes_by_root"], root_id)
+                ],
+                schedules=[
+                    ScheduleRow(*r) for r in await conn.fetch(q["schedules_by_root"], root_id)
+                ],
+                callbacks=[
+                    CallbackRow(*r) for r in await conn.fetch(q["callbacks_by_root"], root_id)
+                ],
+            )
+
+    async def get_state(self, node_id: str) -> StateRow | None:
+        row = await self._one("get_state", node_id)
+        return StateRow(*row) if row else None
+
+    async def get_states_by_root(self, root_id: str) -> list[StateRow]:
+        return [StateRow(*r) for r in await self._all("states_by_root", root_id)]
+
+    async def get_states_by_parent(self, parent_id: str) -> list[StateRow]:
+        return [StateRow(*r) for r in await self._all("states_by_parent", parent_id)]
+
+    async def get_execution_data(self, node_id: str) -> ExecutionDataRow | None:
+        row = await self._one("get_execution_data", node_id)
+        return ExecutionDataRow(*row) if row else None
+
+    async def get_node_data(self, node_id: str) -> NodeDataRow | None:
+        row = await self._one("get_node_data", node_id)
+        return NodeDataRow(*row) if row else None
+
+    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]:
+        if loop == -1:
+            rows = await self._all("histories", node_id)
+        else:
+            rows = await self._all("histories_loop", node_id, loop)
+        return [HistoryRow(*r) for r in rows]
+
+
+def _process_row(row: Sequence[Any]) -> ProcessRow:
+    return ProcessRow(
+        id=row[0],
+        root_id=row[1],
+        parent_id=row[2],
+        current_node_id=row[3],
+        destination_id=row[4],
+        stack=tuple(json.loads(row[5])),
+        status=row[6],
+        suspended_by=row[7],
+        children=tuple(json.loads(row[8])),
+        acks=tuple(json.loads(row[9])),
+    )

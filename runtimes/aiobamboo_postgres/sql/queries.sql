@@ -1,0 +1,220 @@
+-- Named queries of the PostgreSQL runtime. Each block: "-- name: NAME", then
+-- description lines listing the $n parameters in order, then the statement.
+-- {schema} is replaced by the runtime's quoted schema identifier when the file
+-- is loaded; values are always passed as parameters.
+
+-- name: insert_run
+-- ($1 root_id, $2 tree, $3 options, $4 status, $5 created_time, $6 node_ids text[])
+-- Inserts the run and its node ids unless the run exists. Returns inserted
+-- (this call created the run), nodes (node ids inserted; fewer than given
+-- means another run owns some) and same (a run with this id, tree and
+-- created_time existed already: a retry of a commit whose outcome was lost).
+WITH run AS (
+    INSERT INTO {schema}.runs (root_id, tree, options, status, created_time)
+    VALUES ($1::text, $2::text, $3::text, $4::text, $5::float8)
+    ON CONFLICT (root_id) DO NOTHING
+    RETURNING root_id
+), new_nodes AS (
+    INSERT INTO {schema}.nodes (node_id, root_id)
+    SELECT n, $1::text FROM unnest($6::text[]) AS n WHERE EXISTS (SELECT 1 FROM run)
+    ON CONFLICT (node_id) DO NOTHING
+    RETURNING node_id
+)
+SELECT
+    EXISTS (SELECT 1 FROM run) AS inserted,
+    (SELECT count(*) FROM new_nodes) AS nodes,
+    EXISTS (
+        SELECT 1 FROM {schema}.runs
+        WHERE root_id = $1::text AND tree = $2::text AND created_time = $5::float8
+    ) AS same;
+
+-- name: undo_run
+-- ($1 root_id): removes a run that this transaction created, with its node ids
+WITH gone AS (DELETE FROM {schema}.nodes WHERE root_id = $1::text)
+DELETE FROM {schema}.runs WHERE root_id = $1::text;
+
+-- name: write_rows
+-- Upserts the rows of one or more batches in one statement (one round trip).
+-- states: ($1 node_id, $2 root_id, $3 parent_id, $4 name, $5 state, $6 version,
+--   $7 loop, $8 inner_loop, $9 retry, $10 skip, $11 error_ignored,
+--   $12 created_time, $13 started_time, $14 archived_time)
+-- execution_data: ($15 node_id, $16 root_id, $17 inputs, $18 outputs)
+-- node_data: ($19 node_id, $20 root_id, $21 inputs)
+-- context: ($22 pipeline_id, $23 key, $24 root_id, $25 type, $26 value, $27 custom_type)
+-- processes: ($28 id, $29 root_id, $30 parent_id, $31 current_node_id,
+--   $32 destination_id, $33 stack, $34 status, $35 suspended_by, $36 children, $37 acks)
+-- schedules: ($38 id, $39 root_id, $40 node_id, $41 version, $42 type,
+--   $43 process_id, $44 finished, $45 expired, $46 times)
+-- callbacks: ($47 id, $48 root_id, $49 node_id, $50 version, $51 data,
+--   $52 consumed, $53 created_time)
+-- histories: ($54 id, $55 root_id, $56 node_id, $57 started_time, $58 archived_time,
+--   $59 loop, $60 skip, $61 retry, $62 version, $63 inputs, $64 outputs, $65 created_time)
+-- run status: ($66 root_id, $67 status); ended runs: ($68 root_id)
+-- Every parameter is an array, one element per row. Sibling CTEs see the same
+-- snapshot and must not touch a row twice: the caller keeps one row per key,
+-- and the processes of an ended run are deleted except those upserted here.
+-- Schedules conflict on (node_id, version), like the SQLite runtime's
+-- INSERT OR REPLACE, which replaces a row matching either unique key.
+WITH w_states AS (
+    INSERT INTO {schema}.states AS t (
+        node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry,
+        skip, error_ignored, created_time, started_time, archived_time)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::int[], $8::int[], $9::int[], $10::bool[], $11::bool[],
+        $12::float8[], $13::float8[], $14::float8[])
+    ON CONFLICT (node_id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id, name = EXCLUDED.name,
+        state = EXCLUDED.state, version = EXCLUDED.version, loop = EXCLUDED.loop,
+        inner_loop = EXCLUDED.inner_loop, retry = EXCLUDED.retry, skip = EXCLUDED.skip,
+        error_ignored = EXCLUDED.error_ignored, created_time = EXCLUDED.created_time,
+        started_time = EXCLUDED.started_time, archived_time = EXCLUDED.archived_time
+), w_execution_data AS (
+    INSERT INTO {schema}.execution_data AS t (node_id, root_id, inputs, outputs)
+    SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[])
+    ON CONFLICT (node_id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs
+), w_node_data AS (
+    INSERT INTO {schema}.node_data AS t (node_id, root_id, inputs)
+    SELECT * FROM unnest($19::text[], $20::text[], $21::text[])
+    ON CONFLICT (node_id) DO UPDATE SET root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs
+), w_context AS (
+    INSERT INTO {schema}.context AS t (pipeline_id, key, root_id, type, value, custom_type)
+    SELECT * FROM unnest(
+        $22::text[], $23::text[], $24::text[], $25::int[], $26::text[], $27::text[])
+    ON CONFLICT (pipeline_id, key) DO UPDATE SET
+        root_id = EXCLUDED.root_id, type = EXCLUDED.type, value = EXCLUDED.value,
+        custom_type = EXCLUDED.custom_type
+), w_processes AS (
+    INSERT INTO {schema}.processes AS t (
+        id, root_id, parent_id, current_node_id, destination_id, stack, status,
+        suspended_by, children, acks)
+    SELECT * FROM unnest(
+        $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
+        $34::text[], $35::text[], $36::text[], $37::text[])
+    ON CONFLICT (id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id,
+        current_node_id = EXCLUDED.current_node_id, destination_id = EXCLUDED.destination_id,
+        stack = EXCLUDED.stack, status = EXCLUDED.status, suspended_by = EXCLUDED.suspended_by,
+        children = EXCLUDED.children, acks = EXCLUDED.acks
+), w_schedules AS (
+    INSERT INTO {schema}.schedules AS t (
+        id, root_id, node_id, version, type, process_id, finished, expired, times)
+    SELECT * FROM unnest(
+        $38::text[], $39::text[], $40::text[], $41::text[], $42::int[], $43::text[],
+        $44::bool[], $45::bool[], $46::int[])
+    ON CONFLICT (node_id, version) DO UPDATE SET
+        id = EXCLUDED.id, root_id = EXCLUDED.root_id, type = EXCLUDED.type,
+        process_id = EXCLUDED.process_id, finished = EXCLUDED.finished,
+        expired = EXCLUDED.expired, times = EXCLUDED.times
+), w_callbacks AS (
+    INSERT INTO {schema}.callbacks AS t (
+        id, root_id, node_id, version, data, consumed, created_time)
+    SELECT * FROM unnest(
+        $47::text[], $48::text[], $49::text[], $50::text[], $51::text[], $52::bool[],
+        $53::float8[])
+    ON CONFLICT (id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
+        data = EXCLUDED.data, consumed = EXCLUDED.consumed, created_time = EXCLUDED.created_time
+), w_histories AS (
+    INSERT INTO {schema}.histories AS t (
+        id, root_id, node_id, started_time, archived_time, loop, skip, retry, version,
+        inputs, outputs, created_time)
+    SELECT * FROM unnest(
+        $54::text[], $55::text[], $56::text[], $57::float8[], $58::float8[], $59::int[],
+        $60::bool[], $61::int[], $62::text[], $63::text[], $64::text[], $65::float8[])
+    ON CONFLICT (id) DO NOTHING
+), w_run_status AS (
+    UPDATE {schema}.runs AS r SET status = u.status
+    FROM unnest($66::text[], $67::text[]) AS u (root_id, status)
+    WHERE r.root_id = u.root_id
+), w_drop_processes AS (
+    DELETE FROM {schema}.processes
+    WHERE root_id = ANY ($68::text[]) AND NOT (id = ANY ($28::text[]))
+)
+SELECT 1;
+
+-- name: get_run
+-- ($1 root_id)
+SELECT root_id, tree, options, status, created_time FROM {schema}.runs WHERE root_id = $1;
+
+-- name: active_runs
+-- ()
+SELECT root_id FROM {schema}.runs WHERE status = 'active' ORDER BY created_time;
+
+-- name: node_root
+-- ($1 node_id)
+SELECT root_id FROM {schema}.nodes WHERE node_id = $1;
+
+-- name: get_state
+-- ($1 node_id)
+SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip,
+       error_ignored, created_time, started_time, archived_time
+FROM {schema}.states WHERE node_id = $1;
+
+-- name: states_by_root
+-- ($1 root_id)
+SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip,
+       error_ignored, created_time, started_time, archived_time
+FROM {schema}.states WHERE root_id = $1 ORDER BY created_time;
+
+-- name: states_of_run
+-- ($1 root_id): states of every node of the run, including appointed pauses
+SELECT s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop, s.inner_loop,
+       s.retry, s.skip, s.error_ignored, s.created_time, s.started_time, s.archived_time
+FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id WHERE n.root_id = $1;
+
+-- name: states_by_parent
+-- ($1 parent_id)
+SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip,
+       error_ignored, created_time, started_time, archived_time
+FROM {schema}.states WHERE parent_id = $1 ORDER BY created_time;
+
+-- name: get_execution_data
+-- ($1 node_id)
+SELECT node_id, root_id, inputs, outputs FROM {schema}.execution_data WHERE node_id = $1;
+
+-- name: execution_data_by_root
+-- ($1 root_id)
+SELECT node_id, root_id, inputs, outputs FROM {schema}.execution_data WHERE root_id = $1;
+
+-- name: get_node_data
+-- ($1 node_id)
+SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE node_id = $1;
+
+-- name: node_data_by_root
+-- ($1 root_id)
+SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE root_id = $1;
+
+-- name: context_by_root
+-- ($1 root_id)
+SELECT pipeline_id, key, root_id, type, value, custom_type
+FROM {schema}.context WHERE root_id = $1;
+
+-- name: processes_by_root
+-- ($1 root_id)
+SELECT id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by,
+       children, acks
+FROM {schema}.processes WHERE root_id = $1;
+
+-- name: schedules_by_root
+-- ($1 root_id)
+SELECT id, root_id, node_id, version, type, process_id, finished, expired, times
+FROM {schema}.schedules WHERE root_id = $1;
+
+-- name: callbacks_by_root
+-- ($1 root_id): only callbacks not consumed yet
+SELECT id, root_id, node_id, version, data, consumed, created_time
+FROM {schema}.callbacks WHERE root_id = $1 AND NOT consumed;
+
+-- name: histories
+-- ($1 node_id)
+SELECT id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs,
+       outputs, created_time
+FROM {schema}.histories WHERE node_id = $1 ORDER BY created_time;
+
+-- name: histories_loop
+-- ($1 node_id, $2 loop)
+SELECT id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs,
+       outputs, created_time
+FROM {schema}.histories WHERE node_id = $1 AND loop = $2 ORDER BY created_time;

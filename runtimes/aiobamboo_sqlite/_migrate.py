@@ -1,0 +1,34 @@
+"""Versioned migrations: sql/migrations/NNNN_*.sql, applied once each, in order."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+import aiosqlite
+
+
+def migrations() -> list[tuple[str, str]]:
+    folder = resources.files(__package__).joinpath("sql/migrations")
+    files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), folder.joinpath(name).read_text()) for name in files]
+
+
+async def migrate(conn: aiosqlite.Connection) -> list[str]:
+    """Apply pending migrations; returns the ids applied now."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS aiobamboo_migrations (id TEXT PRIMARY KEY, applied_time REAL NOT NULL)"
+    )
+    applied = {row[0] for row in await conn.execute_fetchall("SELECT id FROM aiobamboo_migrations")}
+    done = []
+    for mid, sql in migrations():
+        if mid in applied:
+            continue
+        # One script, one transaction: a migration applies whole or not at all.
+        await conn.executescript(
+            f"BEGIN IMMEDIATE;\n{sql}\n"
+            f"INSERT INTO aiobamboo_migrations (id, applied_time) VALUES ('{mid}', {time.time()});\n"
+            "COMMIT;"
+        )
+        done.append(mid)
+    return done

@@ -1,0 +1,289 @@
+"""Storage on one aiosqlite connection, with group commit.
+
+Concurrent batches are queued and written by one committer task in a single
+transaction, each batch inside its own savepoint so one refused batch does
+not sink the others. The whole transaction runs as one call on aiosqlite's
+thread, so a group of node steps costs one thread hop and one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import aiosqlite
+
+from aiobamboo.exceptions import InvalidOperationError, StorageError
+from aiobamboo.runtime import (
+    RUN_ACTIVE,
+    CallbackRow,
+    ContextRow,
+    ExecutionDataRow,
+    HistoryRow,
+    NodeDataRow,
+    ProcessRow,
+    RunRow,
+    RunSnapshot,
+    ScheduleRow,
+    StateRow,
+    WriteBatch,
+    load_sql_blocks,
+)
+
+Q = load_sql_blocks(resources.files(__package__).joinpath("sql/queries.sql").read_text())
+
+
+def _process_row(row: Sequence[Any]) -> ProcessRow:
+    return ProcessRow(
+        id=row[0],
+        root_id=row[1],
+        parent_id=row[2],
+        current_node_id=row[3],
+        destination_id=row[4],
+        stack=tuple(json.loads(row[5])),
+        status=row[6],
+        suspended_by=row[7],
+        children=tuple(json.loads(row[8])),
+        acks=tuple(json.loads(row[9])),
+    )
+
+
+def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
+    if batch.new_run is not None:
+        run = batch.new_run
+        if conn.execute(Q["run_exists"], (run.root_id,)).fetchone():
+            raise InvalidOperationError(f"pipeline {run.root_id} already exists")
+        conn.execute(
+            Q["insert_run"], (run.root_id, run.tree_json, run.options_json, run.status, run.created_time)
+        )
+        try:
+            conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
+        except sqlite3.IntegrityError:
+            raise InvalidOperationError(
+                f"pipeline {run.root_id} reuses node ids of another pipeline"
+            ) from None
+    if batch.states:
+        conn.executemany(
+            Q["upsert_state"],
+            [
+                (
+                    s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
+                    s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time,
+                    s.started_time, s.archived_time,
+                )
+                for s in batch.states.values()
+            ],
+        )  # fmt: skip
+    if batch.execution_data:
+        conn.executemany(
+            Q["upsert_execution_data"],
+            [(e.node_id, e.root_id, e.inputs_json, e.outputs_json) for e in batch.execution_data.values()],
+        )
+    if batch.node_data:
+        conn.executemany(
+            Q["upsert_node_data"],
+            [(d.node_id, d.root_id, d.inputs_json) for d in batch.node_data.values()],
+        )
+    if batch.context:
+        conn.executemany(
+            Q["upsert_context"],
+            [
+                (c.pipeline_id, c.key, c.root_id, c.type, c.value_json, c.custom_type)
+                for c in batch.context.values()
+            ],
+        )
+    if batch.processes:
+        conn.executemany(
+            Q["upsert_process"],
+            [
+                (
+                    p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
+                    json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children),
+                    json.dumps(p.acks),
+                )
+                for p in batch.processes.values()
+            ],
+        )  # fmt: skip
+    if batch.schedules:
+        conn.executemany(
+            Q["upsert_schedule"],
+            [
+                (s.id, s.root_id, s.node_id, s.version, s.type, s.process_id, s.finished, s.expired, s.times)
+                for s in batch.schedules.values()
+            ],
+        )
+    if batch.callbacks:
+        conn.executemany(
+            Q["upsert_callback"],
+            [
+                (c.id, c.root_id, c.node_id, c.version, c.data_json, c.consumed, c.created_time)
+                for c in batch.callbacks.values()
+            ],
+        )
+    if batch.histories:
+        conn.executemany(
+            Q["insert_history"],
+            [
+                (
+                    h.id, h.root_id, h.node_id, h.started_time, h.archived_time, h.loop, h.skip,
+                    h.retry, h.version, h.inputs_json, h.outputs_json, h.created_time,
+                )
+                for h in batch.histories
+            ],
+        )  # fmt: skip
+    if batch.run_status is not None:
+        conn.execute(Q["set_run_status"], (batch.run_status, batch.root_id))
+        if batch.run_status != RUN_ACTIVE:
+            conn.execute(Q["drop_processes"], (batch.root_id,))
+
+
+def _apply_group(conn: sqlite3.Connection, batches: list[WriteBatch]) -> list[BaseException | None]:
+    results: list[BaseException | None] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for batch in batches:
+            conn.execute("SAVEPOINT batch")
+            try:
+                _apply(conn, batch)
+            except (InvalidOperationError, sqlite3.IntegrityError) as exc:
+                conn.execute("ROLLBACK TO batch")
+                results.append(exc)
+            else:
+                results.append(None)
+            conn.execute("RELEASE batch")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return results
+
+
+class Store:
+    """The SQL side of :class:`~aiobamboo_sqlite.SQLiteRuntime`."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            self._committer.cancel()
+            try:
+                await self._committer
+            except asyncio.CancelledError:
+                pass
+            self._committer = None
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(StorageError("the runtime was closed"))
+        self._queue.clear()
+
+    async def commit(self, batch: WriteBatch) -> None:
+        if self._committer is None:
+            raise StorageError("the runtime is not open")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        self._wakeup.set()
+        await future
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            group, self._queue = self._queue, []
+            if not group:
+                continue
+            batches = [b for b, _ in group]
+            try:
+                # aiosqlite runs the callable on its connection thread.
+                results = await self.conn._execute(_apply_group, self.conn._conn, batches)
+            except Exception as exc:
+                error = StorageError(f"sqlite commit failed: {exc}")
+                error.__cause__ = exc
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(group, results, strict=True):
+                if future.done():
+                    continue
+                if result is None:
+                    future.set_result(None)
+                elif isinstance(result, InvalidOperationError):
+                    future.set_exception(result)
+                else:
+                    future.set_exception(StorageError(str(result)))
+
+    # -- reads -----------------------------------------------------------------
+    async def _all(self, name: str, *args: Any) -> list[Any]:
+        try:
+            return list(await self.conn.execute_fetchall(Q[name], args))
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite query {name} failed: {exc}") from exc
+
+    async def _one(self, name: str, *args: Any) -> Any:
+        rows = await self._all(name, *args)
+        return rows[0] if rows else None
+
+    async def get_run(self, root_id: str) -> RunRow | None:
+        row = await self._one("get_run", root_id)
+        return RunRow(*row) if row else None
+
+    async def active_run_ids(self) -> list[str]:
+        return [r[0] for r in await self._all("active_runs")]
+
+    async def get_node_root(self, node_id: str) -> str | None:
+        row = await self._one("node_root", node_id)
+        return row[0] if row else None
+
+    async def load_run(self, root_id: str) -> RunSnapshot | None:
+        run = await self.get_run(root_id)
+        if run is None:
+            return None
+        return RunSnapshot(
+            run=run,
+            states=[StateRow(*r) for r in await self._all("states_of_run", root_id)],
+            execution_data=[
+                ExecutionDataRow(*r) for r in await self._all("execution_data_by_root", root_id)
+            ],
+            node_data=[NodeDataRow(*r) for r in await self._all("node_data_by_root", root_id)],
+            context=[ContextRow(*r) for r in await self._all("context_by_root", root_id)],
+            processes=[_process_row(r) for r in await self._all("processes_by_root", root_id)],
+            schedules=[ScheduleRow(*r) for r in await self._all("schedules_by_root", root_id)],
+            callbacks=[CallbackRow(*r) for r in await self._all("callbacks_by_root", root_id)],
+        )
+
+    async def get_state(self, node_id: str) -> StateRow | None:
+        row = await self._one("get_state", node_id)
+        return StateRow(*row) if row else None
+
+    async def get_states_by_root(self, root_id: str) -> list[StateRow]:
+        return [StateRow(*r) for r in await self._all("states_by_root", root_id)]
+
+    async def get_states_by_parent(self, parent_id: str) -> list[StateRow]:
+        return [StateRow(*r) for r in await self._all("states_by_parent", parent_id)]
+
+    async def get_execution_data(self, node_id: str) -> ExecutionDataRow | None:
+        row = await self._one("get_execution_data", node_id)
+        return ExecutionDataRow(*row) if row else None
+
+    async def get_node_data(self, node_id: str) -> NodeDataRow | None:
+        row = await self._one("get_node_data", node_id)
+        return NodeDataRow(*row) if row else None
+
+    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]:
+        if loop == -1:
+            rows = await self._all("histories", node_id)
+        else:
+            rows = await self._all("histories_loop", node_id, loop)
+        return [HistoryRow(*r) for r in rows]

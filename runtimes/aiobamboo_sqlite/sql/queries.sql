@@ -1,0 +1,122 @@
+-- Named queries of the SQLite runtime. Each block: "-- name: NAME" then a line
+-- of description (parameters in order), then the statement.
+
+-- name: insert_run
+-- (root_id, tree, options, status, created_time)
+INSERT INTO runs (root_id, tree, options, status, created_time) VALUES (?, ?, ?, ?, ?);
+
+-- name: run_exists
+-- (root_id)
+SELECT 1 FROM runs WHERE root_id = ?;
+
+-- name: insert_node
+-- (node_id, root_id)
+INSERT INTO nodes (node_id, root_id) VALUES (?, ?);
+
+-- name: set_run_status
+-- (status, root_id)
+UPDATE runs SET status = ? WHERE root_id = ?;
+
+-- name: drop_processes
+-- (root_id): a run that ended keeps no processes
+DELETE FROM processes WHERE root_id = ?;
+
+-- name: upsert_state
+-- (node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip, error_ignored, created_time, started_time, archived_time)
+INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: upsert_execution_data
+-- (node_id, root_id, inputs, outputs)
+INSERT OR REPLACE INTO execution_data VALUES (?, ?, ?, ?);
+
+-- name: upsert_node_data
+-- (node_id, root_id, inputs)
+INSERT OR REPLACE INTO node_data VALUES (?, ?, ?);
+
+-- name: upsert_context
+-- (pipeline_id, key, root_id, type, value, custom_type)
+INSERT OR REPLACE INTO context VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: upsert_process
+-- (id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks)
+INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: upsert_schedule
+-- (id, root_id, node_id, version, type, process_id, finished, expired, times)
+INSERT OR REPLACE INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: upsert_callback
+-- (id, root_id, node_id, version, data, consumed, created_time)
+INSERT OR REPLACE INTO callbacks VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_history
+-- (id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs, outputs, created_time)
+INSERT INTO histories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: get_run
+-- (root_id)
+SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?;
+
+-- name: active_runs
+-- ()
+SELECT root_id FROM runs WHERE status = 'active' ORDER BY created_time;
+
+-- name: node_root
+-- (node_id)
+SELECT root_id FROM nodes WHERE node_id = ?;
+
+-- name: get_state
+-- (node_id)
+SELECT * FROM states WHERE node_id = ?;
+
+-- name: states_by_root
+-- (root_id)
+SELECT * FROM states WHERE root_id = ? ORDER BY created_time;
+
+-- name: states_of_run
+-- (root_id): states of every node of the run, including appointed pauses
+SELECT s.* FROM nodes n JOIN states s ON s.node_id = n.node_id WHERE n.root_id = ?;
+
+-- name: states_by_parent
+-- (parent_id)
+SELECT * FROM states WHERE parent_id = ? ORDER BY created_time;
+
+-- name: get_execution_data
+-- (node_id)
+SELECT * FROM execution_data WHERE node_id = ?;
+
+-- name: execution_data_by_root
+-- (root_id)
+SELECT * FROM execution_data WHERE root_id = ?;
+
+-- name: get_node_data
+-- (node_id)
+SELECT * FROM node_data WHERE node_id = ?;
+
+-- name: node_data_by_root
+-- (root_id)
+SELECT * FROM node_data WHERE root_id = ?;
+
+-- name: context_by_root
+-- (root_id)
+SELECT * FROM context WHERE root_id = ?;
+
+-- name: processes_by_root
+-- (root_id)
+SELECT * FROM processes WHERE root_id = ?;
+
+-- name: schedules_by_root
+-- (root_id)
+SELECT * FROM schedules WHERE root_id = ?;
+
+-- name: callbacks_by_root
+-- (root_id)
+SELECT * FROM callbacks WHERE root_id = ? AND consumed = 0;
+
+-- name: histories
+-- (node_id)
+SELECT * FROM histories WHERE node_id = ? ORDER BY created_time;
+
+-- name: histories_loop
+-- (node_id, loop)
+SELECT * FROM histories WHERE node_id = ? AND loop = ? ORDER BY created_time;

@@ -1,0 +1,656 @@
+"""PostgresRuntime at the storage level: migrations, schemas, pools, group commit, faults.
+
+Every test works in its own schema, dropped at the end. The store tests open
+the runtime with ``worker=False`` so the scheduler leaves their hand-made runs
+alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+import aiobamboo_postgres._store as pg_store
+from aiobamboo import api
+from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
+from aiobamboo.component import Component, ComponentLibrary, Service
+from aiobamboo.exceptions import InvalidOperationError, StorageError
+from aiobamboo.runtime import (
+    CallbackRow,
+    ContextRow,
+    ExecutionDataRow,
+    HistoryRow,
+    NodeDataRow,
+    ProcessRow,
+    RunRow,
+    ScheduleRow,
+    StateRow,
+    WriteBatch,
+    load_sql_blocks,
+)
+from aiobamboo_postgres import PostgresRuntime
+from aiobamboo_postgres._migrate import migrate, migrations, quote_ident
+from conftest import PG_DSN, require_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+# -- fixtures and helpers --------------------------------------------------------
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection for looking at and tampering with the database."""
+    await require_postgres()
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def schemas(admin: asyncpg.Connection) -> AsyncIterator[Callable[[], str]]:
+    """Makes unique schema names; drops them all at the end."""
+    made: list[str] = []
+
+    def new(prefix: str = "t_") -> str:
+        made.append(prefix + uuid.uuid4().hex[:12])
+        return made[-1]
+
+    yield new
+    for name in made:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
+
+
+@pytest.fixture
+def schema(schemas: Callable[[], str]) -> str:
+    return schemas()
+
+
+@pytest.fixture
+async def runtime(schema: str) -> AsyncIterator[PostgresRuntime]:
+    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
+        yield rt
+
+
+async def kill_backends(admin: asyncpg.Connection, application_name: str) -> int:
+    """Terminate every connection of the runtime's pool; how many there were."""
+    killed = await admin.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND application_name = $1",
+        application_name,
+    )
+    return len(killed)
+
+
+async def table(admin: asyncpg.Connection, schema: str, name: str) -> list[tuple[Any, ...]]:
+    rows = await admin.fetch(f"SELECT * FROM {quote_ident(schema)}.{name} ORDER BY 1, 2")
+    return [tuple(r) for r in rows]
+
+
+TABLES = (
+    "runs",
+    "nodes",
+    "states",
+    "execution_data",
+    "node_data",
+    "context",
+    "processes",
+    "schedules",
+    "callbacks",
+    "histories",
+)
+
+
+async def dump(admin: asyncpg.Connection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: await table(admin, schema, name) for name in TABLES}
+
+
+def new_run_batch(root: str, nodes: tuple[str, ...] = (), created: float = 1.0) -> WriteBatch:
+    return WriteBatch(
+        root_id=root,
+        new_run=RunRow(root, json.dumps({"id": root}), "{}", "active", created),
+        new_nodes=(root, *nodes),
+    )
+
+
+def state(node: str, root: str, st: str = "RUNNING", t: float = 1.0, **kw: Any) -> StateRow:
+    fields: dict[str, Any] = {
+        "node_id": node,
+        "root_id": root,
+        "parent_id": root,
+        "name": f"node {node}",
+        "state": st,
+        "version": "v1",
+        "loop": 1,
+        "inner_loop": 1,
+        "retry": 0,
+        "skip": False,
+        "error_ignored": False,
+        "created_time": t,
+        "started_time": t,
+        "archived_time": None,
+    }
+    fields.update(kw)
+    return StateRow(**fields)
+
+
+def process(pid: str, root: str, at: str) -> ProcessRow:
+    return ProcessRow(
+        id=pid,
+        root_id=root,
+        parent_id=None,
+        current_node_id=at,
+        destination_id=None,
+        stack=(root,),
+        status="running",
+        suspended_by=None,
+        children=("c1", "c2"),
+        acks=(),
+    )
+
+
+def full_batch(root: str) -> WriteBatch:
+    """A batch with every kind of row, for node ``a`` of run ``root``."""
+    batch = WriteBatch(root_id=root)
+    batch.states = {
+        "a": state("a", root, started_time=None),
+        # A node paused by pause_node_appoint before any process reached it.
+        "b": state("b", "", "SUSPENDED", t=2.0),
+    }
+    batch.execution_data = {"a": ExecutionDataRow("a", root, '{"x": 1}', '{"y": [1, 2]}')}
+    batch.node_data = {"a": NodeDataRow("a", root, '{"x": 2}')}
+    batch.context = {(root, "${k}"): ContextRow(root, "${k}", root, 1, '"v"', None)}
+    batch.processes = {"p1": process("p1", root, "a")}
+    batch.schedules = {"s1": ScheduleRow("s1", root, "a", "v1", 1, "p1", False, False, 0)}
+    batch.callbacks = {
+        "cb1": CallbackRow("cb1", root, "a", "v1", '{"ok": true}', False, 3.0),
+        "cb2": CallbackRow("cb2", root, "a", "v1", '{"ok": false}', True, 4.0),
+    }
+    batch.histories = [
+        HistoryRow("h1", root, "a", 1.0, 2.0, 1, False, 0, "v0", "{}", "{}", 2.0),
+        HistoryRow("h2", root, "a", 3.0, 4.0, 2, True, 1, "v1", "{}", "{}", 4.0),
+    ]
+    return batch
+
+
+def count_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every group the committer writes."""
+    sizes: list[int] = []
+    original = pg_store.write_group
+
+    async def spy(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> Any:
+        sizes.append(len(batches))
+        return await original(conn, q, batches)
+
+    monkeypatch.setattr(pg_store, "write_group", spy)
+    return sizes
+
+
+# -- the SQL file ----------------------------------------------------------------
+
+
+def test_every_query_the_store_uses_is_in_the_file() -> None:
+    text = (resources.files("aiobamboo_postgres") / "sql/queries.sql").read_text()
+    names = set(load_sql_blocks(text))
+    source = open(pg_store.__file__).read()
+    used = set(re.findall(r'(?:q|self\.queries)\["(\w+)"\]', source))
+    used |= set(re.findall(r'self\._(?:all|one)\("(\w+)"', source))
+    assert used
+    assert used <= names
+
+
+def test_write_rows_takes_one_array_per_parameter() -> None:
+    sql = pg_store.load_queries("x")["write_rows"]
+    params = {int(n) for n in re.findall(r"\$(\d+)", sql)}
+    assert params == set(range(1, 69))
+    assert len(pg_store.Merged().arguments()) == 68
+    assert len(pg_store.merge([full_batch("r")]).arguments()) == 68
+
+
+def test_queries_qualify_tables_with_the_quoted_schema() -> None:
+    q = pg_store.load_queries('we"ird')
+    assert 'FROM "we""ird".runs' in q["get_run"]
+    assert "{schema}" not in "".join(q.values())
+
+
+# -- lifecycle -------------------------------------------------------------------
+
+
+async def test_open_creates_schema_and_migrations_are_idempotent(
+    admin: asyncpg.Connection, schema: str
+) -> None:
+    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
+        assert rt.pool is not None
+        assert rt.scheduler is not None
+    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
+        pass
+    assert rt.pool is None
+    assert rt.scheduler is None
+    applied = await admin.fetch(f"SELECT id FROM {quote_ident(schema)}.aiobamboo_migrations")
+    assert [r["id"] for r in applied] == [mid for mid, _ in migrations()]
+    async with admin.transaction():
+        assert await migrate(admin, schema) == []
+    columns = await admin.fetch(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = $1 AND table_name = 'runs'",
+        schema,
+    )
+    found = {r["column_name"]: r["data_type"] for r in columns}
+    assert found["owner"] == "text"
+    assert found["lease_until"] == "double precision"
+    assert found["tree"] == "text"
+
+
+async def test_concurrent_opens_migrate_once(admin: asyncpg.Connection, schema: str) -> None:
+    runtimes = [
+        PostgresRuntime(PG_DSN, schema=schema, worker=False, min_pool_size=1) for _ in range(4)
+    ]
+    await asyncio.gather(*(rt.__aenter__() for rt in runtimes))
+    try:
+        await asyncio.gather(*(rt.commit(new_run_batch(f"r{i}")) for i, rt in enumerate(runtimes)))
+    finally:
+        await asyncio.gather(*(rt.__aexit__(None, None, None) for rt in runtimes))
+    applied = await admin.fetchval(
+        f"SELECT count(*) FROM {quote_ident(schema)}.aiobamboo_migrations"
+    )
+    assert applied == len(migrations())
+    assert len(await table(admin, schema, "runs")) == 4
+
+
+async def test_nested_async_with_is_a_no_op(schema: str) -> None:
+    rt = PostgresRuntime(PG_DSN, schema=schema, worker=False)
+    async with rt:
+        pool = rt.pool
+        async with rt as inner:
+            assert inner is rt
+            assert rt.pool is pool
+        assert rt.pool is pool
+        await rt.commit(new_run_batch("r"))
+    assert rt.pool is None
+    with pytest.raises(StorageError):
+        await rt.commit(new_run_batch("r2"))
+    with pytest.raises(StorageError):
+        await rt.get_run("r")
+
+
+async def test_schemas_are_isolated(admin: asyncpg.Connection, schemas: Any) -> None:
+    first, odd = schemas(), schemas('t_we"ird name ')
+    async with (
+        PostgresRuntime(PG_DSN, schema=first, worker=False) as a,
+        PostgresRuntime(PG_DSN, schema=odd, worker=False) as b,
+    ):
+        await a.commit(new_run_batch("r"))
+        assert await a.get_run("r") is not None
+        assert await b.get_run("r") is None
+        await b.commit(new_run_batch("r"))  # the same id in another schema
+        assert await b.active_run_ids() == ["r"]
+    assert await admin.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", odd)
+
+
+async def test_an_adopted_pool_gets_the_schema_and_stays_open(
+    admin: asyncpg.Connection, schema: str
+) -> None:
+    pool = await asyncpg.create_pool(PG_DSN, min_size=1, max_size=2)
+    try:
+        async with PostgresRuntime(PG_DSN, schema=schema, pool=pool, worker=False) as rt:
+            assert rt.pool is pool
+            assert rt.adopted_pool
+            await rt.commit(new_run_batch("r"))
+            assert (await rt.get_run("r")) is not None
+        assert not pool._closed
+        assert await pool.fetchval(f"SELECT count(*) FROM {quote_ident(schema)}.runs") == 1
+        # Nothing leaked into the pool's sessions.
+        assert await pool.fetchval("SHOW search_path") == '"$user", public'
+    finally:
+        await pool.close()
+
+
+def test_repr_hides_the_password_and_bad_schemas_are_refused() -> None:
+    rt = PostgresRuntime("postgresql://bob:s3cret@db.example/flows", schema="x")
+    assert "s3cret" not in repr(rt)
+    assert "bob" in repr(rt)
+    with pytest.raises(ValueError, match="schema"):
+        PostgresRuntime(PG_DSN, schema="")
+    with pytest.raises(ValueError, match="schema"):
+        PostgresRuntime(PG_DSN, schema="x" * 64)
+
+
+async def test_an_unreachable_server_is_a_storage_error() -> None:
+    rt = PostgresRuntime("postgresql://nobody:pw@127.0.0.1:1/none", schema="x")
+    with pytest.raises(StorageError, match="cannot connect") as info:
+        async with rt:
+            pass
+    assert isinstance(info.value.__cause__, OSError)
+    assert "pw@" not in str(info.value)
+    assert rt.pool is None
+
+
+# -- writes and reads ------------------------------------------------------------
+
+
+async def test_commit_and_every_read_roundtrip(runtime: PostgresRuntime) -> None:
+    await runtime.commit(new_run_batch("r", ("a", "b")))
+    await runtime.commit(full_batch("r"))
+
+    run = await runtime.get_run("r")
+    assert run == RunRow("r", '{"id": "r"}', "{}", "active", 1.0)
+    assert await runtime.active_run_ids() == ["r"]
+    assert await runtime.get_node_root("b") == "r"
+    assert await runtime.get_node_root("zz") is None
+    assert await runtime.get_state("a") == state("a", "r", started_time=None)
+    assert await runtime.get_state("zz") is None
+    assert [s.node_id for s in await runtime.get_states_by_root("r")] == ["a"]
+    assert [s.node_id for s in await runtime.get_states_by_parent("r")] == ["a", "b"]
+    assert await runtime.get_execution_data("a") == ExecutionDataRow(
+        "a", "r", '{"x": 1}', '{"y": [1, 2]}'
+    )
+    assert await runtime.get_node_data("a") == NodeDataRow("a", "r", '{"x": 2}')
+    assert await runtime.get_node_data("b") is None
+    assert [h.id for h in await runtime.get_histories("a")] == ["h1", "h2"]
+    assert [h.id for h in await runtime.get_histories("a", loop=2)] == ["h2"]
+    assert (await runtime.get_histories("a"))[1] == full_batch("r").histories[1]
+
+    snap = await runtime.load_run("r")
+    assert snap is not None
+    expected = full_batch("r")
+    assert snap.run == run
+    # states_of_run joins the nodes table: the appointed pause (root_id '') is there.
+    assert sorted(snap.states, key=lambda s: s.node_id) == list(expected.states.values())
+    assert list(snap.execution_data) == list(expected.execution_data.values())
+    assert list(snap.node_data) == list(expected.node_data.values())
+    assert list(snap.context) == list(expected.context.values())
+    assert list(snap.processes) == list(expected.processes.values())
+    assert list(snap.schedules) == list(expected.schedules.values())
+    assert [c.id for c in snap.callbacks] == ["cb1"]  # only those not consumed
+    assert await runtime.load_run("zz") is None
+
+
+async def test_upserts_overwrite_and_an_ended_run_drops_its_processes(
+    runtime: PostgresRuntime,
+) -> None:
+    await runtime.commit(new_run_batch("r", ("a",)))
+    await runtime.commit(full_batch("r"))
+    later = WriteBatch(root_id="r")
+    later.states = {"a": state("a", "r", "FINISHED", archived_time=9.0)}
+    later.schedules = {"s1": ScheduleRow("s1", "r", "a", "v1", 1, "p1", True, False, 3)}
+    later.histories = [full_batch("r").histories[0]]  # again: ignored
+    await runtime.commit(later)
+    assert (await runtime.get_state("a")) == later.states["a"]
+    assert len(await runtime.get_histories("a")) == 2
+    snap = await runtime.load_run("r")
+    assert snap is not None
+    assert snap.schedules == [later.schedules["s1"]]
+
+    await runtime.commit(WriteBatch(root_id="r", run_status="finished"))
+    assert (await runtime.get_run("r")).status == "finished"  # type: ignore[union-attr]
+    assert await runtime.active_run_ids() == []
+    snap = await runtime.load_run("r")
+    assert snap is not None
+    assert snap.processes == []
+
+
+async def test_a_duplicate_run_is_refused_without_sinking_its_group(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await runtime.commit(new_run_batch("r", ("a",)))
+    sizes = count_groups(monkeypatch)
+    dup = new_run_batch("r", ("x",), created=2.0)
+    dup.states = {"x": state("x", "r")}
+    reuse = new_run_batch("q", ("a",))  # node a belongs to run r
+    reuse.states = {"a2": state("a2", "q")}
+    results = await asyncio.gather(
+        runtime.commit(new_run_batch("s", ("s1",))),
+        runtime.commit(dup),
+        runtime.commit(reuse),
+        runtime.commit(full_batch("s")),
+        return_exceptions=True,
+    )
+    assert sizes == [4]
+    assert results[0] is None
+    assert results[3] is None
+    assert isinstance(results[1], InvalidOperationError)
+    assert str(results[1]) == "pipeline r already exists"
+    assert isinstance(results[2], InvalidOperationError)
+    assert "reuses node ids" in str(results[2])
+    # Refused batches left nothing behind, the others are all there.
+    assert await runtime.get_state("x") is None
+    assert await runtime.get_state("a2") is None
+    assert await runtime.get_run("q") is None
+    assert await runtime.get_node_root("a") == "r"
+    assert await runtime.get_node_root("x") is None
+    assert await runtime.get_run("s") is not None
+    assert await runtime.get_state("a") is not None  # full_batch("s") wrote node a
+
+
+async def test_a_retried_identical_new_run_counts_as_created(runtime: PostgresRuntime) -> None:
+    await runtime.commit(new_run_batch("r", ("a",)))
+    await runtime.commit(new_run_batch("r", ("a",)))  # same tree and created_time
+    with pytest.raises(InvalidOperationError, match="already exists"):
+        await runtime.commit(new_run_batch("r", ("a",), created=5.0))
+
+
+async def test_concurrent_commits_share_transactions(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_groups(monkeypatch)
+    await asyncio.gather(*(runtime.commit(new_run_batch(f"r{i}")) for i in range(50)))
+    assert sum(sizes) == 50
+    assert len(sizes) < 50
+    assert len(await runtime.active_run_ids()) == 50
+
+
+async def test_a_data_error_fails_only_its_batch(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_groups(monkeypatch)
+    bad = WriteBatch(root_id="r")
+    bad.states = {"n": state("n", "r", name="nul \x00 byte")}  # text cannot hold NUL
+    good = WriteBatch(root_id="r")
+    good.states = {"m": state("m", "r")}
+    results = await asyncio.gather(
+        runtime.commit(new_run_batch("r", ("n", "m"))),
+        runtime.commit(bad),
+        runtime.commit(good),
+        return_exceptions=True,
+    )
+    assert sizes == [3]
+    assert results[0] is None
+    assert results[2] is None
+    assert isinstance(results[1], StorageError)
+    assert isinstance(results[1].__cause__, asyncpg.PostgresError)
+    assert await runtime.get_state("m") is not None
+    assert await runtime.get_state("n") is None
+    await runtime.commit(good)  # the committer carries on
+
+
+async def test_a_group_stores_what_one_batch_at_a_time_stores(
+    admin: asyncpg.Connection, schemas: Any
+) -> None:
+    """The merged write of a group equals applying its batches in order."""
+    root = "r"
+    batches = [new_run_batch(root, ("a", "b"))]
+    for step in range(6):
+        batch = WriteBatch(root_id=root)
+        node = "ab"[step % 2]
+        batch.states = {node: state(node, root, f"S{step}", t=float(step))}
+        batch.processes = {f"p{step % 3}": process(f"p{step % 3}", root, node)}
+        batch.schedules = {
+            f"s{step}": ScheduleRow(f"s{step}", root, node, "v1", 3, "p0", step > 3, False, step)
+        }
+        batch.context = {(root, "k"): ContextRow(root, "k", root, 1, str(step), None)}
+        batch.histories = [
+            HistoryRow(f"h{step % 4}", root, node, 1, 2, step, False, 0, "v", "{}", "{}", step)
+        ]
+        batches.append(batch)
+        if step == 3:
+            batches.append(WriteBatch(root_id=root, run_status="finished"))
+    together, apart = schemas(), schemas()
+    for name in (together, apart):
+        await migrate(admin, name)
+    q_together, q_apart = pg_store.load_queries(together), pg_store.load_queries(apart)
+    results = await pg_store.write_group(admin, q_together, batches)
+    assert results == [None] * len(batches)
+    for batch in batches:
+        assert await pg_store.write_group(admin, q_apart, [batch]) == [None]
+    assert await dump(admin, together) == await dump(admin, apart)
+    # p0 and p1 were written before the run ended, p2 after.
+    assert [r[0] for r in await table(admin, together, "processes")] == ["p0", "p1"]
+
+
+# -- faults ----------------------------------------------------------------------
+
+
+async def test_driver_errors_become_storage_errors(
+    runtime: PostgresRuntime, admin: asyncpg.Connection, schema: str
+) -> None:
+    await admin.execute(f"DROP TABLE {quote_ident(schema)}.states CASCADE")
+    with pytest.raises(StorageError, match="get_state") as info:
+        await runtime.get_state("a")
+    assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
+    batch = WriteBatch(root_id="r")
+    batch.states = {"a": state("a", "r")}
+    with pytest.raises(StorageError) as info:
+        await runtime.commit(batch)
+    assert isinstance(info.value.__cause__, asyncpg.PostgresError)
+    await runtime.commit(new_run_batch("r"))  # other tables still work
+
+
+async def test_killed_connections_are_replaced(
+    runtime: PostgresRuntime, admin: asyncpg.Connection
+) -> None:
+    await runtime.commit(new_run_batch("r", ("a",)))
+    assert await runtime.get_run("r") is not None
+    assert await kill_backends(admin, runtime.application_name) >= 1
+    await runtime.commit(full_batch("r"))
+    assert await kill_backends(admin, runtime.application_name) >= 1
+    assert await runtime.get_state("a") is not None
+    snap = await runtime.load_run("r")
+    assert snap is not None
+    assert len(snap.states) == 2
+
+
+async def test_commits_survive_backends_killed_while_they_run(
+    runtime: PostgresRuntime, admin: asyncpg.Connection
+) -> None:
+    killed = 0
+
+    async def killer() -> None:
+        nonlocal killed
+        for _ in range(5):
+            await asyncio.sleep(0.03)
+            killed += await kill_backends(admin, runtime.application_name)
+
+    async def writer(i: int) -> None:
+        await runtime.commit(new_run_batch(f"r{i}", (f"a{i}",)))
+        for step in range(20):
+            batch = WriteBatch(root_id=f"r{i}")
+            batch.states = {f"a{i}": state(f"a{i}", f"r{i}", f"S{step}")}
+            batch.histories = [
+                HistoryRow(f"h{i}-{step}", f"r{i}", f"a{i}", 1, 2, 1, False, 0, "v", "{}", "{}", 1)
+            ]
+            await runtime.commit(batch)
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(killer(), *(writer(i) for i in range(8)))
+    assert killed >= 1
+    for i in range(8):
+        assert (await runtime.get_state(f"a{i}")).state == "S19"  # type: ignore[union-attr]
+        assert len(await runtime.get_histories(f"a{i}")) == 20
+
+
+async def test_a_commit_whose_outcome_was_lost_is_retried_safely(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt commits, then its connection dies before the answer."""
+    original = pg_store.write_group
+    calls = 0
+
+    async def lose_answer(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> Any:
+        nonlocal calls
+        calls += 1
+        result = await original(conn, q, batches)
+        if calls == 1:
+            conn.terminate()
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        return result
+
+    monkeypatch.setattr(pg_store, "write_group", lose_answer)
+    batch = new_run_batch("r", ("a",))
+    batch.histories = full_batch("r").histories
+    await runtime.commit(batch)
+    assert calls == 2
+    assert len(await runtime.get_histories("a")) == 2
+
+
+async def test_a_commit_gives_up_after_a_few_connection_errors(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+
+    async def always_lost(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> Any:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+
+    monkeypatch.setattr(pg_store, "write_group", always_lost)
+    monkeypatch.setattr(pg_store, "COMMIT_BACKOFF", (0.0, 0.0, 0.0))
+    with pytest.raises(StorageError) as info:
+        await runtime.commit(new_run_batch("r"))
+    assert calls == 4
+    assert isinstance(info.value.__cause__, asyncpg.ConnectionDoesNotExistError)
+
+
+# -- end to end ------------------------------------------------------------------
+
+library = ComponentLibrary()
+
+
+class SlowService(Service):
+    async def execute(self, data: Any, parent_data: Any) -> bool:
+        await anyio.sleep(0.05)
+        data.outputs.done = True
+        return True
+
+
+class SlowComponent(Component):
+    code = "pg_slow"
+    name = "Slow"
+    bound_service = SlowService
+    auto_register = False
+
+
+library.register(SlowComponent)
+
+
+async def test_a_pipeline_finishes_although_its_connections_are_killed(
+    schema: str, admin: asyncpg.Connection
+) -> None:
+    start = EmptyStartEvent()
+    node = start
+    for _ in range(6):
+        node = node.extend(ServiceActivity(component_code="pg_slow"))
+    node.extend(EmptyEndEvent())
+    tree = build_tree(start)
+    async with PostgresRuntime(PG_DSN, schema=schema, components=library) as rt:
+        assert (await api.run_pipeline(rt, tree)).result
+        for _ in range(3):
+            await asyncio.sleep(0.06)
+            await kill_backends(admin, rt.application_name)
+        res = await api.wait_pipeline(rt, tree["id"], timeout=20)
+        assert res.data == "FINISHED", res.message
+    # A new runtime reads it all back from the database.
+    async with PostgresRuntime(PG_DSN, schema=schema, components=library, worker=False) as rt:
+        states = await api.get_pipeline_states(rt, tree["id"])
+        assert states.data[tree["id"]]["state"] == "FINISHED"

@@ -1,0 +1,3 @@
+"""Unit tests: builder, validator, template and states, with no I/O."""
+
+from __future__ import annotations

@@ -1,0 +1,1003 @@
+"""Every validation rule, accepted and rejected (semantics §3), plus the start-node helpers."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+
+from aiobamboo.builder import (
+    ConditionalParallelGateway,
+    EmptyStartEvent,
+    ExclusiveGateway,
+    ExecutableEndEvent,
+    ParallelGateway,
+    ServiceActivity,
+    SubProcess,
+    build_tree,
+)
+from aiobamboo.exceptions import (
+    ConnectionValidateError,
+    ConvergeMatchError,
+    CycleError,
+    InvalidTreeError,
+    IsolateNodeError,
+    StartPositionInvalidError,
+    StreamValidateError,
+)
+from aiobamboo.validator import (
+    add_sink_type,
+    get_allowed_start_node_ids,
+    get_skipped_execute_node_ids,
+    validate_and_process_pipeline,
+    validate_pipeline_start_node,
+)
+
+from ._trees import (
+    Tree,
+    add_flow,
+    cg,
+    chain_tree,
+    diamond_tree,
+    eg,
+    end,
+    flow_between,
+    node,
+    pg,
+    redirect,
+    remove_flow,
+    sa,
+    start,
+)
+
+
+def rejects(
+    tree: Any, error: type[InvalidTreeError], *ids: str, cycle_tolerate: bool = False
+) -> InvalidTreeError:
+    """Validation raises exactly ``error``, naming ``ids`` in node_ids and message."""
+    with pytest.raises(InvalidTreeError) as info:
+        validate_and_process_pipeline(tree, cycle_tolerate=cycle_tolerate)
+    assert type(info.value) is error, str(info.value)
+    assert info.value.message
+    for node_id in ids:
+        assert node_id in info.value.node_ids, (node_id, info.value.node_ids)
+        assert node_id in info.value.message
+    return info.value
+
+
+def accepts(tree: Tree, cycle_tolerate: bool = False) -> Tree:
+    validate_and_process_pipeline(tree, cycle_tolerate=cycle_tolerate)
+    return tree
+
+
+def converges(tree: Tree) -> dict[str, str | None]:
+    return {
+        gid: g.get("converge_gateway_id")
+        for gid, g in tree["gateways"].items()
+        if g["type"] != "ConvergeGateway"
+    }
+
+
+# -- structure -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("garbage", [None, [], "tree", 3, {"id": "p"}])
+def test_tree_must_be_a_pipeline_dict(garbage: Any) -> None:
+    rejects(garbage, InvalidTreeError)
+
+
+@pytest.mark.parametrize(
+    "key", ["start_event", "end_event", "activities", "gateways", "flows", "data"]
+)
+def test_top_level_keys_are_required(key: str) -> None:
+    tree = chain_tree()
+    del tree[key]
+    error = rejects(tree, InvalidTreeError, "p")
+    assert repr(key) in error.message
+    tree = chain_tree()
+    tree[key] = []
+    rejects(tree, InvalidTreeError, "p")
+
+
+def test_pipeline_id_must_be_a_string() -> None:
+    tree = chain_tree()
+    tree["id"] = 5
+    error = rejects(tree, InvalidTreeError)
+    assert "'id'" in error.message
+
+
+def test_node_id_must_match_its_key() -> None:
+    tree = chain_tree()
+    tree["activities"]["a1"]["id"] = "other"
+    rejects(tree, InvalidTreeError, "a1", "other")
+
+
+@pytest.mark.parametrize(
+    ("where", "bad_type"),
+    [
+        ("activities", "ExclusiveGateway"),
+        ("activities", "Nonsense"),
+        ("gateways", "ServiceActivity"),
+    ],
+)
+def test_node_types_must_fit_their_group(where: str, bad_type: str) -> None:
+    tree = diamond_tree()
+    node_id = "a" if where == "activities" else "g"
+    tree[where][node_id]["type"] = bad_type
+    error = rejects(tree, InvalidTreeError, node_id)
+    assert "'type'" in error.message
+
+
+def test_start_and_end_types() -> None:
+    tree = chain_tree()
+    tree["start_event"]["type"] = "ServiceActivity"
+    rejects(tree, InvalidTreeError, "s")
+    tree = chain_tree()
+    tree["end_event"]["type"] = "ExclusiveGateway"
+    rejects(tree, InvalidTreeError, "end")
+    tree = chain_tree()
+    tree["end_event"]["type"] = "AnyHandlerCode"
+    accepts(tree)
+
+
+def test_add_sink_type_is_accepted_and_not_needed() -> None:
+    add_sink_type("Notify")
+    tree = chain_tree()
+    tree["end_event"]["type"] = "NeverRegistered"
+    accepts(tree)
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["f", 3], [""], {"f": 1}])
+def test_incoming_and_outgoing_must_be_flow_ids(bad: Any) -> None:
+    tree = chain_tree()
+    tree["activities"]["a1"]["outgoing"] = bad
+    rejects(tree, InvalidTreeError, "a1")
+
+
+def test_flow_listed_twice_by_a_node() -> None:
+    tree = chain_tree()
+    fid = flow_between(tree, "s", "a1")
+    tree["activities"]["a1"]["incoming"] = [fid, fid]
+    error = rejects(tree, InvalidTreeError, "a1")
+    assert "twice" in error.message
+
+
+def test_name_must_be_a_string_or_none() -> None:
+    tree = chain_tree()
+    tree["activities"]["a1"]["name"] = 1
+    rejects(tree, InvalidTreeError, "a1")
+    tree["activities"]["a1"]["name"] = "Step"
+    accepts(tree)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("component", None),
+        ("component", {"inputs": {}}),
+        ("component", {"code": 1, "inputs": {}}),
+        ("component", {"code": "echo"}),
+        ("component", {"code": "echo", "inputs": [], "version": "1"}),
+        ("component", {"code": "echo", "inputs": {}, "version": 1}),
+        ("component", {"code": "echo", "inputs": {"x": 1}}),
+        ("error_ignorable", "yes"),
+        ("skippable", None),
+        ("retryable", 1),
+        ("optional", "no"),
+        ("timeout", "10"),
+        ("timeout", True),
+        ("loop_config", []),
+        ("loop_config", {"loop_times": "3"}),
+        ("loop_config", {"enable": 1}),
+        ("loop_config", {"outputs_key": 1}),
+    ],
+)
+def test_service_activity_fields(key: str, value: Any) -> None:
+    tree = chain_tree()
+    tree["activities"]["a1"][key] = value
+    rejects(tree, InvalidTreeError, "a1")
+
+
+def test_service_activity_fields_accepted() -> None:
+    tree = chain_tree()
+    act = tree["activities"]["a1"]
+    act["component"] = {"code": None, "inputs": {}, "version": "legacy"}
+    act["timeout"] = 10
+    act["loop_config"] = {"enable": True, "loop_times": 2, "outputs_key": "out", "fail_skip": False}
+    accepts(tree)
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        None,
+        {"value": 1},
+        {"type": "other", "value": 1},
+        {"type": "plain"},
+        {"type": "lazy", "value": 1},
+        {"type": "plain", "value": 1, "need_render": "no"},
+        {"type": "plain", "value": None, "source_act": "a1"},
+        {"type": "plain", "value": None, "source_act": [{"source_act": "a1"}]},
+        {"type": "plain", "value": None, "source_act": 3},
+    ],
+)
+def test_variables_are_checked(var: Any) -> None:
+    tree = chain_tree()
+    tree["activities"]["a1"]["component"]["inputs"]["x"] = var
+    rejects(tree, InvalidTreeError, "a1")
+    tree = chain_tree()
+    tree["data"]["inputs"]["${x}"] = var
+    error = rejects(tree, InvalidTreeError)
+    assert "data inputs" in error.message
+
+
+def test_variables_accepted() -> None:
+    tree = chain_tree()
+    tree["data"]["inputs"] = {
+        "${a}": {"type": "plain", "value": 1, "is_param": True},
+        "${b}": {"type": "splice", "value": "${a}", "need_render": False},
+        "${c}": {"type": "lazy", "value": "v", "custom_type": "upper"},
+        "${d}": {"type": "plain", "value": None, "source_act": "a1", "source_key": "k"},
+        "${e}": {
+            "type": "plain",
+            "value": 0,
+            "source_act": [{"source_act": "a1", "source_key": "k"}],
+            "need_initialization": True,
+        },
+    }
+    accepts(tree)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("inputs", []), ("outputs", "x"), ("outputs", [1]), ("pre_render_keys", "x")],
+)
+def test_data_block(key: str, value: Any) -> None:
+    tree = chain_tree()
+    tree["data"][key] = value
+    rejects(tree, InvalidTreeError, "p")
+    tree = chain_tree()
+    del tree["data"]["outputs"]
+    rejects(tree, InvalidTreeError, "p")
+
+
+def test_data_outputs_may_be_a_dict_as_in_old_examples() -> None:
+    tree = chain_tree()
+    tree["data"] = {"inputs": {}, "outputs": {}, "pre_render_keys": ["${x}"]}
+    accepts(tree)
+
+
+def test_gateway_conditions() -> None:
+    tree = diamond_tree("eg")
+    fid = flow_between(tree, "g", "a")
+    gateway = tree["gateways"]["g"]
+    for bad in (None, {"f-unknown": {"evaluate": "1"}}, {fid: "1"}, {fid: {"evaluate": 1}}):
+        broken = copy.deepcopy(tree)
+        broken["gateways"]["g"]["conditions"] = bad
+        rejects(broken, InvalidTreeError, "g")
+    for key, bad in (("default_condition", []), ("default_condition", {"flow_id": "x"})):
+        broken = copy.deepcopy(tree)
+        broken["gateways"]["g"][key] = bad
+        rejects(broken, InvalidTreeError, "g")
+    broken = copy.deepcopy(tree)
+    broken["gateways"]["g"]["extra_info"] = "x"
+    rejects(broken, InvalidTreeError, "g")
+    gateway["default_condition"] = {"flow_id": fid}
+    gateway["extra_info"] = {"strategy": 2}
+    del gateway["conditions"][fid]  # a flow without a condition is never taken; that is allowed
+    accepts(tree)
+
+
+def test_flow_records() -> None:
+    tree = chain_tree()
+    fid = flow_between(tree, "s", "a1")
+    for key, value in (("id", "other"), ("source", 1), ("target", None), ("is_default", "no")):
+        broken = copy.deepcopy(tree)
+        broken["flows"][fid][key] = value
+        rejects(broken, InvalidTreeError, fid)
+    broken = copy.deepcopy(tree)
+    broken["flows"][fid] = "s->a1"
+    rejects(broken, InvalidTreeError, fid)
+
+
+# -- ids -----------------------------------------------------------------------------
+
+
+def test_node_id_used_twice_in_one_pipeline() -> None:
+    tree = diamond_tree()
+    tree["gateways"]["a"] = copy.deepcopy(tree["gateways"]["g"])
+    tree["gateways"]["a"]["id"] = "a"
+    error = rejects(tree, InvalidTreeError, "a")
+    assert "used twice" in error.message
+
+
+def test_start_and_end_share_an_id() -> None:
+    tree = chain_tree()
+    tree["end_event"]["id"] = "s"
+    rejects(tree, InvalidTreeError, "s")
+
+
+def test_node_id_equal_to_a_flow_id() -> None:
+    tree = chain_tree()
+    fid = flow_between(tree, "a1", "end")
+    tree["flows"]["a1"] = tree["flows"].pop(fid)
+    tree["flows"]["a1"]["id"] = "a1"
+    tree["activities"]["a1"]["outgoing"] = "a1"
+    tree["end_event"]["incoming"] = ["a1"]
+    rejects(tree, InvalidTreeError, "a1")
+
+
+def test_pipeline_id_equal_to_a_node_id() -> None:
+    rejects(chain_tree(pipeline_id="a1"), InvalidTreeError, "a1")
+
+
+def subprocess_tree(inner_ids: tuple[str, str, str] = ("s2", "a2", "end2")) -> Tree:
+    inner = start(inner_ids[0])
+    inner.extend(sa(inner_ids[1])).extend(end(inner_ids[2]))
+    s = start()
+    s.extend(SubProcess(start=inner, id="sub")).extend(end())
+    return build_tree(s, id="p")
+
+
+def test_ids_are_unique_across_subprocesses() -> None:
+    accepts(subprocess_tree())
+    rejects(subprocess_tree(("s", "a2", "end2")), InvalidTreeError, "s")
+    tree = subprocess_tree()
+    inner = tree["activities"]["sub"]["pipeline"]
+    outer_flow = flow_between(tree, "s", "sub")
+    inner_flow = flow_between(inner, "s2", "a2")
+    inner["flows"][outer_flow] = inner["flows"].pop(inner_flow)
+    inner["flows"][outer_flow]["id"] = outer_flow
+    inner["start_event"]["outgoing"] = outer_flow
+    inner["activities"]["a2"]["incoming"] = [outer_flow]
+    rejects(tree, InvalidTreeError, outer_flow)
+
+
+def test_nested_pipeline_id_must_equal_the_subprocess_id() -> None:
+    tree = subprocess_tree()
+    tree["activities"]["sub"]["pipeline"]["id"] = "other"
+    rejects(tree, InvalidTreeError, "sub", "other")
+
+
+def test_subprocess_needs_a_pipeline_and_params() -> None:
+    tree = subprocess_tree()
+    del tree["activities"]["sub"]["pipeline"]
+    rejects(tree, InvalidTreeError, "sub")
+    tree = subprocess_tree()
+    tree["activities"]["sub"]["params"] = [1]
+    rejects(tree, InvalidTreeError, "sub")
+
+
+def test_nested_pipelines_are_checked() -> None:
+    tree = subprocess_tree()
+    del tree["activities"]["sub"]["pipeline"]["activities"]["a2"]["component"]
+    rejects(tree, InvalidTreeError, "a2")
+    tree = subprocess_tree()
+    inner = tree["activities"]["sub"]["pipeline"]
+    inner["activities"]["a2"]["outgoing"] = [inner["activities"]["a2"]["outgoing"], "fx"]
+    rejects(tree, ConnectionValidateError, "a2", "fx")
+
+
+def test_nested_pipeline_is_validated_and_processed_first() -> None:
+    tree = subprocess_tree()
+    inner = tree["activities"]["sub"]["pipeline"]
+    inner["activities"]["a2"]["incoming"] = inner["activities"]["a2"]["incoming"][0]
+    accepts(tree)
+    assert isinstance(inner["activities"]["a2"]["incoming"], list)
+
+
+def test_a_pipeline_object_used_twice_is_rejected() -> None:
+    tree = subprocess_tree()
+    tree["activities"]["sub"]["pipeline"] = tree
+    rejects(tree, InvalidTreeError)
+
+
+# -- flows against incoming/outgoing ---------------------------------------------------
+
+
+def test_dangling_flow() -> None:
+    tree = chain_tree()
+    fid = flow_between(tree, "a1", "end")
+    tree["flows"][fid]["target"] = "ghost"
+    rejects(tree, ConnectionValidateError, fid, "ghost")
+    tree = chain_tree()
+    fid = flow_between(tree, "a1", "end")
+    tree["flows"][fid]["source"] = "ghost"
+    rejects(tree, ConnectionValidateError, fid, "ghost")
+
+
+def test_node_lists_a_missing_flow() -> None:
+    tree = chain_tree()
+    tree["end_event"]["incoming"].append("f-missing")
+    rejects(tree, ConnectionValidateError, "end", "f-missing")
+
+
+def test_node_lists_a_flow_of_another_node() -> None:
+    tree = chain_tree(2)
+    fid = flow_between(tree, "s", "a1")
+    tree["activities"]["a2"]["incoming"].append(fid)
+    rejects(tree, ConnectionValidateError, "a2", fid)
+
+
+def test_flow_not_listed_by_its_nodes() -> None:
+    tree = chain_tree()
+    fid = flow_between(tree, "a1", "end")
+    tree["end_event"]["incoming"] = []
+    rejects(tree, ConnectionValidateError, "end", fid)
+
+
+# -- connection rules ----------------------------------------------------------------
+
+
+def test_incoming_is_normalised_to_lists() -> None:
+    tree = diamond_tree()
+    for nid in ("a", "g", "c"):
+        node(tree, nid)["incoming"] = (
+            node(tree, nid)["incoming"][0] if nid != "c" else node(tree, nid)["incoming"]
+        )
+    tree["end_event"]["incoming"] = tree["end_event"]["incoming"][0]
+    accepts(tree)
+    for nid in ("a", "b", "g", "c", "end"):
+        assert isinstance(node(tree, nid)["incoming"], list)
+    assert tree["start_event"]["incoming"] == ""
+    assert isinstance(tree["activities"]["a"]["outgoing"], str)
+    before = copy.deepcopy(tree)
+    accepts(tree)
+    assert tree == before
+
+
+def test_start_event_rules() -> None:
+    tree = chain_tree()
+    add_flow(tree, "f-extra", "s", "end")
+    error = rejects(tree, ConnectionValidateError, "s")
+    assert "2 outgoing flows, needs exactly 1" in error.message
+    assert "may not connect to end event end" in error.message
+    s, e = start(), end()
+    s.extend(e)
+    error = rejects(build_tree(s), ConnectionValidateError, "s")
+    assert "may not connect to end event" in error.message
+
+
+def test_start_event_may_not_be_entered() -> None:
+    tree = diamond_tree("eg")
+    add_flow(tree, "f-back", "g", "s")
+    error = rejects(tree, ConnectionValidateError, "s", "g", cycle_tolerate=True)
+    assert "may not connect to start event s" in error.message
+
+
+def test_end_event_rules() -> None:
+    tree = chain_tree()
+    add_flow(tree, "f-out", "end", "a1")
+    error = rejects(tree, ConnectionValidateError, "end", cycle_tolerate=True)
+    assert "1 outgoing flow, needs none" in error.message
+
+
+def test_every_failing_node_is_reported() -> None:
+    tree = chain_tree(3)
+    add_flow(tree, "f-x", "a1", "a3")
+    add_flow(tree, "f-y", "a2", "end")
+    error = rejects(tree, ConnectionValidateError, "a1", "a2")
+    assert set(error.node_ids) == {"a1", "a2"}
+
+
+def test_node_with_no_outgoing_flow_is_reported() -> None:
+    # The original checked degrees only while looping over targets and missed these.
+    tree = diamond_tree()
+    remove_flow(tree, flow_between(tree, "b", "c"))
+    rejects(tree, ConnectionValidateError, "b")
+    tree = diamond_tree()
+    for fid in list(tree["gateways"]["g"]["outgoing"]):
+        remove_flow(tree, fid)
+    rejects(tree, ConnectionValidateError, "g", "a", "b")
+
+
+def test_converge_gateway_has_one_outgoing() -> None:
+    tree = diamond_tree("eg")
+    add_flow(tree, "f-x", "c", "end")
+    rejects(tree, ConnectionValidateError, "c")
+
+
+def test_gateway_degree_limit() -> None:
+    s, gateway = start(), eg("g", 1000)
+    terminal = end()
+    s.extend(gateway).connect(*([terminal] * 1000))
+    accepts(build_tree(s))
+    s, gateway = start(), eg("g", 1001)
+    s.extend(gateway).connect(*([terminal] * 1001))
+    error = rejects(build_tree(s), ConnectionValidateError, "g", "end")
+    assert "1001" in error.message
+
+
+# -- cycles and reachability ------------------------------------------------------------
+
+
+def loop_tree() -> Tree:
+    """``s -> a1 -> a2 -> g -> [a1 (loop), end]``."""
+    s, a1, g = start(), sa("a1"), eg("g")
+    s.extend(a1).extend(sa("a2")).extend(g).connect(a1, end())
+    return build_tree(s, id="p")
+
+
+def test_cycles_need_cycle_tolerate() -> None:
+    error = rejects(loop_tree(), CycleError, "a1", "a2", "g")
+    assert "cycle_tolerate" in error.message
+    tree = accepts(loop_tree(), cycle_tolerate=True)
+    assert converges(tree) == {"g": None}
+
+
+def test_self_loop_is_a_cycle() -> None:
+    s, g = start(), eg("g")
+    s.extend(g).connect(g, end())
+    rejects(build_tree(s), CycleError, "g")
+    accepts(build_tree(s), cycle_tolerate=True)
+
+
+def test_loop_without_exit() -> None:
+    s, g1, g2, a = start(), eg("g1"), eg("g2"), sa("a")
+    s.extend(g1).connect(a, end())
+    a.extend(g2).connect(a, a)
+    error = rejects(build_tree(s), CycleError, "a", "g2", cycle_tolerate=True)
+    assert "never reaches the end event" in error.message
+
+
+def test_isolated_nodes() -> None:
+    tree = chain_tree()
+    tree["activities"]["x1"] = copy.deepcopy(tree["activities"]["a1"]) | {
+        "id": "x1",
+        "incoming": ["fx2"],
+        "outgoing": "fx1",
+    }
+    tree["activities"]["x2"] = copy.deepcopy(tree["activities"]["a1"]) | {
+        "id": "x2",
+        "incoming": ["fx1"],
+        "outgoing": "fx2",
+    }
+    tree["flows"]["fx1"] = {"id": "fx1", "source": "x1", "target": "x2", "is_default": False}
+    tree["flows"]["fx2"] = {"id": "fx2", "source": "x2", "target": "x1", "is_default": False}
+    error = rejects(tree, IsolateNodeError, "x1", "x2", cycle_tolerate=True)
+    assert "not reachable from the start event" in error.message
+    rejects(tree, CycleError, "x1", "x2")
+
+
+def test_node_without_incoming_flow() -> None:
+    tree = chain_tree()
+    tree["activities"]["x"] = copy.deepcopy(tree["activities"]["a1"]) | {
+        "id": "x",
+        "incoming": [],
+        "outgoing": "fx",
+    }
+    add_flow(tree, "fx", "x", "end")
+    tree["activities"]["x"]["outgoing"] = "fx"
+    rejects(tree, ConnectionValidateError, "x")
+
+
+# -- gateway matching ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pg", "eg"])
+def test_converge_gateway_id_is_written(kind: str) -> None:
+    tree = accepts(diamond_tree(kind))
+    assert tree["gateways"]["g"]["converge_gateway_id"] == "c"
+    assert "converge_gateway_id" not in tree["gateways"]["c"]
+
+
+def test_conditional_parallel_gateway_gets_its_converge() -> None:
+    s, g, c = start(), ConditionalParallelGateway(conditions={0: "1", 1: "1"}, id="g"), cg("c")
+    s.extend(g).connect(sa("a"), sa("b")).to(g).converge(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"g": "c"}
+
+
+def test_parallel_branch_reaching_the_end_event() -> None:
+    tree = diamond_tree()
+    redirect(tree, flow_between(tree, "b", "c"), "end")
+    error = rejects(tree, ConvergeMatchError, "g")
+    assert "reaches the end event" in error.message
+
+
+def test_parallel_branches_meeting_different_converges() -> None:
+    s, g, c1, c2, x = start(), pg("g"), cg("c1"), cg("c2"), sa("x")
+    s.extend(g).connect(sa("a"), sa("b"))
+    g.outgoing[0].extend(c1).extend(x).extend(c2).extend(end())
+    g.outgoing[1].extend(c2)
+    error = rejects(build_tree(s), ConvergeMatchError, "g")
+    assert "c1" in error.message
+    assert "c2" in error.message
+
+
+def test_parallel_branch_looping_back() -> None:
+    s, a0, g, c = start(), sa("a0"), pg("g"), cg("c")
+    s.extend(a0).extend(g).connect(sa("a"), sa("b"), a0)
+    g.outgoing[0].extend(c)
+    g.outgoing[1].extend(c).extend(end())
+    error = rejects(build_tree(s), ConvergeMatchError, "g", cycle_tolerate=True)
+    assert "loops back to ServiceActivity a0" in error.message
+
+
+def test_nested_parallel_gateways_need_their_own_converges() -> None:
+    s, outer, inner, c = start(), pg("outer"), pg("inner"), cg("c")
+    s.extend(outer).connect(inner, sa("w"))
+    inner.connect(sa("a"), sa("b")).converge(c)
+    outer.outgoing[1].extend(c)
+    c.extend(end())
+    error = rejects(build_tree(s), ConvergeMatchError, "outer")
+    assert "which closes ParallelGateway inner" in error.message
+    s, outer, inner, c1, c2 = start(), pg("outer"), pg("inner"), cg("c1"), cg("c2")
+    s.extend(outer).connect(inner, sa("w"))
+    inner.connect(sa("a"), sa("b")).converge(c1).extend(c2)
+    outer.outgoing[1].extend(c2)
+    c2.extend(end())
+    assert converges(accepts(build_tree(s))) == {"outer": "c2", "inner": "c1"}
+
+
+def test_sibling_parallel_gateways_may_not_share_a_converge() -> None:
+    s, choice, p1, p2, c = start(), eg("choice"), pg("p1"), pg("p2"), cg("c")
+    s.extend(choice).connect(p1, p2)
+    p1.connect(sa("a"), sa("b")).converge(c)
+    p2.connect(sa("x"), sa("y")).converge(c)
+    c.extend(end())
+    error = rejects(build_tree(s), ConvergeMatchError, "c")
+    assert "needs its own converge gateway" in error.message
+
+
+def test_converge_with_fewer_incoming_flows_than_branches() -> None:
+    s, g, merge, c = start(), pg("g"), sa("merge"), cg("c")
+    s.extend(g).connect(sa("a"), sa("b")).to(g).converge(merge).extend(c).extend(end())
+    error = rejects(build_tree(s), ConvergeMatchError, "g", "c")
+    assert "only 1 incoming" in error.message
+
+
+def test_exclusive_branches_meeting_different_converges() -> None:
+    s, g, c1, c2 = start(), eg("g", 3), cg("c1"), cg("c2")
+    s.extend(g).connect(sa("a"), sa("b"), sa("x"))
+    g.outgoing[0].extend(c1)
+    g.outgoing[1].extend(c1).extend(c2)
+    g.outgoing[2].extend(c2).extend(end())
+    error = rejects(build_tree(s), ConvergeMatchError, "g")
+    assert "must be the same" in error.message
+
+
+def test_exclusive_gateway_without_converge() -> None:
+    s, g = start(), eg("g")
+    s.extend(g).connect(sa("a"), sa("b")).to(g).converge(end())
+    tree = build_tree(s)
+    tree["gateways"]["g"]["converge_gateway_id"] = "stale"
+    assert converges(accepts(tree)) == {"g": None}
+
+
+def test_exclusive_gateway_with_converge_and_end_branch() -> None:
+    s, g, c = start(), eg("g", 3), cg("c")
+    terminal = end()
+    s.extend(g).connect(sa("a"), sa("b"), terminal)
+    g.outgoing[0].extend(c)
+    g.outgoing[1].extend(c).extend(terminal)
+    assert converges(accepts(build_tree(s))) == {"g": "c"}
+
+
+def test_exclusive_gateway_in_parallel_branch_may_not_end_the_pipeline() -> None:
+    s, p, g, c = start(), pg("p"), eg("g"), cg("c")
+    terminal = end()
+    s.extend(p).connect(g, sa("w"))
+    g.connect(sa("a"), terminal)
+    g.outgoing[0].extend(c)
+    p.outgoing[1].extend(c).extend(terminal)
+    error = rejects(build_tree(s), ConvergeMatchError, "g")
+    assert "inside branch 1" in error.message
+    assert "ParallelGateway p" in error.message
+
+
+def test_exclusive_gateway_sharing_the_parallel_converge() -> None:
+    s, p, g, c = start(), pg("p"), eg("g"), cg("c")
+    s.extend(p).connect(g, sa("w")).to(g).connect(sa("a"), sa("b")).converge(c)
+    p.outgoing[1].extend(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"p": "c", "g": "c"}
+
+
+def test_parallel_gateway_sharing_an_exclusive_converge() -> None:
+    s, choice, p, c = start(), eg("choice"), pg("p"), cg("c")
+    s.extend(choice).connect(p, sa("y"))
+    p.connect(sa("a"), sa("b")).converge(c)
+    choice.outgoing[1].extend(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"choice": "c", "p": "c"}
+
+
+def test_parallel_branch_straight_to_its_converge() -> None:
+    s, p, g, c = start(), pg("p"), eg("g"), cg("c")
+    s.extend(p).connect(c, g)
+    g.connect(g, c)
+    c.extend(end())
+    assert converges(accepts(build_tree(s), cycle_tolerate=True)) == {"p": "c", "g": "c"}
+
+
+def test_issue_162_parallel_gateway_sharing_an_exclusive_gateways_converge() -> None:
+    """Upstream issue 162: the original rejected this with "invalid gateway".
+
+    A parallel gateway whose only branch is an exclusive gateway: the converge has as
+    many incoming flows as the exclusive gateway has branches, so the original gave
+    it to the exclusive gateway alone and sent the parallel gateway on to the end event.
+    """
+    s, p, g, c = start(), pg("p"), eg("g"), cg("c")
+    s.extend(p).extend(g).connect(sa("a"), sa("b")).to(g).converge(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"p": "c", "g": "c"}
+    s, p, g, c = (
+        start(),
+        ConditionalParallelGateway(conditions={0: "1"}, id="p"),
+        eg("g", 3),
+        cg("c"),
+    )
+    s.extend(p).extend(g).connect(sa("a"), sa("b"), sa("x")).to(g).converge(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"p": "c", "g": "c"}
+
+
+def test_exclusive_gateways_nested_in_one_branch_all_converging_at_one_gateway() -> None:
+    s, p, outer, left, right, c = start(), pg("p"), eg("outer"), eg("left"), eg("right"), cg("c")
+    s.extend(p).extend(outer).connect(left, right)
+    left.connect(sa("a"), sa("b")).converge(c)
+    right.connect(sa("x"), sa("y")).converge(c)
+    c.extend(end())
+    expected = {"p": "c", "outer": "c", "left": "c", "right": "c"}
+    assert converges(accepts(build_tree(s))) == expected
+
+
+def test_nested_shared_converge_inside_an_exclusive_branch() -> None:
+    """The original also rejected this: ``k`` and ``k2`` share ``c``, and the outer
+    exclusive gateway meets ``d``; it counted ``c`` as shared with ``outer`` too."""
+    s, outer, k, k2, c, d = start(), eg("outer"), eg("k"), eg("k2"), cg("c"), cg("d")
+    s.extend(outer).connect(k, sa("z"))
+    k.connect(k2, sa("y"))
+    k2.connect(sa("a"), sa("b")).converge(c)
+    k.outgoing[1].extend(c).extend(d)
+    outer.outgoing[1].extend(d).extend(end())
+    assert converges(accepts(build_tree(s))) == {"outer": "d", "k": "c", "k2": "c"}
+
+
+def test_exclusive_gateway_above_a_parallel_block_ending_the_pipeline() -> None:
+    s, choice, p, left, right, c = start(), eg("choice"), pg("p"), eg("left"), eg("right"), cg("c")
+    terminal = end()
+    s.extend(choice).connect(p, terminal)
+    p.connect(left, right)
+    left.connect(left, c)
+    right.connect(right, c)
+    c.extend(terminal)
+    tree = accepts(build_tree(s), cycle_tolerate=True)
+    assert converges(tree) == {"choice": None, "p": "c", "left": "c", "right": "c"}
+
+
+def original_reference_flow() -> tuple[Tree, dict[str, str]]:
+    """The original's largest gateway test graph, rebuilt: nested parallel blocks,
+    exclusive gateways sharing converges and loops; with its expected matches."""
+    s, terminal = start(), end()
+    a = {i: sa(f"a{i}") for i in range(1, 21)}
+    p1, p2 = pg("p1"), pg("p2")
+    p3 = ConditionalParallelGateway(conditions={0: "1", 1: "1", 2: "1"}, id="p3")
+    x = {i: eg(f"x{i}", 4) for i in range(1, 9)}
+    c = {i: cg(f"c{i}") for i in range(1, 5)}
+    s.extend(a[1]).extend(p1).connect(p2, a[5], a[6])
+    p2.connect(a[2], a[3], a[4]).converge(c[1]).extend(a[7]).extend(x[1]).connect(p2, c[3])
+    a[5].extend(x[7]).connect(c[3], a[8]).to(a[8]).extend(x[8]).connect(a[8], a[11])
+    a[11].extend(c[3])
+    a[6].extend(x[2]).connect(a[9], a[10]).converge(c[2]).extend(a[12]).extend(x[6])
+    x[6].connect(a[6], c[3], c[2])
+    x[2].connect(a[6])
+    c[3].extend(a[13]).extend(x[3]).connect(terminal, a[14], p3, a[1])
+    a[14].extend(x[4]).connect(a[13], c[4])
+    p3.connect(a[15], a[16], a[17])
+    a[15].extend(a[18]).extend(c[4])
+    a[17].extend(x[5]).connect(a[19], a[20])
+    a[19].extend(c[4])
+    a[20].extend(c[4])
+    a[16].extend(c[4]).extend(terminal)
+    expected = {"p1": "c3", "p2": "c1", "p3": "c4", "x1": "c3", "x2": "c2", "x3": "c4"}
+    expected |= {"x4": "c4", "x5": "c4", "x6": "c3", "x7": "c3", "x8": "c3"}
+    return build_tree(s, id="p"), expected
+
+
+def test_original_reference_flow() -> None:
+    tree, expected = original_reference_flow()
+    rejects(copy.deepcopy(tree), CycleError)
+    assert converges(accepts(tree, cycle_tolerate=True)) == expected
+
+
+def test_every_failing_gateway_is_reported() -> None:
+    s, choice = start(), eg("choice")
+    p1, p2, c1, c2 = pg("p1"), pg("p2"), cg("c1"), cg("c2")
+    terminal = end()
+    s.extend(choice).connect(p1, p2)
+    p1.connect(sa("a"), sa("b"))
+    p1.outgoing[0].extend(c1).extend(terminal)
+    p1.outgoing[1].extend(terminal)
+    p2.connect(sa("x"), sa("y"))
+    p2.outgoing[0].extend(c2).extend(terminal)
+    p2.outgoing[1].extend(terminal)
+    error = rejects(build_tree(s), ConvergeMatchError, "p1", "p2")
+    assert "choice" not in error.node_ids
+
+
+# -- streams -------------------------------------------------------------------------
+
+
+def test_flow_crossing_parallel_branches() -> None:
+    s, p, g, c = start(), pg("p"), eg("g"), cg("c")
+    a2, a3, a4 = sa("a2"), sa("a3"), sa("a4")
+    s.extend(p).connect(a2, a3, g).to(g).connect(a3, a4)
+    for act in (a2, a3, a4):
+        act.extend(c)
+    c.extend(end())
+    error = rejects(build_tree(s), StreamValidateError, "a3")
+    assert "branch 2" in error.message
+    assert "branch 3" in error.message
+
+
+def test_flow_jumping_into_a_parallel_branch() -> None:
+    s, g, p, c = start(), eg("g"), pg("p"), cg("c")
+    a2, a3 = sa("a2"), sa("a3")
+    s.extend(g).connect(a3, a2).to(a2).extend(p).connect(a3, sa("a4")).converge(c).extend(end())
+    error = rejects(build_tree(s), StreamValidateError, "a3")
+    assert "the main stream" in error.message
+
+
+def test_loops_stay_inside_their_parallel_branch() -> None:
+    s, a0, p, g, c = start(), sa("a0"), pg("p"), eg("g"), cg("c")
+    inside = sa("inside")
+    s.extend(a0).extend(p).connect(inside, sa("w"))
+    inside.extend(g).connect(sa("a"), inside)
+    g.outgoing[0].extend(c)
+    p.outgoing[1].extend(c).extend(end())
+    assert converges(accepts(build_tree(s), cycle_tolerate=True)) == {"p": "c", "g": "c"}
+    tree = build_tree(s)
+    redirect(tree, flow_between(tree, "g", "inside"), "a0")
+    error = rejects(tree, StreamValidateError, "a0", "g", cycle_tolerate=True)
+    assert "a loop may not leave or enter a parallel branch" in error.message
+
+
+# -- robustness -------------------------------------------------------------------------
+
+
+def test_long_chain_validates_quickly() -> None:
+    tree = chain_tree(3000)
+    began = time.perf_counter()
+    accepts(tree)
+    assert time.perf_counter() - began < 3
+
+
+def test_deep_nesting_needs_no_recursion() -> None:
+    depth = 1200
+    s = start()
+    current: Any = s
+    gateways, converge_ids = [], []
+    for level in range(depth):
+        gateway = eg(f"g{level}")
+        current = current.extend(gateway)
+        gateway.outgoing.append(sa(f"side{level}"))
+        gateways.append(gateway)
+        converge_ids.append(f"c{level}")
+    current = current.extend(sa("core"))
+    for level in reversed(range(depth)):
+        c = cg(converge_ids[level])
+        current.extend(c)
+        gateways[level].outgoing[0].extend(c)
+        current = c
+    current.extend(end())
+    tree = build_tree(s)
+    began = time.perf_counter()
+    accepts(tree)
+    assert time.perf_counter() - began < 5
+    assert converges(tree)["g0"] == "c0"
+    assert converges(tree)[f"g{depth - 1}"] == f"c{depth - 1}"
+
+
+def test_deep_subprocess_nesting_needs_no_recursion() -> None:
+    tree: Tree = chain_tree(pipeline_id="leaf")
+    for level in range(1500):
+        inner = tree
+        outer = chain_tree(pipeline_id=f"p{level}")
+        for key in ("start_event", "end_event"):
+            outer[key]["id"] = f"{outer[key]['id']}-{level}"
+        outer_act = outer["activities"].pop("a1")
+        sub_id = inner["id"]
+        outer_act.update(id=sub_id, type="SubProcess", params={}, pipeline=inner)
+        del outer_act["component"]
+        outer["activities"][sub_id] = outer_act
+        for fid in list(outer["flows"]):
+            new = f"{fid}-{level}"
+            f = outer["flows"].pop(fid)
+            f["id"] = new
+            for end_key in ("source", "target"):
+                f[end_key] = {"a1": sub_id, "s": f"s-{level}", "end": f"end-{level}"}[f[end_key]]
+            outer["flows"][new] = f
+        outer["start_event"]["outgoing"] += f"-{level}"
+        outer_act["incoming"] = [outer["start_event"]["outgoing"]]
+        outer_act["outgoing"] += f"-{level}"
+        outer["end_event"]["incoming"] = [outer_act["outgoing"]]
+        tree = outer
+    accepts(tree)
+
+
+# -- start-node helpers --------------------------------------------------------------
+
+
+def test_allowed_start_nodes_skip_parallel_branches() -> None:
+    s, a1, p, c = start(), sa("a1"), pg("p"), cg("c")
+    s.extend(a1).extend(p).connect(sa("a2"), sa("a3")).to(p).converge(c).extend(sa("a4"))
+    s.tail().extend(end())
+    tree = build_tree(s)
+    assert get_allowed_start_node_ids(tree) == ["s", "a1", "p", "a4"]
+    assert get_skipped_execute_node_ids(tree, "p") == ["s", "a1"]
+    assert get_skipped_execute_node_ids(tree, "a4") == ["s", "a1", "p", "a2", "a3", "c"]
+    assert get_skipped_execute_node_ids(tree, "s") == []
+
+
+def test_allowed_start_nodes_walk_exclusive_branches() -> None:
+    s, a1, g = start(), sa("a1"), eg("g")
+    s.extend(a1).extend(g).connect(sa("a2"), sa("a3")).to(g).converge(end())
+    tree = build_tree(s)
+    assert get_allowed_start_node_ids(tree) == ["s", "a1", "g", "a2", "a3"]
+    assert get_skipped_execute_node_ids(tree, "g") == ["s", "a1"]
+    assert get_skipped_execute_node_ids(tree, "a2") == ["s", "a1", "g"]
+    assert get_skipped_execute_node_ids(tree, "a3") == ["s", "a1", "g"]
+
+
+def test_skipped_nodes_deep_inside_an_exclusive_branch() -> None:
+    # The original lost every node between the gateway and a start node deeper
+    # than the branch's first node.
+    s, g, c = start(), eg("g"), cg("c")
+    s.extend(g).connect(sa("x1"), sa("y1"))
+    g.outgoing[0].extend(sa("x2")).extend(c)
+    g.outgoing[1].extend(c).extend(sa("after")).extend(end())
+    tree = build_tree(s)
+    assert get_skipped_execute_node_ids(tree, "x2") == ["s", "g", "x1"]
+    assert set(get_skipped_execute_node_ids(tree, "after")) == {"s", "g", "x1", "x2", "y1", "c"}
+
+
+def test_allowed_start_nodes_conditional_parallel_and_subprocess() -> None:
+    inner = start("s2")
+    inner.extend(sa("inner")).extend(end("end2"))
+    s, cpg, c = start(), ConditionalParallelGateway(conditions={0: "1", 1: "1"}, id="cpg"), cg("c")
+    s.extend(SubProcess(start=inner, id="sub")).extend(cpg).connect(sa("b1"), sa("b2"))
+    cpg.converge(c).extend(sa("after")).extend(end())
+    tree = build_tree(s)
+    assert get_allowed_start_node_ids(tree) == ["s", "cpg", "after"]
+    validate_pipeline_start_node(tree, "after")
+    for bad in ("sub", "b1", "c", "end", "inner", "ghost"):
+        with pytest.raises(StartPositionInvalidError, match="not allowed as a starting node"):
+            validate_pipeline_start_node(tree, bad)
+    with pytest.raises(StartPositionInvalidError):
+        get_skipped_execute_node_ids(tree, "b1")
+    assert get_skipped_execute_node_ids(tree, "b1", validate=False) == ["s", "sub", "cpg"]
+    with pytest.raises(StartPositionInvalidError):
+        get_skipped_execute_node_ids(tree, "ghost", validate=False)
+
+
+def test_start_helpers_on_unvalidated_and_looping_trees() -> None:
+    tree = diamond_tree()
+    untouched = copy.deepcopy(tree)
+    # The original raised KeyError here: its "already processed?" check was inverted.
+    assert get_allowed_start_node_ids(tree) == ["s", "g", "end"][:2]
+    assert tree == untouched
+    looping = loop_tree()
+    assert get_allowed_start_node_ids(looping) == ["s", "a1", "a2", "g"]
+    assert get_skipped_execute_node_ids(looping, "g") == ["s", "a1", "a2"]
+    validate_pipeline_start_node(looping, "s")
+    accepts(tree)
+    assert get_allowed_start_node_ids(tree) == ["s", "g"]
+
+
+def test_start_helpers_reject_invalid_trees() -> None:
+    tree = diamond_tree()
+    redirect(tree, flow_between(tree, "b", "c"), "end")
+    with pytest.raises(ConvergeMatchError):
+        get_allowed_start_node_ids(tree)
+    with pytest.raises(InvalidTreeError):
+        validate_pipeline_start_node({"start_event": 1}, "x")
+
+
+def test_executable_end_event_and_multiple_incoming() -> None:
+    s, g = start(), ExclusiveGateway(conditions={0: "1", 1: "1"}, id="g")
+    s.extend(g).connect(ServiceActivity(id="a"), ServiceActivity(id="b")).to(g)
+    g.converge(ExecutableEndEvent("MyHandler", id="end"))
+    tree = accepts(build_tree(s))
+    assert tree["end_event"]["type"] == "MyHandler"
+    start_event = EmptyStartEvent(id="s")
+    start_event.extend(ParallelGateway(id="p")).extend(ExecutableEndEvent("X", id="end"))
+    rejects(build_tree(start_event), ConvergeMatchError, "p")
