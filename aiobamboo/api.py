@@ -89,7 +89,7 @@ async def _result(call: Callable[[], Awaitable[T]]) -> EngineAPIResult[T]:
 
 
 def _time(value: float | None) -> _dt.datetime | None:
-    return None if value is None else _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+    return None if value is None else _dt.datetime.fromtimestamp(value, tz=_dt.UTC)
 
 
 def _check_id(value: Any, what: str = "node_id") -> str:
@@ -141,7 +141,9 @@ async def run_pipeline(
 
 
 async def wait_pipeline(
-    runtime: Any, pipeline_id: str, timeout: float | None = None
+    runtime: Any,
+    pipeline_id: str,
+    timeout: float | None = None,  # noqa: ASYNC109 - the contract names this parameter
 ) -> EngineAPIResult[str]:
     """Wait until the pipeline cannot progress without an operator; ``data`` is the state.
 
@@ -223,7 +225,10 @@ async def resume_node_appoint(runtime: Any, node_id: str) -> EngineAPIResult[Non
 async def retry_node(
     runtime: Any, node_id: str, data: dict[str, Any] | None = None
 ) -> EngineAPIResult[None]:
-    """Run a FAILED node again; ``data`` replaces its inputs (``_escape_render_keys`` lists raw ones)."""
+    """Run a FAILED node again.
+
+    ``data`` replaces its inputs; keys listed in ``data["_escape_render_keys"]`` stay unrendered.
+    """
     return await _op("retry_node")(runtime, node_id, data)
 
 

@@ -85,8 +85,35 @@ def decode(data: Any) -> Any:
     raise ValueCodecError(f"unknown codec tag {kind!r}")
 
 
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is JSON as it is (no tags needed): the common case, checked fast."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is dict:
+            if TAG in item:
+                return False
+            for key in item:
+                if type(key) is not str:
+                    return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
 def dumps(value: Any, path: str = "value") -> str:
     """Encode to JSON text."""
+    if _plain(value):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return json.dumps(encode(value, path), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -94,7 +121,9 @@ def loads(text: str | None) -> Any:
     """Decode JSON text written by :func:`dumps` (``None`` stays ``None``)."""
     if text is None:
         return None
-    return decode(json.loads(text))
+    data = json.loads(text)
+    # Only tagged values need a walk; a text without the tag has none.
+    return decode(data) if TAG in text else data
 
 
 def check(value: Any, path: str = "value") -> None:

@@ -306,10 +306,14 @@ class ComponentLibrary:
         registry[key] = cls
 
     def unregister(self, cls: type[Any]) -> None:
-        for registry in (self._components, self._variables, self._end_events):
-            for key, value in list(registry.items()):
-                if value is cls:
-                    del registry[key]
+        registries: tuple[dict[Any, Any], ...] = (
+            self._components,
+            self._variables,
+            self._end_events,
+        )
+        for registry in registries:
+            for key in [k for k, v in registry.items() if v is cls]:
+                del registry[key]
 
     def get_component(self, code: str, version: str | None = None) -> type[Component] | None:
         return self._components.get((code, version or DEFAULT_VERSION))

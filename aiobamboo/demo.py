@@ -7,7 +7,6 @@ publish | reject -> converge -> end
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import anyio
@@ -123,10 +122,9 @@ def build_demo() -> dict[str, Any]:
 
 def _render(tree: dict[str, Any], names: dict[str, str]) -> str:
     (root,) = tree.values()
-    lines = [f"pipeline {root['id'][:9]}  {root['state']}"]
-    for node in sorted(root["children"].values(), key=lambda n: n["created_time"]):
-        lines.append(f"  {names.get(node['id'], node['id'][:9]):<12} {node['state']}")
-    return "\n".join(lines)
+    children = sorted(root["children"].values(), key=lambda n: n["created_time"])
+    lines = [f"  {names.get(n['id'], n['id'][:9]):<12} {n['state']}" for n in children]
+    return "\n".join([f"pipeline {root['id'][:9]}  {root['state']}", *lines])
 
 
 def _names(tree: dict[str, Any]) -> dict[str, str]:
@@ -151,7 +149,7 @@ async def run_demo(db: str = "aiobamboo-demo.db") -> None:
         if s["type"] == "SubProcess"
         for n in s["pipeline"]["activities"].values()
     )
-    print(f"aiobamboo demo: SQLite file {os.path.abspath(db)}\n")
+    print(f"aiobamboo demo: SQLite file {db}\n")
     async with SQLiteRuntime(db, components=library) as runtime:
         result = await api.run_pipeline(runtime, tree)
         assert result.result, result.message

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class StateType(str, enum.Enum):
+class StateType(enum.StrEnum):
     CREATED = "CREATED"
     READY = "READY"
     LOOP_READY = "LOOP_READY"
@@ -43,9 +43,6 @@ class StateType(str, enum.Enum):
     ROLLING_BACK = "ROLLING_BACK"
     ROLL_BACK_SUCCESS = "ROLL_BACK_SUCCESS"
     ROLL_BACK_FAILED = "ROLL_BACK_FAILED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 CREATED = StateType.CREATED

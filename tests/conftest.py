@@ -117,3 +117,7 @@ def runtime_factory(runtime_kind: str, tmp_path: Path) -> Any:
             return rt
 
     yield Factory()
+    if made and runtime_kind == "postgres":
+        import anyio
+
+        anyio.run(_drop_schema, made[0])

@@ -19,7 +19,7 @@ from anyio.abc import TaskGroup
 from .. import codec, states, validator
 from ..component import ComponentLibrary
 from ..exceptions import InvalidOperationError, NotFoundError
-from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, Runtime, RunRow
+from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
 from ._env import Env, Settings, logger
 from ._events import EventHub
 from ._ops import Operations
@@ -94,9 +94,7 @@ class Scheduler(Operations):
         return self.events.subscribe(root_id)
 
     # -- runs ----------------------------------------------------------------
-    def _build(self, row: RunRow) -> Run:
-        tree = codec.loads(row.tree_json)
-        options = codec.loads(row.options_json)
+    def _build(self, tree: dict[str, Any], options: dict[str, Any]) -> Run:
         spec = parse_tree(tree, options.get("subprocess_context"))
         run = Run(self.store, spec, options.get("root_pipeline_data") or {})
         root_ctx = run.contexts.setdefault(spec.root_id, {})
@@ -135,7 +133,7 @@ class Scheduler(Operations):
             snap = await self.store.load_run(root_id)
             if snap is None or snap.run.status != RUN_ACTIVE:
                 return None
-            run = self._build(snap.run)
+            run = self._build(codec.loads(snap.run.tree_json), codec.loads(snap.run.options_json))
             run.restore(snap)
             self._register(run)
             return run
@@ -187,7 +185,7 @@ class Scheduler(Operations):
         validator.validate_and_process_pipeline(pipeline, cycle_tolerate=cycle_tolerate)
         if start_node_id is not None:
             validator.validate_pipeline_start_node(pipeline, start_node_id)
-        root_id = pipeline["id"]
+        root_id: str = pipeline["id"]
         options = {
             "root_pipeline_data": root_pipeline_data or {},
             "root_pipeline_context": root_pipeline_context or {},
@@ -204,7 +202,7 @@ class Scheduler(Operations):
         )
         if root_id in self.runs:
             raise InvalidOperationError(f"pipeline {root_id} already exists")
-        run = self._build(row)
+        run = self._build(pipeline, options)
         run.batch.new_run = row
         run.batch.new_nodes = _all_node_ids(pipeline)
         root_state = run.new_state(root_id, "", states.RUNNING)
@@ -298,7 +296,11 @@ class Scheduler(Operations):
             waiter.event.set()
 
     # -- waiting ---------------------------------------------------------------
-    async def wait_pipeline(self, root_id: str, timeout: float | None = None) -> tuple[str, str]:
+    async def wait_pipeline(
+        self,
+        root_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - the API contract names this parameter
+    ) -> tuple[str, str]:
         """Wait until the pipeline needs an operator or has ended: (state, message)."""
         with anyio.fail_after(timeout):
             while True:
@@ -330,7 +332,9 @@ class Scheduler(Operations):
         if row.status == RUN_ACTIVE:
             snap = await self.store.load_run(root_id)
             if snap is not None:
-                run = self._build(snap.run)
+                run = self._build(
+                    codec.loads(snap.run.tree_json), codec.loads(snap.run.options_json)
+                )
                 run.restore(snap)
                 return quiescence(run)
         return None

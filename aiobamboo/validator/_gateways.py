@@ -19,6 +19,14 @@ Stepping over a nested gateway ``K`` with converge ``C``:
   ending in an exclusive gateway's converge (issue 162) closes there.
 - a parallel gateway never stops at the converge of another parallel gateway:
   nested parallel gateways need their own converge gateways.
+
+A parallel gateway with a single branch that passes owned converges before its
+last stop is ambiguous: the last stop may belong to an enclosing parallel gateway.
+When an enclosing parallel gateway then fails because it may not stop there, the
+single-branch one is made to close at its last owned converge instead, and the
+matching runs again (at most once per such gateway). Such a gateway also closes
+early when its branch passes an exclusive gateway that can end the pipeline, which
+no parallel block may hold.
 """
 
 from __future__ import annotations
@@ -44,12 +52,15 @@ class Resolution:
 
     ``inflows`` are the flows into ``converge`` that come from inside this gateway's
     block; ``owned`` says they are all of its (forward) incoming flows.
+    ``reaches_end``: one of its own branches ends the pipeline; ``escapes``: that, or
+    a gateway nested in its branches does.
     """
 
     converge: str | None
     inflows: frozenset[str] = frozenset()
     owned: bool = False
     reaches_end: bool = False
+    escapes: bool = False
 
 
 @attrs.frozen
@@ -63,6 +74,16 @@ class Match:
         return self.resolutions[gateway].converge
 
 
+@attrs.define
+class _Trail:
+    """What a branch walk passes: owned converges it may close at, parallel converges
+    it may not stop at, and whether it went past a gateway that can end the pipeline."""
+
+    candidates: list[_Stop] = attrs.Factory(list)
+    passed: list[tuple[str, str]] = attrs.Factory(list)
+    sealed: bool = False
+
+
 @attrs.frozen
 class _Branch:
     flow: str
@@ -72,6 +93,7 @@ class _Branch:
     candidates: tuple[_Stop, ...] = ()
     passed: tuple[tuple[str, str], ...] = ()
     detail: str = ""
+    sealed: bool = False
 
     def stops(self) -> dict[str, frozenset[str]]:
         stops = dict(self.candidates)
@@ -82,13 +104,28 @@ class _Branch:
 
 def match_gateways(graph: PipelineGraph, walk: Walk) -> Match:
     """Resolve every gateway, or raise `ConvergeMatchError` naming each that fails."""
-    return _Matcher(graph, walk).run()
+    closing_early: set[str] = set()
+    while True:
+        matcher = _Matcher(graph, walk, frozenset(closing_early))
+        matcher.run()
+        retry = matcher.rebind - closing_early
+        if not matcher.problems or not retry:
+            matcher.problems.raise_if_any(
+                ConvergeMatchError,
+                f"pipeline {graph.id}: gateways and converge gateways do not match",
+            )
+            return Match(matcher.resolutions, matcher.parallel_owner)
+        closing_early |= retry
 
 
 class _Matcher:
-    def __init__(self, graph: PipelineGraph, walk: Walk) -> None:
+    def __init__(self, graph: PipelineGraph, walk: Walk, closing_early: frozenset[str]) -> None:
         self.graph = graph
         self.walk = walk
+        self.closing_early = closing_early
+        # Single-branch parallel gateways that could close at an earlier converge.
+        self.rebindable: set[str] = set()
+        self.rebind: set[str] = set()
         self.forward_in = {
             node: frozenset(f for f in graph.incoming[node] if f not in walk.back)
             for node, kind in graph.kinds.items()
@@ -99,15 +136,10 @@ class _Matcher:
         self.parallel_owner: dict[str, str] = {}
         self.problems = Problems()
 
-    def run(self) -> Match:
+    def run(self) -> None:
         for node in reversed(self.walk.order):
             if self.graph.kinds[node] in SPLITTING:
                 self._resolve(node)
-        self.problems.raise_if_any(
-            ConvergeMatchError,
-            f"pipeline {self.graph.id}: gateways and converge gateways do not match",
-        )
-        return Match(dict(self.resolutions), dict(self.parallel_owner))
 
     def _resolve(self, gateway: str) -> None:
         branches = [self._walk(gateway, flow) for flow in self.graph.outgoing[gateway]]
@@ -120,20 +152,24 @@ class _Matcher:
             self._resolve_exclusive(gateway, branches)
 
     def _walk(self, gateway: str, first: str) -> _Branch:
-        candidates: list[_Stop] = []
-        passed: list[tuple[str, str]] = []
+        trail = _Trail()
         parallel = self.graph.kinds[gateway] in PARALLEL
-        outcome, converge, inflows, detail = self._follow(first, parallel, candidates, passed)
-        return _Branch(first, outcome, converge, inflows, tuple(candidates), tuple(passed), detail)
+        outcome, converge, inflows, detail = self._follow(first, parallel, trail)
+        return _Branch(
+            first,
+            outcome,
+            converge,
+            inflows,
+            tuple(trail.candidates),
+            tuple(trail.passed),
+            detail,
+            trail.sealed,
+        )
 
     def _follow(
-        self,
-        flow: str,
-        parallel: bool,
-        candidates: list[_Stop],
-        passed: list[tuple[str, str]],
+        self, flow: str, parallel: bool, trail: _Trail
     ) -> tuple[str, str | None, frozenset[str], str]:
-        """Walk from ``flow`` to the branch's outcome, noting stops on the way."""
+        """Walk from ``flow`` to the branch's outcome, noting the ``trail`` on the way."""
         graph, nothing = self.graph, frozenset[str]()
         while True:
             if flow in self.walk.back:
@@ -153,32 +189,48 @@ class _Matcher:
             converge = resolution.converge
             if converge is None:
                 return "dead", None, nothing, node
+            trail.sealed = trail.sealed or resolution.escapes
             owner = self.parallel_owner.get(converge)
             if parallel and owner is not None:
-                passed.append((converge, owner))
+                trail.passed.append((converge, owner))
             elif not resolution.owned:
                 return "converge", converge, resolution.inflows, ""
-            else:
-                candidates.append((converge, resolution.inflows))
+            elif not trail.sealed:
+                trail.candidates.append((converge, resolution.inflows))
             flow = graph.outgoing[converge][0]
 
-    def _pick(self, branches: Sequence[_Branch]) -> _Stop | None:
-        """The converge the branches meet: each one's last stop, else the first common one."""
+    @staticmethod
+    def _pick(branches: Sequence[_Branch]) -> _Stop | None:
+        """Where the branches meet: their common last stop, else their last common stop."""
         finals = {branch.converge for branch in branches}
         if len(finals) == 1 and all(branch.outcome == "converge" for branch in branches):
             (converge,) = finals
             assert converge is not None
             return converge, frozenset().union(*(branch.inflows for branch in branches))
         stops = [branch.stops() for branch in branches]
-        for converge in stops[0]:
-            if all(converge in other for other in stops[1:]):
-                return converge, frozenset().union(*(other[converge] for other in stops))
-        return None
+        common = [c for c in stops[0] if all(c in other for other in stops[1:])]
+        if not common:
+            return None
+        return common[-1], frozenset().union(*(other[common[-1]] for other in stops))
+
+    def _pick_parallel(self, gateway: str, branches: list[_Branch]) -> _Stop | None:
+        (only, *others) = branches
+        if not others and only.candidates:
+            if gateway in self.closing_early or only.sealed:
+                return only.candidates[-1]
+            self.rebindable.add(gateway)
+        return self._pick(branches)
 
     def _resolve_parallel(self, gateway: str, branches: list[_Branch]) -> None:
         graph = self.graph
-        picked = self._pick(branches)
+        picked = self._pick_parallel(gateway, branches)
         if picked is None:
+            self.rebind.update(
+                owner
+                for branch in branches
+                for _, owner in branch.passed
+                if owner in self.rebindable
+            )
             self._fail(
                 gateway,
                 f"{graph.describe(gateway)}: all its branches must meet at one converge "
@@ -205,14 +257,18 @@ class _Matcher:
             return
         self.parallel_owner[converge] = gateway
         self.resolutions[gateway] = Resolution(
-            converge, inflows, inflows == self.forward_in[converge]
+            converge,
+            inflows,
+            inflows == self.forward_in[converge],
+            escapes=any(branch.sealed for branch in branches),
         )
 
     def _resolve_exclusive(self, gateway: str, branches: list[_Branch]) -> None:
         reaches_end = any(branch.outcome in ("end", "dead") for branch in branches)
+        escapes = reaches_end or any(branch.sealed for branch in branches)
         converging = [branch for branch in branches if branch.outcome == "converge"]
         if not converging:
-            self.resolutions[gateway] = Resolution(None, reaches_end=reaches_end)
+            self.resolutions[gateway] = Resolution(None, reaches_end=reaches_end, escapes=escapes)
             return
         picked = self._pick(converging)
         if picked is None:
@@ -224,7 +280,7 @@ class _Matcher:
             return
         converge, inflows = picked
         self.resolutions[gateway] = Resolution(
-            converge, inflows, inflows == self.forward_in[converge], reaches_end
+            converge, inflows, inflows == self.forward_in[converge], reaches_end, escapes
         )
 
     def _fail(self, gateway: str, message: str, *more: str) -> None:

@@ -21,6 +21,7 @@ created_time counts as created.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "COMMIT_BACKOFF",
     "DRIVER_ERRORS",
     "Store",
+    "connection_lost",
     "is_transient",
     "load_queries",
     "merge",
@@ -74,18 +76,27 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # includes TimeoutError
 )
 
-# Errors after which the same work may succeed on a fresh connection.
-_TRANSIENT: tuple[type[BaseException], ...] = (
+# Errors that mean the connection is gone or unusable. After one, the pool's
+# other connections are likely dead too (a restart, pg_terminate_backend), yet
+# look alive until used, so the pool is told to replace them all.
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError
     asyncpg.InterfaceError,  # "connection is closed", "pool is closing", ...
+    # Raised when the server's goodbye message arrived on an idle connection:
+    # "cannot switch to state ...; another operation is in progress".
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, fast shutdown
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,  # the server is starting up
+    OSError,
+)
+
+# Errors after which the same work may succeed on another attempt.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    *_CONNECTION_LOST,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
     asyncpg.exceptions.InvalidCachedStatementError,  # a migration changed a table
-    asyncpg.exceptions.OutdatedSchemaCacheError,
-    OSError,
 )
 
 # Waits before the 2nd, 3rd and 4th attempt of a group commit.
@@ -96,10 +107,18 @@ CLOSE_TIMEOUT = 10.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a connection-level failure worth one more attempt."""
+    """Whether ``exc`` is a failure worth another attempt (on a fresh connection)."""
     # asyncpg's client-side DataError (a bad argument) is an InterfaceError
     # and a ValueError; trying it again cannot help.
     return isinstance(exc, _TRANSIENT) and not isinstance(exc, ValueError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, _CONNECTION_LOST)
+        and not isinstance(exc, ValueError)
+        and not isinstance(exc, asyncpg.exceptions.OutdatedSchemaCacheError)
+    )
 
 
 def storage_error(what: str, exc: BaseException) -> StorageError:
@@ -391,14 +410,29 @@ class Store:
         """:func:`write_group` on a pooled connection; on a fresh one after a connection error."""
         for delay in (*COMMIT_BACKOFF, None):
             try:
-                async with self.pool.acquire() as conn:
-                    return await write_group(conn, self.queries, batches)
+                return await self._on_connection(
+                    lambda conn: write_group(conn, self.queries, batches)
+                )
             except DRIVER_ERRORS as exc:
                 if delay is None or not is_transient(exc):
                     raise
                 logger.warning("postgres commit failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _on_connection(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``call(connection)`` on a pooled connection."""
+        async with self.pool.acquire() as conn:
+            try:
+                return await call(conn)
+            except DRIVER_ERRORS as exc:
+                if connection_lost(exc):
+                    # The pool might hand out this connection or its equally
+                    # dead siblings again: replace them all.
+                    await self.pool.expire_connections()
+                    with contextlib.suppress(asyncpg.InterfaceError):  # closed already
+                        conn.terminate()
+                raise
 
     # -- reads -----------------------------------------------------------------
     async def _read(self, what: str, call: Callable[[Any], Awaitable[T]]) -> T:
@@ -407,8 +441,7 @@ class Store:
             raise StorageError("the runtime is not open")
         for attempt in (1, 2):
             try:
-                async with self.pool.acquire() as conn:
-                    return await call(conn)
+                return await self._on_connection(call)
             except DRIVER_ERRORS as exc:
                 if attempt == 2 or not is_transient(exc):
                     raise storage_error(f"postgres query {what} failed", exc) from exc

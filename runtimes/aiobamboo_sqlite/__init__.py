@@ -80,7 +80,7 @@ class SQLiteRuntime(Store):
             await self._close()
 
     def _lock(self) -> None:
-        lock = open(self.path + ".lock", "wb")  # noqa: SIM115 - held while the runtime is open
+        lock = open(self.path + ".lock", "wb")
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

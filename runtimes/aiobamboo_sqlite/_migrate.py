@@ -17,18 +17,17 @@ def migrations() -> list[tuple[str, str]]:
 async def migrate(conn: aiosqlite.Connection) -> list[str]:
     """Apply pending migrations; returns the ids applied now."""
     await conn.execute(
-        "CREATE TABLE IF NOT EXISTS aiobamboo_migrations (id TEXT PRIMARY KEY, applied_time REAL NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS aiobamboo_migrations "
+        "(id TEXT PRIMARY KEY, applied_time REAL NOT NULL)"
     )
-    applied = {row[0] for row in await conn.execute_fetchall("SELECT id FROM aiobamboo_migrations")}
+    rows = await conn.execute_fetchall("SELECT id FROM aiobamboo_migrations")
+    applied = {row[0] for row in rows}
     done = []
     for mid, sql in migrations():
         if mid in applied:
             continue
         # One script, one transaction: a migration applies whole or not at all.
-        await conn.executescript(
-            f"BEGIN IMMEDIATE;\n{sql}\n"
-            f"INSERT INTO aiobamboo_migrations (id, applied_time) VALUES ('{mid}', {time.time()});\n"
-            "COMMIT;"
-        )
+        record = f"INSERT INTO aiobamboo_migrations VALUES ('{mid}', {time.time()});"
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n{record}\nCOMMIT;")
         done.append(mid)
     return done

@@ -52,20 +52,41 @@ def _process_row(row: Sequence[Any]) -> ProcessRow:
     )
 
 
-def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
-    if batch.new_run is not None:
-        run = batch.new_run
-        if conn.execute(Q["run_exists"], (run.root_id,)).fetchone():
-            raise InvalidOperationError(f"pipeline {run.root_id} already exists")
-        conn.execute(
-            Q["insert_run"], (run.root_id, run.tree_json, run.options_json, run.status, run.created_time)
-        )
-        try:
-            conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
-        except sqlite3.IntegrityError:
-            raise InvalidOperationError(
-                f"pipeline {run.root_id} reuses node ids of another pipeline"
-            ) from None
+def _insert_run(conn: sqlite3.Connection, batch: WriteBatch) -> None:
+    run = batch.new_run
+    assert run is not None
+    if conn.execute(Q["run_exists"], (run.root_id,)).fetchone():
+        raise InvalidOperationError(f"pipeline {run.root_id} already exists")
+    conn.execute(
+        Q["insert_run"],
+        (run.root_id, run.tree_json, run.options_json, run.status, run.created_time),
+    )
+    try:
+        conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
+    except sqlite3.IntegrityError:
+        raise InvalidOperationError(
+            f"pipeline {run.root_id} reuses node ids of another pipeline"
+        ) from None
+
+
+def _merge(batches: list[WriteBatch]) -> WriteBatch:
+    """One batch with every row of ``batches``; a later write of a row wins."""
+    if len(batches) == 1:
+        return batches[0]
+    merged = WriteBatch(root_id="")
+    for batch in batches:
+        merged.states.update(batch.states)
+        merged.execution_data.update(batch.execution_data)
+        merged.node_data.update(batch.node_data)
+        merged.context.update(batch.context)
+        merged.processes.update(batch.processes)
+        merged.schedules.update(batch.schedules)
+        merged.callbacks.update(batch.callbacks)
+        merged.histories.extend(batch.histories)
+    return merged
+
+
+def _write_rows(conn: sqlite3.Connection, batch: WriteBatch) -> None:
     if batch.states:
         conn.executemany(
             Q["upsert_state"],
@@ -81,7 +102,10 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
     if batch.execution_data:
         conn.executemany(
             Q["upsert_execution_data"],
-            [(e.node_id, e.root_id, e.inputs_json, e.outputs_json) for e in batch.execution_data.values()],
+            [
+                (e.node_id, e.root_id, e.inputs_json, e.outputs_json)
+                for e in batch.execution_data.values()
+            ],
         )
     if batch.node_data:
         conn.executemany(
@@ -112,7 +136,17 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
         conn.executemany(
             Q["upsert_schedule"],
             [
-                (s.id, s.root_id, s.node_id, s.version, s.type, s.process_id, s.finished, s.expired, s.times)
+                (
+                    s.id,
+                    s.root_id,
+                    s.node_id,
+                    s.version,
+                    s.type,
+                    s.process_id,
+                    s.finished,
+                    s.expired,
+                    s.times,
+                )
                 for s in batch.schedules.values()
             ],
         )
@@ -135,26 +169,35 @@ def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> None:
                 for h in batch.histories
             ],
         )  # fmt: skip
-    if batch.run_status is not None:
-        conn.execute(Q["set_run_status"], (batch.run_status, batch.root_id))
-        if batch.run_status != RUN_ACTIVE:
-            conn.execute(Q["drop_processes"], (batch.root_id,))
 
 
 def _apply_group(conn: sqlite3.Connection, batches: list[WriteBatch]) -> list[BaseException | None]:
-    results: list[BaseException | None] = []
+    """Write a group of batches in one transaction; returns each batch's refusal or None.
+
+    Only a batch that creates a run can be refused (its id or node ids are
+    taken); it gets a savepoint of its own. Every other row of the group is
+    merged and written with one statement per table.
+    """
+    results: list[BaseException | None] = [None] * len(batches)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for batch in batches:
-            conn.execute("SAVEPOINT batch")
+        for i, batch in enumerate(batches):
+            if batch.new_run is None:
+                continue
+            conn.execute("SAVEPOINT new_run")
             try:
-                _apply(conn, batch)
-            except (InvalidOperationError, sqlite3.IntegrityError) as exc:
-                conn.execute("ROLLBACK TO batch")
-                results.append(exc)
-            else:
-                results.append(None)
-            conn.execute("RELEASE batch")
+                _insert_run(conn, batch)
+            except InvalidOperationError as exc:
+                conn.execute("ROLLBACK TO new_run")
+                results[i] = exc
+            conn.execute("RELEASE new_run")
+        accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
+        _write_rows(conn, _merge(accepted))
+        for batch in accepted:
+            if batch.run_status is not None:
+                conn.execute(Q["set_run_status"], (batch.run_status, batch.root_id))
+                if batch.run_status != RUN_ACTIVE:
+                    conn.execute(Q["drop_processes"], (batch.root_id,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -206,7 +249,9 @@ class Store:
             batches = [b for b, _ in group]
             try:
                 # aiosqlite runs the callable on its connection thread.
-                results = await self.conn._execute(_apply_group, self.conn._conn, batches)
+                results = await self.conn._execute(  # type: ignore[no-untyped-call]
+                    _apply_group, self.conn._conn, batches
+                )
             except Exception as exc:
                 error = StorageError(f"sqlite commit failed: {exc}")
                 error.__cause__ = exc

@@ -184,7 +184,9 @@ class BrokenVariable(LazyVariable):
 class RecordEnd(EndEventHandler):
     code = "RecordEnd"
 
-    async def execute(self, in_subprocess: bool, root_pipeline_id: str, current_pipeline_id: str) -> None:
+    async def execute(
+        self, in_subprocess: bool, root_pipeline_id: str, current_pipeline_id: str
+    ) -> None:
         END_CALLS.append((in_subprocess, root_pipeline_id, current_pipeline_id))
 
 

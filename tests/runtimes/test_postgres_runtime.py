@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -79,8 +80,28 @@ def schema(schemas: Callable[[], str]) -> str:
 
 @pytest.fixture
 async def runtime(schema: str) -> AsyncIterator[PostgresRuntime]:
-    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
+    # pytest-asyncio runs a fixture's setup and teardown in different tasks,
+    # and the scheduler's task group must be left in the task that entered it,
+    # so one task holds the runtime open for the whole test.
+    rt = PostgresRuntime(PG_DSN, schema=schema, worker=False)
+    opened, finished = asyncio.Event(), asyncio.Event()
+
+    async def host() -> None:
+        async with rt:
+            opened.set()
+            await finished.wait()
+
+    task = asyncio.create_task(host())
+    waiter = asyncio.create_task(opened.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # raises why it could not open
+    try:
         yield rt
+    finally:
+        finished.set()
+        await task
 
 
 async def kill_backends(admin: asyncpg.Connection, application_name: str) -> int:
@@ -167,7 +188,7 @@ def full_batch(root: str) -> WriteBatch:
     batch.states = {
         "a": state("a", root, started_time=None),
         # A node paused by pause_node_appoint before any process reached it.
-        "b": state("b", "", "SUSPENDED", t=2.0),
+        "b": state("b", "", "SUSPENDED", t=2.0, parent_id=root),
     }
     batch.execution_data = {"a": ExecutionDataRow("a", root, '{"x": 1}', '{"y": [1, 2]}')}
     batch.node_data = {"a": NodeDataRow("a", root, '{"x": 2}')}
@@ -204,7 +225,7 @@ def count_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_every_query_the_store_uses_is_in_the_file() -> None:
     text = (resources.files("aiobamboo_postgres") / "sql/queries.sql").read_text()
     names = set(load_sql_blocks(text))
-    source = open(pg_store.__file__).read()
+    source = Path(pg_store.__file__).read_text()
     used = set(re.findall(r'(?:q|self\.queries)\["(\w+)"\]', source))
     used |= set(re.findall(r'self\._(?:all|one)\("(\w+)"', source))
     assert used
@@ -254,14 +275,15 @@ async def test_open_creates_schema_and_migrations_are_idempotent(
 
 
 async def test_concurrent_opens_migrate_once(admin: asyncpg.Connection, schema: str) -> None:
-    runtimes = [
-        PostgresRuntime(PG_DSN, schema=schema, worker=False, min_pool_size=1) for _ in range(4)
-    ]
-    await asyncio.gather(*(rt.__aenter__() for rt in runtimes))
-    try:
-        await asyncio.gather(*(rt.commit(new_run_batch(f"r{i}")) for i, rt in enumerate(runtimes)))
-    finally:
-        await asyncio.gather(*(rt.__aexit__(None, None, None) for rt in runtimes))
+    """Four runtimes (think: processes) open a schema that does not exist yet, at once."""
+    all_open = asyncio.Barrier(4)
+
+    async def open_and_write(i: int) -> None:
+        async with PostgresRuntime(PG_DSN, schema=schema, worker=False, min_pool_size=1) as rt:
+            await all_open.wait()
+            await rt.commit(new_run_batch(f"r{i}"))
+
+    await asyncio.gather(*(open_and_write(i) for i in range(4)))
     applied = await admin.fetchval(
         f"SELECT count(*) FROM {quote_ident(schema)}.aiobamboo_migrations"
     )
@@ -505,8 +527,8 @@ async def test_a_group_stores_what_one_batch_at_a_time_stores(
     for batch in batches:
         assert await pg_store.write_group(admin, q_apart, [batch]) == [None]
     assert await dump(admin, together) == await dump(admin, apart)
-    # p0 and p1 were written before the run ended, p2 after.
-    assert [r[0] for r in await table(admin, together, "processes")] == ["p0", "p1"]
+    # Steps 0-3 wrote p0, p1, p2 and the end deleted them; steps 4 and 5 wrote p1, p2.
+    assert [r[0] for r in await table(admin, together, "processes")] == ["p1", "p2"]
 
 
 # -- faults ----------------------------------------------------------------------
@@ -530,7 +552,7 @@ async def test_driver_errors_become_storage_errors(
 async def test_killed_connections_are_replaced(
     runtime: PostgresRuntime, admin: asyncpg.Connection
 ) -> None:
-    await runtime.commit(new_run_batch("r", ("a",)))
+    await runtime.commit(new_run_batch("r", ("a", "b")))
     assert await runtime.get_run("r") is not None
     assert await kill_backends(admin, runtime.application_name) >= 1
     await runtime.commit(full_batch("r"))
