@@ -189,7 +189,7 @@ def _op(name: str) -> Callable[..., Awaitable[EngineAPIResult[None]]]:
     ) -> EngineAPIResult[None]:
         async def call() -> None:
             _check_id(node_id)
-            await getattr(scheduler_of(runtime), name)(node_id, *args, **kwargs)
+            await scheduler_of(runtime).operate(name, node_id, *args)
 
         return await _result(call)
 

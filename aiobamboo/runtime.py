@@ -20,6 +20,7 @@ import attrs
 __all__ = [
     "JSON",
     "CallbackRow",
+    "CommandRow",
     "ContextRow",
     "ExecutionDataRow",
     "HistoryRow",
@@ -205,6 +206,24 @@ class RunSnapshot:
     callbacks: Sequence[CallbackRow]
 
 
+@attrs.frozen
+class CommandRow:
+    """An operation sent to the owner of a run by a process that does not own it.
+
+    status: ``pending`` -> ``done`` (``ok`` and ``message`` set), or
+    ``cancelled`` by a sender that stopped waiting before anyone took it.
+    """
+
+    id: str
+    root_id: str
+    op: str
+    args_json: str
+    status: str
+    ok: bool = attrs.field(converter=bool)
+    message: str = ""
+    created_time: float = 0.0
+
+
 def load_sql_blocks(text: str) -> dict[str, str]:
     """Parse a file of ``-- name: NAME`` blocks into ``{NAME: statement}``."""
     queries: dict[str, str] = {}
@@ -254,3 +273,36 @@ class Runtime(Protocol):
     async def get_node_data(self, node_id: str) -> NodeDataRow | None: ...
 
     async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]: ...
+
+    # -- ownership and coordination (several processes share one database) --------
+    #: this runtime's owner id, written into the runs it holds
+    owner_id: str
+    #: seconds a claim lasts unless renewed; another worker may take the run after that
+    lease_seconds: float
+
+    async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
+        """Take up to ``limit`` active runs (of ``root_ids``, if given) that nobody holds.
+
+        A run whose lease ran out counts as held by nobody.
+        """
+
+    async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
+        """Extend the leases of ``root_ids``; returns the ids still held by this owner."""
+
+    async def release_runs(self, root_ids: Sequence[str]) -> None:
+        """Give runs back so another worker can take them at once."""
+
+    async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
+        """Queue an operation for the owner of ``root_id``; returns the command id."""
+
+    async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]: ...
+
+    async def complete_command(self, command_id: str, ok: bool, message: str) -> None: ...
+
+    async def get_command(self, command_id: str) -> CommandRow | None: ...
+
+    async def cancel_command(self, command_id: str) -> bool:
+        """Withdraw a pending command; False when its owner has already taken it."""
+
+    async def wait_for_signal(self, timeout: float) -> None:
+        """Return when another process signalled new work, or after ``timeout`` seconds."""

@@ -20,7 +20,6 @@ from ._data import NodeOutput as NodeOutput
 from ._data import Params as Params
 from ._data import RewritableNodeOutput as RewritableNodeOutput
 from ._data import Var as Var
-from ._elements import Component as Component
 from ._elements import ConditionalParallelGateway as ConditionalParallelGateway
 from ._elements import ConvergeGateway as ConvergeGateway
 from ._elements import Element as Element
@@ -35,7 +34,6 @@ from ._ids import unique_id as unique_id
 from ._tree import build_tree as build_tree
 
 __all__ = [
-    "Component",
     "ConditionalParallelGateway",
     "ConvergeGateway",
     "Data",

@@ -125,7 +125,6 @@ class _TreeBuilder:
         return flows
 
     def _grow(self, elem: Element) -> dict[str, Any]:
-        kind = elem.type()
         if isinstance(elem, EmptyStartEvent):
             return self._grow_start(elem)
         if isinstance(elem, (EmptyEndEvent, ExecutableEndEvent)):
@@ -139,7 +138,10 @@ class _TreeBuilder:
             self.gateways[elem.id] = node
             return node
         else:
-            raise InvalidTreeError(f"{elem!r}: unknown element type {kind!r}", node_ids=[elem.id])
+            raise InvalidTreeError(
+                f"{elem!r}: build_tree knows no element of class {type(elem).__name__}",
+                node_ids=[elem.id],
+            )
         self.activities[elem.id] = node
         return node
 

@@ -40,6 +40,12 @@ class Settings:
     thread_pool_size: int = 32
     #: Delay before a run whose storage failed is reloaded and resumed.
     recovery_delay: float = 0.5
+    #: Runs a worker holds at once (waiting runs count too).
+    concurrency: int = 10_000
+    #: How often a worker looks for work when no signal arrives.
+    poll_interval: float = 0.2
+    #: How long an operation sent to another process's run waits for its owner.
+    command_timeout: float = 30.0
 
 
 class Env:

@@ -7,6 +7,7 @@ what the first did and refuses if it no longer applies.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,8 +19,9 @@ from anyio.abc import TaskGroup
 
 from .. import codec, states, validator
 from ..component import ComponentLibrary
-from ..exceptions import InvalidOperationError, NotFoundError
+from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
+from ._coordination import OPERATIONS, claim_loop, renew_loop, send_command
 from ._env import Env, Settings, logger
 from ._events import EventHub
 from ._ops import Operations
@@ -68,25 +70,62 @@ class Scheduler(Operations):
         self._node_roots: dict[str, str] = {}
         self._tg: TaskGroup | None = None
         self._loading: dict[str, anyio.Event] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._host: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
-        """Start the task group and resume every unfinished run in storage."""
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        if self.worker:
-            for root_id in await self.store.active_run_ids():
-                await self._load(root_id)
+        """Start serving in a task of its own; returns once the scheduler runs.
+
+        The serving task owns the scheduler's task group, so :meth:`stop` may be
+        called from any task (a web framework's shutdown hook, a test fixture's
+        teardown), not only the one that called :meth:`start`.
+        """
+        if self._host is not None:
+            return
+        started = anyio.Event()
+        # The only unstructured task of the engine: a service that outlives the
+        # caller's task. Both database drivers are asyncio-only anyway.
+        self._host = asyncio.get_running_loop().create_task(self._serve(started))
+        waiter = asyncio.ensure_future(started.wait())
+        done, _ = await asyncio.wait({self._host, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if self._host in done:
+            waiter.cancel()
+            host, self._host = self._host, None
+            host.result()
+
+    async def _serve(self, started: anyio.Event) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            if self.worker:
+                tg.start_soon(claim_loop, self)
+                tg.start_soon(renew_loop, self)
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+                tg.cancel_scope.cancel()
 
     async def stop(self) -> None:
-        tg, self._tg = self._tg, None
-        if tg is None:
+        """Stop every run here and hand them back to storage for the next worker."""
+        host, self._host = self._host, None
+        if host is None:
             return
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
+        held = list(self.runs)
+        host.cancel()
+        try:
+            await host
+        except asyncio.CancelledError:
+            pass
         self.runs.clear()
         self._node_roots.clear()
+        self._scopes.clear()
+        if held:
+            try:
+                await self.store.release_runs(held)
+            except Exception:
+                logger.exception("releasing runs failed; their leases will expire")
 
     def subscribe(
         self, root_id: str | None = None
@@ -110,7 +149,17 @@ class Scheduler(Operations):
         for pipeline_id in run.spec.pipelines:
             self._node_roots[pipeline_id] = run.root_id
         if self._tg is not None and self.worker:
-            self._tg.start_soon(self._supervise, run)
+            scope = self._scopes[run.root_id] = anyio.CancelScope()
+            self._tg.start_soon(self._supervise, run, scope)
+
+    def drop(self, root_id: str) -> None:
+        """Stop driving a run (its lease was lost): its coroutines are cancelled."""
+        run = self.runs.get(root_id)
+        if run is not None:
+            self._unregister(run)
+        scope = self._scopes.pop(root_id, None)
+        if scope is not None:
+            scope.cancel()
 
     def _unregister(self, run: Run) -> None:
         if self.runs.get(run.root_id) is run:
@@ -119,6 +168,10 @@ class Scheduler(Operations):
                 self._node_roots.pop(node_id, None)
             for pipeline_id in run.spec.pipelines:
                 self._node_roots.pop(pipeline_id, None)
+
+    async def load_claimed(self, root_id: str) -> Run | None:
+        """Load a run this scheduler has just claimed, and drive it."""
+        return await self._load(root_id)
 
     async def _load(self, root_id: str) -> Run | None:
         """Load an active run from storage into memory (once, even if asked concurrently)."""
@@ -141,36 +194,39 @@ class Scheduler(Operations):
             del self._loading[root_id]
             event.set()
 
-    async def _supervise(self, run: Run) -> None:
+    async def _supervise(self, run: Run, scope: anyio.CancelScope) -> None:
         """Drive a run; after a storage failure, reload it from storage and go on."""
-        delay = self.settings.recovery_delay
-        while True:
+        with scope:
             try:
                 root = next((p for p in run.processes.values() if p.parent_id is None), None)
                 if root is not None:
                     await drive(self.env, run, root)
                 await run.flush()
-                break
+            except StaleWriteError:
+                logger.warning("run %s was taken over by another worker", run.root_id)
+                self.drop(run.root_id)
+                return
             except Exception:
                 logger.exception("run %s stopped; reloading it from storage", run.root_id)
-                self._unregister(run)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                fresh = await self._load_quietly(run.root_id)
-                if fresh is None:
-                    return
-                # _load registered and started a fresh supervisor for it.
+                self.drop(run.root_id)
+                await anyio.sleep(self.settings.recovery_delay)
+                await self._reload(run.root_id)
                 return
+        if self._scopes.get(run.root_id) is scope:
+            del self._scopes[run.root_id]
         if run.finished or run.revoked:
             self._unregister(run)
 
-    async def _load_quietly(self, root_id: str) -> Run | None:
-        while True:
+    async def _reload(self, root_id: str) -> None:
+        delay = self.settings.recovery_delay
+        while self._tg is not None:
             try:
-                return await self._load(root_id)
+                await self._load(root_id)
+                return
             except Exception:
                 logger.exception("reloading run %s failed; retrying", root_id)
-                await anyio.sleep(self.settings.recovery_delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def run_pipeline(
         self,
@@ -220,7 +276,8 @@ class Scheduler(Operations):
             )
         )
         await run.flush()
-        self._register(run)
+        if self.worker:
+            self._register(run)
         return root_id
 
     # -- lookups ---------------------------------------------------------------
@@ -233,11 +290,20 @@ class Scheduler(Operations):
         return root
 
     async def active_run(self, node_id: str) -> Run:
-        """The in-memory run that holds ``node_id``; refuses ended runs."""
+        """The run holding ``node_id``, held here; refuses ended and unknown runs."""
         root = await self.root_of(node_id)
         run = self.runs.get(root)
-        if run is not None:
-            return run
+        if run is None:
+            await self._check_active(root, node_id)
+            raise InvalidOperationError(f"pipeline {root} is held by another worker")
+        # An ended run may linger in memory for a moment: refuse as if it were gone.
+        if run.revoked:
+            raise InvalidOperationError(f"pipeline {root} has been revoked")
+        if run.finished:
+            raise InvalidOperationError(f"pipeline {root} has already finished")
+        return run
+
+    async def _check_active(self, root: str, node_id: str) -> None:
         row = await self.store.get_run(root)
         if row is None:
             raise NotFoundError(f"node({node_id}) does not exist")
@@ -245,10 +311,20 @@ class Scheduler(Operations):
             raise InvalidOperationError(f"pipeline {root} has been revoked")
         if row.status != RUN_ACTIVE:
             raise InvalidOperationError(f"pipeline {root} has already finished")
-        loaded = await self._load(root)
-        if loaded is None:
-            raise InvalidOperationError(f"pipeline {root} is not active")
-        return loaded
+
+    async def operate(self, op: str, node_id: str, *args: Any) -> None:
+        """Apply an operator action here if this scheduler holds the run, else at its owner."""
+        if op not in OPERATIONS:
+            raise InvalidOperationError(f"unknown operation {op!r}")
+        root = await self.root_of(node_id)
+        if root not in self.runs:
+            await self._check_active(root, node_id)
+            if self.worker and await self.store.claim_runs(1, [root]):
+                await self.load_claimed(root)
+        if root in self.runs:
+            await getattr(self, op)(node_id, *args)
+        else:
+            await send_command(self, root, op, [node_id, *args])
 
     # -- callbacks ---------------------------------------------------------------
     async def callback(self, node_id: str, version: str, data: Any) -> None:
@@ -327,8 +403,9 @@ class Scheduler(Operations):
         if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
             return state.state, f"pipeline {root_id} is {state.state}"
         if row.status == RUN_ACTIVE and self.worker and self._tg is not None:
-            await self._load(root_id)
-            return None
+            if await self.store.claim_runs(1, [root_id]):
+                await self.load_claimed(root_id)
+                return None
         if row.status == RUN_ACTIVE:
             snap = await self.store.load_run(root_id)
             if snap is not None:

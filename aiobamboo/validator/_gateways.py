@@ -14,7 +14,7 @@ Stepping over a nested gateway ``K`` with converge ``C``:
   this by counting branches against incoming flows; it miscounted nested sharing
   (upstream issue 162 and its relatives). Here the flows are compared as sets.
 - otherwise ``C`` is *owned* by ``K`` and the walk goes on past it. ``C`` stays a
-  candidate: when the branches do not otherwise meet one converge, the first
+  candidate: when the branches do not otherwise meet one converge, the last
   candidate common to all of them is taken. A parallel gateway with one branch
   ending in an exclusive gateway's converge (issue 162) closes there.
 - a parallel gateway never stops at the converge of another parallel gateway:

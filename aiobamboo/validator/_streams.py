@@ -16,7 +16,7 @@ from aiobamboo.exceptions import ConvergeMatchError, StreamValidateError
 
 from ._gateways import Match
 from ._graph import Walk
-from ._model import PARALLEL, Kind, PipelineGraph
+from ._model import PARALLEL, PipelineGraph
 from ._problems import Problems
 
 __all__ = ["MAIN", "Label", "check_streams", "stream_labels"]
@@ -91,13 +91,12 @@ def check_streams(graph: PipelineGraph, walk: Walk, match: Match) -> None:
     hanging = Problems()
     for gateway, resolution in match.resolutions.items():
         label = labels.get(gateway)
-        if graph.kinds[gateway] is Kind.EXCLUSIVE and resolution.reaches_end and label:
-            if label != MAIN:
-                hanging.add(
-                    f"{graph.describe(gateway)} is inside {describe_label(graph, label)}, so all "
-                    "its branches must come back to a converge gateway, but one ends the pipeline",
-                    gateway,
-                )
+        if resolution.reaches_end and label is not None and label != MAIN:
+            hanging.add(
+                f"{graph.describe(gateway)} is inside {describe_label(graph, label)}, so all "
+                "its branches must come back to a converge gateway, but one ends the pipeline",
+                gateway,
+            )
     hanging.raise_if_any(
         ConvergeMatchError, f"pipeline {graph.id}: gateways and converge gateways do not match"
     )

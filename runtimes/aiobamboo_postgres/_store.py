@@ -250,11 +250,8 @@ def merge(batches: Iterable[WriteBatch]) -> Merged:
 Result: TypeAlias = BaseException | None  # per batch: None (stored) or the error to raise
 
 
-async def _create_run(conn: Any, q: dict[str, str], batch: WriteBatch) -> Result:
-    """Insert ``batch.new_run`` and its node ids; the refusal if it cannot be."""
-    run = batch.new_run
-    assert run is not None
-    nodes = list(batch.new_nodes)
+async def _create_run(conn: Any, q: dict[str, str], run: RunRow, nodes: list[str]) -> Result:
+    """Insert ``run`` and its node ids; the refusal if it cannot be."""
     row = await conn.fetchrow(
         q["insert_run"],
         run.root_id,
@@ -276,6 +273,12 @@ async def _create_run(conn: Any, q: dict[str, str], batch: WriteBatch) -> Result
     return None
 
 
+async def _write_batch_run(conn: Any, q: dict[str, str], batch: WriteBatch) -> Result:
+    if batch.new_run is None:
+        return None
+    return await _create_run(conn, q, batch.new_run, list(batch.new_nodes))
+
+
 async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBatch]) -> None:
     merged = merge(batches)
     if merged:
@@ -291,8 +294,7 @@ async def _write_fast(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -
     results: list[Result] = [None] * len(batches)
     async with conn.transaction():
         for i, batch in enumerate(batches):
-            if batch.new_run is not None:
-                results[i] = await _create_run(conn, q, batch)
+            results[i] = await _write_batch_run(conn, q, batch)
         accepted = (b for b, r in zip(batches, results, strict=True) if r is None)
         await _write_merged(conn, q, accepted)
     return results
@@ -307,7 +309,7 @@ async def _write_one_by_one(
         for batch in batches:
             try:
                 async with conn.transaction():  # nested: a SAVEPOINT
-                    result = await _create_run(conn, q, batch) if batch.new_run else None
+                    result = await _write_batch_run(conn, q, batch)
                     if result is None:
                         await _write_merged(conn, q, [batch])
             except DRIVER_ERRORS as exc:

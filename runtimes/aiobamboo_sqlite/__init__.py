@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import uuid
 from types import TracebackType
 from typing import IO, Any, Literal
 
@@ -47,6 +48,9 @@ class SQLiteRuntime(Store):
         self.settings = settings
         self.synchronous = synchronous
         self.scheduler: Scheduler | None = None
+        self.owner_id = f"sqlite-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # One worker per file (the flock), so a lease only matters to clients.
+        self.lease_seconds = 3600.0
         self._lock_file: IO[bytes] | None = None
         self._depth = 0
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
+import uuid
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -21,6 +23,7 @@ from aiobamboo.exceptions import InvalidOperationError, StorageError
 from aiobamboo.runtime import (
     RUN_ACTIVE,
     CallbackRow,
+    CommandRow,
     ContextRow,
     ExecutionDataRow,
     HistoryRow,
@@ -35,6 +38,9 @@ from aiobamboo.runtime import (
 )
 
 Q = load_sql_blocks(resources.files(__package__).joinpath("sql/queries.sql").read_text())
+
+#: (owner, lease_until) written into new runs: the creating worker holds them.
+Owner = tuple[str | None, float | None]
 
 
 def _process_row(row: Sequence[Any]) -> ProcessRow:
@@ -52,14 +58,14 @@ def _process_row(row: Sequence[Any]) -> ProcessRow:
     )
 
 
-def _insert_run(conn: sqlite3.Connection, batch: WriteBatch) -> None:
+def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> None:
     run = batch.new_run
     assert run is not None
     if conn.execute(Q["run_exists"], (run.root_id,)).fetchone():
         raise InvalidOperationError(f"pipeline {run.root_id} already exists")
     conn.execute(
         Q["insert_run"],
-        (run.root_id, run.tree_json, run.options_json, run.status, run.created_time),
+        (run.root_id, run.tree_json, run.options_json, run.status, run.created_time, *owner),
     )
     try:
         conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
@@ -171,7 +177,9 @@ def _write_rows(conn: sqlite3.Connection, batch: WriteBatch) -> None:
         )  # fmt: skip
 
 
-def _apply_group(conn: sqlite3.Connection, batches: list[WriteBatch]) -> list[BaseException | None]:
+def _apply_group(
+    conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner
+) -> list[BaseException | None]:
     """Write a group of batches in one transaction; returns each batch's refusal or None.
 
     Only a batch that creates a run can be refused (its id or node ids are
@@ -186,7 +194,7 @@ def _apply_group(conn: sqlite3.Connection, batches: list[WriteBatch]) -> list[Ba
                 continue
             conn.execute("SAVEPOINT new_run")
             try:
-                _insert_run(conn, batch)
+                _insert_run(conn, batch, owner)
             except InvalidOperationError as exc:
                 conn.execute("ROLLBACK TO new_run")
                 results[i] = exc
@@ -209,11 +217,21 @@ def _apply_group(conn: sqlite3.Connection, batches: list[WriteBatch]) -> list[Ba
 class Store:
     """The SQL side of :class:`~aiobamboo_sqlite.SQLiteRuntime`."""
 
+    owner_id: str
+    lease_seconds: float
+    worker: bool
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._signal = asyncio.Event()
+
+    def _new_run_owner(self) -> Owner:
+        if not self.worker:
+            return (None, None)
+        return (self.owner_id, time.time() + self.lease_seconds)
 
     def start(self) -> None:
         self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
@@ -250,7 +268,7 @@ class Store:
             try:
                 # aiosqlite runs the callable on its connection thread.
                 results = await self.conn._execute(  # type: ignore[no-untyped-call]
-                    _apply_group, self.conn._conn, batches
+                    _apply_group, self.conn._conn, batches, self._new_run_owner()
                 )
             except Exception as exc:
                 error = StorageError(f"sqlite commit failed: {exc}")
@@ -259,6 +277,8 @@ class Store:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            if any(b.new_run is not None for b in batches):
+                self._signal.set()
             for (_, future), result in zip(group, results, strict=True):
                 if future.done():
                     continue
@@ -332,3 +352,63 @@ class Store:
         else:
             rows = await self._all("histories_loop", node_id, loop)
         return [HistoryRow(*r) for r in rows]
+
+    # -- ownership and commands ----------------------------------------------------
+    async def _write(self, name: str, *args: Any) -> list[Any]:
+        """A statement outside the group commit, in a transaction of its own."""
+        try:
+            # Autocommit: aiosqlite runs one call at a time, so this never lands
+            # inside a group commit's transaction.
+            return list(await self.conn.execute_fetchall(Q[name], args))
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite statement {name} failed: {exc}") from exc
+
+    async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
+        lease_until = time.time() + self.lease_seconds
+        if root_ids is None:
+            rows = await self._write("claim_runs", self.owner_id, lease_until, self.owner_id, limit)
+            return [r[0] for r in rows]
+        claimed: list[str] = []
+        for root_id in list(root_ids)[:limit]:
+            rows = await self._write("claim_run", self.owner_id, lease_until, root_id, self.owner_id)
+            claimed.extend(r[0] for r in rows)
+        return claimed
+
+    async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
+        rows = await self._write("renew_leases", time.time() + self.lease_seconds, self.owner_id)
+        held = {r[0] for r in rows}
+        return [r for r in root_ids if r in held]
+
+    async def release_runs(self, root_ids: Sequence[str]) -> None:
+        for root_id in root_ids:
+            await self._write("release_run", self.owner_id, root_id)
+
+    async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
+        command_id = "m" + uuid.uuid4().hex
+        await self._write("insert_command", command_id, root_id, op, args_json, time.time())
+        self._signal.set()
+        return command_id
+
+    async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]:
+        wanted = set(root_ids)
+        rows = [CommandRow(*r) for r in await self._write("take_commands", self.owner_id)]
+        return sorted((c for c in rows if c.root_id in wanted), key=lambda c: c.created_time)
+
+    async def complete_command(self, command_id: str, ok: bool, message: str) -> None:
+        await self._write("complete_command", ok, message, command_id)
+        self._signal.set()
+
+    async def get_command(self, command_id: str) -> CommandRow | None:
+        row = await self._one("get_command", command_id)
+        return CommandRow(*row) if row else None
+
+    async def cancel_command(self, command_id: str) -> bool:
+        return bool(await self._write("cancel_command", command_id))
+
+    async def wait_for_signal(self, timeout: float) -> None:
+        """SQLite has no notifications: other processes are polled; this one signals directly."""
+        try:
+            await asyncio.wait_for(self._signal.wait(), timeout)
+        except TimeoutError:
+            return
+        self._signal.clear()

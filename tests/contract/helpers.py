@@ -13,6 +13,24 @@ import anyio
 
 from aiobamboo import api, states
 
+from . import components, components_flow
+
+assert components  # registers the shared test components
+assert components_flow  # registers the flow_ components
+
+
+async def drop_schema(rt: Any) -> None:
+    """Drop a PostgreSQL test schema made by conftest (no-op for SQLite)."""
+    if getattr(rt, "_test_drop_schema", False):
+        import asyncpg
+
+        conn = await asyncpg.connect(rt.dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{rt.schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
 #: Pause between two polls of the state tree (not a wait for progress).
 POLL = 0.005
 
@@ -69,13 +87,11 @@ async def entry_of(runtime: Any, node_id: str) -> dict[str, Any] | None:
     return res.data.get(node_id) if res.data else None
 
 
-async def wait_state(
-    runtime: Any, node_id: str, state: str, timeout: float = 5
-) -> dict[str, Any]:
+async def wait_state(runtime: Any, node_id: str, state: str, within: float = 5) -> dict[str, Any]:
     """Poll until ``node_id`` is in ``state``; its state entry."""
     entry: dict[str, Any] | None = None
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             while True:
                 entry = await entry_of(runtime, node_id)
                 if entry is not None and entry["state"] == state:
@@ -83,20 +99,20 @@ async def wait_state(
                 await anyio.sleep(POLL)
     except TimeoutError:
         seen = None if entry is None else entry["state"]
-        raise AssertionError(f"{node_id} not {state} after {timeout} s (last: {seen})") from None
+        raise AssertionError(f"{node_id} not {state} after {within} s (last: {seen})") from None
 
 
-async def wait_for(predicate: Any, timeout: float = 5, what: str = "condition") -> Any:
+async def wait_for(predicate: Any, within: float = 5, what: str = "condition") -> Any:
     """Poll ``await predicate()`` until it returns something truthy; that value."""
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             while True:
                 value = await predicate()
                 if value:
                     return value
                 await anyio.sleep(POLL)
     except TimeoutError:
-        raise AssertionError(f"{what} not reached after {timeout} s") from None
+        raise AssertionError(f"{what} not reached after {within} s") from None
 
 
 async def outputs(runtime: Any, node_id: str) -> dict[str, Any]:
@@ -111,19 +127,19 @@ async def inputs(runtime: Any, node_id: str) -> dict[str, Any]:
     return dict(res.data)
 
 
-async def waiting_version(runtime: Any, node_id: str, timeout: float = 5) -> str:
+async def waiting_version(runtime: Any, node_id: str, within: float = 5) -> str:
     """Wait until ``node_id`` runs and has stored its execute outputs; its version."""
-    entry = await wait_state(runtime, node_id, states.RUNNING, timeout)
+    entry = await wait_state(runtime, node_id, states.RUNNING, within)
 
     async def executed() -> bool:
         return bool(await outputs(runtime, node_id))
 
-    await wait_for(executed, timeout, f"{node_id} executed")
+    await wait_for(executed, within, f"{node_id} executed")
     return str(entry["version"])
 
 
 async def deliver(
-    runtime: Any, node_id: str, version: str, data: Any, timeout: float = 5
+    runtime: Any, node_id: str, version: str, data: Any, within: float = 5
 ) -> api.EngineAPIResult[None]:
     """``api.callback``, retried only while the node's process is not asleep yet.
 
@@ -131,7 +147,7 @@ async def deliver(
     sleep process" (as in the original); callers of a real system retry too.
     """
     res: api.EngineAPIResult[None] | None = None
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         while True:
             res = await api.callback(runtime, node_id, version, data)
             if res.result or "can not find sleep process" not in res.message:
@@ -159,3 +175,11 @@ def plain(value: Any) -> Any:
     from aiobamboo.builder import Var
 
     return Var(Var.PLAIN, value)
+
+
+def open_gate(node_id: str) -> None:
+    """Let a ``gate`` activity (running or not reached yet) pass."""
+    gate = components.GATES.get(node_id)
+    if gate is None:
+        gate = components.GATES[node_id] = anyio.Event()
+    gate.set()

@@ -126,7 +126,8 @@ async def wait_state(runtime: Any, root_id: str, node_id: str, *wanted: str) -> 
 async def wait_outcome(runtime: Any, root_id: str, expected: str | None = None) -> str:
     """``wait_pipeline``; asserts the resting state when ``expected`` is given."""
     res = await api.wait_pipeline(runtime, root_id, timeout=TIMEOUT)
-    state = ok(res)
+    assert res.result, f"wait_pipeline refused: {res.message!r}"
+    state = res.data
     if expected is not None:
         assert state == expected, f"pipeline rested {state} ({res.message}), expected {expected}"
     return str(state)

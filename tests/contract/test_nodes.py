@@ -23,6 +23,7 @@ from aiobamboo.builder import (
 from . import components
 from .helpers import (
     activity,
+    deliver,
     finish,
     flat_states,
     outputs,
@@ -32,6 +33,7 @@ from .helpers import (
     state_of,
     uid,
     wait_state,
+    waiting_version,
 )
 
 # -- events and activities ---------------------------------------------------------------
@@ -189,7 +191,8 @@ async def test_exclusive_gateway_without_match_or_default_fails(runtime: Any) ->
     assert eg.id in message
     found = await flat_states(runtime, root_id)
     assert found[eg.id]["state"] == states.FAILED
-    assert a0.id not in found and a1.id not in found
+    assert a0.id not in found
+    assert a1.id not in found
     assert found[root_id]["state"] == states.RUNNING
     out = await outputs(runtime, eg.id)
     assert "all conditions of branches are not meet" in out["ex_data"]
@@ -203,7 +206,8 @@ async def test_exclusive_gateway_with_several_matches_fails(runtime: Any) -> Non
 
     found = await flat_states(runtime, root_id)
     assert found[eg.id]["state"] == states.FAILED
-    assert a0.id not in found and a1.id not in found
+    assert a0.id not in found
+    assert a1.id not in found
     assert "multiple conditions meet" in (await outputs(runtime, eg.id))["ex_data"]
 
 
@@ -289,8 +293,8 @@ async def test_failure_stays_local_and_siblings_finish(runtime: Any) -> None:
     bad = activity("fail", uid("bad"))
     good1, good2 = activity("echo", uid("good")), activity("echo", uid("good"))
     after = activity("echo", uid("after"))
-    s.extend(pg).connect(bad, good1).to(pg).converge(cg).extend(after).extend(EmptyEndEvent())
     good1.extend(good2)  # a longer sibling branch
+    s.extend(pg).connect(bad, good1).to(pg).converge(cg).extend(after).extend(EmptyEndEvent())
     tree = build_tree(s)
     root_id = await start(runtime, tree)
     message = await finish(runtime, root_id, states.FAILED)
@@ -352,7 +356,8 @@ async def test_wait_pipeline_reports_the_failed_state_without_failing_the_root(
     root_id = await start(runtime, build_tree(s))
     await wait_state(runtime, bad.id, states.FAILED)
     res = await api.wait_pipeline(runtime, root_id, timeout=5)
-    assert res.result and res.data == states.FAILED
+    assert res.result
+    assert res.data == states.FAILED
     assert bad.id in res.message
     assert await state_of(runtime, root_id) == states.RUNNING
 
@@ -393,3 +398,127 @@ async def test_splice_condition_reads_a_node_output(runtime: Any) -> None:
     found = await flat_states(runtime, root_id)
     assert found[a0.id]["state"] == states.FINISHED
     assert a1.id not in found
+
+
+# -- more shapes ---------------------------------------------------------------------------
+
+
+async def test_nested_parallel_gateways_converge_in_order(runtime: Any) -> None:
+    s = EmptyStartEvent()
+    outer, inner = ParallelGateway(id=uid("pg1")), ParallelGateway(id=uid("pg2"))
+    outer_cg, inner_cg = ConvergeGateway(id=uid("cg1")), ConvergeGateway(id=uid("cg2"))
+    a, b, c = (activity("echo", uid(n)) for n in "abc")
+    after = activity("echo", uid("after"))
+    inner.connect(a, b).to(inner).converge(inner_cg)
+    inner_cg.extend(outer_cg)
+    c.extend(outer_cg)
+    s.extend(outer).connect(inner, c)
+    outer_cg.extend(after).extend(EmptyEndEvent())
+    root_id = await run(runtime, build_tree(s))
+
+    found = await flat_states(runtime, root_id)
+    for node in (outer, inner, outer_cg, inner_cg, a, b, c, after):
+        assert found[node.id]["state"] == states.FINISHED
+        assert found[node.id]["loop"] == 1
+    assert components.EXECUTIONS[after.id] == 1
+
+
+async def test_wide_parallel_gateway(runtime: Any) -> None:
+    s, pg, cg = EmptyStartEvent(), ParallelGateway(), ConvergeGateway(id=uid("cg"))
+    branches = [activity("sync_echo" if i % 2 else "echo", uid("w"), text=i) for i in range(24)]
+    s.extend(pg).connect(*branches).to(pg).converge(cg).extend(EmptyEndEvent())
+    root_id = await run(runtime, build_tree(s))
+    found = await flat_states(runtime, root_id)
+    assert all(found[b.id]["state"] == states.FINISHED for b in branches)
+    assert found[cg.id]["loop"] == 1
+    assert [(await outputs(runtime, b.id))["echo"] for b in branches] == list(range(24))
+
+
+async def test_subprocesses_in_parallel_branches_wait_for_their_own_callbacks(
+    runtime: Any,
+) -> None:
+    waiters = [activity("callback", uid(f"cb{i}")) for i in range(3)]
+    subs = []
+    for waiter in waiters:
+        inner = EmptyStartEvent()
+        inner.extend(waiter).extend(EmptyEndEvent())
+        subs.append(SubProcess(id=uid("sub"), start=inner))
+    s, pg, cg = EmptyStartEvent(), ParallelGateway(), ConvergeGateway(id=uid("cg"))
+    s.extend(pg).connect(*subs).to(pg).converge(cg).extend(EmptyEndEvent())
+    root_id = await start(runtime, build_tree(s))
+
+    for i, waiter in reversed(list(enumerate(waiters))):
+        version = await waiting_version(runtime, waiter.id)
+        res = await deliver(runtime, waiter.id, version, {"i": i})
+        assert res.result, res.message
+    await finish(runtime, root_id)
+    for i, (waiter, sub) in enumerate(zip(waiters, subs, strict=True)):
+        assert (await outputs(runtime, waiter.id))["callback_data"] == {"i": i}
+        assert await state_of(runtime, sub.id) == states.FINISHED
+
+
+async def test_exclusive_gateway_first_strategy_takes_the_first_true_condition(
+    runtime: Any,
+) -> None:
+    s, eg, a0, a1, _cg = _exclusive({0: "1 == 1", 1: "2 == 2"})
+    eg.extra_info = {"strategy": "FIRST"}
+    root_id = await run(runtime, build_tree(s))
+    found = await flat_states(runtime, root_id)
+    assert found[a0.id]["state"] == states.FINISHED
+    assert a1.id not in found
+
+
+async def test_exclusive_gateway_with_an_unparsable_condition_fails(runtime: Any) -> None:
+    s, eg, _a0, _a1, _cg = _exclusive({0: "${x} = 1", 1: "${x} == 2"})
+    root_id = await start(runtime, build_tree(s, data=Data(inputs={"${x}": Var(Var.PLAIN, 1)})))
+    await finish(runtime, root_id, states.FAILED)
+    assert await state_of(runtime, eg.id) == states.FAILED
+    assert "evaluate[${x} = 1]" in (await outputs(runtime, eg.id))["ex_data"]
+
+
+async def test_exclusive_gateway_whose_context_cannot_hydrate_fails(runtime: Any) -> None:
+    s, eg, _a0, _a1, _cg = _exclusive({0: "${bad} == 1", 1: "1 == 2"})
+    data = Data(inputs={"${bad}": Var(Var.LAZY, "x", custom_type="broken")})
+    root_id = await start(runtime, build_tree(s, data=data))
+    await finish(runtime, root_id, states.FAILED)
+    ex_data = (await outputs(runtime, eg.id))["ex_data"]
+    assert "evaluation context hydrate failed" in ex_data
+    assert "lazy variable exploded" in ex_data
+
+
+async def test_subprocess_whose_params_cannot_hydrate_fails_itself(runtime: Any) -> None:
+    from aiobamboo.builder import Params
+
+    inner = EmptyStartEvent()
+    never = activity("echo", uid("never"))
+    inner.extend(never).extend(EmptyEndEvent())
+    sub = SubProcess(id=uid("sub"), start=inner, params=Params({"${p}": splice("${bad}")}))
+    s = EmptyStartEvent()
+    s.extend(sub).extend(EmptyEndEvent())
+    data = Data(inputs={"${bad}": Var(Var.LAZY, "x", custom_type="broken")})
+    root_id = await start(runtime, build_tree(s, data=data))
+    message = await finish(runtime, root_id, states.FAILED)
+    assert sub.id in message
+    found = await flat_states(runtime, root_id)
+    assert found[sub.id]["state"] == states.FAILED
+    assert never.id not in found
+    assert found[root_id]["state"] == states.RUNNING
+    assert "context hydrate failed" in (await outputs(runtime, sub.id))["ex_data"]
+
+
+async def test_end_event_handler_that_raises_fails_the_end_and_can_be_retried(
+    runtime: Any,
+) -> None:
+    s, end = EmptyStartEvent(), ExecutableEndEvent(type="flow_RaiseOnce", id=uid("end"))
+    s.extend(activity("echo")).extend(end)
+    root_id = await start(runtime, build_tree(s))
+    await finish(runtime, root_id, states.FAILED)
+    assert await state_of(runtime, end.id) == states.FAILED
+    assert "RuntimeError: end handler exploded" in (await outputs(runtime, end.id))["ex_data"]
+
+    res = await api.retry_node(runtime, end.id)
+    assert res.result, res.message
+    await finish(runtime, root_id)
+    entry = (await api.get_children_states(runtime, end.id)).data[end.id]
+    assert entry["state"] == states.FINISHED
+    assert entry["retry"] == 1

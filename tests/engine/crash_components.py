@@ -7,11 +7,19 @@ from typing import Any
 
 import anyio
 
-from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ParallelGateway, ConvergeGateway
-from aiobamboo.builder import ServiceActivity, build_tree
+from aiobamboo.builder import (
+    ConvergeGateway,
+    EmptyEndEvent,
+    EmptyStartEvent,
+    ParallelGateway,
+    ServiceActivity,
+    build_tree,
+)
 from aiobamboo.component import Component, ComponentLibrary, Service
 
 library = ComponentLibrary()
+
+
 def record(line: str) -> None:
     # O_APPEND writes of one short line are atomic; the OS keeps them on SIGKILL.
     fd = os.open(os.environ["AIOBAMBOO_CRASH_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from aiobamboo import builder
 from aiobamboo.builder import (
     ConditionalParallelGateway,
     ConvergeGateway,
@@ -29,6 +30,7 @@ from aiobamboo.builder import (
     unique_id,
 )
 from aiobamboo.builder._data import AttrDict
+from aiobamboo.builder._elements import Element
 from aiobamboo.exceptions import ConnectionValidateError, InvalidTreeError
 from aiobamboo.validator import validate_and_process_pipeline
 
@@ -81,6 +83,33 @@ def activity(aid: str, incoming: list[str], outgoing: str, **extra: Any) -> dict
 
 
 EMPTY_DATA = {"inputs": {}, "outputs": []}
+
+
+def test_public_names() -> None:
+    assert builder.__all__ == sorted(builder.__all__)
+    assert set(builder.__all__) == {
+        "EmptyStartEvent",
+        "EmptyEndEvent",
+        "ExecutableEndEvent",
+        "ServiceActivity",
+        "SubProcess",
+        "ExclusiveGateway",
+        "ParallelGateway",
+        "ConditionalParallelGateway",
+        "ConvergeGateway",
+        "Element",
+        "Var",
+        "Data",
+        "Params",
+        "DataInput",
+        "NodeOutput",
+        "RewritableNodeOutput",
+        "InitializedRewritableNodeOutput",
+        "build_tree",
+        "unique_id",
+    }
+    for name in builder.__all__:
+        assert getattr(builder, name).__name__ == name
 
 
 # -- ids ---------------------------------------------------------------------------
@@ -633,6 +662,20 @@ def test_non_element_outgoing_is_a_clear_error() -> None:
         build_tree(s)
     with pytest.raises(InvalidTreeError, match="start element"):
         build_tree("s")  # type: ignore[arg-type]
+
+
+def test_unknown_element_class_is_a_clear_error() -> None:
+    class Custom(Element):
+        def type(self) -> str:
+            return "Custom"
+
+    s = EmptyStartEvent()
+    s.extend(Custom(id="odd"))
+    with pytest.raises(InvalidTreeError, match="no element of class Custom") as info:
+        build_tree(s)
+    assert info.value.node_ids == ("odd",)
+    with pytest.raises(NotImplementedError):
+        Element().type()
 
 
 def test_every_built_kind_validates() -> None:

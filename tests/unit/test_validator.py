@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from aiobamboo import validator
 from aiobamboo.builder import (
     ConditionalParallelGateway,
     ConvergeGateway,
@@ -169,6 +170,16 @@ def converges(tree: Tree) -> dict[str, str | None]:
         for gid, g in tree["gateways"].items()
         if g["type"] != "ConvergeGateway"
     }
+
+
+def test_public_names() -> None:
+    assert validator.__all__ == [
+        "add_sink_type",
+        "get_allowed_start_node_ids",
+        "get_skipped_execute_node_ids",
+        "validate_and_process_pipeline",
+        "validate_pipeline_start_node",
+    ]
 
 
 # -- structure -----------------------------------------------------------------------
@@ -819,6 +830,45 @@ def test_issue_162_parallel_gateway_sharing_an_exclusive_gateways_converge() -> 
     )
     s.extend(p).extend(g).connect(sa("a"), sa("b"), sa("x")).to(g).converge(c).extend(end())
     assert converges(accepts(build_tree(s))) == {"p": "c", "g": "c"}
+
+
+def test_issue_162_shape_inside_a_parallel_branch() -> None:
+    """The single-branch gateway must close at ``c``: ``d`` belongs to ``p0``."""
+    s, p0, g, c, d = start(), pg("p0"), eg("g"), cg("c"), cg("d")
+    k = ConditionalParallelGateway(conditions={0: "1"}, id="k")
+    s.extend(p0).connect(k, sa("x"))
+    k.extend(g).connect(sa("a"), sa("b")).to(g).converge(c).extend(sa("after")).extend(d)
+    p0.outgoing[1].extend(d).extend(end())
+    assert converges(accepts(build_tree(s))) == {"p0": "d", "k": "c", "g": "c"}
+
+
+def test_single_branch_parallel_gateway_keeps_the_converge_it_meets() -> None:
+    """``c1`` closes ``x1`` only; ``k`` shares ``c`` with ``e0``, as in the original
+    (closing ``k`` at ``c1`` would run ``z`` even when its condition is false)."""
+    s, e0, x1, c1, c = start(), eg("e0"), eg("x1"), cg("c1"), cg("c")
+    k = ConditionalParallelGateway(conditions={0: "1"}, id="k")
+    s.extend(e0).connect(k, sa("y"))
+    k.extend(x1).connect(sa("a"), sa("b")).to(x1).converge(c1).extend(sa("z")).extend(c)
+    e0.outgoing[1].extend(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"e0": "c", "k": "c", "x1": "c1"}
+
+
+def test_single_branch_parallel_block_ends_before_a_gateway_that_can_end_the_pipeline() -> None:
+    s, p, shared, c, outer, inner, ci, co = (
+        start(),
+        pg("p"),
+        eg("shared", 1),
+        cg("c"),
+        eg("outer", 1),
+        eg("inner"),
+        cg("ci"),
+        cg("co"),
+    )
+    terminal = end()
+    s.extend(p).extend(shared).extend(c).extend(outer).extend(inner).connect(ci, terminal)
+    ci.extend(co).extend(terminal)
+    tree = accepts(build_tree(s))
+    assert converges(tree) == {"p": "c", "shared": "c", "outer": "co", "inner": "ci"}
 
 
 def test_exclusive_gateways_nested_in_one_branch_all_converging_at_one_gateway() -> None:

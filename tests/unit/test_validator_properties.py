@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from aiobamboo.builder import (
     ConditionalParallelGateway,
     ConvergeGateway,
-    Element,
     EmptyEndEvent,
     EmptyStartEvent,
     ExclusiveGateway,
@@ -31,6 +30,7 @@ from aiobamboo.builder import (
     SubProcess,
     build_tree,
 )
+from aiobamboo.builder._elements import Element
 from aiobamboo.exceptions import CycleError, InvalidTreeError
 from aiobamboo.validator import get_allowed_start_node_ids, validate_and_process_pipeline
 

@@ -28,7 +28,17 @@ def _counters(step: Step) -> dict[str, Any]:
     return {"_loop": step.state.loop, "_inner_loop": step.state.inner_loop}
 
 
+def inject_counters(step: Step, keys: tuple[str, ...] = ("_loop", "_inner_loop")) -> None:
+    """A node whose ``_loop`` is mapped into the context can read its own count (§5.4)."""
+    counters = _counters(step)
+    for source_key in keys:
+        ctx_key = step.node.outputs.get(source_key)
+        if ctx_key is not None:
+            step.run.put_context(step.top_pipeline_id, ctx_key, ContextVar(PLAIN, counters[source_key]))
+
+
 async def _render_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any]:
+    inject_counters(step)
     render = {k: v.value for k, v in raw.items() if v.need_render}
     namespace = await hydrate(
         step.env,

@@ -6,6 +6,7 @@ from ... import template
 from .._context import hydrate, references_of
 from .._env import Outcome, Step, go
 from .._spec import PLAIN, ContextVar, InputSpec
+from ._activity import inject_counters
 
 
 async def execute_subprocess(step: Step) -> Outcome:
@@ -23,6 +24,7 @@ async def execute_subprocess(step: Step) -> Outcome:
         if override is not None
         else node.inputs
     )
+    inject_counters(step, ("_loop",))
     render = {k: v.value for k, v in raw.items() if v.need_render}
     try:
         namespace = await hydrate(

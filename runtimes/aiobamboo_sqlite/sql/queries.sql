@@ -2,8 +2,9 @@
 -- of description (parameters in order), then the statement.
 
 -- name: insert_run
--- (root_id, tree, options, status, created_time)
-INSERT INTO runs (root_id, tree, options, status, created_time) VALUES (?, ?, ?, ?, ?);
+-- (root_id, tree, options, status, created_time, owner, lease_until)
+INSERT INTO runs (root_id, tree, options, status, created_time, owner, lease_until)
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: run_exists
 -- (root_id)
@@ -120,3 +121,50 @@ SELECT * FROM histories WHERE node_id = ? ORDER BY created_time;
 -- name: histories_loop
 -- (node_id, loop)
 SELECT * FROM histories WHERE node_id = ? AND loop = ? ORDER BY created_time;
+
+-- name: claim_runs
+-- (owner, lease_until, owner, limit): every active run not held by this owner;
+-- the worker holds the file lock, so any other owner is gone
+UPDATE runs SET owner = ?, lease_until = ?
+WHERE root_id IN (
+    SELECT root_id FROM runs
+    WHERE status = 'active' AND (owner IS NULL OR owner != ?)
+    ORDER BY created_time LIMIT ?
+)
+RETURNING root_id;
+
+-- name: renew_leases
+-- (lease_until, owner): every run this owner holds
+UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'active' RETURNING root_id;
+
+-- name: release_run
+-- (owner, root_id)
+UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ? AND root_id = ?;
+
+-- name: insert_command
+-- (id, root_id, op, args, created_time)
+INSERT INTO commands (id, root_id, op, args, status, created_time) VALUES (?, ?, ?, ?, 'pending', ?);
+
+-- name: take_commands
+-- (owner): the pending commands of the runs this owner holds, marked taken
+UPDATE commands SET status = 'taken'
+WHERE status = 'pending' AND root_id IN (SELECT root_id FROM runs WHERE owner = ?)
+RETURNING id, root_id, op, args, status, ok, message, created_time;
+
+-- name: complete_command
+-- (ok, message, id)
+UPDATE commands SET status = 'done', ok = ?, message = ? WHERE id = ?;
+
+-- name: get_command
+-- (id)
+SELECT id, root_id, op, args, status, ok, message, created_time FROM commands WHERE id = ?;
+
+-- name: cancel_command
+-- (id)
+UPDATE commands SET status = 'cancelled' WHERE id = ? AND status = 'pending' RETURNING id;
+
+-- name: claim_run
+-- (owner, lease_until, root_id, owner)
+UPDATE runs SET owner = ?, lease_until = ?
+WHERE root_id = ? AND status = 'active' AND (owner IS NULL OR owner != ?)
+RETURNING root_id;

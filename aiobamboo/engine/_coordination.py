@@ -1,0 +1,133 @@
+"""Sharing one database between processes: leases on runs, and commands to their owners.
+
+A worker process holds the runs it claimed (``claim_runs``) and renews their
+leases; a run whose lease ran out is claimed by another worker, and its old
+owner's writes are refused from then on (the runtime fences every commit on
+the owner). An operation on a run that another process holds travels as a
+command: the sender stores it and signals, the owner applies it to its
+in-memory run, exactly as a local call, and stores the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .. import codec, exceptions
+from ..exceptions import AiobambooError, InvalidOperationError
+from ._env import logger
+
+if TYPE_CHECKING:
+    from ._scheduler import Scheduler
+
+#: Operations a command may name (everything else is refused, whatever the database says).
+OPERATIONS = frozenset(
+    {
+        "pause_pipeline",
+        "resume_pipeline",
+        "revoke_pipeline",
+        "pause_node_appoint",
+        "resume_node_appoint",
+        "retry_node",
+        "retry_subprocess",
+        "skip_node",
+        "skip_exclusive_gateway",
+        "skip_conditional_parallel_gateway",
+        "forced_fail_activity",
+        "callback",
+    }
+)
+
+
+def _encode_error(exc: AiobambooError) -> str:
+    return json.dumps({"type": type(exc).__name__, "message": str(exc)})
+
+
+def _decode_error(text: str) -> AiobambooError:
+    try:
+        data = json.loads(text)
+        cls = getattr(exceptions, data["type"], InvalidOperationError)
+        message = data["message"]
+    except (ValueError, KeyError, TypeError):
+        cls, message = InvalidOperationError, text
+    if not (isinstance(cls, type) and issubclass(cls, AiobambooError)):
+        cls = InvalidOperationError
+    return cls(message)
+
+
+async def claim_loop(scheduler: Scheduler) -> None:
+    """Claim runs while there is room, apply commands, then wait for a signal."""
+    settings = scheduler.settings
+    while True:
+        try:
+            room = settings.concurrency - len(scheduler.runs)
+            if room > 0:
+                for root_id in await scheduler.store.claim_runs(room):
+                    await scheduler.load_claimed(root_id)
+            await run_commands(scheduler)
+        except Exception:
+            logger.exception("claiming work failed; retrying")
+            await anyio.sleep(settings.poll_interval)
+        await scheduler.store.wait_for_signal(settings.poll_interval)
+
+
+async def renew_loop(scheduler: Scheduler) -> None:
+    """Keep the leases of held runs; drop the runs whose lease was lost."""
+    while True:
+        await anyio.sleep(scheduler.store.lease_seconds / 3)
+        held = list(scheduler.runs)
+        if not held:
+            continue
+        try:
+            kept = set(await scheduler.store.renew_leases(held))
+        except Exception:
+            logger.exception("renewing leases failed")
+            continue
+        for root_id in held:
+            if root_id not in kept:
+                logger.warning("lost the lease of run %s; dropping it", root_id)
+                scheduler.drop(root_id)
+
+
+async def run_commands(scheduler: Scheduler) -> None:
+    """Apply the commands sent to runs this scheduler holds."""
+    if not scheduler.runs:
+        return
+    for row in await scheduler.store.pending_commands(list(scheduler.runs)):
+        ok, message = False, ""
+        try:
+            if row.op not in OPERATIONS:
+                raise InvalidOperationError(f"unknown operation {row.op!r}")
+            args = codec.loads(row.args_json)
+            await getattr(scheduler, row.op)(*args)
+            ok = True
+        except AiobambooError as exc:
+            message = _encode_error(exc)
+        except Exception as exc:
+            logger.exception("command %s (%s) failed", row.id, row.op)
+            message = _encode_error(InvalidOperationError(f"internal error: {exc}"))
+        await scheduler.store.complete_command(row.id, ok, message)
+
+
+async def send_command(scheduler: Scheduler, root_id: str, op: str, args: list[Any]) -> None:
+    """Have the owner of ``root_id`` apply ``op``; raise what it raised."""
+    store = scheduler.store
+    command_id = await store.submit_command(root_id, op, codec.dumps(args, "arguments"))
+    deadline = time.monotonic() + scheduler.settings.command_timeout
+    delay = 0.005
+    while True:
+        row = await store.get_command(command_id)
+        if row is not None and row.status == "done":
+            if row.ok:
+                return
+            raise _decode_error(row.message)
+        if time.monotonic() > deadline and await store.cancel_command(command_id):
+            raise InvalidOperationError(
+                f"no worker applied {op} to pipeline {root_id} within "
+                f"{scheduler.settings.command_timeout} s; is a worker running?"
+            )
+        await store.wait_for_signal(delay)
+        delay = min(delay * 2, 0.2)
