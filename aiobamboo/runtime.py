@@ -304,5 +304,5 @@ class Runtime(Protocol):
     async def cancel_command(self, command_id: str) -> bool:
         """Withdraw a pending command; False when its owner has already taken it."""
 
-    async def wait_for_signal(self, timeout: float) -> None:
-        """Return when another process signalled new work, or after ``timeout`` seconds."""
+    async def wait_for_signal(self, at_most: float) -> None:
+        """Return when another process signalled new work, or after ``at_most`` seconds."""

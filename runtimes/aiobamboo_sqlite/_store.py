@@ -370,7 +370,9 @@ class Store:
             return [r[0] for r in rows]
         claimed: list[str] = []
         for root_id in list(root_ids)[:limit]:
-            rows = await self._write("claim_run", self.owner_id, lease_until, root_id, self.owner_id)
+            rows = await self._write(
+                "claim_run", self.owner_id, lease_until, root_id, self.owner_id
+            )
             claimed.extend(r[0] for r in rows)
         return claimed
 
@@ -405,10 +407,10 @@ class Store:
     async def cancel_command(self, command_id: str) -> bool:
         return bool(await self._write("cancel_command", command_id))
 
-    async def wait_for_signal(self, timeout: float) -> None:
+    async def wait_for_signal(self, at_most: float) -> None:
         """SQLite has no notifications: other processes are polled; this one signals directly."""
         try:
-            await asyncio.wait_for(self._signal.wait(), timeout)
+            await asyncio.wait_for(self._signal.wait(), at_most)
         except TimeoutError:
             return
         self._signal.clear()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import anyio
+from tests.engine.crash_components import build, library, record
 
 from aiobamboo import api
 from aiobamboo_sqlite import SQLiteRuntime
-from tests.engine.crash_components import build, library, record
 
 
 async def main(db: str, count: int) -> None:

@@ -11,7 +11,6 @@ from aiobamboo import api
 from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
 from aiobamboo.exceptions import NotFoundError
 from aiobamboo_sqlite import SQLiteRuntime
-
 from contract import components  # noqa: F401 - registers the test components
 
 

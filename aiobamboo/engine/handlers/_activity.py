@@ -34,7 +34,9 @@ def inject_counters(step: Step, keys: tuple[str, ...] = ("_loop", "_inner_loop")
     for source_key in keys:
         ctx_key = step.node.outputs.get(source_key)
         if ctx_key is not None:
-            step.run.put_context(step.top_pipeline_id, ctx_key, ContextVar(PLAIN, counters[source_key]))
+            step.run.put_context(
+                step.top_pipeline_id, ctx_key, ContextVar(PLAIN, counters[source_key])
+            )
 
 
 async def _render_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any]:
