@@ -82,7 +82,7 @@ def activity(aid: str, incoming: list[str], outgoing: str, **extra: Any) -> dict
     return node
 
 
-EMPTY_DATA = {"inputs": {}, "outputs": []}
+EMPTY_DATA: dict[str, Any] = {"inputs": {}, "outputs": []}
 
 
 def test_public_names() -> None:
@@ -397,8 +397,8 @@ def test_subprocess_nesting() -> None:
 
 
 def test_subprocess_defaults_and_plain_dict_params() -> None:
-    sub = SubProcess("anything")
-    assert (sub.start, sub.data, sub.params, sub.global_outputs) == ("anything", None, {}, {})
+    sub = SubProcess()
+    assert (sub.start, sub.data, sub.params, sub.global_outputs) == (None, None, {}, {})
     inner = EmptyStartEvent()
     inner.extend(EmptyEndEvent())
     sub = SubProcess(start=inner, params={"${k}": {"type": "plain", "value": 2}}, id="sub")

@@ -371,7 +371,8 @@ JSON = st.recursive(
 
 
 def _containers(value: Any) -> list[Any]:
-    found, pending = [], [value]
+    found: list[Any] = []
+    pending = [value]
     while pending:
         current = pending.pop()
         if isinstance(current, dict):
