@@ -37,7 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="module that defines the components (repeatable)",
     )
     worker.add_argument(
-        "--concurrency", type=int, default=100, help="pipelines held at once (default: %(default)s)"
+        "--concurrency",
+        type=int,
+        default=10_000,
+        help="pipelines held at once, waiting ones included (default: %(default)s)",
+    )
+    worker.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        help="how long a dead worker's pipelines wait before another takes them (Postgres)",
     )
 
     args = parser.parse_args(argv)
@@ -54,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _worker(args: Any) -> int:
     from .worker import run_worker
 
-    await run_worker(args.db, schema=args.schema, concurrency=args.concurrency)
+    await run_worker(
+        args.db, schema=args.schema, concurrency=args.concurrency, lease_seconds=args.lease_seconds
+    )
     return 0
 
 

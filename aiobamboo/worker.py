@@ -8,26 +8,36 @@ from typing import Any
 
 import anyio
 
+from .engine import Settings
+
 logger = logging.getLogger("aiobamboo.worker")
 
 
-def open_runtime(db: str, *, schema: str = "aiobamboo", concurrency: int = 100) -> Any:
+def open_runtime(
+    db: str, *, schema: str = "aiobamboo", concurrency: int = 10_000, lease_seconds: float = 15.0
+) -> Any:
     """A worker runtime for ``db``: a ``postgresql://`` DSN, or a SQLite path."""
+    settings = Settings(concurrency=concurrency)
     if db.startswith(("postgres://", "postgresql://")):
         from aiobamboo_postgres import PostgresRuntime
 
-        return PostgresRuntime(db, schema=schema, worker=True, concurrency=concurrency)
+        return PostgresRuntime(
+            db, schema=schema, worker=True, settings=settings, lease_seconds=lease_seconds
+        )
     from aiobamboo_sqlite import SQLiteRuntime
 
-    return SQLiteRuntime(db.removeprefix("sqlite://"), worker=True)
+    return SQLiteRuntime(db.removeprefix("sqlite://"), worker=True, settings=settings)
 
 
-async def run_worker(db: str, *, schema: str = "aiobamboo", concurrency: int = 100) -> None:
-    """Run until SIGTERM or SIGINT, then hand the work back and exit."""
+async def run_worker(
+    db: str, *, schema: str = "aiobamboo", concurrency: int = 10_000, lease_seconds: float = 15.0
+) -> None:
+    """Run until SIGTERM or SIGINT, then hand the held runs back and exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runtime = open_runtime(db, schema=schema, concurrency=concurrency, lease_seconds=lease_seconds)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_runtime(db, schema=schema, concurrency=concurrency):
-            logger.info("worker running pipelines from %s", db.split("@")[-1])
+        async with runtime:
+            logger.info("worker %s running pipelines", getattr(runtime, "owner_id", ""))
             async for signum in signals:
-                logger.info("received %s: stopping", signal.Signals(signum).name)
+                logger.info("received %s: handing work back", signal.Signals(signum).name)
                 break

@@ -42,6 +42,10 @@ OPERATIONS = frozenset(
 )
 
 
+#: Runs claimed per query; a worker loops while it gets full batches.
+CLAIM_BATCH = 16
+
+
 def _encode_error(exc: AiobambooError) -> str:
     return json.dumps({"type": type(exc).__name__, "message": str(exc)})
 
@@ -63,11 +67,16 @@ async def claim_loop(scheduler: Scheduler) -> None:
     settings = scheduler.settings
     while True:
         try:
-            room = settings.concurrency - len(scheduler.runs)
-            if room > 0:
-                for root_id in await scheduler.store.claim_runs(room):
+            # Claim a few at a time so that idle workers woken together share the work.
+            while (room := settings.concurrency - len(scheduler.runs)) > 0:
+                claimed = await scheduler.store.claim_runs(min(room, CLAIM_BATCH))
+                for root_id in claimed:
                     await scheduler.load_claimed(root_id)
-            await run_commands(scheduler)
+                await run_commands(scheduler)
+                if len(claimed) < min(room, CLAIM_BATCH):
+                    break
+            else:
+                await run_commands(scheduler)
         except Exception:
             logger.exception("claiming work failed; retrying")
             await anyio.sleep(settings.poll_interval)

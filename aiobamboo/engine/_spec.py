@@ -237,6 +237,22 @@ def _parse_pipeline(
     return pipeline
 
 
+def _hoisted_inputs(
+    raw: dict[str, Any], node_id: str, context: dict[str, ContextVar]
+) -> dict[str, InputSpec]:
+    """Inputs, with each lazy one hoisted into a COMPUTE value of the pipeline (§2.9 step 2).
+
+    The hoisted key is ``${<key>_<node id>}``; the input becomes a reference to it.
+    """
+    inputs = _inputs(raw)
+    for key, var in raw.items():
+        if isinstance(var, dict) and var.get("type") == "lazy":
+            hoisted = context_key(f"{bare_name(key)}_{node_id}")
+            context[hoisted] = ContextVar(COMPUTE, var.get("value"), var.get("custom_type"))
+            inputs[key] = InputSpec(True, hoisted)
+    return inputs
+
+
 def _inputs(raw: dict[str, Any]) -> dict[str, InputSpec]:
     inputs: dict[str, InputSpec] = {}
     for key, var in raw.items():
@@ -252,14 +268,7 @@ def _parse_activity(
     node: dict[str, Any], pid: str, targets: dict[str, str], context: dict[str, ContextVar]
 ) -> NodeSpec:
     component = node.get("component") or {}
-    raw_inputs = component.get("inputs") or {}
-    inputs = _inputs(raw_inputs)
-    # A lazy input is hoisted into a COMPUTE value of the pipeline (§2.9 step 2).
-    for key, var in raw_inputs.items():
-        if isinstance(var, dict) and var.get("type") == "lazy":
-            hoisted = context_key(f"{bare_name(key)}_{node['id']}")
-            context[hoisted] = ContextVar(COMPUTE, var.get("value"), var.get("custom_type"))
-            inputs[key] = InputSpec(True, hoisted)
+    inputs = _hoisted_inputs(component.get("inputs") or {}, node["id"], context)
     loop = None
     raw_loop = node.get("loop_config")
     if isinstance(raw_loop, dict) and raw_loop.get("enable"):
@@ -296,6 +305,7 @@ def _parse_subprocess(
     sub_ctx: dict[str, Any],
 ) -> NodeSpec:
     params = {context_key(k): v for k, v in (node.get("params") or {}).items()}
+    parent_context = spec.pipelines[pid].context if pid in spec.pipelines else {}
     sub = NodeSpec(
         id=node["id"],
         type="SubProcess",
@@ -304,7 +314,7 @@ def _parse_subprocess(
         pipeline_id=pid,
         targets=targets,
         can_skip=False,
-        inputs=_inputs(params),
+        inputs=_hoisted_inputs(params, node["id"], parent_context),
     )
     sub.subprocess = _parse_pipeline(spec, node["pipeline"], pid, sub_ctx)
     return sub

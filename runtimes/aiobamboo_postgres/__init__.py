@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
+import socket
+import uuid
 from types import TracebackType
 from typing import Any
 
@@ -82,6 +85,7 @@ class PostgresRuntime(Store):
         settings: Settings | None = None,
         min_pool_size: int = 2,
         max_pool_size: int = 10,
+        lease_seconds: float = 15.0,
     ) -> None:
         if not schema or len(schema.encode()) > _MAX_IDENTIFIER_BYTES:
             raise ValueError(f"schema must be 1 to {_MAX_IDENTIFIER_BYTES} bytes: {schema!r}")
@@ -93,6 +97,10 @@ class PostgresRuntime(Store):
         self.min_pool_size = min_pool_size
         self.max_pool_size = max_pool_size
         self.application_name = f"aiobamboo/{schema}"[:_MAX_IDENTIFIER_BYTES]
+        self.lease_seconds = lease_seconds
+        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # One channel per schema: installations sharing a database do not wake each other.
+        self.channel = f"aiobamboo.{schema}"[:_MAX_IDENTIFIER_BYTES]
         self.scheduler: Scheduler | None = None
         self._adopted_pool = pool
         self._depth = 0
@@ -154,11 +162,15 @@ class PostgresRuntime(Store):
         attach(self, self.scheduler)
         await self.scheduler.start()
 
+    def dsn_for_listen(self) -> str:
+        return self.dsn
+
     async def _close(self) -> None:
         detach(self)
         scheduler, self.scheduler = self.scheduler, None
         if scheduler is not None:
             await scheduler.stop()
+        await self._close_listener()
         await self.close()
         pool, self.pool = self.pool, None
         if pool is not None and pool is not self._adopted_pool:

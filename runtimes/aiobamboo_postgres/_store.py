@@ -24,6 +24,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from operator import attrgetter
@@ -32,10 +34,11 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 import attrs
 
-from aiobamboo.exceptions import InvalidOperationError, StorageError
+from aiobamboo.exceptions import InvalidOperationError, StaleWriteError, StorageError
 from aiobamboo.runtime import (
     RUN_ACTIVE,
     CallbackRow,
+    CommandRow,
     ContextRow,
     ExecutionDataRow,
     HistoryRow,
@@ -250,7 +253,26 @@ def merge(batches: Iterable[WriteBatch]) -> Merged:
 Result: TypeAlias = BaseException | None  # per batch: None (stored) or the error to raise
 
 
-async def _create_run(conn: Any, q: dict[str, str], run: RunRow, nodes: list[str]) -> Result:
+@attrs.frozen
+class Writer:
+    """Who writes: a worker owns the runs it creates and may only write runs it owns."""
+
+    owner: str | None  # None: a client; its new runs wait for a worker to claim them
+    lease_seconds: float
+    channel: str
+
+    @property
+    def fenced(self) -> bool:
+        return self.owner is not None
+
+
+#: A writer that owns nothing and signals nobody (tools, tests).
+CLIENT = Writer(owner=None, lease_seconds=0.0, channel="")
+
+
+async def _create_run(
+    conn: Any, q: dict[str, str], run: RunRow, nodes: list[str], writer: Writer
+) -> Result:
     """Insert ``run`` and its node ids; the refusal if it cannot be."""
     row = await conn.fetchrow(
         q["insert_run"],
@@ -260,6 +282,8 @@ async def _create_run(conn: Any, q: dict[str, str], run: RunRow, nodes: list[str
         run.status,
         run.created_time,
         nodes,
+        writer.owner,
+        writer.lease_seconds,
     )
     if not row["inserted"]:
         if row["same"]:
@@ -273,10 +297,45 @@ async def _create_run(conn: Any, q: dict[str, str], run: RunRow, nodes: list[str
     return None
 
 
-async def _write_batch_run(conn: Any, q: dict[str, str], batch: WriteBatch) -> Result:
+async def _write_batch_run(
+    conn: Any, q: dict[str, str], batch: WriteBatch, writer: Writer
+) -> Result:
     if batch.new_run is None:
         return None
-    return await _create_run(conn, q, batch.new_run, list(batch.new_nodes))
+    return await _create_run(conn, q, batch.new_run, list(batch.new_nodes), writer)
+
+
+async def _fence(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], results: list[Result], writer: Writer
+) -> None:
+    """Refuse the batches of runs this worker no longer owns (its lease was taken over).
+
+    The runs it does own stay locked (FOR SHARE) until the commit, so no
+    claimer can take one over between this check and the write.
+    """
+    if not writer.fenced:
+        return
+    roots = sorted({b.root_id for b, r in zip(batches, results, strict=True) if r is None})
+    if not roots:
+        return
+    owned = {r[0] for r in await conn.fetch(q["lock_owned"], roots, writer.owner)}
+    for i, batch in enumerate(batches):
+        if results[i] is None and batch.root_id not in owned:
+            results[i] = StaleWriteError(
+                f"pipeline {batch.root_id} is no longer held by this worker; write refused"
+            )
+
+
+async def _signal_new_runs(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], results: list[Result], writer: Writer
+) -> None:
+    """A client's new runs wait for a worker: wake the workers (delivered at commit)."""
+    if (
+        writer.owner is None
+        and writer.channel
+        and any(b.new_run is not None and r is None for b, r in zip(batches, results, strict=True))
+    ):
+        await conn.execute(q["notify"], writer.channel, "run")
 
 
 async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBatch]) -> None:
@@ -285,7 +344,9 @@ async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBat
         await conn.execute(q["write_rows"], *merged.arguments())
 
 
-async def _write_fast(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> list[Result]:
+async def _write_fast(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
+) -> list[Result]:
     """One transaction: new runs one by one, then every other row in one statement.
 
     Creating the runs first is equivalent to applying the batches in order:
@@ -294,14 +355,16 @@ async def _write_fast(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -
     results: list[Result] = [None] * len(batches)
     async with conn.transaction():
         for i, batch in enumerate(batches):
-            results[i] = await _write_batch_run(conn, q, batch)
+            results[i] = await _write_batch_run(conn, q, batch, writer)
+        await _fence(conn, q, batches, results, writer)
         accepted = (b for b, r in zip(batches, results, strict=True) if r is None)
         await _write_merged(conn, q, accepted)
+        await _signal_new_runs(conn, q, batches, results, writer)
     return results
 
 
 async def _write_one_by_one(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch]
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
 ) -> list[Result]:
     """One transaction, each batch in its own savepoint: a failing batch fails alone."""
     results: list[Result] = []
@@ -309,7 +372,11 @@ async def _write_one_by_one(
         for batch in batches:
             try:
                 async with conn.transaction():  # nested: a SAVEPOINT
-                    result = await _write_batch_run(conn, q, batch)
+                    result = await _write_batch_run(conn, q, batch, writer)
+                    if result is None:
+                        outcome: list[Result] = [None]
+                        await _fence(conn, q, [batch], outcome, writer)
+                        result = outcome[0]
                     if result is None:
                         await _write_merged(conn, q, [batch])
             except DRIVER_ERRORS as exc:
@@ -317,18 +384,22 @@ async def _write_one_by_one(
                     raise
                 result = storage_error(f"postgres refused a write of pipeline {batch.root_id}", exc)
             results.append(result)
+        await _signal_new_runs(conn, q, batches, results, writer)
     return results
 
 
-async def write_group(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> list[Result]:
+async def write_group(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer | None = None
+) -> list[Result]:
     """Store ``batches`` on ``conn``; the outcome of each. Raises on connection errors."""
+    writer = writer or CLIENT
     try:
-        return await _write_fast(conn, q, batches)
+        return await _write_fast(conn, q, batches, writer)
     except DRIVER_ERRORS as exc:
         if is_transient(exc):
             raise
         logger.warning("group commit of %d batches failed (%s); isolating", len(batches), exc)
-    return await _write_one_by_one(conn, q, batches)
+    return await _write_one_by_one(conn, q, batches, writer)
 
 
 def _settle(group: list[tuple[WriteBatch, asyncio.Future[None]]], results: list[Result]) -> None:
@@ -351,9 +422,16 @@ class Store:
     pool: Any
     queries: dict[str, str]
 
+    owner_id: str
+    lease_seconds: float
+    worker: bool
+    channel: str
+
     def __init__(self, pool: Any, queries: dict[str, str]) -> None:
         self.pool = pool
         self.queries = queries
+        self._signal = asyncio.Event()
+        self._listener: Any = None
         self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -413,7 +491,7 @@ class Store:
         for delay in (*COMMIT_BACKOFF, None):
             try:
                 return await self._on_connection(
-                    lambda conn: write_group(conn, self.queries, batches)
+                    lambda conn: write_group(conn, self.queries, batches, self.writer)
                 )
             except DRIVER_ERRORS as exc:
                 if delay is None or not is_transient(exc):
@@ -525,6 +603,89 @@ class Store:
         else:
             rows = await self._all("histories_loop", node_id, loop)
         return [HistoryRow(*r) for r in rows]
+
+    # -- ownership and commands ----------------------------------------------------
+    @property
+    def writer(self) -> Writer:
+        owner = self.owner_id if self.worker else None
+        return Writer(owner=owner, lease_seconds=self.lease_seconds, channel=self.channel)
+
+    async def _write(self, name: str, *args: Any) -> list[Any]:
+        """A statement outside the group commit (autocommit), retried after a lost connection."""
+        sql = self.queries[name]
+        return await self._read(name, lambda conn: conn.fetch(sql, *args))
+
+    async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
+        if root_ids is None:
+            rows = await self._write("claim_runs", self.owner_id, self.lease_seconds, limit)
+        else:
+            ids = list(root_ids)[:limit]
+            rows = await self._write("claim_given", self.owner_id, self.lease_seconds, ids)
+        return [r[0] for r in rows]
+
+    async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
+        held = {r[0] for r in await self._write("renew_leases", self.owner_id, self.lease_seconds)}
+        return [r for r in root_ids if r in held]
+
+    async def release_runs(self, root_ids: Sequence[str]) -> None:
+        await self._write("release_runs", self.owner_id, list(root_ids), self.channel)
+
+    async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
+        command_id = "m" + uuid.uuid4().hex
+        await self._write(
+            "insert_command", command_id, root_id, op, args_json, time.time(), self.channel
+        )
+        return command_id
+
+    async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]:
+        wanted = set(root_ids)
+        rows = [CommandRow(*r) for r in await self._write("take_commands", self.owner_id)]
+        return sorted((c for c in rows if c.root_id in wanted), key=lambda c: c.created_time)
+
+    async def complete_command(self, command_id: str, ok: bool, message: str) -> None:
+        await self._write("complete_command", ok, message, command_id, self.channel)
+
+    async def get_command(self, command_id: str) -> CommandRow | None:
+        row = await self._one("get_command", command_id)
+        return CommandRow(*row) if row else None
+
+    async def cancel_command(self, command_id: str) -> bool:
+        return bool(await self._write("cancel_command", command_id))
+
+    async def wait_for_signal(self, at_most: float) -> None:
+        """Wait for a NOTIFY on the schema's channel; the timeout is the polling fallback."""
+        await self._ensure_listener()
+        try:
+            await asyncio.wait_for(self._signal.wait(), at_most)
+        except TimeoutError:
+            return
+        self._signal.clear()
+
+    async def _ensure_listener(self) -> None:
+        listener = self._listener
+        if listener is not None and not listener.is_closed():
+            return
+        self._listener = None
+        try:
+            conn = await asyncpg.connect(self.dsn_for_listen())
+            await conn.add_listener(self.channel, self._on_notify)
+        except DRIVER_ERRORS as exc:
+            # Notifications only make waiting shorter; polling still finds the work.
+            logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
+            return
+        self._listener = conn
+
+    def _on_notify(self, *_: Any) -> None:
+        self._signal.set()
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.is_closed():
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await asyncio.wait_for(listener.close(), CLOSE_TIMEOUT)
+
+    def dsn_for_listen(self) -> str:
+        raise NotImplementedError
 
 
 def _process_row(row: Sequence[Any]) -> ProcessRow:

@@ -403,7 +403,8 @@ async def test_pause_node_appoint_stops_before_the_node(runtime: Any, placement:
     assert await state_of(runtime, root, paused.id) is None
     open_gate(gate.id)
     res = await api.wait_pipeline(runtime, root, timeout=15)
-    assert ok(res) == "SUSPENDED"
+    assert res.result
+    assert res.data == "SUSPENDED"
     assert paused.id in res.message
     states = await tree_states(runtime, root)
     assert states[gate.id]["state"] == "FINISHED"
@@ -680,14 +681,20 @@ async def test_retry_subprocess_after_param_hydration_failed(runtime: Any, place
     sub = _subprocess(
         echo,
         data=Data(inputs={"${p}": Var(Var.PLAIN, "default")}),
-        params=Params({"${p}": Var(Var.LAZY, value, custom_type="ops_flaky")}),
+        params=Params({"${p}": _splice("${src}")}),
     )
-    placed = place(placement, steps(sub))
+    # ${src} is a lazy variable of the pipeline that holds the sub-process: it raises once.
+    placed = place(
+        placement,
+        steps(sub),
+        variables={"${src}": Var(Var.LAZY, value, custom_type="ops_flaky")},
+    )
     root = await start(runtime, placed.tree)
     failed = await wait_state(runtime, root, sub.id, "FAILED")
     assert await wait_outcome(runtime, root) == "FAILED"
     assert "context hydrate failed" in (await outputs(runtime, sub.id))["ex_data"]
     assert await state_of(runtime, root, echo.id) is None
+    assert await state_of(runtime, root, root) == "RUNNING"
 
     ok(await api.retry_subprocess(runtime, sub.id))
     await wait_outcome(runtime, root, "FINISHED")
@@ -702,13 +709,14 @@ async def test_retry_subprocess_after_param_hydration_failed(runtime: Any, place
     assert "context hydrate failed" in rows[0]["outputs"]["ex_data"]
 
 
-async def test_retry_subprocess_with_a_broken_lazy_param(runtime: Any) -> None:
+async def test_retry_subprocess_that_fails_again(runtime: Any) -> None:
     sub = _subprocess(
         act("echo", text=_splice("${p}")),
         data=Data(inputs={"${p}": Var(Var.PLAIN, "default")}),
-        params=Params({"${p}": Var(Var.LAZY, "x", custom_type="broken")}),
+        params=Params({"${p}": _splice("${src}")}),
     )
-    root = await start(runtime, linear(sub))
+    data = Data(inputs={"${src}": Var(Var.LAZY, "x", custom_type="broken")})
+    root = await start(runtime, linear(sub, data=data))
     await wait_state(runtime, root, sub.id, "FAILED")
     ok(await api.retry_subprocess(runtime, sub.id))
     assert await wait_outcome(runtime, root) == "FAILED"
@@ -716,8 +724,23 @@ async def test_retry_subprocess_with_a_broken_lazy_param(runtime: Any) -> None:
     assert node["retry"] == 1
     assert "lazy variable exploded" in (await outputs(runtime, sub.id))["ex_data"]
     assert len(await histories(runtime, sub.id)) == 1
-    # Revoke still ends it cleanly.
     ok(await api.revoke_pipeline(runtime, root))
+
+
+async def test_retry_subprocess_with_a_broken_lazy_param(runtime: Any) -> None:
+    sub = _subprocess(
+        act("echo", text=_splice("${p}")),
+        data=Data(inputs={"${p}": Var(Var.PLAIN, "default")}),
+        params=Params({"${p}": Var(Var.LAZY, "x", custom_type="broken")}),
+    )
+    root = await start(runtime, linear(sub))
+    res = await api.wait_pipeline(runtime, root, timeout=15)
+    assert res.data == "FAILED"
+    assert await state_of(runtime, root, sub.id) == "FAILED"
+    assert "lazy variable exploded" in (await outputs(runtime, sub.id))["ex_data"]
+    ok(await api.retry_subprocess(runtime, sub.id))
+    node = await wait_state(runtime, root, sub.id, "FAILED")
+    assert node["retry"] == 1
 
 
 async def test_retry_subprocess_refusals(runtime: Any, placement: str) -> None:
@@ -805,9 +828,7 @@ async def test_skip_node_refusals(runtime: Any, placement: str) -> None:
     stuck = act("fail", skippable=False)
     eg, cg = ExclusiveGateway(conditions={0: "1 == 2", 1: "1 == 3"}), ConvergeGateway()
     cpg, cg2 = ConditionalParallelGateway(conditions={0: "1 == 2", 1: "1 == 3"}), ConvergeGateway()
-    broken_sub = _subprocess(
-        act("echo"), params=Params({"${p}": Var(Var.LAZY, "x", custom_type="broken")})
-    )
+    broken_sub = _subprocess(act("echo"), params=Params({"${p}": _splice("${bad}")}))
 
     def build(prev: Element) -> Element:
         prev.extend(pg := ParallelGateway())
@@ -819,7 +840,7 @@ async def test_skip_node_refusals(runtime: Any, placement: str) -> None:
             tail.extend(join)
         return join
 
-    placed = place(placement, build)
+    placed = place(placement, build, variables={"${bad}": Var(Var.LAZY, "x", custom_type="broken")})
     root = await start(runtime, placed.tree)
     await wait_gate_entered(runtime, root, gate.id)
     for node_id in (stuck.id, eg.id, cpg.id, broken_sub.id):

@@ -212,9 +212,9 @@ def count_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     original = pg_store.write_group
 
-    async def spy(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> Any:
+    async def spy(conn: Any, q: dict[str, str], batches: list[WriteBatch], *writer: Any) -> Any:
         sizes.append(len(batches))
-        return await original(conn, q, batches)
+        return await original(conn, q, batches, *writer)
 
     monkeypatch.setattr(pg_store, "write_group", spy)
     return sizes
@@ -602,10 +602,12 @@ async def test_a_commit_whose_outcome_was_lost_is_retried_safely(
     original = pg_store.write_group
     calls = 0
 
-    async def lose_answer(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> Any:
+    async def lose_answer(
+        conn: Any, q: dict[str, str], batches: list[WriteBatch], *writer: Any
+    ) -> Any:
         nonlocal calls
         calls += 1
-        result = await original(conn, q, batches)
+        result = await original(conn, q, batches, *writer)
         if calls == 1:
             conn.terminate()
             raise asyncpg.ConnectionDoesNotExistError("connection was closed")
@@ -624,7 +626,9 @@ async def test_a_commit_gives_up_after_a_few_connection_errors(
 ) -> None:
     calls = 0
 
-    async def always_lost(conn: Any, q: dict[str, str], batches: list[WriteBatch]) -> Any:
+    async def always_lost(
+        conn: Any, q: dict[str, str], batches: list[WriteBatch], *writer: Any
+    ) -> Any:
         nonlocal calls
         calls += 1
         raise asyncpg.ConnectionDoesNotExistError("connection was closed")

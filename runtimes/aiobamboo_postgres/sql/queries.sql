@@ -4,14 +4,19 @@
 -- is loaded; values are always passed as parameters.
 
 -- name: insert_run
--- ($1 root_id, $2 tree, $3 options, $4 status, $5 created_time, $6 node_ids text[])
+-- ($1 root_id, $2 tree, $3 options, $4 status, $5 created_time, $6 node_ids text[],
+--  $7 owner (NULL: a client's run, for any worker to claim), $8 lease seconds)
 -- Inserts the run and its node ids unless the run exists. Returns inserted
 -- (this call created the run), nodes (node ids inserted; fewer than given
 -- means another run owns some) and same (a run with this id, tree and
 -- created_time existed already: a retry of a commit whose outcome was lost).
 WITH run AS (
-    INSERT INTO {schema}.runs (root_id, tree, options, status, created_time)
-    VALUES ($1::text, $2::text, $3::text, $4::text, $5::float8)
+    INSERT INTO {schema}.runs (root_id, tree, options, status, created_time, owner, lease_until)
+    VALUES (
+        $1::text, $2::text, $3::text, $4::text, $5::float8, $7::text,
+        CASE WHEN $7::text IS NULL THEN NULL
+             ELSE extract(epoch FROM clock_timestamp()) + $8::float8 END
+    )
     ON CONFLICT (root_id) DO NOTHING
     RETURNING root_id
 ), new_nodes AS (
@@ -218,3 +223,97 @@ FROM {schema}.histories WHERE node_id = $1 ORDER BY created_time;
 SELECT id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs,
        outputs, created_time
 FROM {schema}.histories WHERE node_id = $1 AND loop = $2 ORDER BY created_time;
+
+
+-- Ownership. Lease times are the database's clock, so workers on machines
+-- whose clocks disagree still agree on when a lease ran out.
+
+-- name: lock_owned
+-- ($1 root_ids text[], $2 owner): the runs of $1 this owner holds, locked until commit
+SELECT root_id FROM {schema}.runs
+WHERE root_id = ANY($1::text[]) AND owner = $2::text
+ORDER BY root_id
+FOR SHARE;
+
+-- name: notify
+-- ($1 channel, $2 payload): delivered when the transaction commits
+SELECT pg_notify($1::text, $2::text);
+
+-- name: claim_runs
+-- ($1 owner, $2 lease seconds, $3 limit): active runs nobody holds or whose lease ran out
+UPDATE {schema}.runs SET owner = $1::text,
+    lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+WHERE root_id IN (
+    SELECT root_id FROM {schema}.runs
+    WHERE status = 'active'
+      AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
+    ORDER BY created_time
+    LIMIT $3::int
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING root_id;
+
+-- name: claim_given
+-- ($1 owner, $2 lease seconds, $3 root_ids text[]): the same, among $3
+UPDATE {schema}.runs SET owner = $1::text,
+    lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+WHERE root_id IN (
+    SELECT root_id FROM {schema}.runs
+    WHERE root_id = ANY($3::text[]) AND status = 'active'
+      AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING root_id;
+
+-- name: renew_leases
+-- ($1 owner, $2 lease seconds): every active run this owner holds
+UPDATE {schema}.runs SET lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+WHERE owner = $1::text AND status = 'active'
+RETURNING root_id;
+
+-- name: release_runs
+-- ($1 owner, $2 root_ids text[], $3 channel): give runs back and wake the workers
+WITH released AS (
+    UPDATE {schema}.runs SET owner = NULL, lease_until = NULL
+    WHERE owner = $1::text AND root_id = ANY($2::text[])
+    RETURNING root_id
+)
+SELECT pg_notify($3::text, 'released') FROM (SELECT count(*) AS n FROM released) AS r WHERE r.n > 0;
+
+-- Commands: operations for the holder of a run.
+
+-- name: insert_command
+-- ($1 id, $2 root_id, $3 op, $4 args, $5 created_time, $6 channel)
+WITH inserted AS (
+    INSERT INTO {schema}.commands (id, root_id, op, args, status, created_time)
+    VALUES ($1::text, $2::text, $3::text, $4::text, 'pending', $5::float8)
+    RETURNING id
+)
+SELECT pg_notify($6::text, 'command') FROM inserted;
+
+-- name: take_commands
+-- ($1 owner): the pending commands of the runs this owner holds, marked taken
+UPDATE {schema}.commands SET status = 'taken'
+WHERE status = 'pending'
+  AND root_id IN (SELECT root_id FROM {schema}.runs WHERE owner = $1::text)
+RETURNING id, root_id, op, args, status, ok, message, created_time;
+
+-- name: complete_command
+-- ($1 ok, $2 message, $3 id, $4 channel)
+WITH done AS (
+    UPDATE {schema}.commands SET status = 'done', ok = $1::boolean, message = $2::text
+    WHERE id = $3::text
+    RETURNING id
+)
+SELECT pg_notify($4::text, 'done') FROM done;
+
+-- name: get_command
+-- ($1 id)
+SELECT id, root_id, op, args, status, ok, message, created_time
+FROM {schema}.commands WHERE id = $1::text;
+
+-- name: cancel_command
+-- ($1 id)
+UPDATE {schema}.commands SET status = 'cancelled'
+WHERE id = $1::text AND status = 'pending'
+RETURNING id;
