@@ -33,18 +33,20 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 class Workers:
-    def __init__(self, schema: str, log: Path, tmp: Path) -> None:
-        self.schema, self.log, self.tmp = schema, log, tmp
+    def __init__(self, schema: str, log: Path, tmp: Path, lease: float = LEASE) -> None:
+        self.schema, self.log, self.tmp, self.lease = schema, log, tmp, lease
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Any] = []
 
     def start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "AIOBAMBOO_CHAOS_LOG": str(self.log), "PYTHONPATH": str(ROOT)}
         err = open(self.tmp / f"worker{len(self.procs)}.log", "wb")
+        self.logs.append(err)
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "aiobamboo.cli", "worker", "--db", PG_DSN,
                 "--schema", self.schema, "--import", "tests.scaleout.chaos_components",
-                "--lease-seconds", str(LEASE),
+                "--lease-seconds", str(self.lease),
             ],
             cwd=ROOT, env=env, stdout=err, stderr=err,
         )  # fmt: skip
@@ -56,6 +58,8 @@ class Workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
             proc.wait()
+        for log in self.logs:
+            log.close()
 
 
 async def _snapshot(client: Any) -> tuple[float, set[str], int]:
