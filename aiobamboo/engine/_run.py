@@ -144,6 +144,8 @@ class Schedule:
     finished: bool = False
     expired: bool = False
     times: int = 0
+    # In memory only: a single-callback schedule has accepted its callback.
+    callback_accepted: bool = False
 
 
 @attrs.define(slots=True, eq=False)
@@ -428,7 +430,10 @@ class Run:
             )
         for cbrow in sorted(snap.callbacks, key=lambda r: r.created_time):
             if not cbrow.consumed:
-                self.callbacks.setdefault((cbrow.node_id, cbrow.version), deque()).append(cbrow)
+                key = (cbrow.node_id, cbrow.version)
+                self.callbacks.setdefault(key, deque()).append(cbrow)
+                if key in self.schedules:
+                    self.schedules[key].callback_accepted = True
         root_state = self.states.get(self.root_id)
         self.revoked = root_state is not None and root_state.state == states.REVOKED
         self.finished = root_state is not None and root_state.state == states.FINISHED

@@ -27,6 +27,7 @@ from ._events import EventHub
 from ._ops import Operations
 from ._process import drive
 from ._run import (
+    CALLBACK,
     P_DEAD,
     P_JOINING,
     P_RUNNING,
@@ -348,6 +349,11 @@ class Scheduler(Operations):
             raise InvalidOperationError("schedule is already finished")
         if sched.expired:
             raise InvalidOperationError("schedule is already expired")
+        if sched.type == CALLBACK and sched.callback_accepted:
+            # A single-callback node takes one: a second would be acknowledged, then dropped.
+            raise InvalidOperationError(
+                f"a callback for node {node_id} version {version} was already accepted"
+            )
         data_json = codec.dumps(data, "callback data")
         if st.state != states.RUNNING:
             # The original accepts it and expires the schedule on the next trigger.
@@ -365,7 +371,12 @@ class Scheduler(Operations):
             created_time=time.time(),
         )
         run.put_callback(row)
-        await run.flush()
+        sched.callback_accepted = True
+        try:
+            await run.flush()
+        except BaseException:
+            sched.callback_accepted = False
+            raise
         run.callbacks.setdefault(key, deque()).append(row)
         waiter = run.waiters.get(key)
         if waiter is not None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -240,6 +241,29 @@ class Merged:
             sorted(self.ended),
         ]
 
+    def parts(self) -> list[tuple[str, list[Sequence[Any]]]]:
+        """The tables this group touches, each with its part's array arguments."""
+        out: list[tuple[str, list[Sequence[Any]]]] = []
+        tables = (
+            ("states", map(_STATE, self.states.values()), 14),
+            ("execution_data", map(_EXECUTION_DATA, self.execution_data.values()), 4),
+            ("node_data", map(_NODE_DATA, self.node_data.values()), 3),
+            ("context", map(_CONTEXT, self.context.values()), 6),
+            ("processes", map(_process, self.processes.values()), 10),
+            ("schedules", map(_SCHEDULE, self.schedules.values()), 9),
+            ("callbacks", map(_CALLBACK, self.callbacks.values()), 7),
+            ("histories", map(_HISTORY, self.histories), 12),
+        )
+        for name, rows, width in tables:
+            columns = _columns(rows, width)
+            if columns[0]:
+                out.append((name, columns))
+        if self.run_status:
+            out.append(("run_status", [list(self.run_status), list(self.run_status.values())]))
+        if self.ended:
+            out.append(("drop_processes", [sorted(self.ended), list(self.processes)]))
+        return out
+
 
 def merge(batches: Iterable[WriteBatch]) -> Merged:
     merged = Merged()
@@ -344,6 +368,92 @@ async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBat
         await conn.execute(q["write_rows"], *merged.arguments())
 
 
+class _NotHeld(Exception):
+    """The composed write found a run of its group no longer held: nothing was written."""
+
+
+_PARAM = re.compile(r"\$(\d+)")
+_composed: dict[tuple[int, tuple[str, ...], bool], str] = {}
+
+
+def _renumber(sql: str, offset: int) -> str:
+    def shifted(match: re.Match[str]) -> str:
+        return f"${int(match.group(1)) + offset}"
+
+    return _PARAM.sub(shifted, sql)
+
+
+def _compose(q: dict[str, str], tables: tuple[str, ...], fenced: bool) -> str:
+    """One statement that writes ``tables`` (and checks the fence first, if ``fenced``).
+
+    The fence is all or nothing: every part writes only if every run of the
+    group is still held by the writer, locked FOR SHARE until the end of the
+    statement's transaction. Statements are cached per shape; asyncpg prepares
+    each shape once per connection.
+    """
+    key = (id(q), tables, fenced)
+    sql = _composed.get(key)
+    if sql is not None:
+        return sql
+    ctes: list[str] = []
+    offset = 0
+    if fenced:
+        ctes.append(q["fence"])
+        offset = 2
+    ok_where = "WHERE (SELECT ok FROM fence)" if fenced else ""
+    ok_and = "AND (SELECT ok FROM fence)" if fenced else ""
+    for table in tables:
+        part = q[f"part_{table}"].replace("{ok_where}", ok_where).replace("{ok_and}", ok_and)
+        width = len(set(_PARAM.findall(part)))
+        part = _renumber(part, offset)
+        ctes.append(f"w_{table} AS (\n{part}\n)")
+        offset += width
+    final = "SELECT ok FROM fence" if fenced else "SELECT true"
+    sql = _composed[key] = "WITH " + ",\n".join(ctes) + "\n" + final
+    return sql
+
+
+async def _write_composed(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
+) -> None:
+    """Write the merged rows of ``batches`` with one statement; raise _NotHeld if fenced out."""
+    parts = merge(batches).parts()
+    if not parts:
+        return
+    args: list[Any] = []
+    if writer.fenced:
+        args += [sorted({b.root_id for b in batches}), writer.owner]
+    for _, columns in parts:
+        args.extend(columns)
+    sql = _compose(q, tuple(name for name, _ in parts), writer.fenced)
+    if not await conn.fetchval(sql, *args):
+        raise _NotHeld
+
+
+async def _write_common(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
+) -> list[Result] | None:
+    """The usual group: one statement, no BEGIN/COMMIT unless runs are created.
+
+    None when a run of the group is no longer held (the caller then writes the
+    group batch by batch, refusing only the stale ones).
+    """
+    results: list[Result] = [None] * len(batches)
+    try:
+        if all(b.new_run is None for b in batches):
+            await _write_composed(conn, q, batches, writer)
+            return results
+        async with conn.transaction():
+            for i, batch in enumerate(batches):
+                results[i] = await _write_batch_run(conn, q, batch, writer)
+            accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
+            await _write_composed(conn, q, accepted, writer)
+            await _signal_new_runs(conn, q, batches, results, writer)
+    except _NotHeld:
+        return None
+    return results
+
+
 async def _write_fast(
     conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
 ) -> list[Result]:
@@ -394,6 +504,9 @@ async def write_group(
     """Store ``batches`` on ``conn``; the outcome of each. Raises on connection errors."""
     writer = writer or CLIENT
     try:
+        results = await _write_common(conn, q, batches, writer)
+        if results is not None:
+            return results
         return await _write_fast(conn, q, batches, writer)
     except DRIVER_ERRORS as exc:
         if is_transient(exc):

@@ -268,9 +268,12 @@ def steps(*elems: Element) -> Callable[[Element], Element]:
 
 
 async def jitter(rng: random.Random, most: int = 6) -> None:
-    """A random number of bare scheduling checkpoints (no time passes)."""
+    """A random number of bare scheduling checkpoints; for one seed in three, also a random
+    sub-10 ms pause, so that work which needs a storage round trip can overtake."""
     for _ in range(rng.randint(0, most)):
         await anyio.lowlevel.checkpoint()
+    if rng.random() < 1 / 3:
+        await anyio.sleep(rng.random() * 0.01)
 
 
 async def race(

@@ -139,6 +139,126 @@ WITH w_states AS (
 )
 SELECT 1;
 
+-- Parts of the statement a group commit composes (write_group): one part per
+-- table the group touches, parameters numbered from $1 within each part; the
+-- composer renumbers them and puts "{ok}" where the part must also check the
+-- fence ("WHERE (SELECT ok FROM fence)"-style: every run of the group is still
+-- held by the writer, or nothing is written).
+-- name: fence
+-- ($1 root_ids text[], $2 owner): whether the writer holds every run of its group
+fence AS (
+    SELECT count(*) = cardinality($1::text[]) AS ok
+    FROM (
+        SELECT 1 FROM {schema}.runs
+        WHERE root_id = ANY($1::text[]) AND owner = $2::text
+        FOR SHARE
+    ) AS held
+)
+
+-- name: part_states
+-- 14 array parameters, in the order of write_rows
+    INSERT INTO {schema}.states AS t (
+        node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry,
+        skip, error_ignored, created_time, started_time, archived_time)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::int[], $8::int[], $9::int[], $10::bool[], $11::bool[],
+        $12::float8[], $13::float8[], $14::float8[])
+    {ok_where}
+    ON CONFLICT (node_id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id, name = EXCLUDED.name,
+        state = EXCLUDED.state, version = EXCLUDED.version, loop = EXCLUDED.loop,
+        inner_loop = EXCLUDED.inner_loop, retry = EXCLUDED.retry, skip = EXCLUDED.skip,
+        error_ignored = EXCLUDED.error_ignored, created_time = EXCLUDED.created_time,
+        started_time = EXCLUDED.started_time, archived_time = EXCLUDED.archived_time
+
+-- name: part_execution_data
+-- 4 array parameters, in the order of write_rows
+    INSERT INTO {schema}.execution_data AS t (node_id, root_id, inputs, outputs)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    {ok_where}
+    ON CONFLICT (node_id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs
+
+-- name: part_node_data
+-- 3 array parameters, in the order of write_rows
+    INSERT INTO {schema}.node_data AS t (node_id, root_id, inputs)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+    {ok_where}
+    ON CONFLICT (node_id) DO UPDATE SET root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs
+
+-- name: part_context
+-- 6 array parameters, in the order of write_rows
+    INSERT INTO {schema}.context AS t (pipeline_id, key, root_id, type, value, custom_type)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+    {ok_where}
+    ON CONFLICT (pipeline_id, key) DO UPDATE SET
+        root_id = EXCLUDED.root_id, type = EXCLUDED.type, value = EXCLUDED.value,
+        custom_type = EXCLUDED.custom_type
+
+-- name: part_processes
+-- 10 array parameters, in the order of write_rows
+    INSERT INTO {schema}.processes AS t (
+        id, root_id, parent_id, current_node_id, destination_id, stack, status,
+        suspended_by, children, acks)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[])
+    {ok_where}
+    ON CONFLICT (id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id,
+        current_node_id = EXCLUDED.current_node_id, destination_id = EXCLUDED.destination_id,
+        stack = EXCLUDED.stack, status = EXCLUDED.status, suspended_by = EXCLUDED.suspended_by,
+        children = EXCLUDED.children, acks = EXCLUDED.acks
+
+-- name: part_schedules
+-- 9 array parameters, in the order of write_rows
+    INSERT INTO {schema}.schedules AS t (
+        id, root_id, node_id, version, type, process_id, finished, expired, times)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+        $7::bool[], $8::bool[], $9::int[])
+    {ok_where}
+    ON CONFLICT (node_id, version) DO UPDATE SET
+        id = EXCLUDED.id, root_id = EXCLUDED.root_id, type = EXCLUDED.type,
+        process_id = EXCLUDED.process_id, finished = EXCLUDED.finished,
+        expired = EXCLUDED.expired, times = EXCLUDED.times
+
+-- name: part_callbacks
+-- 7 array parameters, in the order of write_rows
+    INSERT INTO {schema}.callbacks AS t (
+        id, root_id, node_id, version, data, consumed, created_time)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+        $7::float8[])
+    {ok_where}
+    ON CONFLICT (id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
+        data = EXCLUDED.data, consumed = EXCLUDED.consumed, created_time = EXCLUDED.created_time
+
+-- name: part_histories
+-- 12 array parameters, in the order of write_rows
+    INSERT INTO {schema}.histories AS t (
+        id, root_id, node_id, started_time, archived_time, loop, skip, retry, version,
+        inputs, outputs, created_time)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::int[],
+        $7::bool[], $8::int[], $9::text[], $10::text[], $11::text[], $12::float8[])
+    {ok_where}
+    ON CONFLICT (id) DO NOTHING
+
+-- name: part_run_status
+-- 2 array parameters, in the order of write_rows
+    UPDATE {schema}.runs AS r SET status = u.status
+    FROM unnest($1::text[], $2::text[]) AS u (root_id, status)
+    WHERE r.root_id = u.root_id {ok_and}
+
+-- name: part_drop_processes
+-- 2 array parameters, in the order of write_rows
+    DELETE FROM {schema}.processes
+    WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+
 -- name: get_run
 -- ($1 root_id)
 SELECT root_id, tree, options, status, created_time FROM {schema}.runs WHERE root_id = $1;
