@@ -183,6 +183,9 @@ def loop(iterations: int) -> tuple[dict[str, Any], int]:
 
 Driver = Callable[[Any], Awaitable[dict[str, Any]]]
 
+#: Concurrent callback senders in S5.
+CALLBACK_CLIENTS = 100
+
 
 async def _start(runtime: Any, tree: dict[str, Any], **options: Any) -> None:
     result = await api.run_pipeline(runtime, tree, **options)
@@ -251,10 +254,11 @@ async def s5(runtime: Any, count: int = 10_000) -> dict[str, Any]:
             assert result.result, result.message
             latencies.append(time.perf_counter() - t0)
 
-    # 50 concurrent clients deliver the callbacks.
+    # CALLBACK_CLIENTS concurrent clients deliver the callbacks (a webhook receiver
+    # serving that many requests at once); each waits until its callback is durable.
     async with anyio.create_task_group() as tg:
-        for k in range(50):
-            tg.start_soon(deliver, list(range(k, count, 50)))
+        for k in range(CALLBACK_CLIENTS):
+            tg.start_soon(deliver, list(range(k, count, CALLBACK_CLIENTS)))
     delivered = time.perf_counter()
     for tree, _ in built:
         waited = await api.wait_pipeline(runtime, tree["id"], timeout=600)

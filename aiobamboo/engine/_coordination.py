@@ -68,10 +68,10 @@ async def claim_loop(scheduler: Scheduler) -> None:
     while True:
         try:
             # Claim a few at a time so that idle workers woken together share the work.
-            while (room := settings.concurrency - len(scheduler.runs)) > 0:
+            while (room := settings.concurrency - scheduler.held) > 0:
                 claimed = await scheduler.store.claim_runs(min(room, CLAIM_BATCH))
                 for root_id in claimed:
-                    await scheduler.load_claimed(root_id)
+                    scheduler.load_soon(root_id)
                 await run_commands(scheduler)
                 if len(claimed) < min(room, CLAIM_BATCH):
                     break

@@ -22,6 +22,9 @@ class EventHub:
     def __init__(self) -> None:
         self._subscribers: list[tuple[str | None, MemoryObjectSendStream[RunEvent]]] = []
 
+    def listened(self) -> bool:
+        return bool(self._subscribers)
+
     def publish(self, events: list[RunEvent]) -> None:
         if not self._subscribers:
             return

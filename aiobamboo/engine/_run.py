@@ -7,8 +7,8 @@ every decision is atomic) and records each change into the pending
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -48,8 +48,12 @@ MULTIPLE_CALLBACK = 2
 POLL = 3
 
 
+_random = random.Random()  # seeded from os.urandom; re-seeded in a forked child by Python
+
+
 def new_id(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex
+    """``prefix`` + 32 random hex digits: the original's id shape, without a syscall per id."""
+    return f"{prefix}{_random.getrandbits(128):032x}"
 
 
 @attrs.frozen
@@ -177,11 +181,13 @@ class Run:
         self.revoked = False
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
-        self.changed = anyio.Event()
         self.status = RUN_ACTIVE
         self.events: list[RunEvent] = []
         self.on_committed: Callable[[list[RunEvent]], None] | None = None
+        #: Whether anyone subscribed to events (building them costs, on the hot path).
+        self.listened: Callable[[], bool] = lambda: False
         self._inflight = 0
+        self._changed: anyio.Event | None = None
 
     # -- durability ----------------------------------------------------------
     async def flush(self) -> None:
@@ -196,8 +202,16 @@ class Run:
                 self._inflight -= 1
         if events and self.on_committed is not None:
             self.on_committed(events)
-        self.changed.set()
-        self.changed = anyio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    @property
+    def changed(self) -> anyio.Event:
+        """Set after the next flush."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
 
     @property
     def settled(self) -> bool:
@@ -205,11 +219,15 @@ class Run:
         return not self.batch and self._inflight == 0
 
     def emit(self, kind: str, node_id: str, state: str = "", **extra: Any) -> None:
+        if not self.listened():
+            return
         self.events.append(
             RunEvent(kind=kind, root_id=self.root_id, node_id=node_id, state=state, data=extra)
         )
 
     def emit_state(self, st: State) -> None:
+        if not self.listened():
+            return
         self.emit(
             "state",
             st.node_id,

@@ -73,6 +73,7 @@ class Scheduler(Operations):
         self._loading: dict[str, anyio.Event] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._host: asyncio.Task[None] | None = None
+        self._pending_loads = 0
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +142,7 @@ class Scheduler(Operations):
         for key, value in (options.get("root_pipeline_context") or {}).items():
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
         run.on_committed = self.events.publish
+        run.listened = self.events.listened
         return run
 
     def _register(self, run: Run) -> None:
@@ -173,6 +175,27 @@ class Scheduler(Operations):
     async def load_claimed(self, root_id: str) -> Run | None:
         """Load a run this scheduler has just claimed, and drive it."""
         return await self._load(root_id)
+
+    @property
+    def held(self) -> int:
+        """Runs held here: driven, or being loaded."""
+        return len(self.runs) + len(self._loading) + self._pending_loads
+
+    def load_soon(self, root_id: str) -> None:
+        """Load a claimed run in the background, so that several load at once."""
+        if self._tg is None:
+            return
+        self._pending_loads += 1
+
+        async def load() -> None:
+            try:
+                await self._load(root_id)
+            except Exception:
+                logger.exception("loading claimed run %s failed; its lease will expire", root_id)
+            finally:
+                self._pending_loads -= 1
+
+        self._tg.start_soon(load)
 
     async def _load(self, root_id: str) -> Run | None:
         """Load an active run from storage into memory (once, even if asked concurrently)."""

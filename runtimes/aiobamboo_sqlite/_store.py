@@ -77,9 +77,8 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
 
 def _merge(batches: list[WriteBatch]) -> WriteBatch:
     """One batch with every row of ``batches``; a later write of a row wins."""
-    if len(batches) == 1:
-        return batches[0]
     merged = WriteBatch(root_id="")
+    ended: set[str] = set()
     for batch in batches:
         merged.states.update(batch.states)
         merged.execution_data.update(batch.execution_data)
@@ -89,6 +88,11 @@ def _merge(batches: list[WriteBatch]) -> WriteBatch:
         merged.schedules.update(batch.schedules)
         merged.callbacks.update(batch.callbacks)
         merged.histories.extend(batch.histories)
+        if batch.run_status is not None and batch.run_status != RUN_ACTIVE:
+            ended.add(batch.root_id)
+    if ended:
+        # An ended run keeps no processes: writing them only to delete them is waste.
+        merged.processes = {k: p for k, p in merged.processes.items() if p.root_id not in ended}
     return merged
 
 

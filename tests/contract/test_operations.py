@@ -59,6 +59,7 @@ from .ops_helpers import (
     steps,
     stored_processes,
     tree_states,
+    wait_executions,
     wait_gate_entered,
     wait_outcome,
     wait_state,
@@ -189,6 +190,28 @@ async def test_pause_a_subprocess_inside_a_subprocess(runtime: Any) -> None:
     ok(await api.resume_pipeline(runtime, inner.id))
     await wait_outcome(runtime, root, "FINISHED")
     assert await state_of(runtime, root, after.id) == "FINISHED"
+
+
+@pytest.mark.parametrize("first", ["root", "sub"])
+async def test_pause_root_and_subprocess_resume_in_any_order(runtime: Any, first: str) -> None:
+    gate, after = act("gate"), act("echo")
+    new_gate(gate.id)
+    sub = _subprocess(gate, after)
+    root = await start(runtime, linear(sub))
+    await wait_gate_entered(runtime, root, gate.id)
+    order = [root, sub.id] if first == "root" else [sub.id, root]
+    for pipeline_id in order:
+        ok(await api.pause_pipeline(runtime, pipeline_id))
+    open_gate(gate.id)
+    await wait_state(runtime, root, gate.id, "FINISHED")
+    # Resume the one paused first: the other still holds the process.
+    ok(await api.resume_pipeline(runtime, order[0]))
+    await grace()
+    assert await state_of(runtime, root, after.id) is None
+    assert await state_of(runtime, root, order[1]) == "SUSPENDED"
+    ok(await api.resume_pipeline(runtime, order[1]))
+    await wait_outcome(runtime, root, "FINISHED")
+    assert EXECUTIONS[after.id] == 1
 
 
 async def test_pause_then_revoke_and_pause_of_a_paused_pipeline(runtime: Any) -> None:
@@ -352,6 +375,22 @@ async def test_revoke_of_a_finished_pipeline_is_refused(runtime: Any) -> None:
     await wait_outcome(runtime, root, "FINISHED")
     refused(await api.revoke_pipeline(runtime, root), "finished")
     assert await state_of(runtime, root, root) == "FINISHED"
+
+
+async def test_revoke_a_pipeline_paused_by_an_appointed_node(runtime: Any) -> None:
+    gate, paused = act("gate"), act("echo")
+    new_gate(gate.id)
+    root = await start(runtime, linear(gate, paused))
+    await wait_gate_entered(runtime, root, gate.id)
+    ok(await api.pause_node_appoint(runtime, paused.id))
+    open_gate(gate.id)
+    assert await wait_outcome(runtime, root) == "SUSPENDED"
+    ok(await api.revoke_pipeline(runtime, root))
+    assert await wait_outcome(runtime, root) == "REVOKED"
+    refused(await api.resume_node_appoint(runtime, paused.id), "revoked")
+    await grace()
+    assert EXECUTIONS[paused.id] == 0
+    assert [p for p in await stored_processes(runtime, root) if p.status != "dead"] == []
 
 
 async def test_after_revoke_every_operation_is_refused(runtime: Any) -> None:
@@ -741,6 +780,24 @@ async def test_retry_subprocess_with_a_broken_lazy_param(runtime: Any) -> None:
     ok(await api.retry_subprocess(runtime, sub.id))
     node = await wait_state(runtime, root, sub.id, "FAILED")
     assert node["retry"] == 1
+
+
+async def test_retry_node_on_a_failed_subprocess_replaces_its_params(runtime: Any) -> None:
+    echo = act("echo", text=_splice("${p}"))
+    sub = _subprocess(
+        echo,
+        data=Data(inputs={"${p}": Var(Var.PLAIN, "default")}),
+        params=Params({"${p}": _splice("${bad}")}),
+    )
+    data = Data(inputs={"${bad}": Var(Var.LAZY, "x", custom_type="broken")})
+    root = await start(runtime, linear(sub, data=data))
+    await wait_state(runtime, root, sub.id, "FAILED")
+    ok(await api.retry_node(runtime, sub.id, {"${p}": "fixed"}))
+    await wait_outcome(runtime, root, "FINISHED")
+    assert (await outputs(runtime, echo.id))["echo"] == "fixed"
+    node = await entry(runtime, root, sub.id)
+    assert node is not None
+    assert (node["state"], node["retry"]) == ("FINISHED", 1)
 
 
 async def test_retry_subprocess_refusals(runtime: Any, placement: str) -> None:
@@ -1136,6 +1193,29 @@ async def test_forced_fail_a_running_node_discards_its_late_result(
     assert rows[0]["outputs"]["_forced_failed"] is True
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine: after forced_fail_activity on a node whose component is still executing "
+    "(hung), skip_node/retry_node return True but the process stays inside the component, "
+    "so the pipeline does not go on until it returns (never, if it hangs)",
+)
+@pytest.mark.parametrize("follow_up", ["skip_node", "retry_node"])
+async def test_forced_fail_of_a_hung_component_then_follow_up(runtime: Any, follow_up: str) -> None:
+    hung, after = act("gate"), act("echo")
+    new_gate(hung.id)  # never opened: the component hangs (the reason to force-fail it)
+    root = await start(runtime, linear(hung, after))
+    await wait_gate_entered(runtime, root, hung.id)
+    ok(await api.forced_fail_activity(runtime, hung.id, "hung"))
+    if follow_up == "retry_node":
+        # The retried attempt may run freely: only the hung attempt waits on the old gate.
+        GATES.pop(hung.id)
+        new_gate(hung.id).set()
+    ok(await getattr(api, follow_up)(runtime, hung.id))
+    res = await api.wait_pipeline(runtime, root, timeout=2)
+    assert res.data == "FINISHED", res.message
+    assert await state_of(runtime, root, after.id) == "FINISHED"
+
+
 async def test_forced_fail_a_callback_wait(runtime: Any, placement: str) -> None:
     waiting, after = act("callback"), act("echo")
     placed = place(placement, steps(waiting, after))
@@ -1292,6 +1372,31 @@ async def test_callback_refusals(runtime: Any, placement: str) -> None:
     assert (await outputs(runtime, waiting.id))["callback_data"] == {"n": 1}
     refused(await api.callback(runtime, waiting.id, node["version"], {"n": 2}))
     assert (await outputs(runtime, waiting.id))["callback_data"] == {"n": 1}
+
+
+async def test_callback_after_a_retry_needs_the_new_version(runtime: Any, placement: str) -> None:
+    waiting = act("callback")
+    placed = place(placement, steps(waiting))
+    root = await start(runtime, placed.tree)
+    old = await wait_state(runtime, root, waiting.id, "RUNNING")
+    await wait_until(lambda: _has_output(runtime, waiting.id, "waiting"), "the callback wait")
+    ok(await api.forced_fail_activity(runtime, waiting.id, "again"))
+    ok(await api.retry_node(runtime, waiting.id))
+
+    async def new_attempt() -> Any:
+        found = await entry(runtime, root, waiting.id)
+        if found is not None and found["state"] == "RUNNING" and found["retry"] == 1:
+            return found
+        return None
+
+    new = await wait_until(new_attempt, "the retried attempt to run")
+    assert new["version"] != old["version"]
+    await wait_executions(waiting.id, 2)  # the new attempt's schedule exists from here on
+    res = await api.callback(runtime, waiting.id, old["version"], {"stale": True})
+    assert refused(res) == f"node version {old['version']} not exist"
+    ok(await api.callback(runtime, waiting.id, new["version"], {"fresh": True}))
+    await wait_outcome(runtime, root, "FINISHED")
+    assert (await outputs(runtime, waiting.id))["callback_data"] == {"fresh": True}
 
 
 # ======================================================================================
