@@ -118,8 +118,8 @@ class Operations:
                 sched.expired = True
                 run.put_schedule(sched)
         await run.flush()
-        for key in list(run.waiters):
-            run.invalidate_waiter(*key)
+        for key in {*run.waiters, *run.in_flight}:
+            run.abandon(*key)
         for proc in run.processes.values():
             proc.wake()
 
@@ -303,4 +303,4 @@ class Operations:
             sched.expired = True
             run.put_schedule(sched)
         await run.flush()
-        run.invalidate_waiter(node_id, old_version)
+        run.abandon(node_id, old_version)

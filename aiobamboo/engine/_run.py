@@ -178,6 +178,8 @@ class Run:
         self.schedules: dict[tuple[str, str], Schedule] = {}
         self.callbacks: dict[tuple[str, str], deque[CallbackRow]] = {}
         self.waiters: dict[tuple[str, str], Waiter] = {}
+        #: Component calls in flight, by (node id, version): operators may abandon them.
+        self.in_flight: dict[tuple[str, str], anyio.CancelScope] = {}
         self.revoked = False
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
@@ -384,6 +386,13 @@ class Run:
         if waiter is None:
             waiter = self.waiters[key] = Waiter()
         return waiter
+
+    def abandon(self, node_id: str, version: str) -> None:
+        """Stop waiting for the component call of this attempt, and for its callbacks."""
+        scope = self.in_flight.pop((node_id, version), None)
+        if scope is not None:
+            scope.cancel()
+        self.invalidate_waiter(node_id, version)
 
     def invalidate_waiter(self, node_id: str, version: str) -> None:
         waiter = self.waiters.pop((node_id, version), None)

@@ -781,12 +781,19 @@ class Store:
         self._listener = None
         try:
             conn = await asyncpg.connect(self.dsn_for_listen())
-            await conn.add_listener(self.channel, self._on_notify)
         except DRIVER_ERRORS as exc:
             # Notifications only make waiting shorter; polling still finds the work.
             logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
             return
+        # Owned from here on, so that closing the runtime closes it even if
+        # this task is cancelled during add_listener.
         self._listener = conn
+        try:
+            await conn.add_listener(self.channel, self._on_notify)
+        except DRIVER_ERRORS as exc:
+            logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
+            self._listener = None
+            conn.terminate()
 
     def _on_notify(self, *_: Any) -> None:
         self._signal.set()
@@ -794,8 +801,10 @@ class Store:
     async def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None and not listener.is_closed():
-            with contextlib.suppress(*DRIVER_ERRORS):
+            try:
                 await asyncio.wait_for(listener.close(), CLOSE_TIMEOUT)
+            except DRIVER_ERRORS:
+                listener.terminate()
 
     def dsn_for_listen(self) -> str:
         raise NotImplementedError

@@ -1193,12 +1193,6 @@ async def test_forced_fail_a_running_node_discards_its_late_result(
     assert rows[0]["outputs"]["_forced_failed"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: after forced_fail_activity on a node whose component is still executing "
-    "(hung), skip_node/retry_node return True but the process stays inside the component, "
-    "so the pipeline does not go on until it returns (never, if it hangs)",
-)
 @pytest.mark.parametrize("follow_up", ["skip_node", "retry_node"])
 async def test_forced_fail_of_a_hung_component_then_follow_up(runtime: Any, follow_up: str) -> None:
     hung, after = act("gate"), act("echo")

@@ -225,10 +225,22 @@ async def execute_activity(step: Step) -> Outcome:
 
 
 async def _call(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
-    try:
-        result = await step.env.call(fn, *args)
-    except Exception as exc:
-        return False, format_exc(exc)
+    """Call a component method; an operator may abandon it (forced fail, revoke).
+
+    An abandoned call is cancelled (a plain ``def`` one is left to finish on
+    its thread); its result is never looked at, since the attempt is stale.
+    """
+    key = (step.node.id, step.state.version)
+    with anyio.CancelScope() as scope:
+        step.run.in_flight[key] = scope
+        try:
+            result = await step.env.call(fn, *args)
+        except Exception as exc:
+            return False, format_exc(exc)
+        finally:
+            step.run.in_flight.pop(key, None)
+    if scope.cancelled_caught:
+        return False, "abandoned by an operator"
     return result is not False, None
 
 
