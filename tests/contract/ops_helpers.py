@@ -39,7 +39,7 @@ T = TypeVar("T")
 #: Upper bound for any wait on progress; generous so slow CI never flakes.
 TIMEOUT = 15.0
 #: Poll period while waiting for committed state.
-POLL = 0.005
+POLL = 0.002
 #: How long "nothing happens" is observed for.
 GRACE = 0.15
 

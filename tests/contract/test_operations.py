@@ -214,6 +214,52 @@ async def test_pause_root_and_subprocess_resume_in_any_order(runtime: Any, first
     assert EXECUTIONS[after.id] == 1
 
 
+async def test_pause_parks_every_parallel_branch_and_the_join(runtime: Any) -> None:
+    gates = [act("gate") for _ in range(3)]
+    for gate in gates:
+        new_gate(gate.id)
+    s, pg, cg, after = EmptyStartEvent(), ParallelGateway(), ConvergeGateway(), act("echo")
+    s.extend(pg).connect(*gates).to(pg).converge(cg).extend(after).extend(EmptyEndEvent())
+    root = await start(runtime, build_tree(s))
+    for gate in gates:
+        await wait_gate_entered(runtime, root, gate.id)
+    ok(await api.pause_pipeline(runtime, root))
+    for gate in gates:
+        open_gate(gate.id)
+    for gate in gates:
+        await wait_state(runtime, root, gate.id, "FINISHED")
+    await grace()
+    assert await state_of(runtime, root, cg.id) is None
+    ok(await api.resume_pipeline(runtime, root))
+    await wait_outcome(runtime, root, "FINISHED")
+    states = await tree_states(runtime, root)
+    assert (states[cg.id]["state"], states[cg.id]["loop"]) == ("FINISHED", 1)
+    assert EXECUTIONS[after.id] == 1
+
+
+async def test_pause_a_subprocess_that_forks(runtime: Any) -> None:
+    gates = [act("gate") for _ in range(2)]
+    for gate in gates:
+        new_gate(gate.id)
+    pg, cg, after = ParallelGateway(), ConvergeGateway(), act("echo")
+    sub_start = EmptyStartEvent()
+    sub_start.extend(pg).connect(*gates).to(pg).converge(cg).extend(after).extend(EmptyEndEvent())
+    sub = SubProcess(start=sub_start)
+    root = await start(runtime, linear(sub))
+    for gate in gates:
+        await wait_gate_entered(runtime, root, gate.id)
+    ok(await api.pause_pipeline(runtime, sub.id))
+    for gate in gates:
+        open_gate(gate.id)
+    res = await api.wait_pipeline(runtime, root, timeout=15)
+    assert res.data == "SUSPENDED", res.message
+    assert sub.id in res.message
+    assert await state_of(runtime, root, cg.id) is None
+    ok(await api.resume_pipeline(runtime, sub.id))
+    await wait_outcome(runtime, root, "FINISHED")
+    assert EXECUTIONS[after.id] == 1
+
+
 async def test_pause_then_revoke_and_pause_of_a_paused_pipeline(runtime: Any) -> None:
     gate = act("gate")
     new_gate(gate.id)
@@ -1310,6 +1356,25 @@ async def test_forced_fail_refusals(runtime: Any, placement: str) -> None:
     assert (await outputs(runtime, gate.id))["ex_data"] == "first"
     assert await state_of(runtime, root, done.id) == "FINISHED"
     assert await state_of(runtime, root, failing.id) == "FAILED"
+    ok(await api.revoke_pipeline(runtime, root))
+
+
+async def test_forced_fail_stops_polling_and_retry_polls_again(runtime: Any) -> None:
+    poller = act("ops_poll_forever")
+    root = await start(runtime, linear(poller))
+
+    async def polled(times: int) -> bool:
+        return OPS_SCHEDULES[poller.id] >= times
+
+    await wait_until(lambda: polled(2), "two polls")
+    ok(await api.forced_fail_activity(runtime, poller.id, "enough"))
+    polls = OPS_SCHEDULES[poller.id]
+    await grace()
+    assert OPS_SCHEDULES[poller.id] == polls
+    assert await state_of(runtime, root, poller.id) == "FAILED"
+    ok(await api.retry_node(runtime, poller.id))
+    await wait_until(lambda: polled(polls + 2), "the retried attempt to poll")
+    assert await state_of(runtime, root, poller.id) == "RUNNING"
     ok(await api.revoke_pipeline(runtime, root))
 
 

@@ -22,12 +22,19 @@ import pytest
 
 from aiobamboo import api
 from aiobamboo.api import EngineAPIResult
+from aiobamboo.builder import (
+    ConditionalParallelGateway,
+    ConvergeGateway,
+    Element,
+    ExclusiveGateway,
+)
 
 from .components import EXECUTIONS, GATES
 from .ops_helpers import (
     PLACEMENTS,
     act,
     entry,
+    flow_id,
     histories,
     linear,
     new_gate,
@@ -577,3 +584,174 @@ async def _revoke_vs_retry(runtime: Any, rng: random.Random | None, seed: int) -
 
 async def test_revoke_vs_retry(runtime: Any, mode: str, record_property: Any) -> None:
     await repeat(runtime, mode, _revoke_vs_retry, record_property)
+
+
+# --------------------------------------------------------------------------------------
+# two skips of one gateway along different flows
+# --------------------------------------------------------------------------------------
+
+
+def _eg_tree(seed: int) -> tuple[Any, Any, Any, Any]:
+    eg = ExclusiveGateway(conditions={0: "1 == 2", 1: "1 == 3"})
+    a, b, cg = act("echo"), act("echo"), ConvergeGateway()
+
+    def build(prev: Element) -> Element:
+        prev.extend(eg).connect(a, b).to(eg).converge(cg)
+        return cg
+
+    return eg, a, b, place(_where(seed), build)
+
+
+async def _skip_eg_twice(runtime: Any, rng: random.Random | None, seed: int) -> str:
+    eg, a, b, placed = _eg_tree(seed)
+    root = await start(runtime, placed.tree)
+    await wait_state(runtime, root, eg.id, "FAILED")
+    to_a, to_b = flow_id(placed.tree, eg.id, a.id), flow_id(placed.tree, eg.id, b.id)
+    results = await race(
+        rng,
+        lambda: api.skip_exclusive_gateway(runtime, eg.id, to_a),
+        lambda: api.skip_exclusive_gateway(runtime, eg.id, to_b),
+    )
+    winner = one_winner(results)
+    await wait_outcome(runtime, root, "FINISHED")
+    taken, other = (a, b) if winner == 0 else (b, a)
+    assert EXECUTIONS[taken.id] == 1
+    assert EXECUTIONS[other.id] == 0
+    assert len(await histories(runtime, eg.id)) == 1
+    return "one flow taken"
+
+
+async def test_skip_exclusive_gateway_twice(runtime: Any, mode: str, record_property: Any) -> None:
+    await repeat(runtime, mode, _skip_eg_twice, record_property)
+
+
+async def _skip_cpg_twice(runtime: Any, rng: random.Random | None, seed: int) -> str:
+    cpg = ConditionalParallelGateway(conditions={0: "1 == 2", 1: "1 == 3", 2: "1 == 4"})
+    branches = [act("echo") for _ in range(3)]
+    cg = ConvergeGateway()
+
+    def build(prev: Element) -> Element:
+        prev.extend(cpg).connect(*branches).to(cpg).converge(cg)
+        return cg
+
+    placed = place(_where(seed), build)
+    root = await start(runtime, placed.tree)
+    await wait_state(runtime, root, cpg.id, "FAILED")
+    flows = [flow_id(placed.tree, cpg.id, b.id) for b in branches]
+    choices = [[0, 1], [1, 2]]
+    results = await race(
+        rng,
+        *[
+            (
+                lambda picked=picked: api.skip_conditional_parallel_gateway(
+                    runtime, cpg.id, [flows[i] for i in picked], cg.id
+                )
+            )
+            for picked in choices
+        ],
+    )
+    winner = one_winner(results)
+    await wait_outcome(runtime, root, "FINISHED")
+    ran = [EXECUTIONS[b.id] for b in branches]
+    assert ran == [1 if i in choices[winner] else 0 for i in range(3)]
+    states = await tree_states(runtime, root)
+    assert (states[cg.id]["state"], states[cg.id]["loop"]) == ("FINISHED", 1)
+    return "one fork"
+
+
+async def test_skip_conditional_parallel_gateway_twice(
+    runtime: Any, mode: str, record_property: Any
+) -> None:
+    await repeat(runtime, mode, _skip_cpg_twice, record_property)
+
+
+# --------------------------------------------------------------------------------------
+# forced fail vs skip (the skip applies only once the forced fail is in)
+# --------------------------------------------------------------------------------------
+
+
+async def _forced_fail_vs_skip(runtime: Any, rng: random.Random | None, seed: int) -> str:
+    gate, after = act("gate"), act("echo")
+    new_gate(gate.id)  # never opened: the component hangs
+    root = await start(runtime, place(_where(seed), steps(gate, after)).tree)
+    await wait_gate_entered(runtime, root, gate.id)
+    ff, skip = await race(
+        rng,
+        lambda: api.forced_fail_activity(runtime, gate.id, "hung"),
+        lambda: api.skip_node(runtime, gate.id),
+    )
+    ok(ff)
+    if skip.result:
+        outcome = "forced fail, then skip"
+    else:
+        refused(skip, "state is not FAILED, actual RUNNING")
+        ok(await api.skip_node(runtime, gate.id))
+        outcome = "skip refused, skipped after"
+    await wait_outcome(runtime, root, "FINISHED")
+    node = await entry(runtime, root, gate.id)
+    assert node is not None
+    assert (node["state"], node["skip"]) == ("FINISHED", True)
+    assert EXECUTIONS[after.id] == 1
+    return outcome
+
+
+async def test_forced_fail_vs_skip(runtime: Any, mode: str, record_property: Any) -> None:
+    await repeat(runtime, mode, _forced_fail_vs_skip, record_property)
+
+
+# --------------------------------------------------------------------------------------
+# pause vs revoke, resume vs revoke
+# --------------------------------------------------------------------------------------
+
+
+async def _pause_vs_revoke(runtime: Any, rng: random.Random | None, seed: int) -> str:
+    gate = act("gate")
+    new_gate(gate.id)
+    root = await start(runtime, place(_where(seed), steps(gate, act("echo"))).tree)
+    await wait_gate_entered(runtime, root, gate.id)
+    pause, revoke = await race(
+        rng,
+        lambda: api.pause_pipeline(runtime, root),
+        lambda: api.revoke_pipeline(runtime, root),
+    )
+    ok(revoke)  # RUNNING and SUSPENDED can both be revoked
+    if not pause.result:
+        refused(pause, "revoked")
+    assert await wait_outcome(runtime, root) == "REVOKED"
+    open_gate(gate.id)
+    refused(await api.resume_pipeline(runtime, root), "revoked")
+    await _no_live_processes(runtime, root)
+    return "paused, then revoked" if pause.result else "revoked first"
+
+
+async def test_pause_vs_revoke(runtime: Any, mode: str, record_property: Any) -> None:
+    await repeat(runtime, mode, _pause_vs_revoke, record_property)
+
+
+async def _resume_vs_revoke(runtime: Any, rng: random.Random | None, seed: int) -> str:
+    gate, after = act("gate"), act("gate")
+    new_gate(gate.id)
+    new_gate(after.id)
+    root = await start(runtime, place(_where(seed), steps(gate, after)).tree)
+    await wait_gate_entered(runtime, root, gate.id)
+    ok(await api.pause_pipeline(runtime, root))
+    open_gate(gate.id)
+    await wait_state(runtime, root, gate.id, "FINISHED")
+    resume, revoke = await race(
+        rng,
+        lambda: api.resume_pipeline(runtime, root),
+        lambda: api.revoke_pipeline(runtime, root),
+    )
+    ok(revoke)  # `after` blocks: the pipeline cannot finish first
+    if not resume.result:
+        refused(resume, "revoked")
+    assert await wait_outcome(runtime, root) == "REVOKED"
+    open_gate(after.id)
+    states = await tree_states(runtime, root)
+    assert not [n for n, e in states.items() if e["state"] == "RUNNING"], states
+    await _no_live_processes(runtime, root)
+    return "resumed, then revoked" if resume.result else "revoked first"
+
+
+async def test_resume_vs_revoke(runtime: Any, mode: str, record_property: Any) -> None:
+    await repeat(runtime, mode, _resume_vs_revoke, record_property)
