@@ -73,7 +73,6 @@ class Scheduler(Operations):
         self._loading: dict[str, anyio.Event] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._host: asyncio.Task[None] | None = None
-        self._pending_loads = 0
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -179,21 +178,20 @@ class Scheduler(Operations):
     @property
     def held(self) -> int:
         """Runs held here: driven, or being loaded."""
-        return len(self.runs) + len(self._loading) + self._pending_loads
+        return len(self.runs) + len(self._loading)
 
     def load_soon(self, root_id: str) -> None:
         """Load a claimed run in the background, so that several load at once."""
-        if self._tg is None:
+        if self._tg is None or root_id in self.runs or root_id in self._loading:
             return
-        self._pending_loads += 1
+        # Registered now, so that an operation arriving meanwhile waits for it.
+        self._loading[root_id] = anyio.Event()
 
         async def load() -> None:
             try:
-                await self._load(root_id)
+                await self._load_now(root_id)
             except Exception:
                 logger.exception("loading claimed run %s failed; its lease will expire", root_id)
-            finally:
-                self._pending_loads -= 1
 
         self._tg.start_soon(load)
 
@@ -205,7 +203,11 @@ class Scheduler(Operations):
         if loading is not None:
             await loading.wait()
             return self.runs.get(root_id)
-        self._loading[root_id] = event = anyio.Event()
+        self._loading[root_id] = anyio.Event()
+        return await self._load_now(root_id)
+
+    async def _load_now(self, root_id: str) -> Run | None:
+        """The load itself; the caller registered ``root_id`` in ``_loading``."""
         try:
             snap = await self.store.load_run(root_id)
             if snap is None or snap.run.status != RUN_ACTIVE:
@@ -215,8 +217,7 @@ class Scheduler(Operations):
             self._register(run)
             return run
         finally:
-            del self._loading[root_id]
-            event.set()
+            self._loading.pop(root_id).set()
 
     async def _supervise(self, run: Run, scope: anyio.CancelScope) -> None:
         """Drive a run; after a storage failure, reload it from storage and go on."""
@@ -341,6 +342,8 @@ class Scheduler(Operations):
         if op not in OPERATIONS:
             raise InvalidOperationError(f"unknown operation {op!r}")
         root = await self.root_of(node_id)
+        if root in self._loading:
+            await self._load(root)
         if root not in self.runs:
             await self._check_active(root, node_id)
             if self.worker and await self.store.claim_runs(1, [root]):

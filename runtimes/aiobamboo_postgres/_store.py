@@ -751,9 +751,8 @@ class Store:
         return command_id
 
     async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]:
-        wanted = set(root_ids)
-        rows = [CommandRow(*r) for r in await self._write("take_commands", self.owner_id)]
-        return sorted((c for c in rows if c.root_id in wanted), key=lambda c: c.created_time)
+        taken = await self._write("take_commands", self.owner_id, list(root_ids))
+        return sorted((CommandRow(*r) for r in taken), key=lambda c: c.created_time)
 
     async def complete_command(self, command_id: str, ok: bool, message: str) -> None:
         await self._write("complete_command", ok, message, command_id, self.channel)

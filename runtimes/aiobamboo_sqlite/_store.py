@@ -397,8 +397,12 @@ class Store:
 
     async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]:
         wanted = set(root_ids)
-        rows = [CommandRow(*r) for r in await self._write("take_commands", self.owner_id)]
-        return sorted((c for c in rows if c.root_id in wanted), key=lambda c: c.created_time)
+        taken: list[CommandRow] = []
+        # The commands of runs held but still loading stay pending for the next round.
+        for (root_id,) in await self._write("pending_command_runs", self.owner_id):
+            if root_id in wanted:
+                taken.extend(CommandRow(*r) for r in await self._write("take_commands", root_id))
+        return sorted(taken, key=lambda c: c.created_time)
 
     async def complete_command(self, command_id: str, ok: bool, message: str) -> None:
         await self._write("complete_command", ok, message, command_id)

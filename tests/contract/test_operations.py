@@ -406,7 +406,7 @@ async def test_revoke_refusals(runtime: Any, placement: str) -> None:
     await wait_gate_entered(runtime, root, gate.id)
 
     refused(await api.revoke_pipeline(runtime, "p" + uuid.uuid4().hex), "does not exist")
-    refused(await api.revoke_pipeline(runtime, gate.id))
+    refused(await api.revoke_pipeline(runtime, gate.id), "not a pipeline")
     if placed.sub_id is not None:
         # aiobamboo revokes root pipelines only; a sub-process id is refused.
         refused(await api.revoke_pipeline(runtime, placed.sub_id), placed.sub_id)
@@ -1251,7 +1251,7 @@ async def test_forced_fail_of_a_hung_component_then_follow_up(runtime: Any, foll
         GATES.pop(hung.id)
         new_gate(hung.id).set()
     ok(await getattr(api, follow_up)(runtime, hung.id))
-    res = await api.wait_pipeline(runtime, root, timeout=2)
+    res = await api.wait_pipeline(runtime, root, timeout=15)
     assert res.data == "FINISHED", res.message
     assert await state_of(runtime, root, after.id) == "FINISHED"
 

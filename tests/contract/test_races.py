@@ -7,8 +7,8 @@ together in a task group, and ``JITTER_REPS`` times with a seeded random
 number of scheduling checkpoints before each call. Every trial asserts that
 exclusive pairs have exactly one winner, that a loser says why, that the
 final state is consistent, and that the pipeline still ends after the
-appropriate follow-up. The outcome tally of each test is recorded as the
-``outcomes`` user property (see ``--junitxml``).
+appropriate follow-up. The outcome tally of each test is recorded as its
+``outcomes`` user property and printed (``pytest -rP``).
 """
 
 from __future__ import annotations
@@ -73,9 +73,13 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 async def repeat(
-    runtime: Any, mode: str, trial: Trial, record: Callable[..., None]
+    runtime: Any, mode: str, trial: Trial, request: pytest.FixtureRequest
 ) -> Counter[str]:
-    """Run ``trial`` for every seed of ``mode``; the tally of the outcomes it reports."""
+    """Run ``trial`` for every seed of ``mode``; the tally of the outcomes it reports.
+
+    The tally lands in the test's ``user_properties`` (shown by ``--junitxml`` with
+    ``-o junit_family=xunit1``), and in the captured output (``-rP``).
+    """
     tally: Counter[str] = Counter()
     reps = PLAIN_REPS if mode == "plain" else JITTER_REPS
     for seed in range(reps):
@@ -84,8 +88,9 @@ async def repeat(
             tally[await trial(runtime, rng, seed)] += 1
         except AssertionError as exc:
             raise AssertionError(f"{mode} trial seed={seed}: {exc}") from exc
-    record("outcomes", dict(tally))
-    record("repetitions", reps)
+    request.node.user_properties.append(("outcomes", dict(tally)))
+    request.node.user_properties.append(("repetitions", reps))
+    print(f"{request.node.name}: {reps} repetitions, outcomes {dict(tally)}")
     assert sum(tally.values()) == reps
     return tally
 
@@ -144,8 +149,8 @@ async def _retry_twice(runtime: Any, rng: random.Random | None, seed: int) -> st
     return "one retry"
 
 
-async def test_retry_twice(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _retry_twice, record_property)
+async def test_retry_twice(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _retry_twice, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -183,8 +188,8 @@ async def _skip_vs_retry(runtime: Any, rng: random.Random | None, seed: int) -> 
     return "skip won" if skipped else "retry won"
 
 
-async def test_skip_vs_retry(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _skip_vs_retry, record_property)
+async def test_skip_vs_retry(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _skip_vs_retry, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -208,8 +213,8 @@ async def _skip_twice(runtime: Any, rng: random.Random | None, seed: int) -> str
     return "one skip"
 
 
-async def test_skip_twice(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _skip_twice, record_property)
+async def test_skip_twice(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _skip_twice, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -241,8 +246,8 @@ async def _forced_fail_twice(runtime: Any, rng: random.Random | None, seed: int)
     return "one forced fail"
 
 
-async def test_forced_fail_twice(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _forced_fail_twice, record_property)
+async def test_forced_fail_twice(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _forced_fail_twice, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -294,8 +299,10 @@ async def _callback_vs_forced_fail(runtime: Any, rng: random.Random | None, seed
     return outcome
 
 
-async def test_callback_vs_forced_fail(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _callback_vs_forced_fail, record_property)
+async def test_callback_vs_forced_fail(
+    runtime: Any, mode: str, request: pytest.FixtureRequest
+) -> None:
+    await repeat(runtime, mode, _callback_vs_forced_fail, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -332,8 +339,8 @@ async def _callback_vs_revoke(runtime: Any, rng: random.Random | None, seed: int
     return outcome
 
 
-async def test_callback_vs_revoke(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _callback_vs_revoke, record_property)
+async def test_callback_vs_revoke(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _callback_vs_revoke, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -357,9 +364,9 @@ async def _callback_twice(runtime: Any, rng: random.Random | None, seed: int) ->
 
 
 async def test_callback_twice_single_callback_node(
-    runtime: Any, mode: str, record_property: Any
+    runtime: Any, mode: str, request: pytest.FixtureRequest
 ) -> None:
-    await repeat(runtime, mode, _callback_twice, record_property)
+    await repeat(runtime, mode, _callback_twice, request)
 
 
 async def _callback_twice_multi(runtime: Any, rng: random.Random | None, seed: int) -> str:
@@ -385,9 +392,9 @@ async def _callback_twice_multi(runtime: Any, rng: random.Random | None, seed: i
 
 
 async def test_callback_twice_multi_callback_node(
-    runtime: Any, mode: str, record_property: Any
+    runtime: Any, mode: str, request: pytest.FixtureRequest
 ) -> None:
-    await repeat(runtime, mode, _callback_twice_multi, record_property)
+    await repeat(runtime, mode, _callback_twice_multi, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -421,8 +428,8 @@ async def _pause_vs_completion(runtime: Any, rng: random.Random | None, seed: in
     return outcome
 
 
-async def test_pause_vs_completion(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _pause_vs_completion, record_property)
+async def test_pause_vs_completion(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _pause_vs_completion, request)
 
 
 async def _pause_vs_gate(runtime: Any, rng: random.Random | None, seed: int) -> str:
@@ -450,8 +457,10 @@ async def _pause_vs_gate(runtime: Any, rng: random.Random | None, seed: int) -> 
     return outcome
 
 
-async def test_pause_vs_last_node_returning(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _pause_vs_gate, record_property)
+async def test_pause_vs_last_node_returning(
+    runtime: Any, mode: str, request: pytest.FixtureRequest
+) -> None:
+    await repeat(runtime, mode, _pause_vs_gate, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -484,8 +493,8 @@ async def _resume_twice(runtime: Any, rng: random.Random | None, seed: int) -> s
     return "one resume"
 
 
-async def test_resume_twice(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _resume_twice, record_property)
+async def test_resume_twice(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _resume_twice, request)
 
 
 async def _resume_node_twice(runtime: Any, rng: random.Random | None, seed: int) -> str:
@@ -509,8 +518,10 @@ async def _resume_node_twice(runtime: Any, rng: random.Random | None, seed: int)
     return "one resume"
 
 
-async def test_resume_node_appoint_twice(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _resume_node_twice, record_property)
+async def test_resume_node_appoint_twice(
+    runtime: Any, mode: str, request: pytest.FixtureRequest
+) -> None:
+    await repeat(runtime, mode, _resume_node_twice, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -544,9 +555,9 @@ async def _appoint_vs_reach(runtime: Any, rng: random.Random | None, seed: int) 
 
 
 async def test_pause_node_appoint_vs_reaching_the_node(
-    runtime: Any, mode: str, record_property: Any
+    runtime: Any, mode: str, request: pytest.FixtureRequest
 ) -> None:
-    await repeat(runtime, mode, _appoint_vs_reach, record_property)
+    await repeat(runtime, mode, _appoint_vs_reach, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -582,8 +593,8 @@ async def _revoke_vs_retry(runtime: Any, rng: random.Random | None, seed: int) -
     return outcome
 
 
-async def test_revoke_vs_retry(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _revoke_vs_retry, record_property)
+async def test_revoke_vs_retry(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _revoke_vs_retry, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -621,8 +632,10 @@ async def _skip_eg_twice(runtime: Any, rng: random.Random | None, seed: int) -> 
     return "one flow taken"
 
 
-async def test_skip_exclusive_gateway_twice(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _skip_eg_twice, record_property)
+async def test_skip_exclusive_gateway_twice(
+    runtime: Any, mode: str, request: pytest.FixtureRequest
+) -> None:
+    await repeat(runtime, mode, _skip_eg_twice, request)
 
 
 async def _skip_cpg_twice(runtime: Any, rng: random.Random | None, seed: int) -> str:
@@ -660,9 +673,9 @@ async def _skip_cpg_twice(runtime: Any, rng: random.Random | None, seed: int) ->
 
 
 async def test_skip_conditional_parallel_gateway_twice(
-    runtime: Any, mode: str, record_property: Any
+    runtime: Any, mode: str, request: pytest.FixtureRequest
 ) -> None:
-    await repeat(runtime, mode, _skip_cpg_twice, record_property)
+    await repeat(runtime, mode, _skip_cpg_twice, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -695,8 +708,8 @@ async def _forced_fail_vs_skip(runtime: Any, rng: random.Random | None, seed: in
     return outcome
 
 
-async def test_forced_fail_vs_skip(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _forced_fail_vs_skip, record_property)
+async def test_forced_fail_vs_skip(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _forced_fail_vs_skip, request)
 
 
 # --------------------------------------------------------------------------------------
@@ -724,8 +737,8 @@ async def _pause_vs_revoke(runtime: Any, rng: random.Random | None, seed: int) -
     return "paused, then revoked" if pause.result else "revoked first"
 
 
-async def test_pause_vs_revoke(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _pause_vs_revoke, record_property)
+async def test_pause_vs_revoke(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _pause_vs_revoke, request)
 
 
 async def _resume_vs_revoke(runtime: Any, rng: random.Random | None, seed: int) -> str:
@@ -753,5 +766,5 @@ async def _resume_vs_revoke(runtime: Any, rng: random.Random | None, seed: int) 
     return "resumed, then revoked" if resume.result else "revoked first"
 
 
-async def test_resume_vs_revoke(runtime: Any, mode: str, record_property: Any) -> None:
-    await repeat(runtime, mode, _resume_vs_revoke, record_property)
+async def test_resume_vs_revoke(runtime: Any, mode: str, request: pytest.FixtureRequest) -> None:
+    await repeat(runtime, mode, _resume_vs_revoke, request)

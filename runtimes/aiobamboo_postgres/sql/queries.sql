@@ -412,9 +412,10 @@ WITH inserted AS (
 SELECT pg_notify($6::text, 'command') FROM inserted;
 
 -- name: take_commands
--- ($1 owner): the pending commands of the runs this owner holds, marked taken
+-- ($1 owner, $2 root_ids text[]): the pending commands of the runs of $2 this
+-- owner holds (and has loaded), marked taken
 UPDATE {schema}.commands SET status = 'taken'
-WHERE status = 'pending'
+WHERE status = 'pending' AND root_id = ANY($2::text[])
   AND root_id IN (SELECT root_id FROM {schema}.runs WHERE owner = $1::text)
 RETURNING id, root_id, op, args, status, ok, message, created_time;
 

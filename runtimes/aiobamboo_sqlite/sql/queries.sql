@@ -145,10 +145,14 @@ UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ? AND root_id = ?
 -- (id, root_id, op, args, created_time)
 INSERT INTO commands (id, root_id, op, args, status, created_time) VALUES (?, ?, ?, ?, 'pending', ?);
 
+-- name: pending_command_runs
+-- (owner): the runs this owner holds that have pending commands
+SELECT DISTINCT c.root_id FROM commands c JOIN runs r ON r.root_id = c.root_id
+WHERE c.status = 'pending' AND r.owner = ?;
+
 -- name: take_commands
--- (owner): the pending commands of the runs this owner holds, marked taken
-UPDATE commands SET status = 'taken'
-WHERE status = 'pending' AND root_id IN (SELECT root_id FROM runs WHERE owner = ?)
+-- (root_id): the pending commands of one run, marked taken
+UPDATE commands SET status = 'taken' WHERE status = 'pending' AND root_id = ?
 RETURNING id, root_id, op, args, status, ok, message, created_time;
 
 -- name: complete_command
