@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import codec, states
 from ..exceptions import InvalidOperationError, InvalidTransitionError, NotFoundError
-from ._run import P_DEAD, P_JOINING, P_RUNNING, P_SLEEPING, P_SUSPENDED, Process, Run, State, new_id
+from ._run import P_DEAD, P_RUNNING, P_SLEEPING, P_SUSPENDED, Process, Run, State, new_id
 from ._spec import ACTIVITY, CONDITIONAL_PARALLEL, CONVERGE, EXCLUSIVE, START, SUBPROCESS, NodeSpec
 
 
@@ -256,20 +256,7 @@ class Operations:
             raise InvalidOperationError(f"{converge_gateway_id} is not a converge gateway")
         st, proc = _failed_asleep(run, node_id)
         self._skip(run, st)
-        proc.children = []
-        proc.acks = []
-        for flow_id in flow_ids:
-            child = Process(
-                id=new_id("c"),
-                parent_id=proc.id,
-                current_node_id=node.targets[flow_id],
-                destination_id=converge_gateway_id,
-                stack=list(proc.stack),
-            )
-            run.put_process(child)
-            proc.children.append(child.id)
-        proc.status = P_JOINING
-        run.put_process(proc)
+        run.fork(proc, [(node.targets[f], converge_gateway_id) for f in flow_ids])
         await run.flush()
         proc.wake()
 

@@ -78,20 +78,7 @@ async def _apply(run: Run, proc: Process, outcome: Outcome) -> None:
         proc.status = P_RUNNING
         run.put_process(proc)
     elif outcome.kind == "fork":
-        proc.children = []
-        proc.acks = []
-        for first, destination in outcome.children:
-            child = Process(
-                id=new_id("c"),
-                parent_id=proc.id,
-                current_node_id=first,
-                destination_id=destination,
-                stack=list(proc.stack),
-            )
-            run.put_process(child)
-            proc.children.append(child.id)
-        proc.status = P_JOINING
-        run.put_process(proc)
+        run.fork(proc, outcome.children)
     elif outcome.kind == "die":
         _kill(run, proc)
         await run.flush()

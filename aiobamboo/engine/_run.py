@@ -352,6 +352,23 @@ class Run:
             acks=tuple(proc.acks),
         )
 
+    def fork(self, parent: Process, branches: list[tuple[str, str]]) -> None:
+        """Give ``parent`` one child per (first node, converge) branch; it joins them."""
+        parent.children = []
+        parent.acks = []
+        for first, destination in branches:
+            child = Process(
+                id=new_id("c"),
+                parent_id=parent.id,
+                current_node_id=first,
+                destination_id=destination,
+                stack=list(parent.stack),
+            )
+            self.put_process(child)
+            parent.children.append(child.id)
+        parent.status = P_JOINING
+        self.put_process(parent)
+
     def live_processes(self) -> list[Process]:
         return [p for p in self.processes.values() if p.status != P_DEAD]
 

@@ -106,6 +106,10 @@ class SQLiteRuntime(Store):
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={self.synchronous}")
         await conn.execute("PRAGMA busy_timeout=5000")
+        # Node ids are random, so writes land all over the tables: a page cache
+        # and memory map large enough for the working set keep them off the disk.
+        await conn.execute("PRAGMA cache_size=-16384")
+        await conn.execute("PRAGMA mmap_size=268435456")
         await migrate(conn)
         self.start()
         self.scheduler = Scheduler(

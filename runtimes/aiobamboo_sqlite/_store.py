@@ -96,89 +96,100 @@ def _merge(batches: list[WriteBatch]) -> WriteBatch:
     return merged
 
 
+def _bulk(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
+    """Write ``rows`` with one statement: the rows travel as one JSON parameter.
+
+    ``executemany`` binds each row while holding the GIL and releases it for
+    each step; with the event loop busy, every row then waits for the GIL.
+    One JSON text and ``json_each`` take the GIL once per table instead.
+    """
+    if rows:
+        conn.execute(Q[query], (json.dumps(rows, separators=(",", ":")),))
+
+
 def _write_rows(conn: sqlite3.Connection, batch: WriteBatch) -> None:
-    if batch.states:
-        conn.executemany(
-            Q["upsert_state"],
-            [
-                (
-                    s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
-                    s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time,
-                    s.started_time, s.archived_time,
-                )
-                for s in batch.states.values()
-            ],
-        )  # fmt: skip
-    if batch.execution_data:
-        conn.executemany(
-            Q["upsert_execution_data"],
-            [
-                (e.node_id, e.root_id, e.inputs_json, e.outputs_json)
-                for e in batch.execution_data.values()
-            ],
-        )
-    if batch.node_data:
-        conn.executemany(
-            Q["upsert_node_data"],
-            [(d.node_id, d.root_id, d.inputs_json) for d in batch.node_data.values()],
-        )
-    if batch.context:
-        conn.executemany(
-            Q["upsert_context"],
-            [
-                (c.pipeline_id, c.key, c.root_id, c.type, c.value_json, c.custom_type)
-                for c in batch.context.values()
-            ],
-        )
-    if batch.processes:
-        conn.executemany(
-            Q["upsert_process"],
-            [
-                (
-                    p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
-                    json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children),
-                    json.dumps(p.acks),
-                )
-                for p in batch.processes.values()
-            ],
-        )  # fmt: skip
-    if batch.schedules:
-        conn.executemany(
-            Q["upsert_schedule"],
-            [
-                (
-                    s.id,
-                    s.root_id,
-                    s.node_id,
-                    s.version,
-                    s.type,
-                    s.process_id,
-                    s.finished,
-                    s.expired,
-                    s.times,
-                )
-                for s in batch.schedules.values()
-            ],
-        )
-    if batch.callbacks:
-        conn.executemany(
-            Q["upsert_callback"],
-            [
-                (c.id, c.root_id, c.node_id, c.version, c.data_json, c.consumed, c.created_time)
-                for c in batch.callbacks.values()
-            ],
-        )
-    if batch.histories:
-        conn.executemany(
-            Q["insert_history"],
-            [
-                (
-                    h.id, h.root_id, h.node_id, h.started_time, h.archived_time, h.loop, h.skip,
-                    h.retry, h.version, h.inputs_json, h.outputs_json, h.created_time,
-                )
-                for h in batch.histories
-            ],
-        )  # fmt: skip
+    _bulk(
+        conn,
+        "upsert_state",
+        [
+            (
+                s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
+                s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time,
+                s.started_time, s.archived_time,
+            )
+            for s in batch.states.values()
+        ],
+    )  # fmt: skip
+    _bulk(
+        conn,
+        "upsert_execution_data",
+        [
+            (e.node_id, e.root_id, e.inputs_json, e.outputs_json)
+            for e in batch.execution_data.values()
+        ],
+    )
+    _bulk(
+        conn,
+        "upsert_node_data",
+        [(d.node_id, d.root_id, d.inputs_json) for d in batch.node_data.values()],
+    )
+    _bulk(
+        conn,
+        "upsert_context",
+        [
+            (c.pipeline_id, c.key, c.root_id, c.type, c.value_json, c.custom_type)
+            for c in batch.context.values()
+        ],
+    )
+    _bulk(
+        conn,
+        "upsert_process",
+        [
+            (
+                p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
+                json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children),
+                json.dumps(p.acks),
+            )
+            for p in batch.processes.values()
+        ],
+    )  # fmt: skip
+    _bulk(
+        conn,
+        "upsert_schedule",
+        [
+            (
+                s.id,
+                s.root_id,
+                s.node_id,
+                s.version,
+                s.type,
+                s.process_id,
+                s.finished,
+                s.expired,
+                s.times,
+            )
+            for s in batch.schedules.values()
+        ],
+    )
+    _bulk(
+        conn,
+        "upsert_callback",
+        [
+            (c.id, c.root_id, c.node_id, c.version, c.data_json, c.consumed, c.created_time)
+            for c in batch.callbacks.values()
+        ],
+    )
+    _bulk(
+        conn,
+        "insert_history",
+        [
+            (
+                h.id, h.root_id, h.node_id, h.started_time, h.archived_time, h.loop, h.skip,
+                h.retry, h.version, h.inputs_json, h.outputs_json, h.created_time,
+            )
+            for h in batch.histories
+        ],
+    )  # fmt: skip
 
 
 def _apply_group(

@@ -118,6 +118,22 @@ def _save(step: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[s
     return outputs
 
 
+def _record(step: Step, data: DataObject, success: bool, ex_data: str | None) -> bool:
+    """Add ``_result``, the counters and ``ex_data`` to the outputs and store them.
+
+    Returns the outcome: False also when an output could not be stored.
+    """
+    if ex_data is not None:
+        data.outputs["ex_data"] = ex_data
+    data.outputs.update(_result=success, **_counters(step))
+    saved = _save(step, dict(data.inputs), dict(data.outputs))
+    if saved.get("_result") is False and success:
+        data.outputs.clear()
+        data.outputs.update(saved)
+        return False
+    return success
+
+
 def _encodable(values: dict[str, Any]) -> dict[str, Any]:
     kept = {}
     for key, value in values.items():
@@ -197,14 +213,7 @@ async def execute_activity(step: Step) -> Outcome:
         await _hook(step, service, "node_execute_exception", data, parent)
     if not step.is_current():
         return STALE
-    if ex_data is not None:
-        data.outputs["ex_data"] = ex_data
-    data.outputs.update(_result=success, **_counters(step))
-    saved = _save(step, dict(data.inputs), dict(data.outputs))
-    if saved.get("_result") is False and success:
-        success = False
-        data.outputs.clear()
-        data.outputs.update(saved)
+    success = _record(step, data, success, ex_data)
     if success and service.need_schedule():
         if service.interval is not None:
             kind = POLL
@@ -312,16 +321,11 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
         success, ex_data = await _call(step, service.schedule, data, parent, callback_data)
         if success:
             await _hook(step, service, "post_schedule", data, parent, callback_data)
+        elif ex_data is not None:
+            await _hook(step, service, "node_schedule_exception", data, parent, callback_data)
         if not step.is_current():
             return STALE
-        if ex_data is not None:
-            data.outputs["ex_data"] = ex_data
-        data.outputs.update(_result=success, **_counters(step))
-        saved = _save(step, dict(data.inputs), dict(data.outputs))
-        if saved.get("_result") is False and success:
-            success = False
-            data.outputs.clear()
-            data.outputs.update(saved)
+        success = _record(step, data, success, ex_data)
         run.put_schedule(sched)
         done = success and (sched.type == CALLBACK or service.is_schedule_done())
         ignorable = node.error_ignorable or (node.loop is not None and node.loop.fail_skip)

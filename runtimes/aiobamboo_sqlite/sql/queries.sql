@@ -23,36 +23,104 @@ UPDATE runs SET status = ? WHERE root_id = ?;
 DELETE FROM processes WHERE root_id = ?;
 
 -- name: upsert_state
--- (node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip, error_ignored, created_time, started_time, archived_time)
-INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+-- (JSON array of rows, each [node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip, error_ignored, created_time, started_time, archived_time])
+INSERT INTO states (node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip, error_ignored, created_time, started_time, archived_time)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]')
+FROM json_each(?) WHERE true
+ON CONFLICT (node_id) DO UPDATE SET
+    root_id = excluded.root_id,
+    parent_id = excluded.parent_id,
+    name = excluded.name,
+    state = excluded.state,
+    version = excluded.version,
+    loop = excluded.loop,
+    inner_loop = excluded.inner_loop,
+    retry = excluded.retry,
+    skip = excluded.skip,
+    error_ignored = excluded.error_ignored,
+    created_time = excluded.created_time,
+    started_time = excluded.started_time,
+    archived_time = excluded.archived_time;
 
 -- name: upsert_execution_data
--- (node_id, root_id, inputs, outputs)
-INSERT OR REPLACE INTO execution_data VALUES (?, ?, ?, ?);
+-- (JSON array of rows, each [node_id, root_id, inputs, outputs])
+INSERT INTO execution_data (node_id, root_id, inputs, outputs)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]')
+FROM json_each(?) WHERE true
+ON CONFLICT (node_id) DO UPDATE SET
+    root_id = excluded.root_id,
+    inputs = excluded.inputs,
+    outputs = excluded.outputs;
 
 -- name: upsert_node_data
--- (node_id, root_id, inputs)
-INSERT OR REPLACE INTO node_data VALUES (?, ?, ?);
+-- (JSON array of rows, each [node_id, root_id, inputs])
+INSERT INTO node_data (node_id, root_id, inputs)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+FROM json_each(?) WHERE true
+ON CONFLICT (node_id) DO UPDATE SET
+    root_id = excluded.root_id,
+    inputs = excluded.inputs;
 
 -- name: upsert_context
--- (pipeline_id, key, root_id, type, value, custom_type)
-INSERT OR REPLACE INTO context VALUES (?, ?, ?, ?, ?, ?);
+-- (JSON array of rows, each [pipeline_id, key, root_id, type, value, custom_type])
+INSERT INTO context (pipeline_id, key, root_id, type, value, custom_type)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+FROM json_each(?) WHERE true
+ON CONFLICT (pipeline_id, key) DO UPDATE SET
+    root_id = excluded.root_id,
+    type = excluded.type,
+    value = excluded.value,
+    custom_type = excluded.custom_type;
 
 -- name: upsert_process
--- (id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks)
-INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+-- (JSON array of rows, each [id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks])
+INSERT INTO processes (id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]')
+FROM json_each(?) WHERE true
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    parent_id = excluded.parent_id,
+    current_node_id = excluded.current_node_id,
+    destination_id = excluded.destination_id,
+    stack = excluded.stack,
+    status = excluded.status,
+    suspended_by = excluded.suspended_by,
+    children = excluded.children,
+    acks = excluded.acks;
 
 -- name: upsert_schedule
--- (id, root_id, node_id, version, type, process_id, finished, expired, times)
-INSERT OR REPLACE INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+-- (JSON array of rows, each [id, root_id, node_id, version, type, process_id, finished, expired, times])
+INSERT INTO schedules (id, root_id, node_id, version, type, process_id, finished, expired, times)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]')
+FROM json_each(?) WHERE true
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    node_id = excluded.node_id,
+    version = excluded.version,
+    type = excluded.type,
+    process_id = excluded.process_id,
+    finished = excluded.finished,
+    expired = excluded.expired,
+    times = excluded.times;
 
 -- name: upsert_callback
--- (id, root_id, node_id, version, data, consumed, created_time)
-INSERT OR REPLACE INTO callbacks VALUES (?, ?, ?, ?, ?, ?, ?);
+-- (JSON array of rows, each [id, root_id, node_id, version, data, consumed, created_time])
+INSERT INTO callbacks (id, root_id, node_id, version, data, consumed, created_time)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]')
+FROM json_each(?) WHERE true
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    node_id = excluded.node_id,
+    version = excluded.version,
+    data = excluded.data,
+    consumed = excluded.consumed,
+    created_time = excluded.created_time;
 
 -- name: insert_history
--- (id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs, outputs, created_time)
-INSERT INTO histories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+-- (JSON array of rows, each [id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs, outputs, created_time])
+INSERT INTO histories (id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs, outputs, created_time)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]')
+FROM json_each(?) WHERE true;
 
 -- name: get_run
 -- (root_id)

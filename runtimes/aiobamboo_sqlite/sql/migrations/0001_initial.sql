@@ -8,14 +8,14 @@ CREATE TABLE runs (
     options      TEXT NOT NULL,
     status       TEXT NOT NULL,
     created_time REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX runs_active ON runs (status) WHERE status = 'active';
 
 -- Every node id of every tree (root and sub-process ids included): node -> run.
 CREATE TABLE nodes (
     node_id TEXT PRIMARY KEY,
     root_id TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX nodes_root ON nodes (root_id);
 
 -- state: a name of aiobamboo.states. root_id is '' for a node paused by
@@ -35,7 +35,7 @@ CREATE TABLE states (
     created_time  REAL NOT NULL,
     started_time  REAL,
     archived_time REAL
-) WITHOUT ROWID;
+);
 CREATE INDEX states_root ON states (root_id);
 CREATE INDEX states_parent ON states (parent_id);
 
@@ -44,7 +44,7 @@ CREATE TABLE execution_data (
     root_id TEXT NOT NULL,
     inputs  TEXT NOT NULL,
     outputs TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX execution_data_root ON execution_data (root_id);
 
 -- Inputs that replaced a node's tree inputs (retry_node with data).
@@ -52,7 +52,7 @@ CREATE TABLE node_data (
     node_id TEXT PRIMARY KEY,
     root_id TEXT NOT NULL,
     inputs  TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX node_data_root ON node_data (root_id);
 
 -- type: 1 plain, 2 splice, 3 compute (lazy variable of custom_type).
@@ -64,7 +64,7 @@ CREATE TABLE context (
     value       TEXT NOT NULL,
     custom_type TEXT,
     PRIMARY KEY (pipeline_id, key)
-) WITHOUT ROWID;
+);
 CREATE INDEX context_root ON context (root_id);
 
 -- status: running, sleeping, suspended, joining, dead. stack, children and
@@ -80,7 +80,7 @@ CREATE TABLE processes (
     suspended_by    TEXT,
     children        TEXT NOT NULL,
     acks            TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX processes_root ON processes (root_id);
 
 -- type: 1 callback, 2 multiple callback, 3 poll.
@@ -95,7 +95,7 @@ CREATE TABLE schedules (
     expired    INTEGER NOT NULL,
     times      INTEGER NOT NULL,
     UNIQUE (node_id, version)
-) WITHOUT ROWID;
+);
 CREATE INDEX schedules_root ON schedules (root_id);
 
 CREATE TABLE callbacks (
@@ -106,7 +106,7 @@ CREATE TABLE callbacks (
     data         TEXT NOT NULL,
     consumed     INTEGER NOT NULL,
     created_time REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX callbacks_root ON callbacks (root_id);
 
 CREATE TABLE histories (
@@ -122,5 +122,5 @@ CREATE TABLE histories (
     inputs        TEXT NOT NULL,
     outputs       TEXT NOT NULL,
     created_time  REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX histories_node ON histories (node_id, created_time);

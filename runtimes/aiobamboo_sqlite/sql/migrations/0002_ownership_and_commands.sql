@@ -15,5 +15,5 @@ CREATE TABLE commands (
     ok           INTEGER NOT NULL DEFAULT 0,
     message      TEXT NOT NULL DEFAULT '',
     created_time REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX commands_pending ON commands (root_id) WHERE status = 'pending';
