@@ -96,15 +96,23 @@ def _merge(batches: list[WriteBatch]) -> WriteBatch:
     return merged
 
 
+#: From this many rows on, a table's rows travel as one JSON parameter.
+BULK_ROWS = 16
+
+
 def _bulk(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
-    """Write ``rows`` with one statement: the rows travel as one JSON parameter.
+    """Write ``rows``: a few with ``executemany``, many as one JSON parameter.
 
     ``executemany`` binds each row while holding the GIL and releases it for
-    each step; with the event loop busy, every row then waits for the GIL.
-    One JSON text and ``json_each`` take the GIL once per table instead.
+    each step; with the event loop busy, every row then waits for the GIL. One
+    JSON text expanded by ``json_each`` takes the GIL once per table instead,
+    which pays off for the large groups of busy moments but costs more than a
+    few plain rows.
     """
-    if rows:
+    if len(rows) >= BULK_ROWS:
         conn.execute(Q[query], (json.dumps(rows, separators=(",", ":")),))
+    elif rows:
+        conn.executemany(Q[query + "_rows"], rows)
 
 
 def _write_rows(conn: sqlite3.Connection, batch: WriteBatch) -> None:

@@ -122,6 +122,98 @@ INSERT INTO histories (id, root_id, node_id, started_time, archived_time, loop, 
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]')
 FROM json_each(?) WHERE true;
 
+-- name: upsert_state_rows
+-- (one row: node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip, error_ignored, created_time, started_time, archived_time), for executemany
+INSERT INTO states (node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip, error_ignored, created_time, started_time, archived_time)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (node_id) DO UPDATE SET
+    root_id = excluded.root_id,
+    parent_id = excluded.parent_id,
+    name = excluded.name,
+    state = excluded.state,
+    version = excluded.version,
+    loop = excluded.loop,
+    inner_loop = excluded.inner_loop,
+    retry = excluded.retry,
+    skip = excluded.skip,
+    error_ignored = excluded.error_ignored,
+    created_time = excluded.created_time,
+    started_time = excluded.started_time,
+    archived_time = excluded.archived_time;
+
+-- name: upsert_execution_data_rows
+-- (one row: node_id, root_id, inputs, outputs), for executemany
+INSERT INTO execution_data (node_id, root_id, inputs, outputs)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (node_id) DO UPDATE SET
+    root_id = excluded.root_id,
+    inputs = excluded.inputs,
+    outputs = excluded.outputs;
+
+-- name: upsert_node_data_rows
+-- (one row: node_id, root_id, inputs), for executemany
+INSERT INTO node_data (node_id, root_id, inputs)
+VALUES (?, ?, ?)
+ON CONFLICT (node_id) DO UPDATE SET
+    root_id = excluded.root_id,
+    inputs = excluded.inputs;
+
+-- name: upsert_context_rows
+-- (one row: pipeline_id, key, root_id, type, value, custom_type), for executemany
+INSERT INTO context (pipeline_id, key, root_id, type, value, custom_type)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (pipeline_id, key) DO UPDATE SET
+    root_id = excluded.root_id,
+    type = excluded.type,
+    value = excluded.value,
+    custom_type = excluded.custom_type;
+
+-- name: upsert_process_rows
+-- (one row: id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks), for executemany
+INSERT INTO processes (id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    parent_id = excluded.parent_id,
+    current_node_id = excluded.current_node_id,
+    destination_id = excluded.destination_id,
+    stack = excluded.stack,
+    status = excluded.status,
+    suspended_by = excluded.suspended_by,
+    children = excluded.children,
+    acks = excluded.acks;
+
+-- name: upsert_schedule_rows
+-- (one row: id, root_id, node_id, version, type, process_id, finished, expired, times), for executemany
+INSERT INTO schedules (id, root_id, node_id, version, type, process_id, finished, expired, times)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    node_id = excluded.node_id,
+    version = excluded.version,
+    type = excluded.type,
+    process_id = excluded.process_id,
+    finished = excluded.finished,
+    expired = excluded.expired,
+    times = excluded.times;
+
+-- name: upsert_callback_rows
+-- (one row: id, root_id, node_id, version, data, consumed, created_time), for executemany
+INSERT INTO callbacks (id, root_id, node_id, version, data, consumed, created_time)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    node_id = excluded.node_id,
+    version = excluded.version,
+    data = excluded.data,
+    consumed = excluded.consumed,
+    created_time = excluded.created_time;
+
+-- name: insert_history_rows
+-- (one row: id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs, outputs, created_time), for executemany
+INSERT INTO histories (id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs, outputs, created_time)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
 -- name: get_run
 -- (root_id)
 SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?;

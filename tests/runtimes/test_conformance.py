@@ -1,0 +1,45 @@
+"""Both runtimes pass the published conformance checks (aiobamboo.testing)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from aiobamboo.testing import CHECKS, check_runtime
+from conftest import PG_DSN, require_postgres
+
+
+async def test_sqlite_runtime_conforms(tmp_path: Path) -> None:
+    from aiobamboo_sqlite import SQLiteRuntime
+
+    await check_runtime(lambda **kw: SQLiteRuntime(tmp_path / "conformance.db", **kw))
+
+
+@pytest.mark.postgres
+async def test_postgres_runtime_conforms() -> None:
+    await require_postgres()
+    from aiobamboo_postgres import PostgresRuntime
+
+    schema = "conf_" + uuid.uuid4().hex[:10]
+    try:
+        await check_runtime(lambda **kw: PostgresRuntime(PG_DSN, schema=schema, **kw))
+    finally:
+        conn = await asyncpg.connect(PG_DSN)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+async def test_a_broken_runtime_fails_the_checks(tmp_path: Path) -> None:
+    """The checks can fail: a runtime that forgets everything on close does not conform."""
+    from aiobamboo_sqlite import SQLiteRuntime
+
+    def forgetful(**kw: Any) -> Any:
+        return SQLiteRuntime(tmp_path / f"{uuid.uuid4().hex}.db", **kw)
+
+    with pytest.raises(AssertionError, match="check_restart_keeps_callbacks"):
+        await check_runtime(forgetful)
+    assert len(CHECKS) == 5
