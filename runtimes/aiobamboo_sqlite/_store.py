@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -38,6 +39,21 @@ from aiobamboo.runtime import (
 )
 
 Q = load_sql_blocks(resources.files(__package__).joinpath("sql/queries.sql").read_text())
+
+_JSON_ROWS = re.compile(
+    r"SELECT (json_extract\(value, '\$\[\d+\]'\)(?:, )?)+\s+FROM json_each\(\?\) WHERE true"
+)
+
+
+def _one_row_form(sql: str) -> str:
+    """The statement for ``executemany``: one row of ``?`` instead of a JSON array of rows."""
+    columns = sql.count("json_extract(")
+    return _JSON_ROWS.sub("VALUES (" + ", ".join("?" * columns) + ")", sql)
+
+
+Q.update(
+    {f"{name}_rows": _one_row_form(sql) for name, sql in list(Q.items()) if "json_each" in sql}
+)
 
 #: (owner, lease_until) written into new runs: the creating worker holds them.
 Owner = tuple[str | None, float | None]
