@@ -24,6 +24,7 @@ __all__ = [
     "ContextRow",
     "ExecutionDataRow",
     "HistoryRow",
+    "NamedQueryReads",
     "NodeDataRow",
     "ProcessRow",
     "RunRow",
@@ -222,6 +223,57 @@ class CommandRow:
     ok: bool = attrs.field(converter=bool)
     message: str = ""
     created_time: float = 0.0
+
+
+class NamedQueryReads:
+    """The API's reads, shared by runtimes whose query files use the same names.
+
+    A runtime provides ``_one(name, *args)`` and ``_all(name, *args)``, which
+    run the named query and return a row (or None) and a list of rows, columns
+    in the order of the record types here.
+    """
+
+    async def _one(self, name: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    async def _all(self, name: str, *args: Any) -> list[Any]:
+        raise NotImplementedError
+
+    async def get_run(self, root_id: str) -> RunRow | None:
+        row = await self._one("get_run", root_id)
+        return RunRow(*row) if row else None
+
+    async def active_run_ids(self) -> list[str]:
+        return [r[0] for r in await self._all("active_runs")]
+
+    async def get_node_root(self, node_id: str) -> str | None:
+        row = await self._one("node_root", node_id)
+        return row[0] if row else None
+
+    async def get_state(self, node_id: str) -> StateRow | None:
+        row = await self._one("get_state", node_id)
+        return StateRow(*row) if row else None
+
+    async def get_states_by_root(self, root_id: str) -> list[StateRow]:
+        return [StateRow(*r) for r in await self._all("states_by_root", root_id)]
+
+    async def get_states_by_parent(self, parent_id: str) -> list[StateRow]:
+        return [StateRow(*r) for r in await self._all("states_by_parent", parent_id)]
+
+    async def get_execution_data(self, node_id: str) -> ExecutionDataRow | None:
+        row = await self._one("get_execution_data", node_id)
+        return ExecutionDataRow(*row) if row else None
+
+    async def get_node_data(self, node_id: str) -> NodeDataRow | None:
+        row = await self._one("get_node_data", node_id)
+        return NodeDataRow(*row) if row else None
+
+    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]:
+        if loop == -1:
+            rows = await self._all("histories", node_id)
+        else:
+            rows = await self._all("histories_loop", node_id, loop)
+        return [HistoryRow(*r) for r in rows]
 
 
 def load_sql_blocks(text: str) -> dict[str, str]:

@@ -43,6 +43,7 @@ from aiobamboo.runtime import (
     ContextRow,
     ExecutionDataRow,
     HistoryRow,
+    NamedQueryReads,
     NodeDataRow,
     ProcessRow,
     RunRow,
@@ -529,7 +530,7 @@ def _fail(group: list[tuple[WriteBatch, asyncio.Future[None]]], error: BaseExcep
     _settle(group, [error] * len(group))
 
 
-class Store:
+class Store(NamedQueryReads):
     """The SQL side of :class:`~aiobamboo_postgres.PostgresRuntime`."""
 
     pool: Any
@@ -648,17 +649,6 @@ class Store:
         sql = self.queries[name]
         return await self._read(name, lambda conn: conn.fetchrow(sql, *args))
 
-    async def get_run(self, root_id: str) -> RunRow | None:
-        row = await self._one("get_run", root_id)
-        return RunRow(*row) if row else None
-
-    async def active_run_ids(self) -> list[str]:
-        return [r[0] for r in await self._all("active_runs")]
-
-    async def get_node_root(self, node_id: str) -> str | None:
-        row = await self._one("node_root", node_id)
-        return row[0] if row else None
-
     async def load_run(self, root_id: str) -> RunSnapshot | None:
         return await self._read("load_run", lambda conn: self._load_run(conn, root_id))
 
@@ -691,31 +681,6 @@ class Store:
                     CallbackRow(*r) for r in await conn.fetch(q["callbacks_by_root"], root_id)
                 ],
             )
-
-    async def get_state(self, node_id: str) -> StateRow | None:
-        row = await self._one("get_state", node_id)
-        return StateRow(*row) if row else None
-
-    async def get_states_by_root(self, root_id: str) -> list[StateRow]:
-        return [StateRow(*r) for r in await self._all("states_by_root", root_id)]
-
-    async def get_states_by_parent(self, parent_id: str) -> list[StateRow]:
-        return [StateRow(*r) for r in await self._all("states_by_parent", parent_id)]
-
-    async def get_execution_data(self, node_id: str) -> ExecutionDataRow | None:
-        row = await self._one("get_execution_data", node_id)
-        return ExecutionDataRow(*row) if row else None
-
-    async def get_node_data(self, node_id: str) -> NodeDataRow | None:
-        row = await self._one("get_node_data", node_id)
-        return NodeDataRow(*row) if row else None
-
-    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]:
-        if loop == -1:
-            rows = await self._all("histories", node_id)
-        else:
-            rows = await self._all("histories_loop", node_id, loop)
-        return [HistoryRow(*r) for r in rows]
 
     # -- ownership and commands ----------------------------------------------------
     @property

@@ -27,10 +27,9 @@ from aiobamboo.runtime import (
     CommandRow,
     ContextRow,
     ExecutionDataRow,
-    HistoryRow,
+    NamedQueryReads,
     NodeDataRow,
     ProcessRow,
-    RunRow,
     RunSnapshot,
     ScheduleRow,
     StateRow,
@@ -253,7 +252,7 @@ def _apply_group(
     return results
 
 
-class Store:
+class Store(NamedQueryReads):
     """The SQL side of :class:`~aiobamboo_sqlite.SQLiteRuntime`."""
 
     owner_id: str
@@ -339,17 +338,6 @@ class Store:
         rows = await self._all(name, *args)
         return rows[0] if rows else None
 
-    async def get_run(self, root_id: str) -> RunRow | None:
-        row = await self._one("get_run", root_id)
-        return RunRow(*row) if row else None
-
-    async def active_run_ids(self) -> list[str]:
-        return [r[0] for r in await self._all("active_runs")]
-
-    async def get_node_root(self, node_id: str) -> str | None:
-        row = await self._one("node_root", node_id)
-        return row[0] if row else None
-
     async def load_run(self, root_id: str) -> RunSnapshot | None:
         run = await self.get_run(root_id)
         if run is None:
@@ -366,31 +354,6 @@ class Store:
             schedules=[ScheduleRow(*r) for r in await self._all("schedules_by_root", root_id)],
             callbacks=[CallbackRow(*r) for r in await self._all("callbacks_by_root", root_id)],
         )
-
-    async def get_state(self, node_id: str) -> StateRow | None:
-        row = await self._one("get_state", node_id)
-        return StateRow(*row) if row else None
-
-    async def get_states_by_root(self, root_id: str) -> list[StateRow]:
-        return [StateRow(*r) for r in await self._all("states_by_root", root_id)]
-
-    async def get_states_by_parent(self, parent_id: str) -> list[StateRow]:
-        return [StateRow(*r) for r in await self._all("states_by_parent", parent_id)]
-
-    async def get_execution_data(self, node_id: str) -> ExecutionDataRow | None:
-        row = await self._one("get_execution_data", node_id)
-        return ExecutionDataRow(*row) if row else None
-
-    async def get_node_data(self, node_id: str) -> NodeDataRow | None:
-        row = await self._one("get_node_data", node_id)
-        return NodeDataRow(*row) if row else None
-
-    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]:
-        if loop == -1:
-            rows = await self._all("histories", node_id)
-        else:
-            rows = await self._all("histories_loop", node_id, loop)
-        return [HistoryRow(*r) for r in rows]
 
     # -- ownership and commands ----------------------------------------------------
     async def _write(self, name: str, *args: Any) -> list[Any]:
