@@ -63,10 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _worker(args: Any) -> int:
     from .worker import run_worker
 
-    await run_worker(
+    return await run_worker(
         args.db, schema=args.schema, concurrency=args.concurrency, lease_seconds=args.lease_seconds
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -158,9 +158,12 @@ class Service:
 
     Subclasses implement ``execute(data, parent_data)`` and, when
     ``__need_schedule__`` is set, ``schedule(data, parent_data, callback_data=None)``.
-    Return ``True``/``None`` for success, ``False`` for failure; an exception is a
-    failure whose traceback lands in ``outputs["ex_data"]``. A fresh instance is
-    made for every call, so state between calls lives in ``data.outputs``.
+    Return ``True`` (or nothing) for success, ``False`` for failure; other values
+    count by their truth, as in the original. Any exception, BaseExceptions
+    included, is a failure whose traceback lands in ``outputs["ex_data"]``. A
+    fresh instance is made for every call, so state between calls lives in
+    ``data.outputs``. ``async def`` methods run on the event loop and must not
+    block it; plain ``def`` ones run on a thread.
     """
 
     __need_schedule__: ClassVar[bool] = False

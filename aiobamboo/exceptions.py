@@ -22,6 +22,7 @@
     │   └── StateVersionMismatchError   (alias: StateVersionNotMatchError)
     ├── StaleWriteError                 a write lost a compare-and-set (lost lease)
     ├── ComponentError                  registration conflict, unknown code
+    ├── ConfigurationError (ValueError) a runtime or setting argument is unusable
     └── StorageError                    a database driver error, in ``__cause__``
 
 Every class has a default message (its docstring's first line); pass a more
@@ -36,6 +37,7 @@ __all__ = [
     "AiobambooError",
     "ComponentError",
     "ConditionSyntaxError",
+    "ConfigurationError",
     "ConnectionValidateError",
     "ConvergeMatchError",
     "CycleError",
@@ -166,6 +168,10 @@ class StaleWriteError(AiobambooError):
 
 class ComponentError(AiobambooError):
     """A component, lazy variable or end-event handler cannot be registered or found."""
+
+
+class ConfigurationError(AiobambooError, ValueError):
+    """An argument of a runtime or a setting cannot be used."""
 
 
 class StorageError(AiobambooError):

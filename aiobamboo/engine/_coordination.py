@@ -18,6 +18,7 @@ import anyio
 
 from .. import codec, exceptions
 from ..exceptions import AiobambooError, InvalidOperationError
+from ..runtime import CommandRow
 from ._env import logger
 
 if TYPE_CHECKING:
@@ -102,23 +103,41 @@ async def renew_loop(scheduler: Scheduler) -> None:
 
 
 async def run_commands(scheduler: Scheduler) -> None:
-    """Apply the commands sent to runs this scheduler holds."""
+    """Apply the commands sent to runs this scheduler holds, each in a task of its own.
+
+    A command may wait on the run (a callback to a multi-callback node is answered
+    once its schedule takes it), so one command never holds up the claim loop nor
+    the commands after it.
+    """
     if not scheduler.runs:
         return
-    for row in await scheduler.store.pending_commands(list(scheduler.runs)):
-        ok, message = False, ""
-        try:
-            if row.op not in OPERATIONS:
-                raise InvalidOperationError(f"unknown operation {row.op!r}")
-            args = codec.loads(row.args_json)
-            await getattr(scheduler, row.op)(*args)
-            ok = True
-        except AiobambooError as exc:
-            message = _encode_error(exc)
-        except Exception as exc:
-            logger.exception("command %s (%s) failed", row.id, row.op)
-            message = _encode_error(InvalidOperationError(f"internal error: {exc}"))
+    rows = await scheduler.store.pending_commands(list(scheduler.runs))
+    tg = scheduler.task_group
+    for row in rows:
+        if tg is None:
+            await _apply_command(scheduler, row)
+        else:
+            tg.start_soon(_apply_command, scheduler, row)
+
+
+async def _apply_command(scheduler: Scheduler, row: CommandRow) -> None:
+    ok, message = False, ""
+    try:
+        if row.op not in OPERATIONS:
+            raise InvalidOperationError(f"unknown operation {row.op!r}")
+        args = codec.loads(row.args_json)
+        await getattr(scheduler, row.op)(*args)
+        ok = True
+    except AiobambooError as exc:
+        message = _encode_error(exc)
+    except Exception as exc:
+        logger.exception("command %s (%s) failed", row.id, row.op)
+        message = _encode_error(InvalidOperationError(f"internal error: {exc}"))
+    try:
         await scheduler.store.complete_command(row.id, ok, message)
+    except Exception:
+        # The sender times out with a clear message; the claim loop goes on.
+        logger.exception("storing the outcome of command %s (%s) failed", row.id, row.op)
 
 
 async def send_command(scheduler: Scheduler, root_id: str, op: str, args: list[Any]) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -46,6 +47,14 @@ class Settings:
     poll_interval: float = 0.2
     #: How long an operation sent to another process's run waits for its owner.
     command_timeout: float = 30.0
+    #: How long a cancelled ``async def`` component call (forced fail, revoke,
+    #: shutdown) may take to stop; one that ignores cancellation longer is
+    #: left running on its own, and its result is never used.
+    abandon_timeout: float = 5.0
+    #: Warn (naming the component) when the event loop has not run for this
+    #: many seconds, e.g. an ``async def`` component calling ``time.sleep``;
+    #: None turns the watchdog off.
+    loop_stall_warning: float | None = 1.0
 
 
 class Env:
@@ -56,20 +65,164 @@ class Env:
         self.components = components
         self.events = events
         self.limiter = anyio.CapacityLimiter(settings.thread_pool_size)
+        #: Component coroutines that ignored their cancellation, kept referenced until they end.
+        self.detached: set[asyncio.Task[Any]] = set()
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call user code: coroutines on the loop, plain functions on the thread pool."""
-        if inspect.iscoroutinefunction(fn):
-            return await fn(*args)
-        result = await anyio.to_thread.run_sync(
-            functools.partial(fn, *args), limiter=self.limiter, abandon_on_cancel=True
+        """Call user code: coroutines on the loop, plain functions on the thread pool.
+
+        Whatever user code raises comes back as an Exception: a SystemExit,
+        KeyboardInterrupt or a CancelledError that nobody asked for would
+        otherwise end the scheduler (or the event loop) instead of the node.
+        Only a cancellation of the caller propagates as such.
+        """
+        try:
+            if inspect.iscoroutinefunction(fn):
+                return await _Inline(fn(*args), fn, self.settings.abandon_timeout, self.detached)
+            ok, result = await anyio.to_thread.run_sync(
+                functools.partial(_capture_sync, fn, *args),
+                limiter=self.limiter,
+                abandon_on_cancel=True,
+            )
+            if not ok:
+                raise result
+            if inspect.isawaitable(result):
+                result = await _Inline(result, fn, self.settings.abandon_timeout, self.detached)
+            return result
+        except Exception:
+            raise
+        except BaseException as exc:
+            if is_cancellation(exc):
+                raise
+            raise UserCodeError(exc) from exc
+
+
+class _Inline:
+    """Awaits a user coroutine in the caller's task, exactly like ``await``, except
+    that one which keeps going after its cancellation is left behind.
+
+    A coroutine that swallows its cancellation would otherwise hold the caller
+    (and with it the node's process, or the runtime's shutdown) forever: once
+    it has ignored the caller's cancellation for ``abandon_timeout`` seconds, it
+    goes on in a task of its own and the caller's cancellation proceeds. A task
+    per call would do the same for every call, at a cost on every node.
+    """
+
+    __slots__ = ("awaitable", "detached", "fn", "timeout")
+
+    def __init__(
+        self, awaitable: Any, fn: Callable[..., Any], timeout: float, detached: set[Any]
+    ) -> None:
+        self.awaitable = awaitable
+        self.fn = fn
+        self.timeout = timeout
+        self.detached = detached
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self.awaitable.__await__()
+        deadline: float | None = None
+        cancel: BaseException | None = None
+        value: Any = None
+        exc: BaseException | None = None
+        while True:
+            try:
+                yielded = coro.send(value) if exc is None else coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            if cancel is not None and deadline is not None and time.monotonic() >= deadline:
+                self._leave(coro, yielded)
+                raise cancel
+            try:
+                value, exc = (yield yielded), None
+            except BaseException as thrown:
+                if deadline is None and is_cancellation(thrown):
+                    deadline = time.monotonic() + self.timeout
+                    cancel = thrown
+                value, exc = None, thrown
+
+    def _leave(self, coro: Any, pending: Any) -> None:
+        logger.warning(
+            "%s ignored its cancellation for %s s; it is left running and its result "
+            "will not be used",
+            describe(self.fn),
+            self.timeout,
         )
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        task = asyncio.ensure_future(_run_detached(coro, pending))
+        self.detached.add(task)
+        task.add_done_callback(self.detached.discard)
+
+
+async def _run_detached(coro: Any, pending: Any) -> None:
+    try:
+        await _Resumed(coro, pending)
+    except BaseException:
+        pass  # nobody wants the result of an abandoned call
+
+
+class _Resumed:
+    """Goes on driving a coroutine from where the caller left it, in another task."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Any, pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.pending
+        while True:
+            try:
+                value, exc = (yield yielded), None
+            except BaseException as thrown:
+                value, exc = None, thrown
+            try:
+                yielded = coro.send(value) if exc is None else coro.throw(exc)
+            except StopIteration:
+                return None
+            if exc is not None and is_cancellation(exc):
+                # The loop is closing and would wait for this task forever.
+                return None
+
+
+def _capture_sync(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    # Raised on the loop's side as they are: an exception set on the future
+    # would be thrown into the caller, which mangles a GeneratorExit.
+    try:
+        return True, fn(*args)
+    except BaseException as exc:
+        return False, exc
+
+
+def describe(fn: Callable[..., Any]) -> str:
+    owner = getattr(fn, "__self__", None)
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    module = getattr(fn, "__module__", None) or ""
+    node_id = getattr(owner, "id", None)
+    where = f" of node {node_id}" if isinstance(node_id, str) and node_id else ""
+    return f"{module}.{name}{where}" if module else f"{name}{where}"
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation of the current task, not one user code made up."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class UserCodeError(Exception):
+    """User code raised a BaseException; it fails the node like any other exception."""
+
+    def __init__(self, original: BaseException) -> None:
+        text = str(original)
+        name = type(original).__name__
+        super().__init__(f"{name}: {text}" if text else name)
+        self.original = original
 
 
 def format_exc(exc: BaseException) -> str:
+    if isinstance(exc, UserCodeError):
+        exc = exc.original
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
@@ -118,6 +271,11 @@ class Step:
             and st.state == states.RUNNING
             and not self.run.revoked
         )
+
+    def owns_state(self) -> bool:
+        """False once an operator changed this attempt; unlike is_current, whatever its state."""
+        st = self.run.states.get(self.node.id)
+        return st is self.state and st.version == self.state.version and not self.run.revoked
 
     def finish(self, *, error_ignored: bool = False) -> None:
         st = self.state

@@ -9,6 +9,7 @@ durable before the operation returns, and only then are processes woken.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from .. import codec, states
@@ -248,12 +249,25 @@ class Operations:
             )
         if not flow_ids:
             raise InvalidOperationError("flow_ids must name at least one outgoing flow")
+        if not all(isinstance(f, str) for f in flow_ids):
+            raise InvalidOperationError("flow_ids must be a list of flow id strings")
         unknown = [f for f in flow_ids if f not in node.targets]
         if unknown:
             raise InvalidOperationError(f"flows {unknown} are not outgoing flows of {node_id}")
+        # Two branches through one flow would run one node twice and the converge
+        # gateway would wait for an ack that never comes.
+        duplicated = sorted(f for f, n in Counter(flow_ids).items() if n > 1)
+        if duplicated:
+            raise InvalidOperationError(f"flow_ids names flows {duplicated} more than once")
         converge = run.spec.nodes.get(converge_gateway_id)
         if converge is None or converge.kind != CONVERGE:
             raise InvalidOperationError(f"{converge_gateway_id} is not a converge gateway")
+        if node.converge_gateway_id and converge_gateway_id != node.converge_gateway_id:
+            # The branches would never meet at another converge gateway.
+            raise InvalidOperationError(
+                f"{converge_gateway_id} is not the converge gateway of {node_id}, "
+                f"{node.converge_gateway_id} is"
+            )
         st, proc = _failed_asleep(run, node_id)
         self._skip(run, st)
         run.fork(proc, [(node.targets[f], converge_gateway_id) for f in flow_ids])

@@ -13,7 +13,7 @@ import anyio
 
 from .. import states
 from ..exceptions import StaleWriteError, StorageError
-from ._env import SLEEP, Env, Outcome, Step, format_exc, logger
+from ._env import SLEEP, Env, Outcome, Step, format_exc, is_cancellation, logger
 from ._run import (
     P_DEAD,
     P_JOINING,
@@ -172,10 +172,17 @@ async def _guarded(
         return await HANDLERS[node.kind](step)
     except (StorageError, StaleWriteError):
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        # User code reached outside Env.call (a service's constructor or
+        # need_schedule, an interval generator) may raise anything; only a
+        # cancellation of this task is not the node's failure.
+        if is_cancellation(exc):
+            raise
         logger.exception("run %s: handler of node %s raised", run.root_id, node.id)
-        if not step.is_current():
+        if not step.owns_state():
             return Outcome("stale")
+        # Also when the step itself already moved the node on (FINISHED, then
+        # failed extracting its outputs): a FINISHED node must not run again.
         return step.fail({**run.exec_outputs(node.id), "ex_data": format_exc(exc)})
 
 

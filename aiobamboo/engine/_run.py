@@ -7,6 +7,7 @@ every decision is atomic) and records each change into the pending
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import deque
@@ -47,6 +48,8 @@ CALLBACK = 1
 MULTIPLE_CALLBACK = 2
 POLL = 3
 
+
+logger = logging.getLogger("aiobamboo.engine")
 
 _random = random.Random()  # seeded from os.urandom; re-seeded in a forked child by Python
 
@@ -153,6 +156,18 @@ class Schedule:
 
 
 @attrs.define(slots=True, eq=False)
+class Pickup:
+    """A caller of ``callback`` waiting for a multi-callback or polling schedule to take it.
+
+    Set when the schedule takes it (``refusal`` None) or ends before it does
+    (``refusal`` says why), so an accepted callback is never silently dropped.
+    """
+
+    event: anyio.Event = attrs.Factory(anyio.Event)
+    refusal: str | None = None
+
+
+@attrs.define(slots=True, eq=False)
 class Waiter:
     """Wakes a scheduled activity: a callback arrived, or its attempt went stale."""
 
@@ -177,6 +192,8 @@ class Run:
         self.processes: dict[str, Process] = {}
         self.schedules: dict[tuple[str, str], Schedule] = {}
         self.callbacks: dict[tuple[str, str], deque[CallbackRow]] = {}
+        #: Callers waiting for their queued callback to be taken, by callback row id.
+        self.pickups: dict[str, Pickup] = {}
         self.waiters: dict[tuple[str, str], Waiter] = {}
         #: Component calls in flight, by (node id, version): operators may abandon them.
         self.in_flight: dict[tuple[str, str], anyio.CancelScope] = {}
@@ -396,6 +413,32 @@ class Run:
 
     def put_callback(self, row: CallbackRow) -> None:
         self.batch.callbacks[row.id] = row
+
+    def take_callback(self, key: tuple[str, str]) -> CallbackRow | None:
+        """The next queued callback of a schedule, now consumed; its caller is answered."""
+        queue = self.callbacks.get(key)
+        if not queue:
+            return None
+        row = queue.popleft()
+        self.put_callback(attrs.evolve(row, consumed=True))
+        pickup = self.pickups.pop(row.id, None)
+        if pickup is not None:
+            pickup.event.set()
+        return row
+
+    def refuse_callbacks(self, key: tuple[str, str], reason: str) -> None:
+        """The schedule ended: the callbacks still queued for it are refused, not kept."""
+        queue = self.callbacks.pop(key, None)
+        for row in queue or ():
+            # Consumed, so that a later owner does not deliver them either.
+            self.put_callback(attrs.evolve(row, consumed=True))
+            pickup = self.pickups.pop(row.id, None)
+            if pickup is not None:
+                pickup.refusal = reason
+                pickup.event.set()
+            else:
+                # Accepted by an owner that stopped before answering its caller.
+                logger.warning("callback %s not delivered: %s", row.id, reason)
 
     def waiter(self, node_id: str, version: str) -> Waiter:
         key = (node_id, version)

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup
 
 from .. import codec, states, validator
@@ -22,7 +23,7 @@ from ..component import ComponentLibrary
 from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
 from ._coordination import OPERATIONS, claim_loop, renew_loop, send_command
-from ._env import Env, Settings, logger
+from ._env import Env, Settings, is_cancellation, logger
 from ._events import EventHub
 from ._ops import Operations
 from ._process import drive
@@ -33,12 +34,30 @@ from ._run import (
     P_RUNNING,
     P_SLEEPING,
     P_SUSPENDED,
+    Pickup,
     Process,
     Run,
     RunEvent,
     new_id,
 )
-from ._spec import PLAIN, ContextVar, context_key, parse_tree
+from ._spec import PLAIN, ContextVar, RunSpec, context_key, parse_tree
+from ._watchdog import Watchdog
+
+#: Trees with more nodes than this are validated in a worker thread (about 20 ms of work).
+THREAD_VALIDATION_NODES = 500
+
+
+def _prepare(
+    pipeline: dict[str, Any],
+    cycle_tolerate: bool,
+    start_node_id: str | None,
+    subprocess_context: dict[str, Any] | None,
+) -> tuple[str, RunSpec]:
+    """Validate and process the tree in place; its stored form and its parsed spec."""
+    validator.validate_and_process_pipeline(pipeline, cycle_tolerate=cycle_tolerate)
+    if start_node_id is not None:
+        validator.validate_pipeline_start_node(pipeline, start_node_id)
+    return codec.dumps(pipeline, "pipeline"), parse_tree(pipeline, subprocess_context)
 
 
 def _all_node_ids(tree: dict[str, Any]) -> list[str]:
@@ -73,6 +92,12 @@ class Scheduler(Operations):
         self._loading: dict[str, anyio.Event] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._host: asyncio.Task[None] | None = None
+        #: Root ids of the pipelines run_pipeline is validating and storing right now.
+        self._starting: set[str] = set()
+        self._watchdog: Watchdog | None = None
+        #: Why the scheduler stopped on its own; the API refuses to work on it then.
+        self.failure: BaseException | None = None
+        self._failed: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -85,15 +110,51 @@ class Scheduler(Operations):
         if self._host is not None:
             return
         started = anyio.Event()
+        self.failure = None
+        self._failed = asyncio.Event()
         # The only unstructured task of the engine: a service that outlives the
         # caller's task. Both database drivers are asyncio-only anyway.
         self._host = asyncio.get_running_loop().create_task(self._serve(started))
         waiter = asyncio.ensure_future(started.wait())
         done, _ = await asyncio.wait({self._host, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if self._host in done:
+        host = self._host
+        if host in done:
             waiter.cancel()
-            host, self._host = self._host, None
+            self._host = None
             host.result()
+        host.add_done_callback(self._host_done)
+        threshold = self.settings.loop_stall_warning
+        if threshold is not None and threshold > 0:
+            self._watchdog = Watchdog.start_for(asyncio.get_running_loop(), threshold)
+
+    def _host_done(self, host: asyncio.Task[None]) -> None:
+        if host is not self._host:
+            return  # stopped on purpose
+        exc = None if host.cancelled() else host.exception()
+        self.failure = exc or RuntimeError("the scheduler stopped unexpectedly")
+        logger.critical(
+            "the scheduler stopped; pipelines of this runtime no longer run",
+            exc_info=exc,
+        )
+        if self._failed is not None:
+            self._failed.set()
+
+    def check_alive(self) -> None:
+        """Refuse work once the scheduler stopped on its own: it would be stored, never run."""
+        failure = self.failure
+        if failure is not None:
+            raise InvalidOperationError(
+                f"the engine of this runtime stopped ({_causes(failure)}); "
+                "close the runtime and open it again"
+            )
+
+    async def wait_failure(self) -> BaseException:
+        """Return once the scheduler has stopped on its own (never when stopped on purpose)."""
+        if self._failed is None:
+            raise RuntimeError("the scheduler was not started")
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
 
     async def _serve(self, started: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
@@ -111,6 +172,9 @@ class Scheduler(Operations):
     async def stop(self) -> None:
         """Stop every run here and hand them back to storage for the next worker."""
         host, self._host = self._host, None
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.release()
         if host is None:
             return
         held = list(self.runs)
@@ -119,6 +183,8 @@ class Scheduler(Operations):
             await host
         except asyncio.CancelledError:
             pass
+        except Exception:
+            pass  # the scheduler had stopped on its own, and said so then
         self.runs.clear()
         self._node_roots.clear()
         self._scopes.clear()
@@ -134,8 +200,11 @@ class Scheduler(Operations):
         return self.events.subscribe(root_id)
 
     # -- runs ----------------------------------------------------------------
-    def _build(self, tree: dict[str, Any], options: dict[str, Any]) -> Run:
-        spec = parse_tree(tree, options.get("subprocess_context"))
+    def _build(
+        self, tree: dict[str, Any], options: dict[str, Any], spec: RunSpec | None = None
+    ) -> Run:
+        if spec is None:
+            spec = parse_tree(tree, options.get("subprocess_context"))
         run = Run(self.store, spec, options.get("root_pipeline_data") or {})
         root_ctx = run.contexts.setdefault(spec.root_id, {})
         for key, value in (options.get("root_pipeline_context") or {}).items():
@@ -179,6 +248,11 @@ class Scheduler(Operations):
     def held(self) -> int:
         """Runs held here: driven, or being loaded."""
         return len(self.runs) + len(self._loading)
+
+    @property
+    def task_group(self) -> TaskGroup | None:
+        """The serving task group, for work that outlives its caller; None when stopped."""
+        return self._tg
 
     def load_soon(self, root_id: str) -> None:
         """Load a claimed run in the background, so that several load at once."""
@@ -231,7 +305,11 @@ class Scheduler(Operations):
                 logger.warning("run %s was taken over by another worker", run.root_id)
                 self.drop(run.root_id)
                 return
-            except Exception:
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                # Anything else (even a SystemExit that got this far) costs this
+                # run a reload, never the scheduler and every other run with it.
                 logger.exception("run %s stopped; reloading it from storage", run.root_id)
                 self.drop(run.root_id)
                 await anyio.sleep(self.settings.recovery_delay)
@@ -263,10 +341,7 @@ class Scheduler(Operations):
         cycle_tolerate: bool = False,
         start_node_id: str | None = None,
     ) -> str:
-        validator.validate_and_process_pipeline(pipeline, cycle_tolerate=cycle_tolerate)
-        if start_node_id is not None:
-            validator.validate_pipeline_start_node(pipeline, start_node_id)
-        root_id: str = pipeline["id"]
+        self.check_alive()
         options = {
             "root_pipeline_data": root_pipeline_data or {},
             "root_pipeline_context": root_pipeline_context or {},
@@ -274,16 +349,40 @@ class Scheduler(Operations):
             "cycle_tolerate": cycle_tolerate,
             "start_node_id": start_node_id,
         }
+        # Encoded before the tree is validated (which changes it): a value that
+        # cannot be stored is refused with the caller's tree untouched.
+        options_json = codec.dumps(options, "options")
+        claimed = pipeline.get("id")
+        if isinstance(claimed, str):
+            if claimed in self.runs:
+                raise InvalidOperationError(f"pipeline {claimed:.100} already exists")
+            if claimed in self._starting:
+                # Also keeps two threads from processing one tree dict at once.
+                raise InvalidOperationError(f"pipeline {claimed:.100} is being started already")
+            self._starting.add(claimed)
+        try:
+            prepare = (pipeline, cycle_tolerate, start_node_id, subprocess_context)
+            if validator.count_nodes(pipeline) > THREAD_VALIDATION_NODES:
+                # Validation costs tens of microseconds a node: a large tree is
+                # validated, encoded and parsed in a worker thread, so that the event
+                # loop keeps serving every other pipeline meanwhile.
+                tree_json, spec = await anyio.to_thread.run_sync(_prepare, *prepare)
+            else:
+                tree_json, spec = _prepare(*prepare)
+        finally:
+            if isinstance(claimed, str):
+                self._starting.discard(claimed)
+        root_id: str = pipeline["id"]
         row = RunRow(
             root_id=root_id,
-            tree_json=codec.dumps(pipeline, "pipeline"),
-            options_json=codec.dumps(options, "options"),
+            tree_json=tree_json,
+            options_json=options_json,
             status=RUN_ACTIVE,
             created_time=time.time(),
         )
         if root_id in self.runs:
             raise InvalidOperationError(f"pipeline {root_id} already exists")
-        run = self._build(pipeline, options)
+        run = self._build(pipeline, options, spec)
         run.batch.new_run = row
         run.batch.new_nodes = _all_node_ids(pipeline)
         root_state = run.new_state(root_id, "", states.RUNNING)
@@ -316,6 +415,7 @@ class Scheduler(Operations):
 
     async def active_run(self, node_id: str) -> Run:
         """The run holding ``node_id``, held here; refuses ended and unknown runs."""
+        self.check_alive()
         root = await self.root_of(node_id)
         run = self.runs.get(root)
         if run is None:
@@ -339,6 +439,7 @@ class Scheduler(Operations):
 
     async def operate(self, op: str, node_id: str, *args: Any) -> None:
         """Apply an operator action here if this scheduler holds the run, else at its owner."""
+        self.check_alive()
         if op not in OPERATIONS:
             raise InvalidOperationError(f"unknown operation {op!r}")
         root = await self.root_of(node_id)
@@ -380,13 +481,13 @@ class Scheduler(Operations):
             raise InvalidOperationError(
                 f"a callback for node {node_id} version {version} was already accepted"
             )
-        data_json = codec.dumps(data, "callback data")
         if st.state != states.RUNNING:
-            # The original accepts it and expires the schedule on the next trigger.
-            sched.expired = True
-            run.put_schedule(sched)
-            await run.flush()
-            return
+            # The original acknowledges it and then drops it (the schedule expires on
+            # the next trigger): a callback accepted here is always delivered.
+            raise InvalidOperationError(
+                f"node {node_id} is {st.state}: it no longer waits for a callback"
+            )
+        data_json = codec.dumps(data, "callback data")
         row = CallbackRow(
             id=new_id("b"),
             root_id=run.root_id,
@@ -403,6 +504,46 @@ class Scheduler(Operations):
         except BaseException:
             sched.callback_accepted = False
             raise
+        if sched.type == CALLBACK or self.runs.get(run.root_id) is not run:
+            self._enqueue_callback(run, row)
+            return
+        # While it was being stored, the schedule may have taken the callback that ends it.
+        current = run.states.get(node_id)
+        if (
+            sched.finished
+            or sched.expired
+            or run.revoked
+            or current is None
+            or (current.version, current.state) != (version, states.RUNNING)
+        ):
+            run.put_callback(attrs.evolve(row, consumed=True))
+            await run.flush()
+            raise InvalidOperationError(
+                f"node {node_id} version {version} stopped waiting for callbacks "
+                "before this one was taken"
+            )
+        # A multi-callback or polling schedule takes callbacks one at a time. Answer
+        # once it takes this one, in order behind those queued before it, or refuse
+        # it if the schedule ends first: acknowledged and then dropped would leave
+        # the sender believing it was delivered.
+        pickup = run.pickups[row.id] = Pickup()
+        try:
+            self._enqueue_callback(run, row)
+            while not pickup.event.is_set():
+                with anyio.move_on_after(1.0):
+                    await pickup.event.wait()
+                if not pickup.event.is_set() and self.runs.get(run.root_id) is not run:
+                    # The run left this scheduler (stopped, or lease lost) with the callback
+                    # stored and queued: its next owner delivers it in order.
+                    return
+        finally:
+            run.pickups.pop(row.id, None)
+        if pickup.refusal is not None:
+            raise InvalidOperationError(pickup.refusal)
+
+    @staticmethod
+    def _enqueue_callback(run: Run, row: CallbackRow) -> None:
+        key = (row.node_id, row.version)
         run.callbacks.setdefault(key, deque()).append(row)
         waiter = run.waiters.get(key)
         if waiter is not None:
@@ -415,6 +556,7 @@ class Scheduler(Operations):
         timeout: float | None = None,  # noqa: ASYNC109 - the API contract names this parameter
     ) -> tuple[str, str]:
         """Wait until the pipeline needs an operator or has ended: (state, message)."""
+        self.check_alive()
         with anyio.fail_after(timeout):
             while True:
                 run = self.runs.get(root_id)
@@ -452,6 +594,13 @@ class Scheduler(Operations):
                 run.restore(snap)
                 return quiescence(run)
         return None
+
+
+def _causes(exc: BaseException) -> str:
+    """The exceptions inside task-group wrappers, as "Type: message" each."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_causes(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def quiescence(run: Run) -> tuple[str, str] | None:

@@ -4,8 +4,10 @@ Public functions (the engine calls these):
 
 - :func:`references` -- the bare names a value's fragments read;
 - :func:`render` -- render the fragments of a value against a namespace;
+- :func:`render_mapping` -- render several values (a node's inputs) at once;
 - :func:`dependency_order` -- order variables after the ones they reference;
-- :func:`evaluate_condition` -- evaluate a gateway condition.
+- :func:`evaluate_condition` -- evaluate a gateway condition;
+- :class:`RenderBudget` -- the time and size one whole render may use.
 
 Fragments are found as in the original (``\\$\\{[^${}#]+\\}``) and evaluated by
 :class:`Sandbox`, which is ``simpleeval`` configured with an allow-list of
@@ -40,13 +42,28 @@ What differs, deliberately:
   (``list.append``, ``dict.update``, ...) are refused.
 - Conditions use normal precedence and do not truncate numbers; see
   :mod:`aiobamboo.template._condition` for every difference.
+- A value substituted into a condition stays a value: the condition is parsed
+  with each fragment as a placeholder bound to its value, never with the
+  value's text spliced in, so a value holding quotes or operators cannot add
+  to the condition (``"${x}"`` is one string; an unquoted ``${x}`` must read as
+  one value, or the condition fails).
+- Limits bound a whole render, not only a fragment: a :class:`RenderBudget`
+  (one per render, or one per node in the engine) bounds the time of all
+  fragments together and the characters built -- each rendered string
+  (``max_rendered_length``) and all of them (``max_render_size``), checked
+  before a string is built. ``[*x, *x, ...]`` is charged before it is built.
+  With :attr:`RenderBudget.use_slice` set, a render stops with
+  :class:`SliceExpired` after a short slice of time, so that the engine can
+  redo it (renders are pure) in a worker thread instead of stalling the
+  event loop.
 """
 
 from __future__ import annotations
 
+from ._budget import RenderBudget, SliceExpired
 from ._condition import escape_value, evaluate_condition
 from ._deps import dependency_order
-from ._render import references, render
+from ._render import references, render, render_mapping
 from ._sandbox import DEFAULT_SANDBOX, SAFE_FUNCTION_NAMES, Sandbox, SandboxLimits
 from ._tokenizer import FRAGMENT_PATTERN, find_fragments
 
@@ -54,12 +71,15 @@ __all__ = [
     "DEFAULT_SANDBOX",
     "FRAGMENT_PATTERN",
     "SAFE_FUNCTION_NAMES",
+    "RenderBudget",
     "Sandbox",
     "SandboxLimits",
+    "SliceExpired",
     "dependency_order",
     "escape_value",
     "evaluate_condition",
     "find_fragments",
     "references",
     "render",
+    "render_mapping",
 ]

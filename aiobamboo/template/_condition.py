@@ -1,12 +1,34 @@
 """Gateway conditions: a boolrule-compatible language with normal precedence.
 
 :func:`evaluate_condition` does what the original's exclusive and conditional
-parallel gateways do with a condition: string values of the namespace are
-escaped (a raw newline, carriage return or tab becomes the two characters
-``\\n``, ``\\r``, ``\\t``, unless the string already contains one of those
-escapes), the ``${...}`` fragments are rendered textually (:func:`render`), and
-the resulting text is parsed and evaluated. This is a dedicated small grammar:
-no Python is evaluated at this stage.
+parallel gateways do with a condition: the ``${...}`` fragments are
+evaluated in the sandbox, and the condition is parsed and evaluated with a
+dedicated small grammar (no Python is evaluated at this stage).
+
+A value never becomes part of the condition's syntax. The original renders the
+fragments into the text and parses the result, so a value such as
+``guest" == "guest" and "admin`` adds operators to the condition and changes
+the branch taken. Here the condition is parsed with each fragment as a
+placeholder, and the placeholder is bound to the fragment's value:
+
+- ``"${x}"`` (a fragment inside quotes, possibly with other text) is a
+  string: the quoted text with the fragment's text in place, whatever quotes,
+  operators or parentheses the value holds. As in the original, string values
+  of the namespace are escaped first (a raw newline, carriage return or tab
+  becomes the two characters ``\\n``, ``\\r``, ``\\t``, unless the string
+  already holds one of those escapes) and the quoted text is then unescaped;
+  a value still holding a raw line break is a syntax error, as in the original.
+- ``${x}`` outside quotes (possibly run together with letters or digits, as in
+  ``v${n}``) is one value: its text must read as exactly one value of the
+  grammar -- a number, a quoted string, ``true``/``false``, an identifier
+  path or a parenthesised tuple of values -- and is that value, so numbers
+  still compare as numbers. Text that reads as anything else (operators,
+  several values) fails with :class:`ConditionSyntaxError` naming the fragment.
+- A condition that is nothing but one fragment (``${rule}``) takes the whole
+  condition from the value: a ``bool`` is the result, any other value is
+  parsed as a condition. No text of the author's surrounds the value there.
+- A fragment that is left as it is (unknown name, not an expression) is its
+  own text, as in a render.
 
 Grammar (keywords and operators case-insensitive)::
 
@@ -25,6 +47,7 @@ Grammar (keywords and operators case-insensitive)::
   name, as pyparsing's ``QuotedString`` does in the original.
 - An identifier path (``abc``, ``_x``, ``a.b``) and an unresolved
   ``${name}`` evaluate to their own text, as boolrule does without a context.
+- A ``${...}`` fragment is a placeholder for a value (see above).
 - ``*`` alone is true; ``=`` is a syntax error; comparisons do not chain.
 
 Coercion of the two operands of ``== != < > <= >=``:
@@ -74,6 +97,9 @@ Differences from the original (boolrule on pyparsing 2):
    pyparsing's ``ParseException``); a failed comparison raises
    :class:`TemplateError`; parentheses nested more than 100 deep raise
    :class:`ExpressionLimitError`.
+10. Values are bound, not spliced (see above): a value holding quotes or
+    operators stays one value; unquoted, it fails instead of changing the
+    condition.
 """
 
 from __future__ import annotations
@@ -83,20 +109,27 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
-from aiobamboo.exceptions import ConditionSyntaxError, ExpressionLimitError, TemplateError
+from aiobamboo.exceptions import (
+    ConditionSyntaxError,
+    ExpressionLimitError,
+    TemplateError,
+    UnsafeExpressionError,
+)
 
-from ._render import render
-from ._sandbox import Sandbox
+from ._budget import RenderBudget
+from ._render import Renderer, fragment_label
+from ._sandbox import DEFAULT_SANDBOX, Sandbox
+from ._tokenizer import FRAGMENT_PATTERN, whole_fragment
 
 __all__ = ["MAX_CONDITION_DEPTH", "escape_value", "evaluate_condition", "parse_condition"]
 
 MAX_CONDITION_DEPTH = 100
 _MAX_SUPERSET_PAIRS = 1_000_000
 
-_TOKEN = re.compile(
-    r"""
+_TOKEN_SOURCE = r"""
     (?P<ws>[ \t\r\n]+)
     |(?P<lparen>\()
     |(?P<rparen>\))
@@ -108,9 +141,8 @@ _TOKEN = re.compile(
     |(?P<int>[+-]?\d+(?:[eE]\+?\d+)?(?!\w))
     |(?P<placeholder>\$\{\s*[^\W\d]\w*(?:\.[^\W\d]\w*)*\s*\})
     |(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*)
-    """,
-    re.VERBOSE,
-)
+    """
+_TOKEN = re.compile(_TOKEN_SOURCE, re.VERBOSE)
 _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _KEYWORD_OPS = frozenset({"in", "notin", "issuperset", "notissuperset"})
 _LOGIC = frozenset({"and", "or", "not"})
@@ -166,21 +198,244 @@ class _EscapedNamespace(Mapping[str, Any]):
 
 
 def evaluate_condition(
-    expression: str, namespace: Mapping[str, Any], *, sandbox: Sandbox | None = None
+    expression: str,
+    namespace: Mapping[str, Any],
+    *,
+    sandbox: Sandbox | None = None,
+    budget: RenderBudget | None = None,
 ) -> bool:
-    """Evaluate a gateway condition (see the module documentation)."""
-    rendered = render(expression, _EscapedNamespace(namespace), sandbox=sandbox)
-    if isinstance(rendered, bool):
-        return rendered
-    text = rendered if isinstance(rendered, str) else str(rendered)
+    """Evaluate a gateway condition (see the module documentation).
+
+    The fragments are evaluated within ``budget`` (a fresh
+    :class:`RenderBudget` if none is given), as a render is.
+    """
+    box = sandbox if sandbox is not None else DEFAULT_SANDBOX
+    spent = budget if budget is not None else RenderBudget(box.limits)
+    spent.begin()
     try:
-        tree = parse_condition(text)
-    except (ConditionSyntaxError, ExpressionLimitError) as exc:
-        if text == expression:
-            raise
-        raise type(exc)(f"{exc} (condition {expression!r})") from None
-    shown = repr(expression) if text == expression else f"{expression!r} (rendered: {text!r})"
-    return _evaluate(tree, shown)
+        return _evaluate_condition(expression, Renderer(_EscapedNamespace(namespace), box, spent))
+    finally:
+        spent.end()
+
+
+def _evaluate_condition(expression: str, renderer: Renderer) -> bool:
+    stripped = expression.strip()
+    if whole_fragment(stripped):
+        # The value is the whole condition: no text of the author's around it
+        # for it to change.
+        rendered = renderer.string(stripped)
+        if isinstance(rendered, bool):
+            return rendered
+        text = rendered if isinstance(rendered, str) else str(rendered)
+        try:
+            tree = parse_condition(text)
+        except (ConditionSyntaxError, ExpressionLimitError) as exc:
+            if text == stripped:
+                raise
+            raise type(exc)(f"{exc} (condition {expression!r})") from None
+        shown = repr(expression) if text == stripped else f"{expression!r} (rendered: {text!r})"
+        return _evaluate(tree, _Bindings(expression, (), {}, label=shown))
+    template = _parse_template(expression)
+    pieces: dict[str, str] = {}
+    if template.fragments:
+        try:
+            pieces = renderer.condition_pieces(FRAGMENT_PATTERN.findall(expression))
+        except (UnsafeExpressionError, ExpressionLimitError) as exc:
+            raise type(exc)(f"{exc} (condition {expression!r})") from None
+    bindings = _Bindings(expression, template.fragments, pieces, renderer.budget)
+    if template.error is not None:
+        raise ConditionSyntaxError(f"{template.error}{bindings.rendered_note()}")
+    assert template.tree is not None
+    return _evaluate(template.tree, bindings)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A value made of fragments: ``"a ${x} b"`` (quoted) or ``v${n}`` (bare).
+
+    ``parts`` are literal text and indices into the condition's fragment
+    occurrences.
+    """
+
+    quoted: bool
+    parts: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tuple:
+    """A parenthesised tuple holding at least one :class:`_Slot`."""
+
+    items: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A condition parsed with placeholders: its tree, or why it does not parse."""
+
+    tree: Node | None
+    error: str | None
+    fragments: tuple[str, ...]  # one per occurrence, in order
+
+
+class _Bindings:
+    """The values bound to a parsed condition's placeholders, for one evaluation."""
+
+    __slots__ = ("_budget", "_expression", "_fragments", "_pieces", "label")
+
+    def __init__(
+        self,
+        expression: str,
+        fragments: tuple[str, ...],
+        pieces: dict[str, str],
+        budget: RenderBudget | None = None,
+        *,
+        label: str | None = None,
+    ) -> None:
+        self._budget = budget
+        self._expression = expression
+        self.label = label if label is not None else repr(expression)
+        self._fragments = fragments
+        self._pieces = pieces
+
+    def text(self, index: int) -> str:
+        fragment = self._fragments[index]
+        return self._pieces.get(fragment, fragment)
+
+    def rendered_note(self) -> str:
+        """`` (rendered: '...')`` for messages, each value shortened, or nothing."""
+        if not self._pieces:
+            return ""
+        shown = FRAGMENT_PATTERN.sub(
+            lambda match: fragment_label(self._pieces.get(match[0], match[0])), self._expression
+        )
+        return f" (rendered: {fragment_label(shown)!r})"
+
+    def resolve(self, value: Value) -> Value:
+        if isinstance(value, _Slot):
+            return self._slot(value)
+        if isinstance(value, _Tuple):
+            return [self.resolve(item) for item in value.items]
+        return value
+
+    def _slot(self, slot: _Slot) -> Value:
+        texts: list[str] = []
+        for part in slot.parts:
+            if isinstance(part, str):
+                texts.append(part)
+                continue
+            text = self.text(part)
+            if slot.quoted and ("\n" in text or "\r" in text):
+                raise ConditionSyntaxError(
+                    f"cannot parse condition {self.label}: the value of "
+                    f"{fragment_label(self._fragments[part])} holds a line break inside quotes"
+                )
+            texts.append(text)
+        if len(texts) > 1 and self._budget is not None:
+            # A new string: its size is charged before it is built.
+            self._budget.charge(sum(map(len, texts)), self.label)
+        joined = "".join(texts)
+        if slot.quoted:
+            return _unescape(joined)
+        return self._single_value(joined, slot)
+
+    def _single_value(self, text: str, slot: _Slot) -> Value:
+        """``text`` read as exactly one value of the grammar, or a syntax error."""
+        try:
+            tokens = list(_tokenize(text, repr(text), _TOKEN))[:-1]
+        except ConditionSyntaxError:
+            tokens = []
+        if len(tokens) == 1 and tokens[0].kind == "value":
+            return tokens[0].value
+        if (
+            len(tokens) >= 3
+            and tokens[0].kind == "lparen"
+            and tokens[-1].kind == "rparen"
+            and all(t.kind == "value" for t in tokens[1:-1:2])
+            and all(t.kind == "comma" for t in tokens[2:-1:2])
+        ):
+            return [t.value for t in tokens[1:-1:2]]
+        names = ", ".join(
+            fragment_label(self._fragments[p]) for p in slot.parts if isinstance(p, int)
+        )
+        raise ConditionSyntaxError(
+            f"cannot evaluate condition {self.label}: {names} renders to {fragment_label(text)!r}, "
+            "which is not one value (a value never adds operators to a condition; put the "
+            "fragment in quotes to compare its text as a string)"
+        )
+
+    def shown(self) -> str:
+        return f"{self.label}{self.rendered_note()}"
+
+
+# Placeholders stand for fragments in the text the tokenizer sees. Their
+# characters are private-use code points absent from the condition, and each
+# placeholder is as long as its fragment, so positions in messages stay right.
+_PLACEHOLDER_CANDIDATES = [chr(code) for code in range(0xE000, 0xE100)]
+
+
+@lru_cache(maxsize=8)
+def _token_pattern(start: str, fill: str) -> re.Pattern[str]:
+    slot = rf"(?P<slot>[\w.+-]*{start}{fill}*(?:[\w.+-]|{start}{fill}*)*)"
+    return re.compile(_TOKEN_SOURCE.replace("(?P<string>", slot + "\n    |(?P<string>"), re.VERBOSE)
+
+
+@lru_cache(maxsize=2048)
+def _parse_template(expression: str) -> _Template:
+    label = repr(expression)
+    occurrences = list(FRAGMENT_PATTERN.finditer(expression))
+    fragments = tuple(match[0] for match in occurrences)
+    if not occurrences:
+        try:
+            return _Template(parse_condition(expression), None, ())
+        except ConditionSyntaxError as exc:
+            return _Template(None, str(exc), ())
+    free = list(islice((c for c in _PLACEHOLDER_CANDIDATES if c not in expression), 2))
+    if len(free) < 2:
+        return _Template(
+            None, f"cannot parse condition {label}: too many unusual characters", fragments
+        )
+    start, fill = free[0], free[1]
+    pieces: list[str] = []
+    position = 0
+    at: dict[int, int] = {}
+    for index, match in enumerate(occurrences):
+        pieces.append(expression[position : match.start()])
+        pieces.append(start + fill * (len(match[0]) - 1))
+        at[match.start()] = index
+        position = match.end()
+    pieces.append(expression[position:])
+    source = "".join(pieces)
+    marker = re.compile(f"{start}{fill}*")
+
+    def parts(text: str, offset: int) -> tuple[str | int, ...]:
+        result: list[str | int] = []
+        position = 0
+        for found in marker.finditer(text):
+            if found.start() > position:
+                result.append(text[position : found.start()])
+            result.append(at[offset + found.start()])
+            position = found.end()
+        if position < len(text):
+            result.append(text[position:])
+        return tuple(result)
+
+    try:
+        tokens: list[_Token] = []
+        for token in _tokenize(source, label, _token_pattern(start, fill)):
+            if token.kind == "slot":
+                slot = _Slot(False, parts(token.text, token.position))
+                tokens.append(_Token("value", token.text, token.position, slot))
+            elif token.kind == "value" and isinstance(token.value, str) and start in token.text:
+                body = parts(token.text[1:-1], token.position + 1)
+                tokens.append(_Token("value", token.text, token.position, _Slot(True, body)))
+            else:
+                tokens.append(token)
+        tree = _Parser(tokens, label).parse()
+    except ConditionSyntaxError as exc:
+        return _Template(None, str(exc), fragments)
+    except RecursionError:
+        raise ExpressionLimitError(f"condition {label} is nested too deeply") from None
+    return _Template(tree, None, fragments)
 
 
 @lru_cache(maxsize=2048)
@@ -189,7 +444,7 @@ def parse_condition(text: str) -> Node:
     label = repr(text)
     if text.strip() == "*":
         return ("const", True)
-    tokens = list(_tokenize(text, label))
+    tokens = list(_tokenize(text, label, _TOKEN))
     try:
         return _Parser(tokens, label).parse()
     except RecursionError:
@@ -207,11 +462,11 @@ def _unescape(body: str) -> str:
     return body
 
 
-def _tokenize(text: str, label: str) -> Iterator[_Token]:
+def _tokenize(text: str, label: str, pattern: re.Pattern[str] = _TOKEN) -> Iterator[_Token]:
     position = 0
     length = len(text)
     while position < length:
-        match = _TOKEN.match(text, position)
+        match = pattern.match(text, position)
         if match is None:
             raise _syntax_error(
                 label, f"unexpected character {text[position]!r} at position {position}"
@@ -234,6 +489,8 @@ def _tokenize(text: str, label: str) -> Iterator[_Token]:
             yield _Token("value", lexeme, start, number)
         elif kind == "placeholder":
             yield _Token("value", lexeme, start, lexeme)
+        elif kind == "slot":
+            yield _Token("slot", lexeme, start)
         elif kind == "word":
             lowered = lexeme.lower()
             if lowered in _LOGIC:
@@ -324,6 +581,9 @@ class _Parser:
             return self._comparison(token.value)
         if isinstance(token.value, bool):
             return ("const", token.value)
+        if isinstance(token.value, _Slot) and not token.value.quoted:
+            # Only the value can tell whether it is true or false.
+            return ("truth", token.value, token.position)
         raise self._error(self._peek(), "a comparison operator")
 
     def _try_tuple(self) -> list[Value] | None:
@@ -337,6 +597,8 @@ class _Parser:
             items.append(token.value)
             separator = self._next()
             if separator.kind == "rparen":
+                if any(isinstance(item, _Slot) for item in items):
+                    return _Tuple(tuple(items))  # type: ignore[return-value]
                 return items
             if separator.kind != "comma":
                 return None
@@ -362,22 +624,32 @@ class _Parser:
 # -- evaluation --------------------------------------------------------------
 
 
-def _evaluate(node: Node, label: str) -> bool:
+def _evaluate(node: Node, bindings: _Bindings) -> bool:
     kind = node[0]
     if kind == "const":
         return bool(node[1])
     if kind == "not":
-        return not _evaluate(node[1], label)
+        return not _evaluate(node[1], bindings)
     if kind == "and":
-        return all(_evaluate(child, label) for child in node[1])
+        return all(_evaluate(child, bindings) for child in node[1])
     if kind == "or":
-        return any(_evaluate(child, label) for child in node[1])
+        return any(_evaluate(child, bindings) for child in node[1])
+    if kind == "truth":
+        value = bindings.resolve(node[1])
+        if isinstance(value, bool):
+            return value
+        raise ConditionSyntaxError(
+            f"cannot parse condition {bindings.shown()}: expected a comparison operator "
+            f"after the value at position {node[2]}"
+        )
     _, op, left, right = node
+    left, right = bindings.resolve(left), bindings.resolve(right)
     try:
         return _compare(op, left, right)
     except TypeError as exc:
         raise TemplateError(
-            f"cannot evaluate condition {label}: {_show(left)} {op} {_show(right)}: {exc}"
+            f"cannot evaluate condition {bindings.shown()}: {_show(left)} {op} {_show(right)}: "
+            f"{exc}"
         ) from exc
 
 

@@ -8,10 +8,11 @@ from typing import Any
 
 from aiobamboo.exceptions import ExpressionLimitError, TemplateError, UnsafeExpressionError
 
+from ._budget import RenderBudget
 from ._sandbox import DEFAULT_SANDBOX, Sandbox
-from ._tokenizer import FRAGMENT_PATTERN, find_fragments, inner_text, iter_strings
+from ._tokenizer import FRAGMENT_PATTERN, find_fragments, inner_text, iter_strings, whole_fragment
 
-__all__ = ["references", "render"]
+__all__ = ["Renderer", "fragment_label", "references", "render", "render_mapping"]
 
 logger = logging.getLogger("aiobamboo.template")
 
@@ -35,7 +36,13 @@ def references(value: Any, *, sandbox: Sandbox | None = None) -> set[str]:
     return names
 
 
-def render(value: Any, namespace: Mapping[str, Any], *, sandbox: Sandbox | None = None) -> Any:
+def render(
+    value: Any,
+    namespace: Mapping[str, Any],
+    *,
+    sandbox: Sandbox | None = None,
+    budget: RenderBudget | None = None,
+) -> Any:
     """Render every ``${...}`` fragment in ``value`` with ``namespace``.
 
     Strings are rendered; dicts (values only), lists and tuples are rendered
@@ -53,39 +60,170 @@ def render(value: Any, namespace: Mapping[str, Any], *, sandbox: Sandbox | None 
     text literally, with a warning logged on ``aiobamboo.template``. A
     fragment the sandbox refuses raises :class:`UnsafeExpressionError`; one
     exceeding a limit raises :class:`ExpressionLimitError`.
+
+    The whole call is bounded by ``budget`` (a fresh :class:`RenderBudget` if
+    none is given): its time, the length of each rendered string
+    (:attr:`SandboxLimits.max_rendered_length`) and the characters built in
+    total (:attr:`SandboxLimits.max_render_size`). Sizes are checked before a
+    string is built.
     """
     box = sandbox if sandbox is not None else DEFAULT_SANDBOX
-    return _render_value(value, namespace, box)
+    spent = budget if budget is not None else RenderBudget(box.limits)
+    spent.begin()
+    try:
+        return Renderer(namespace, box, spent).value(value)
+    finally:
+        spent.end()
 
 
-def _render_value(value: Any, namespace: Mapping[str, Any], box: Sandbox) -> Any:
-    if isinstance(value, str):
-        return _render_string(value, namespace, box)
-    if isinstance(value, list):
-        return [_render_value(item, namespace, box) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_render_value(item, namespace, box) for item in value)
-    if isinstance(value, dict):
-        return {key: _render_value(item, namespace, box) for key, item in value.items()}
-    return value
+def render_mapping(
+    values: Mapping[str, Any],
+    namespace: Mapping[str, Any],
+    *,
+    sandbox: Sandbox | None = None,
+    budget: RenderBudget | None = None,
+    what: str = "input",
+    aliases: bool = False,
+) -> dict[str, Any]:
+    """:func:`render` of each of ``values``, in one budget; an error names the key.
+
+    ``what`` says what the keys are (``input``, ``context variable``) in the
+    message of the :class:`TemplateError` raised for one of them. With
+    ``aliases``, a value that is just ``${name}`` is another name for that
+    value, not a use of it: the budget counts the uses of the objects that are
+    stored (inputs), not of the variables that lead to them.
+    """
+    box = sandbox if sandbox is not None else DEFAULT_SANDBOX
+    spent = budget if budget is not None else RenderBudget(box.limits)
+    renderer = Renderer(namespace, box, spent)
+    rendered: dict[str, Any] = {}
+    spent.begin()
+    try:
+        for key, value in values.items():
+            try:
+                rendered[key] = renderer.alias(value) if aliases else renderer.value(value)
+            except TemplateError as exc:
+                raise type(exc)(f"{what} {key!r}: {exc}") from None
+    finally:
+        spent.end()
+    return rendered
 
 
-def _render_string(text: str, namespace: Mapping[str, Any], box: Sandbox) -> Any:
-    fragments = find_fragments(text)
-    if not fragments:
-        return text
-    if len(fragments) == 1 and fragments[0] == text:
-        name = inner_text(text)
-        if name in namespace:
-            return namespace[name]
-    rendered: dict[str, str] = {}
-    for fragment in fragments:
-        try:
-            rendered[fragment] = box.evaluate_text(inner_text(fragment), namespace, label=fragment)
-        except (UnsafeExpressionError, ExpressionLimitError):
-            raise
-        except TemplateError as exc:
-            logger.warning("template fragment left as it is: %s", exc)
-    if not rendered:
-        return text
-    return FRAGMENT_PATTERN.sub(lambda match: rendered.get(match[0], match[0]), text)
+class Renderer:
+    """Renders values and strings against one namespace, within one budget."""
+
+    __slots__ = ("_box", "_namespace", "budget")
+
+    def __init__(self, namespace: Mapping[str, Any], box: Sandbox, budget: RenderBudget) -> None:
+        self._namespace = namespace
+        self._box = box
+        self.budget = budget
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.string(value)
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self.value(item) for item in value)
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        return value
+
+    def alias(self, value: Any) -> Any:
+        """:meth:`value`, except that a whole ``${name}`` is not counted as a use."""
+        if isinstance(value, str) and "${" in value and whole_fragment(value):
+            name = inner_text(value)
+            if name in self._namespace:
+                return self._namespace[name]
+        return self.value(value)
+
+    def string(self, text: str) -> Any:
+        if "${" not in text:
+            return text
+        matches = FRAGMENT_PATTERN.findall(text)
+        if not matches:
+            return text
+        if len(matches) == 1 and matches[0] == text:
+            name = inner_text(text)
+            if name in self._namespace:
+                found = self._namespace[name]
+                self.budget.reuse(found, text)
+                return found
+        pieces = self.fragments(text, matches)
+        if not pieces:
+            return text
+        return FRAGMENT_PATTERN.sub(lambda match: pieces.get(match[0], match[0]), text)
+
+    def fragments(self, text: str, matches: list[str]) -> dict[str, str]:
+        """The text of each fragment of ``text``; the length of the result is checked first."""
+        counts: dict[str, int] = {}
+        for fragment in matches:
+            counts[fragment] = counts.get(fragment, 0) + 1
+        budget = self.budget
+        room = min(self._box.limits.max_rendered_length, budget.size_left)
+        # The result's length so far, and how much the fragments still to be
+        # rendered could shrink it (to nothing): a result that cannot fit any
+        # more is refused before more of it is built.
+        size = len(text)
+        shrink = sum(len(fragment) * count for fragment, count in counts.items())
+        pieces: dict[str, str] = {}
+        for fragment, count in counts.items():
+            shrink -= len(fragment) * count
+            try:
+                piece = self._box.evaluate_text(
+                    inner_text(fragment), self._namespace, label=fragment, budget=budget
+                )
+            except (UnsafeExpressionError, ExpressionLimitError):
+                raise
+            except TemplateError as exc:
+                logger.warning("template fragment left as it is: %s", exc)
+                continue
+            pieces[fragment] = piece
+            size += (len(piece) - len(fragment)) * count
+            if size - shrink > room:
+                self._refuse(text, size - shrink, fragment, count)
+        if pieces:
+            budget.charge(size, text)
+        return pieces
+
+    def condition_pieces(self, matches: list[str]) -> dict[str, str]:
+        """The text of each fragment of a condition, left literal as in a render.
+
+        Nothing is joined or stored here, so a name's existing string costs
+        nothing; text the sandbox builds is charged to the budget.
+        """
+        pieces: dict[str, str] = {}
+        for fragment in dict.fromkeys(matches):
+            name = inner_text(fragment)
+            if name in self._namespace:
+                found = self._namespace[name]
+                if isinstance(found, str):
+                    pieces[fragment] = found
+                    continue
+            try:
+                piece = self._box.evaluate_text(
+                    name, self._namespace, label=fragment, budget=self.budget
+                )
+            except (UnsafeExpressionError, ExpressionLimitError):
+                raise
+            except TemplateError as exc:
+                logger.warning("template fragment left as it is: %s", exc)
+                continue
+            self.budget.charge(len(piece), fragment)
+            pieces[fragment] = piece
+        return pieces
+
+    def _refuse(self, text: str, size: int, fragment: str, count: int) -> None:
+        limit = self._box.limits.max_rendered_length
+        if size > limit:
+            raise ExpressionLimitError(
+                f"{fragment_label(text)} would render to more than {limit} characters "
+                f"(at {fragment_label(fragment)}, used {count} times)"
+            )
+        self.budget.charge(size, text)  # over what is left of the whole render: raises
+
+
+def fragment_label(text: str) -> str:
+    """``text`` shortened for a message."""
+    return text if len(text) <= 200 else f"{text[:200]}...({len(text)} characters)"

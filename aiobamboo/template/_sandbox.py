@@ -40,6 +40,11 @@ Limits (:class:`SandboxLimits`), each failure an :class:`ExpressionLimitError`:
     ...), comprehension iterations (simpleeval's own 10 000), evaluation steps,
     and a wall-clock deadline checked between steps. Every single step is
     bounded by the static limits, so no thread or signal is needed.
+
+    A :class:`~aiobamboo.template.RenderBudget` adds the limits of a whole
+    render: its deadline is checked between the steps of every fragment, and
+    the render stops with :class:`~aiobamboo.template.SliceExpired` when its
+    time slice on the event loop is used up.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import decimal
+import itertools
 import math
 import operator
 import re
@@ -62,6 +68,7 @@ import simpleeval
 from aiobamboo.exceptions import ExpressionLimitError, TemplateError, UnsafeExpressionError
 
 from ._analysis import Analysis, analyse, attribute_refusal
+from ._budget import RenderBudget, SliceExpired
 
 __all__ = ["DEFAULT_SANDBOX", "SAFE_FUNCTION_NAMES", "Sandbox", "SandboxLimits"]
 
@@ -88,8 +95,20 @@ class SandboxLimits:
     max_range_length: int = 100_000
     #: syntax nodes evaluated (loops included)
     max_steps: int = 200_000
-    #: wall-clock seconds, checked between steps
+    #: wall-clock seconds of one expression, checked between steps
     timeout: float = 0.3
+    #: characters of one rendered string (the text around and the text of
+    #: every fragment in it); a whole ``${x}`` passes ``x`` through unchanged
+    max_rendered_length: int = 1_000_000
+    #: characters built by one whole render: for a node, its context
+    #: variables, all its inputs or all its conditions. A value passed through
+    #: whole counts from its second use on (each use is stored again).
+    max_render_size: int = 4_000_000
+    #: wall-clock seconds of rendering for one whole render, all fragments
+    render_timeout: float = 1.0
+    #: seconds of one node's rendering done on the event loop; the engine
+    #: finishes a render that takes longer in a worker thread
+    loop_slice: float = 0.02
 
 
 class _Refused(Exception):
@@ -354,6 +373,7 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         self._limits = limits
         self._steps = 0
         self._deadline = 0.0
+        self._budget: RenderBudget | None = None
         self._allocated = 0
         self._weights: dict[int, tuple[Any, int]] = {}
         self.busy = False
@@ -386,25 +406,41 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
 
     # -- bookkeeping -----------------------------------------------------
 
-    def start(self, namespace: Mapping[str, Any]) -> None:
+    def start(self, namespace: Mapping[str, Any], budget: RenderBudget | None) -> None:
         """Prepare for one evaluation (evaluators are reused, one per thread)."""
         self.busy = True
         self._namespace = namespace
         self._steps = 0
         self._allocated = 0
-        self._deadline = time.monotonic() + self._limits.timeout
+        self._budget = budget
+        now = time.monotonic()
+        self._deadline = now + self._limits.timeout
+        if budget is not None:
+            # One comparison per check: the earliest of the three deadlines.
+            self._deadline = min(self._deadline, budget.deadline, budget.slice_deadline)
+            self._check_time(now)
 
     def finish(self) -> None:
         self._namespace = {}
         self._weights.clear()
+        self._budget = None
         self.busy = False
+
+    def _check_time(self, now: float) -> None:
+        if now <= self._deadline:
+            return
+        if self._budget is not None:
+            reason = self._budget.expired(now)
+            if reason is not None:
+                raise _Exceeded(reason)
+        raise _Exceeded(f"evaluation took longer than {self._limits.timeout} s")
 
     def tick(self) -> None:
         self._steps += 1
         if self._steps > self._limits.max_steps:
             raise _Exceeded(f"more than {self._limits.max_steps} evaluation steps")
-        if not self._steps & 63 and time.monotonic() > self._deadline:
-            raise _Exceeded(f"evaluation took longer than {self._limits.timeout} s")
+        if not self._steps & 63:
+            self._check_time(time.monotonic())
 
     def _charge(self, value: Any) -> None:
         if isinstance(value, str | bytes | bytearray | list | tuple | dict | set | frozenset):
@@ -456,8 +492,8 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
             descended = False
             for child in frame[1]:
                 visited += 1
-                if not visited & 4095 and time.monotonic() > self._deadline:
-                    raise _Exceeded(f"evaluation took longer than {self._limits.timeout} s")
+                if not visited & 4095:
+                    self._check_time(time.monotonic())
                 size = _scalar_weight(child)
                 if size is None:
                     cached = memo.get(id(child))
@@ -525,6 +561,36 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
             raise _Refused(f"a {type(result).__name__} object cannot be used in a template")
         if type(node) in _CHARGED_NODES:
             self._charge(result)
+        return result
+
+    def _eval_list(self, node: ast.List) -> list[Any]:
+        # ``[*x, *x, ...]`` is charged before it is built: the length of each
+        # starred operand is known (or bounded) before any item is copied.
+        parts: list[tuple[bool, Any]] = []
+        length = 0
+        for item in node.elts:
+            if isinstance(item, ast.Starred):
+                operand = self._eval(item.value)
+                if not hasattr(operand, "__len__"):
+                    room = self._limits.max_string_length - length + 1
+                    operand = list(itertools.islice(operand, max(room, 0)))
+                length += len(operand)
+                parts.append((True, operand))
+            else:
+                length += 1
+                parts.append((False, self._eval(item)))
+            self._check_length(length, "the list display")
+            if self._allocated + length > self._limits.max_total_allocation:
+                raise _Exceeded(
+                    f"the expression produces more than {self._limits.max_total_allocation} "
+                    "items in total"
+                )
+        result: list[Any] = []
+        for starred, value in parts:
+            if starred:
+                result.extend(value)
+            else:
+                result.append(value)
         return result
 
     def _eval_name(self, node: ast.Name) -> Any:
@@ -902,20 +968,40 @@ class Sandbox:
         )
 
     def evaluate(
-        self, expression: str, namespace: Mapping[str, Any], *, label: str | None = None
+        self,
+        expression: str,
+        namespace: Mapping[str, Any],
+        *,
+        label: str | None = None,
+        budget: RenderBudget | None = None,
     ) -> Any:
-        """The value of ``expression``; ``label`` names it in error messages."""
-        return self._run(expression, namespace, label, as_text=False)
+        """The value of ``expression``; ``label`` names it in error messages.
+
+        With a ``budget``, its deadline applies too, and :class:`SliceExpired`
+        is raised when its time slice runs out.
+        """
+        return self._run(expression, namespace, label, budget, as_text=False)
 
     def evaluate_text(
-        self, expression: str, namespace: Mapping[str, Any], *, label: str | None = None
+        self,
+        expression: str,
+        namespace: Mapping[str, Any],
+        *,
+        label: str | None = None,
+        budget: RenderBudget | None = None,
     ) -> str:
         """The value of ``expression`` as text, as a fragment in a string renders."""
-        result: str = self._run(expression, namespace, label, as_text=True)
+        result: str = self._run(expression, namespace, label, budget, as_text=True)
         return result
 
     def _run(
-        self, expression: str, namespace: Mapping[str, Any], label: str | None, *, as_text: bool
+        self,
+        expression: str,
+        namespace: Mapping[str, Any],
+        label: str | None,
+        budget: RenderBudget | None,
+        *,
+        as_text: bool,
     ) -> Any:
         shown = _label(label if label is not None else expression)
         analysis = self.analyse(expression)
@@ -929,10 +1015,12 @@ class Sandbox:
             if name not in namespace:
                 _refuse(shown, f"name {name!r} is not allowed unless the context defines it")
         evaluator = self._evaluator()
-        evaluator.start(namespace)
         try:
+            evaluator.start(namespace, budget)
             value = evaluator.eval(analysis.expression, previously_parsed=analysis.tree)
             return evaluator.to_text(value) if as_text else value
+        except SliceExpired:
+            raise
         except _Refused as exc:
             _refuse(shown, str(exc))
         except (_Exceeded, simpleeval.IterableTooLong, simpleeval.NumberTooHigh) as exc:

@@ -9,6 +9,8 @@ polynomial.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._process import validate_and_process_pipeline as validate_and_process_pipeline
 from ._start import get_allowed_start_node_ids as get_allowed_start_node_ids
 from ._start import get_skipped_execute_node_ids as get_skipped_execute_node_ids
@@ -16,6 +18,7 @@ from ._start import validate_pipeline_start_node as validate_pipeline_start_node
 
 __all__ = [
     "add_sink_type",
+    "count_nodes",
     "get_allowed_start_node_ids",
     "get_skipped_execute_node_ids",
     "validate_and_process_pipeline",
@@ -29,3 +32,31 @@ def add_sink_type(node_type: str) -> None:
     The original needed every end-event handler type registered before validation.
     Here the ``end_event`` of a tree is the sink whatever its ``type``.
     """
+
+
+def count_nodes(tree: Any) -> int:
+    """How many nodes ``tree`` has, sub-processes included; cheap, and 0 for what is no tree.
+
+    Malformed parts count as nothing: this only sizes the validation work ahead.
+    """
+    count = 0
+    pending = [tree]
+    seen: set[int] = set()
+    while pending:
+        pipeline = pending.pop()
+        if not isinstance(pipeline, dict) or id(pipeline) in seen:
+            continue
+        seen.add(id(pipeline))
+        activities = pipeline.get("activities")
+        gateways = pipeline.get("gateways")
+        count += 2  # the start and end events
+        if isinstance(gateways, dict):
+            count += len(gateways)
+        if isinstance(activities, dict):
+            count += len(activities)
+            pending.extend(
+                node.get("pipeline")
+                for node in activities.values()
+                if isinstance(node, dict) and node.get("type") == "SubProcess"
+            )
+    return count

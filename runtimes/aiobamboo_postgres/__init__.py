@@ -18,6 +18,7 @@ The pool's connections carry ``application_name`` = :attr:`application_name`
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import os
 import re
@@ -30,6 +31,7 @@ import asyncpg
 
 from aiobamboo.component import ComponentLibrary
 from aiobamboo.engine import Scheduler, Settings, attach, detach
+from aiobamboo.exceptions import ConfigurationError
 
 from ._migrate import migrate
 from ._store import CLOSE_TIMEOUT, DRIVER_ERRORS, Store, load_queries, storage_error
@@ -37,8 +39,44 @@ from ._store import CLOSE_TIMEOUT, DRIVER_ERRORS, Store, load_queries, storage_e
 __all__ = ["PostgresRuntime"]
 
 # Postgres truncates longer identifiers silently, which would split one
-# schema name into two.
+# schema name into two; pg_notify refuses longer channel names outright.
 _MAX_IDENTIFIER_BYTES = 63
+
+
+def _check_schema(schema: str) -> None:
+    """Refuse a schema name Postgres would truncate or cannot store at all."""
+    if not isinstance(schema, str) or not schema:
+        raise ConfigurationError(f"schema must be a non-empty string: {schema!r}")
+    if "\x00" in schema:
+        # Postgres text cannot hold NUL; the server would refuse every statement.
+        raise ConfigurationError(f"schema must not contain NUL: {schema!r}")
+    try:
+        size = len(schema.encode())
+    except UnicodeEncodeError as exc:  # lone surrogates have no UTF-8 form
+        raise ConfigurationError(f"schema must be valid Unicode text: {schema!r}") from exc
+    if size > _MAX_IDENTIFIER_BYTES:
+        raise ConfigurationError(
+            f"schema must be 1 to {_MAX_IDENTIFIER_BYTES} bytes in UTF-8, not {size}: {schema!r}"
+        )
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def _channel_for(schema: str) -> str:
+    """The NOTIFY channel of ``schema``: ``aiobamboo.<schema>`` when it fits in 63 bytes.
+
+    A longer one keeps as much of the name as fits beside a digest of the whole,
+    so it stays readable and distinct per schema. Every process derives the
+    same name, since they must all LISTEN and NOTIFY on it.
+    """
+    channel = f"aiobamboo.{schema}"
+    if len(channel.encode()) <= _MAX_IDENTIFIER_BYTES:
+        return channel
+    digest = hashlib.blake2b(schema.encode(), digest_size=4).hexdigest()
+    return _cut(channel, _MAX_IDENTIFIER_BYTES - len(digest) - 1) + "#" + digest
 
 
 def redact(dsn: str) -> str:
@@ -87,8 +125,7 @@ class PostgresRuntime(Store):
         max_pool_size: int = 10,
         lease_seconds: float = 15.0,
     ) -> None:
-        if not schema or len(schema.encode()) > _MAX_IDENTIFIER_BYTES:
-            raise ValueError(f"schema must be 1 to {_MAX_IDENTIFIER_BYTES} bytes: {schema!r}")
+        _check_schema(schema)
         self.dsn = dsn
         self.schema = schema
         self.worker = worker
@@ -96,11 +133,11 @@ class PostgresRuntime(Store):
         self.settings = settings
         self.min_pool_size = min_pool_size
         self.max_pool_size = max_pool_size
-        self.application_name = f"aiobamboo/{schema}"[:_MAX_IDENTIFIER_BYTES]
+        self.application_name = _cut(f"aiobamboo/{schema}", _MAX_IDENTIFIER_BYTES)
         self.lease_seconds = lease_seconds
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # One channel per schema: installations sharing a database do not wake each other.
-        self.channel = f"aiobamboo.{schema}"[:_MAX_IDENTIFIER_BYTES]
+        self.channel = _channel_for(schema)
         self.scheduler: Scheduler | None = None
         self._adopted_pool = pool
         self._depth = 0

@@ -60,6 +60,7 @@ __all__ = [
     "CLOSE_TIMEOUT",
     "COMMIT_BACKOFF",
     "DRIVER_ERRORS",
+    "Queries",
     "Store",
     "connection_lost",
     "is_transient",
@@ -132,7 +133,19 @@ def storage_error(what: str, exc: BaseException) -> StorageError:
     return error
 
 
-def load_queries(schema: str) -> dict[str, str]:
+class Queries(dict[str, str]):
+    """The named queries of one schema, and the statements composed from them.
+
+    The composed statements name the schema too, so they are cached here,
+    with the queries they were made from, and die with them.
+    """
+
+    def __init__(self, queries: dict[str, str]) -> None:
+        super().__init__(queries)
+        self.composed: dict[tuple[tuple[str, ...], bool], str] = {}
+
+
+def load_queries(schema: str) -> Queries:
     """The named queries with every table qualified by the quoted ``schema``.
 
     Qualifying at load time works on any pool (an adopted one included) and
@@ -141,7 +154,9 @@ def load_queries(schema: str) -> dict[str, str]:
     """
     text = resources.files(__package__).joinpath("sql/queries.sql").read_text()
     quoted = quote_ident(schema)
-    return {name: sql.replace("{schema}", quoted) for name, sql in load_sql_blocks(text).items()}
+    return Queries(
+        {name: sql.replace("{schema}", quoted) for name, sql in load_sql_blocks(text).items()}
+    )
 
 
 # -- turning batches into statement arguments ------------------------------------
@@ -374,7 +389,6 @@ class _NotHeld(Exception):
 
 
 _PARAM = re.compile(r"\$(\d+)")
-_composed: dict[tuple[int, tuple[str, ...], bool], str] = {}
 
 
 def _renumber(sql: str, offset: int) -> str:
@@ -389,11 +403,12 @@ def _compose(q: dict[str, str], tables: tuple[str, ...], fenced: bool) -> str:
 
     The fence is all or nothing: every part writes only if every run of the
     group is still held by the writer, locked FOR SHARE until the end of the
-    statement's transaction. Statements are cached per shape; asyncpg prepares
-    each shape once per connection.
+    statement's transaction. Statements are cached per shape with the
+    queries of ``q`` (a plain dict gets no cache); asyncpg prepares each shape
+    once per connection.
     """
-    key = (id(q), tables, fenced)
-    sql = _composed.get(key)
+    cache: dict[tuple[tuple[str, ...], bool], str] = getattr(q, "composed", {})
+    sql = cache.get((tables, fenced))
     if sql is not None:
         return sql
     ctes: list[str] = []
@@ -410,7 +425,7 @@ def _compose(q: dict[str, str], tables: tuple[str, ...], fenced: bool) -> str:
         ctes.append(f"w_{table} AS (\n{part}\n)")
         offset += width
     final = "SELECT ok FROM fence" if fenced else "SELECT true"
-    sql = _composed[key] = "WITH " + ",\n".join(ctes) + "\n" + final
+    sql = cache[tables, fenced] = "WITH " + ",\n".join(ctes) + "\n" + final
     return sql
 
 
@@ -546,6 +561,10 @@ class Store(NamedQueryReads):
         self.queries = queries
         self._signal = asyncio.Event()
         self._listener: Any = None
+        # The one task that opens the LISTEN connection, and whether one may
+        # be opened (only while the runtime is open).
+        self._listen_task: asyncio.Task[None] | None = None
+        self._may_listen = False
         self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -553,6 +572,7 @@ class Store(NamedQueryReads):
 
     def start(self) -> None:
         self._closing = False
+        self._may_listen = True
         self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
 
     async def close(self) -> None:
@@ -739,30 +759,57 @@ class Store(NamedQueryReads):
         self._signal.clear()
 
     async def _ensure_listener(self) -> None:
+        """Open the LISTEN connection unless it is open (or the runtime is closed).
+
+        Several tasks wait for signals at once (the claim loop, commands sent
+        to other workers), so one task owned by the store opens the
+        connection for all of them: two openings racing would leave one
+        connection unowned and unclosed. Callers wait for that task without
+        cancelling it when they are cancelled themselves, so a LISTEN half
+        done is never kept or dropped unclosed; closing the runtime cancels it.
+        """
         listener = self._listener
         if listener is not None and not listener.is_closed():
             return
         self._listener = None
+        if not self._may_listen:
+            return
+        task = self._listen_task
+        if task is None or task.done():
+            task = self._listen_task = asyncio.get_running_loop().create_task(self._listen())
+        await asyncio.wait({task})
+        if not task.cancelled():  # cancelled: the runtime is closing
+            task.result()
+
+    async def _listen(self) -> None:
         try:
             conn = await asyncpg.connect(self.dsn_for_listen())
         except DRIVER_ERRORS as exc:
             # Notifications only make waiting shorter; polling still finds the work.
             logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
             return
-        # Owned from here on, so that closing the runtime closes it even if
-        # this task is cancelled during add_listener.
-        self._listener = conn
         try:
             await conn.add_listener(self.channel, self._on_notify)
-        except DRIVER_ERRORS as exc:
-            logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
-            self._listener = None
+        except BaseException as exc:  # cancelled by closing included
             conn.terminate()
+            if not isinstance(exc, DRIVER_ERRORS):
+                raise
+            logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
+            return
+        self._listener = conn
 
     def _on_notify(self, *_: Any) -> None:
         self._signal.set()
 
     async def _close_listener(self) -> None:
+        self._may_listen = False
+        task, self._listen_task = self._listen_task, None
+        if task is not None:
+            task.cancel()
+            # Wait without raising: the task's cancellation is not ours.
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("opening the LISTEN connection failed: %r", task.exception())
         listener, self._listener = self._listener, None
         if listener is not None and not listener.is_closed():
             try:

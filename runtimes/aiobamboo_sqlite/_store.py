@@ -258,6 +258,7 @@ class Store(NamedQueryReads):
     owner_id: str
     lease_seconds: float
     worker: bool
+    path: str
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
@@ -309,7 +310,7 @@ class Store(NamedQueryReads):
                     _apply_group, self.conn._conn, batches, self._new_run_owner()
                 )
             except Exception as exc:
-                error = StorageError(f"sqlite commit failed: {exc}")
+                error = StorageError(f"sqlite commit to {self.path} failed: {exc}")
                 error.__cause__ = exc
                 for _, future in group:
                     if not future.done():
@@ -332,7 +333,7 @@ class Store(NamedQueryReads):
         try:
             return list(await self.conn.execute_fetchall(Q[name], args))
         except sqlite3.Error as exc:
-            raise StorageError(f"sqlite query {name} failed: {exc}") from exc
+            raise StorageError(f"sqlite query {name} on {self.path} failed: {exc}") from exc
 
     async def _one(self, name: str, *args: Any) -> Any:
         rows = await self._all(name, *args)
@@ -363,7 +364,7 @@ class Store(NamedQueryReads):
             # inside a group commit's transaction.
             return list(await self.conn.execute_fetchall(Q[name], args))
         except sqlite3.Error as exc:
-            raise StorageError(f"sqlite statement {name} failed: {exc}") from exc
+            raise StorageError(f"sqlite statement {name} on {self.path} failed: {exc}") from exc
 
     async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
         lease_until = time.time() + self.lease_seconds

@@ -29,8 +29,10 @@ async def test_postgres_runtime_conforms() -> None:
         await check_runtime(lambda **kw: PostgresRuntime(PG_DSN, schema=schema, **kw))
     finally:
         conn = await asyncpg.connect(PG_DSN)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
 
 
 async def test_a_broken_runtime_fails_the_checks(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ alone.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
@@ -20,11 +22,13 @@ import anyio
 import asyncpg
 import pytest
 
+import aiobamboo_postgres
 import aiobamboo_postgres._store as pg_store
 from aiobamboo import api
 from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
 from aiobamboo.component import Component, ComponentLibrary, Service
-from aiobamboo.exceptions import InvalidOperationError, StorageError
+from aiobamboo.engine import Settings
+from aiobamboo.exceptions import ConfigurationError, InvalidOperationError, StorageError
 from aiobamboo.runtime import (
     CallbackRow,
     ContextRow,
@@ -65,8 +69,11 @@ async def schemas(admin: asyncpg.Connection) -> AsyncIterator[Callable[[], str]]
     """Makes unique schema names; drops them all at the end."""
     made: list[str] = []
 
-    def new(prefix: str = "t_") -> str:
-        made.append(prefix + uuid.uuid4().hex[:12])
+    def new(prefix: str = "t_", digits: str = "0123456789abcdef") -> str:
+        """``prefix`` and 12 random hex digits, spelled with ``digits``."""
+        made.append(
+            prefix + uuid.uuid4().hex[:12].translate(str.maketrans("0123456789abcdef", digits))
+        )
         return made[-1]
 
     yield new
@@ -247,6 +254,21 @@ def test_queries_qualify_tables_with_the_quoted_schema() -> None:
     assert "{schema}" not in "".join(q.values())
 
 
+def test_composed_statements_stay_with_the_schema_they_were_composed_for() -> None:
+    """Each set of queries composes its own statements, even at a freed one's address.
+
+    Freeing a dict and making the next one here usually reuses the address, so
+    a cache keyed by identity would hand schema s1 the statements of s0.
+    """
+    shape = ("states", "processes")
+    for i in range(20):
+        q = pg_store.load_queries(f"s{i}")
+        for fenced in (False, True):
+            sql = pg_store._compose(q, shape, fenced)
+            assert set(re.findall(r'"(s\d+)"\.', sql)) == {f"s{i}"}, (i, fenced)
+        del q
+
+
 # -- lifecycle -------------------------------------------------------------------
 
 
@@ -324,6 +346,42 @@ async def test_schemas_are_isolated(admin: asyncpg.Connection, schemas: Any) -> 
     assert await admin.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", odd)
 
 
+async def test_a_runtime_made_after_another_was_freed_writes_only_its_own_schema(
+    admin: asyncpg.Connection, schemas: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = schemas(), schemas()
+    rt = PostgresRuntime(PG_DSN, schema=first, worker=False)
+    async with rt:
+        await rt.commit(new_run_batch("r", ("a", "b")))
+        await rt.commit(full_batch("r"))
+    before = await dump(admin, first)
+    freed, gone = id(rt.queries), weakref.ref(rt)
+    del rt
+    gc.collect()
+    assert gone() is None
+
+    # The allocator tends to reuse a freed dict's address; help it by making
+    # copies until one sits where the first runtime's queries did (usually
+    # within a few hundred), so that a cache keyed by address would be fooled.
+    original = aiobamboo_postgres.load_queries
+
+    def at_the_freed_address(schema: str) -> pg_store.Queries:
+        made = [original(schema)]
+        while id(made[-1]) != freed and len(made) < 20_000:
+            made.append(type(made[0])(made[0]))
+        return made[-1]
+
+    monkeypatch.setattr(aiobamboo_postgres, "load_queries", at_the_freed_address)
+    async with PostgresRuntime(PG_DSN, schema=second, worker=False) as rt2:
+        await rt2.commit(new_run_batch("r2", ("a2", "b2")))
+        await rt2.commit(full_batch("r2"))
+    assert await dump(admin, first) == before
+    after = await dump(admin, second)
+    assert [r[0] for r in after["runs"]] == ["r2"]
+    assert [r[0] for r in after["states"]] == ["a", "b"]
+    assert [r[0] for r in after["processes"]] == ["p1"]
+
+
 async def test_an_adopted_pool_gets_the_schema_and_stays_open(
     admin: asyncpg.Connection, schema: str
 ) -> None:
@@ -346,10 +404,37 @@ def test_repr_hides_the_password_and_bad_schemas_are_refused() -> None:
     rt = PostgresRuntime("postgresql://bob:s3cret@db.example/flows", schema="x")
     assert "s3cret" not in repr(rt)
     assert "bob" in repr(rt)
-    with pytest.raises(ValueError, match="schema"):
-        PostgresRuntime(PG_DSN, schema="")
-    with pytest.raises(ValueError, match="schema"):
-        PostgresRuntime(PG_DSN, schema="x" * 64)
+    for bad in ("", "x" * 64, "ж" * 32, "a\x00b", "\x00", "bad\ud800"):
+        with pytest.raises(ConfigurationError, match="schema"):
+            PostgresRuntime(PG_DSN, schema=bad)
+    assert issubclass(ConfigurationError, ValueError)
+    PostgresRuntime(PG_DSN, schema="x" * 63)  # the longest that fits
+
+
+def test_every_name_derived_from_a_schema_fits_in_an_identifier() -> None:
+    """Postgres refuses a NOTIFY channel over 63 bytes; bytes, not characters, count."""
+    made = [
+        PostgresRuntime(PG_DSN, schema=name)
+        for name in (
+            "x",
+            "x" * 53,
+            "x" * 54,
+            "x" * 63,
+            "ж" * 26,
+            "ж" * 27,
+            "ж" * 31,
+            "a" + "ж" * 31,
+        )
+    ]
+    for rt in made:
+        assert 0 < len(rt.channel.encode()) <= 63, rt.schema
+        assert 0 < len(rt.application_name.encode()) <= 63, rt.schema
+        rt.channel.encode().decode()  # cut between characters, never inside one
+    assert made[1].channel == "aiobamboo." + "x" * 53  # a name that fits is kept whole
+    assert made[4].channel == "aiobamboo." + "ж" * 26
+    # Names too long to keep whole still get a channel each.
+    assert len({rt.channel for rt in made}) == len(made)
+    assert PostgresRuntime(PG_DSN, schema="ж" * 31).channel == made[6].channel
 
 
 async def test_an_unreachable_server_is_a_storage_error() -> None:
@@ -695,3 +780,86 @@ async def test_a_pipeline_finishes_although_its_connections_are_killed(
     async with PostgresRuntime(PG_DSN, schema=schema, components=library, worker=False) as rt:
         states = await api.get_pipeline_states(rt, tree["id"])
         assert states.data[tree["id"]]["state"] == "FINISHED"
+
+
+async def test_a_schema_of_31_cyrillic_letters_works_end_to_end(schemas: Any) -> None:
+    """62 bytes: a valid identifier, though ``aiobamboo.`` and it make too long a channel."""
+    schema = schemas("ж" * 19, digits="абвгдеёзийклмноп")
+    assert len(schema) == 31
+    assert len(schema.encode()) == 62
+    start = EmptyStartEvent()
+    start.extend(ServiceActivity(component_code="pg_slow")).extend(EmptyEndEvent())
+    tree = build_tree(start)
+    # The worker polls once a minute, so only the client's NOTIFY can wake it in time.
+    settings = Settings(poll_interval=60.0)
+    async with PostgresRuntime(
+        PG_DSN, schema=schema, components=library, settings=settings
+    ) as worker:
+        with anyio.fail_after(10):
+            while worker._listener is None:  # noqa: ASYNC110 - private state, no event
+                await asyncio.sleep(0.01)
+        async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as client:
+            assert (await api.run_pipeline(client, tree)).result
+            res = await api.wait_pipeline(client, tree["id"], timeout=10)
+            assert res.data == "FINISHED", res.message
+
+
+# -- the LISTEN connection -------------------------------------------------------
+
+
+def listen_connections(
+    monkeypatch: pytest.MonkeyPatch, gate: asyncio.Event | None = None
+) -> tuple[list[Any], asyncio.Event]:
+    """Record each connection the store opens to LISTEN; hold each opening at ``gate``."""
+    made: list[Any] = []
+    entered = asyncio.Event()
+    real = asyncpg.connect
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        if gate is not None:
+            await gate.wait()
+        conn = await real(*args, **kwargs)
+        made.append(conn)
+        return conn
+
+    monkeypatch.setattr(pg_store.asyncpg, "connect", connect)
+    return made, entered
+
+
+async def test_concurrent_waiters_share_one_listen_connection(
+    schema: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made, _ = listen_connections(monkeypatch)
+    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
+        await asyncio.gather(*(rt.wait_for_signal(0.01) for _ in range(5)))
+        assert len(made) == 1
+        waiter = asyncio.create_task(rt.wait_for_signal(30))
+        await admin.execute("SELECT pg_notify($1, 'x')", rt.channel)
+        with anyio.fail_after(10):
+            await waiter  # woken, not timed out
+        assert len(made) == 1
+    assert all(conn.is_closed() for conn in made)
+
+
+async def test_closing_while_the_listen_connection_opens_leaves_none_open(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()
+    made, entered = listen_connections(monkeypatch, gate)
+    rt = PostgresRuntime(PG_DSN, schema=schema, worker=False)
+    async with rt:
+        # A task of the application, not of the runtime: closing does not cancel it.
+        waiter = asyncio.create_task(rt.wait_for_signal(0.05))
+        with anyio.fail_after(10):
+            await entered.wait()
+    gate.set()
+    with anyio.fail_after(10):
+        await waiter
+        await rt.wait_for_signal(0.01)  # a closed runtime opens none
+    try:
+        assert [conn for conn in made if not conn.is_closed()] == []
+        assert rt._listener is None
+    finally:
+        for conn in made:
+            conn.terminate()

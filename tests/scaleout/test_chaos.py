@@ -39,7 +39,9 @@ class Workers:
         self.logs: list[Any] = []
 
     def start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "AIOBAMBOO_CHAOS_LOG": str(self.log), "PYTHONPATH": str(ROOT)}
+        # ROOT first, so the workers run this checkout's code whatever else is on the path.
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "AIOBAMBOO_CHAOS_LOG": str(self.log), "PYTHONPATH": path}
         err = open(self.tmp / f"worker{len(self.procs)}.log", "wb")
         self.logs.append(err)
         proc = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -12,11 +13,11 @@ from aiobamboo.exceptions import (
     TemplateError,
     UnsafeExpressionError,
 )
-from aiobamboo.template import escape_value, evaluate_condition
+from aiobamboo.template import RenderBudget, SandboxLimits, escape_value, evaluate_condition
 
 
-def cond(expression: str, namespace: dict[str, Any] | None = None) -> bool:
-    return evaluate_condition(expression, namespace or {})
+def cond(expression: str, namespace: dict[str, Any] | None = None, **kwargs: Any) -> bool:
+    return evaluate_condition(expression, namespace or {}, **kwargs)
 
 
 # -- the original's own boolrule tests (all still hold) ---------------------------------
@@ -423,3 +424,140 @@ def test_long_flat_conditions_do_not_recurse() -> None:
     assert cond("not " * 5_001 + "not " + "1 == 1") is True
     members = ", ".join(str(i) for i in range(10_000))
     assert cond(f"9999 in ({members})") is True
+
+
+# -- values are bound, never spliced into the condition ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "value", "expected"),
+    [
+        ('"${role}" == "admin"', 'guest" == "guest" and "admin', False),
+        ('"${role}" != "admin"', 'guest" == "guest" and "admin', True),
+        ('"${role}" == "admin"', 'x" == "x" or "y', False),
+        ('"${role}" == "guest"', 'x" == "x" or "y', False),
+        ('"${role}" == \'x" == "x" or "y\'', 'x" == "x" or "y', True),
+        ("'${role}' == 'admin'", "guest' == 'guest' and 'admin", False),
+        ('"${role}" == "admin"', "admin", True),
+        ('"${role}" == "a) or (1 == 1"', "a) or (1 == 1", True),
+        ('"${role}" in ("a", "b")', '", "a', False),
+        ('"<${role}>" == "<admin>"', "admin", True),
+        ('"${role}${role}" == "abab"', "ab", True),
+    ],
+)
+def test_a_quoted_fragment_is_one_string(expression: str, value: str, expected: bool) -> None:
+    assert cond(expression, {"role": value}) is expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'guest" == "guest" and "admin',
+        "1 or 1 == 1",
+        "1 == 1",
+        "admin) or (1 == 1",
+        "a b",
+        "",
+        "1, 2",
+        "and",
+        "in",
+    ],
+)
+def test_an_unquoted_value_that_is_not_one_value_fails(value: str) -> None:
+    with pytest.raises(ConditionSyntaxError) as info:
+        cond('${role} == "admin" or ${role} != "admin"', {"role": value})
+    message = str(info.value)
+    assert "${role}" in message
+    assert "not one value" in message
+
+
+@pytest.mark.parametrize(
+    ("expression", "namespace", "expected"),
+    [
+        ("${n} == 10", {"n": "10"}, True),  # numbers still compare as numbers
+        ('${n} > "9"', {"n": "10"}, True),
+        ('"${n}" > "9"', {"n": "10"}, False),  # quoted: strings
+        ("${n} == -1.5", {"n": -1.5}, True),
+        ("${t} == (1, 2)", {"t": (1, 2)}, True),
+        ("${t} == (1, 2)", {"t": "(1, 2)"}, True),
+        ("${s} == 'abc'", {"s": "'abc'"}, True),
+        ("${s} == 'a.b'", {"s": "a.b"}, True),
+        ("v${n} == 'v1'", {"n": 1}, True),  # run together with letters: one value
+        ("${n}${n} == 11", {"n": 1}, True),
+        ("(${a}, ${b}) issuperset (2)", {"a": 1, "b": 2}, True),
+        ("${f} and 1 == 1", {"f": "true"}, True),
+        ("not ${f}", {"f": "False"}, True),
+    ],
+)
+def test_an_unquoted_value_reads_as_one_value(
+    expression: str, namespace: dict[str, Any], expected: bool
+) -> None:
+    assert cond(expression, namespace) is expected
+
+
+def test_a_bare_value_that_is_not_a_bool_needs_an_operator() -> None:
+    with pytest.raises(ConditionSyntaxError, match="comparison operator"):
+        cond("${n} and 1 == 1", {"n": 1})
+    with pytest.raises(ConditionSyntaxError, match="comparison operator"):
+        cond('"${f}" and 1 == 1', {"f": True})
+
+
+def test_a_whole_condition_from_one_value_is_still_a_condition() -> None:
+    # Nothing of the author's surrounds the value, so it cannot change it.
+    assert cond("${rule}", {"rule": '"a" == "a" and 1 < 2'}) is True
+    assert cond("  ${rule}  ", {"rule": "1 == 2"}) is False
+    with pytest.raises(ConditionSyntaxError):
+        cond("(${rule})", {"rule": "1 == 1"})
+
+
+def test_a_value_is_never_rendered_again() -> None:
+    namespace = {"a": "${b}", "b": "x"}
+    assert cond('"${a}" == "x"', namespace) is False
+    assert cond("${a} == 'x'", namespace) is False
+
+
+def test_messages_name_the_condition_and_show_values_shortened() -> None:
+    with pytest.raises(ConditionSyntaxError) as info:
+        cond("${a} == 1 ==", {"a": "x" * 10_000})
+    message = str(info.value)
+    assert "'${a} == 1 =='" in message
+    assert len(message) < 1_000
+
+
+def test_a_big_value_compared_in_a_condition_costs_nothing_to_bind() -> None:
+    log = "x" * 3_000_000 + " error"
+    budget = RenderBudget()
+    for _ in range(5):  # five conditions of one gateway
+        assert cond('"error" in "${log}"', {"log": log}, budget=budget) is True
+    assert budget.size_left == SandboxLimits().max_render_size
+
+
+def test_strings_built_for_a_condition_are_bounded_by_the_render_budget() -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExpressionLimitError, match="in total"):
+            cond('"' + "${a}" * 1_000 + '" == "x"', {"a": "x" * 100_000})  # 100 MB
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        cond(" and ".join(f"\"${{a + '{i}'}}\" != ''" for i in range(5)), {"a": "x" * 900_000})
+
+
+def test_fragments_of_a_condition_share_the_render_deadline() -> None:
+    heavy = " and ".join(f"${{len([1 for x in range(9999)]) + {i}}} > 0" for i in range(400))
+    budget = RenderBudget(SandboxLimits(timeout=5.0, render_timeout=0.2))
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        cond(heavy, {}, budget=budget)
+
+
+def test_placeholders_never_clash_with_the_condition_text() -> None:
+    unusual = "".join(chr(code) for code in range(0xE000, 0xE010))
+    assert cond(f'"{unusual}" == "${{x}}"', {"x": unusual}) is True
+    assert cond(f'"${{x}}" == "{unusual}"', {"x": "y"}) is False
+
+
+def test_positions_in_messages_are_positions_in_the_condition() -> None:
+    with pytest.raises(ConditionSyntaxError, match="at position 13"):
+        cond("${long_name} = 1", {"long_name": "x"})

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from aiobamboo.exceptions import ExpressionLimitError, UnsafeExpressionError
+from aiobamboo.exceptions import ExpressionLimitError, TemplateError, UnsafeExpressionError
 from aiobamboo.template import Sandbox, render
 
 UNSAFE = "unsafe"
@@ -273,6 +273,8 @@ HOSTILE: list[tuple[str, str]] = [
     ("${" + LONG_CHAIN + "}", LIMIT),
     ("${" + VERY_LONG + "}", LIMIT),
     ("${" + MANY_GENERATORS + "}", LIMIT),
+    ("${[" + ", ".join(["*big"] * 20) + "]}", LIMIT),
+    ("${[" + ", ".join(["*zip(big, big)"] * 20) + "]}", LIMIT),
 ]
 
 
@@ -359,3 +361,28 @@ def test_audit_hook_is_live() -> None:
     finally:
         _recording = False
     assert [event for event, _ in _events] == ["open"]
+
+
+def test_starred_expansion_is_charged_before_the_list_is_built(
+    namespace: dict[str, Any],
+) -> None:
+    import tracemalloc
+
+    expression = "[" + ", ".join(["*big"] * 200) + "]"  # 20 million items
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExpressionLimitError, match="the list display"):
+            Sandbox().evaluate(expression, namespace)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000  # the refused list would take 160 MB of pointers alone
+
+
+def test_starred_expansion_within_the_limit_still_works(namespace: dict[str, Any]) -> None:
+    box = Sandbox()
+    assert box.evaluate("[*items, *items, 4]", namespace) == [1, 2, 3, 1, 2, 3, 4]
+    assert len(box.evaluate("[" + ", ".join(["*big"] * 9) + "]", namespace)) == 900_000
+    assert box.evaluate("[*zip(items, items), *d]", namespace) == [(1, 1), (2, 2), (3, 3), "k"]
+    with pytest.raises(TemplateError):
+        box.evaluate("[*x]", namespace)  # an int cannot be expanded

@@ -16,12 +16,15 @@ from aiobamboo.exceptions import (
     UnsafeExpressionError,
 )
 from aiobamboo.template import (
+    RenderBudget,
     Sandbox,
     SandboxLimits,
+    SliceExpired,
     dependency_order,
     find_fragments,
     references,
     render,
+    render_mapping,
 )
 
 # -- fragments ------------------------------------------------------------------
@@ -384,3 +387,240 @@ def test_references_feed_dependency_order() -> None:
     for key in order:
         resolved[key] = render(values[key], resolved)
     assert resolved == {"a": "1_2", "b": "1", "c": 2, "d": 2}
+
+
+# -- whole-render limits: size ---------------------------------------------------------------
+
+
+def _peak_memory(fn: Any) -> int:
+    """Peak bytes allocated by Python while ``fn()`` runs (it must raise TemplateError)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError) as info:
+            fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        del info
+
+
+def test_a_repeated_fragment_cannot_render_past_the_value_limit() -> None:
+    chunk = "x" * 100_000
+    text = "${a}" * 100  # 10 MB if rendered
+    with pytest.raises(ExpressionLimitError) as info:
+        render(text, {"a": chunk})
+    message = str(info.value)
+    assert "${a}" in message
+    assert "1000000 characters" in message
+    assert "100 times" in message
+
+
+def test_the_value_limit_is_checked_before_the_string_is_built() -> None:
+    chunk = "x" * 100_000
+    peak = _peak_memory(lambda: render("${a}" * 100, {"a": chunk}))
+    assert peak < 3_000_000  # the 10 MB result is never built
+
+
+def test_values_just_under_the_limit_render() -> None:
+    chunk = "x" * 99_999
+    rendered = render("${a}" * 10, {"a": chunk})
+    assert rendered == chunk * 10
+    # A fragment rendering shorter than itself leaves room for the others.
+    assert len(render("${b}" * 200_000 + "${a}" * 10, {"a": chunk, "b": ""})) == 999_990
+
+
+def test_the_render_size_counts_every_string_of_one_render() -> None:
+    chunk = "x" * 900_000
+    value = {f"k{i}": "<${a}>" for i in range(5)}  # 4.5 MB in all, each under 1 MB
+    with pytest.raises(ExpressionLimitError, match="4000000 characters in total"):
+        render(value, {"a": chunk})
+    assert len(render(dict(list(value.items())[:4]), {"a": chunk})) == 4
+
+
+def test_a_shared_budget_bounds_several_renders() -> None:
+    budget = RenderBudget()
+    chunk = "x" * 900_000
+    for _ in range(4):
+        render("<${a}>", {"a": chunk}, budget=budget)
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        render("<${a}>", {"a": chunk}, budget=budget)
+    # A fresh budget starts again.
+    assert len(render("<${a}>", {"a": chunk})) == 900_002
+
+
+def test_a_value_passed_through_whole_counts_from_its_second_use() -> None:
+    big = "x" * 3_000_000  # bigger than one rendered value may be: passing it is fine
+    assert render("${big}", {"big": big}) is big
+    assert render(["${big}"], {"big": big})[0] is big
+    assert len(render(["${big}", "${big}"], {"big": big})) == 2  # 3 MB more
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        render(["${big}", "${big}", "${big}"], {"big": big})  # 6 MB more
+    items = [list(range(100))] * 10  # about 8_000 units
+    assert len(render(["${items}"] * 100, {"items": items})) == 100
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        render(["${items}"] * 1_000, {"items": items})
+
+
+def _render_levels(namespace: dict[str, Any], budget: RenderBudget) -> None:
+    for level in range(1, 8):
+        namespace[f"v{level}"] = render(f"${{v{level - 1}}}" * 10, namespace, budget=budget)
+
+
+def test_variables_referencing_variables_cannot_amplify() -> None:
+    # What hydrate does: each variable renders with the ones before it, one budget.
+    namespace: dict[str, Any] = {"v0": "x" * 100}
+    with pytest.raises(ExpressionLimitError) as info:
+        _render_levels(namespace, RenderBudget())
+    assert "${v4}" in str(info.value)  # 100 * 10**4 = 1 MB: the fifth level is refused
+    assert "v5" not in namespace
+
+
+def test_render_size_limits_are_configurable() -> None:
+    box = Sandbox(SandboxLimits(max_rendered_length=10, max_render_size=15))
+    assert render("${a}${a}", {"a": "12345"}, sandbox=box) == "1234512345"
+    with pytest.raises(ExpressionLimitError, match="more than 10 characters"):
+        render("${a}${a}!", {"a": "12345"}, sandbox=box)
+    with pytest.raises(ExpressionLimitError, match="more than 15 characters in total"):
+        render(["${a}${a}", "${a}${a}"], {"a": "12345"}, sandbox=box)
+
+
+# -- whole-render limits: time ---------------------------------------------------------------
+
+#: About 10-20 ms of sandbox steps per fragment; ``{}`` makes each one distinct.
+_HEAVY = "${len([1 for x in range(9999)]) + %d}"
+
+
+def test_one_deadline_bounds_all_the_fragments_of_a_render() -> None:
+    import time
+
+    box = Sandbox(SandboxLimits(timeout=5.0, render_timeout=0.2))
+    text = "".join(_HEAVY % i for i in range(400))  # seconds of work in all
+    started = time.monotonic()
+    with pytest.raises(ExpressionLimitError, match=r"render took longer than 0\.2 s in total"):
+        render(text, {}, sandbox=box)
+    assert time.monotonic() - started < 2.0
+
+
+def _render_each(budget: RenderBudget, box: Sandbox) -> None:
+    for i in range(400):
+        render(_HEAVY % i, {}, sandbox=box, budget=budget)
+
+
+def test_a_shared_budget_bounds_the_time_of_several_renders() -> None:
+    box = Sandbox(SandboxLimits(timeout=5.0, render_timeout=0.2))
+    budget = RenderBudget(box.limits)
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        _render_each(budget, box)
+    assert budget.time_left <= 0
+
+
+def test_the_loop_slice_stops_a_render_that_takes_long() -> None:
+    budget = RenderBudget(SandboxLimits(loop_slice=0.01))
+    budget.use_slice = True
+    with pytest.raises(SliceExpired):
+        render("".join(_HEAVY % i for i in range(100)), {}, budget=budget)
+    assert budget.slice_left <= 0
+    budget.use_slice = False  # then the rest of the budget applies, and no slice
+    assert render(_HEAVY % 1, {}, budget=budget) == "10000"
+
+
+def test_a_slice_is_not_a_template_error_and_a_cheap_render_does_not_use_it_up() -> None:
+    assert not issubclass(SliceExpired, TemplateError)
+    budget = RenderBudget()
+    budget.use_slice = True
+    for _ in range(100):
+        assert render("${a} and ${a + 1}", {"a": 1}, budget=budget) == "1 and 2"
+    assert budget.slice_left > 0
+
+
+# -- the engine's renders: on the loop while cheap, in a thread once expensive ---------------
+
+
+async def test_a_cheap_render_stays_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio.to_thread
+
+    from aiobamboo.engine._context import new_budget, render_values, render_within
+
+    def no_thread(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a cheap render must not hop to a thread")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    budget = new_budget()
+    for _ in range(200):
+        rendered = await render_within(
+            budget, render_values, {"a": "${x}", "b": "<${x + 1}>"}, {"x": 1}
+        )
+        assert rendered == {"a": 1, "b": "<2>"}
+
+
+async def test_an_expensive_render_moves_to_a_thread_and_the_loop_keeps_ticking() -> None:
+    import threading
+    import time
+
+    import anyio
+
+    from aiobamboo.engine._context import render_values, render_within
+
+    threads: list[str] = []
+
+    class Recording(dict[str, Any]):
+        def __contains__(self, key: object) -> bool:
+            threads.append(threading.current_thread().name)
+            return super().__contains__(key)
+
+    budget = RenderBudget(SandboxLimits(render_timeout=30.0, timeout=5.0))
+    text = "${n}" + "".join(_HEAVY % i for i in range(60)) + "${n + 0}"  # about a second
+    gaps: list[float] = []
+    done = anyio.Event()
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await anyio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        started = time.monotonic()
+        rendered = await render_within(budget, render_values, {"k": text}, Recording(n=1))
+        took = time.monotonic() - started
+        done.set()
+    assert rendered["k"] == "1" + "".join(str(9999 + i) for i in range(60)) + "1"
+    assert threads[0] == threading.main_thread().name  # tried on the loop first
+    assert threads[-1] != threading.main_thread().name  # finished in a worker thread
+    assert budget.slice_left <= 0
+    assert max(gaps) < min(0.4, took / 2), (max(gaps), took)
+
+
+async def test_a_render_error_in_a_thread_names_the_key() -> None:
+    from aiobamboo.engine._context import render_values, render_within
+
+    budget = RenderBudget(SandboxLimits(render_timeout=0.2, timeout=5.0, loop_slice=0.001))
+    text = "".join(_HEAVY % i for i in range(400))
+    with pytest.raises(ExpressionLimitError, match=r"^input 'k': .*in total"):
+        await render_within(budget, render_values, {"k": text}, {})
+
+
+def test_render_mapping_names_the_key_of_a_failing_value() -> None:
+    with pytest.raises(ExpressionLimitError, match=r"^input 'b': \$\{a\}\$\{a\}"):
+        render_mapping({"a": "${a}", "b": "${a}${a}"}, {"a": "x" * 600_000})
+    assert render_mapping({"k": "<${a}>"}, {"a": 1}, what="context variable") == {"k": "<1>"}
+
+
+def test_a_variable_that_is_just_another_name_is_not_a_use_of_the_value() -> None:
+    # As hydrate resolves variables: ``${b}`` and ``${c}`` name the big value.
+    big = "x" * 5_000_000
+    budget = RenderBudget()
+    namespace: dict[str, Any] = {"big": big}
+    for name, value in (("b", "${big}"), ("c", "${b}")):
+        namespace.update(render_mapping({name: value}, namespace, budget=budget, aliases=True))
+    assert render({"input": "${c}"}, namespace, budget=budget) == {"input": big}
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        render({"again": "${b}"}, namespace, budget=budget)  # stored a second time
+    # Inside a container, each reference is a use.
+    with pytest.raises(ExpressionLimitError, match="in total"):
+        render_mapping({"d": ["${big}", "${big}"]}, {"big": big}, aliases=True)

@@ -180,6 +180,7 @@ def converges(tree: Tree) -> dict[str, str | None]:
 def test_public_names() -> None:
     assert validator.__all__ == [
         "add_sink_type",
+        "count_nodes",
         "get_allowed_start_node_ids",
         "get_skipped_execute_node_ids",
         "validate_and_process_pipeline",

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import attrs
 
-from ... import codec, template
+from ... import codec
 from ...component import DataObject, Service
 from ...exceptions import ValueCodecError
-from .._context import hydrate, references_of
+from .._context import hydrate, new_budget, references_of, render_values, render_within
 from .._env import STALE, Outcome, Step, format_exc, go, logger
 from .._run import CALLBACK, MULTIPLE_CALLBACK, P_RUNNING, P_SLEEPING, POLL, Schedule, new_id
 from .._spec import PLAIN, ContextVar, InputSpec
@@ -42,15 +42,21 @@ def inject_counters(step: Step, keys: tuple[str, ...] = ("_loop", "_inner_loop")
 async def _render_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any]:
     inject_counters(step)
     render = {k: v.value for k, v in raw.items() if v.need_render}
-    namespace = await hydrate(
-        step.env,
-        step.run,
-        step.top_pipeline_id,
-        references_of(render.values()),
-        inner_loop=step.state.inner_loop,
-    )
-    namespace.update(_counters(step))
-    inputs = {k: template.render(v, namespace) for k, v in render.items()}
+    inputs: dict[str, Any] = {}
+    if render:
+        # One budget for the variables resolved and all the inputs: limits
+        # bound the node's whole render, not each value on its own.
+        budget = new_budget()
+        namespace = await hydrate(
+            step.env,
+            step.run,
+            step.top_pipeline_id,
+            references_of(render.values()),
+            inner_loop=step.state.inner_loop,
+            budget=budget,
+        )
+        namespace.update(_counters(step))
+        inputs = await render_within(budget, render_values, render, namespace)
     inputs.update({k: v.value for k, v in raw.items() if not v.need_render})
     inputs.update(_counters(step))
     return inputs
@@ -90,7 +96,13 @@ def _extract_outputs(step: Step, outputs: dict[str, Any]) -> None:
         items = (
             list(current.value) if current is not None and isinstance(current.value, list) else []
         )
-        payload = dict(outputs.get("outputs") or {})
+        raw = outputs.get("outputs") or {}
+        if not isinstance(raw, Mapping):
+            raise TypeError(
+                f'outputs["outputs"] of loop node {node.id} must be a dict, '
+                f"got {type(raw).__name__}: {raw!r:.200}"
+            )
+        payload = dict(raw)
         payload.update(result=outputs.get("_result"), inner_loop=outputs.get("_inner_loop"))
         items.append(payload)
         run.put_context(pipeline_id, key, ContextVar(PLAIN, items))
@@ -138,7 +150,8 @@ def _encodable(values: dict[str, Any]) -> dict[str, Any]:
     kept = {}
     for key, value in values.items():
         try:
-            codec.check(value)
+            # Checked as stored, one level down in the dict: depth counts from there.
+            codec.check({key: value})
         except ValueCodecError:
             continue
         kept[key] = value
@@ -156,18 +169,28 @@ async def _conclude(
     """Finish, finish with the error ignored, or fail (table in §5.4)."""
     outputs = dict(data.outputs)
     node = step.node
-    if success:
-        step.finish()
-        _extract_outputs(step, outputs)
+    ignorable = node.error_ignorable or (node.loop is not None and node.loop.fail_skip)
+    if success or ignorable:
+        # Outputs go to the context before the node is FINISHED: one that
+        # cannot be extracted fails the node, which then never runs again.
+        try:
+            _extract_outputs(step, outputs)
+        except Exception as exc:
+            logger.warning("node %s: outputs not extracted: %s", node.id, exc)
+            data.outputs.update(_result=False, ex_data=format_exc(exc))
+            _save(step, dict(data.inputs), dict(data.outputs))
+            await _hook(step, service, fail_hook, data, parent)
+            return step.fail()
+        step.finish(error_ignored=not success)
         await _hook(step, service, "node_finish", data, parent)
-        return go(_next_node(step))
-    if node.error_ignorable or (node.loop is not None and node.loop.fail_skip):
-        step.finish(error_ignored=True)
-        _extract_outputs(step, outputs)
-        await _hook(step, service, "node_finish", data, parent)
+        if success:
+            return go(_next_node(step))
         return go(node.first_target if node.error_ignorable else _next_node(step))
     await _hook(step, service, fail_hook, data, parent)
-    _extract_outputs(step, outputs)
+    try:
+        _extract_outputs(step, outputs)
+    except Exception as exc:
+        logger.warning("node %s: outputs not extracted: %s", node.id, exc)
     return step.fail()
 
 
@@ -244,13 +267,19 @@ async def _call(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
         step.run.in_flight[key] = scope
         try:
             result = await step.env.call(fn, *args)
+            success = succeeded(result)
         except Exception as exc:
             return False, format_exc(exc)
         finally:
             step.run.in_flight.pop(key, None)
     if scope.cancelled_caught:
         return False, "abandoned by an operator"
-    return result is not False, None
+    return success, None
+
+
+def succeeded(result: Any) -> bool:
+    """None is success, anything else counts by its truth value, as in the original."""
+    return True if result is None else bool(result)
 
 
 async def resume_schedule(step: Step, sched: Schedule) -> Outcome:
@@ -280,24 +309,40 @@ async def _next_trigger(step: Step, sched: Schedule, service: Service) -> tuple[
     run, key = step.run, (sched.node_id, sched.version)
     if sched.type == POLL:
         delay = _poll_delay(service, sched.times)
-        if delay > 0:
+        if delay > 0 and not run.callbacks.get(key):
             waiter = run.waiter(*key)
             with anyio.move_on_after(delay):
                 await waiter.event.wait()
             if waiter.stale:
                 return False, None
-        return step.is_current(), None
+            if waiter.event.is_set():
+                run.waiters.pop(key, None)
+        if not step.is_current():
+            return False, None
+        # A callback to a polling activity is one more poll, with its data, as in
+        # the original; it comes early rather than waiting out the interval.
+        row = run.take_callback(key)
+        return True, None if row is None else codec.loads(row.data_json)
     while True:
-        queue = run.callbacks.get(key)
-        if queue:
-            row = queue.popleft()
-            run.put_callback(attrs.evolve(row, consumed=True))
-            return step.is_current(), codec.loads(row.data_json)
+        # Checked before taking one: a callback taken is answered as delivered.
+        if not step.is_current():
+            return False, None
+        row = run.take_callback(key)
+        if row is not None:
+            return True, codec.loads(row.data_json)
         waiter = run.waiter(*key)
         await waiter.event.wait()
         if waiter.stale:
             return False, None
         run.waiters.pop(key, None)
+
+
+def _refuse_queued(step: Step, sched: Schedule, what: str) -> None:
+    """Refuse the callbacks queued behind the one that ended the schedule."""
+    step.run.refuse_callbacks(
+        (sched.node_id, sched.version),
+        f"node {sched.node_id} version {sched.version} {what} before this callback was taken",
+    )
 
 
 async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Outcome:
@@ -313,6 +358,7 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
             if not sched.expired and not sched.finished:
                 sched.expired = True
                 run.put_schedule(sched)
+            _refuse_queued(step, sched, "was failed or revoked")
             return STALE
         sched.times += 1
         service = _make_service(step, cls)
@@ -324,6 +370,7 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
         elif ex_data is not None:
             await _hook(step, service, "node_schedule_exception", data, parent, callback_data)
         if not step.is_current():
+            _refuse_queued(step, sched, "was failed or revoked")
             return STALE
         success = _record(step, data, success, ex_data)
         run.put_schedule(sched)
@@ -335,4 +382,9 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
         if done or not success:
             proc.status = P_RUNNING
             run.put_process(proc)
+            _refuse_queued(
+                step,
+                sched,
+                "finished its schedule" if done else "failed",
+            )
             return await _conclude(step, service, data, parent, success, "node_schedule_fail")

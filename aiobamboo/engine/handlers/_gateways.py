@@ -7,25 +7,30 @@ from typing import Any
 
 from ... import template
 from ...exceptions import ConditionSyntaxError
-from .._context import hydrate, references_of
+from .._context import hydrate, new_budget, references_of, render_within
 from .._env import STRATEGY_FIRST, Outcome, Step, go
 
 _Chosen = list[tuple[str, str]]  # (flow id, target)
 
+# Enough of the data to see what a condition compared, not a copy of every
+# big value into the node's error.
+_MAX_DUMP = 10_000
 
-def _escape(value: Any) -> Any:
-    """Raw newlines and tabs become escapes so a rendered condition still parses (§5.9)."""
-    if isinstance(value, str) and "\\" not in value:
-        return value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return value
+
+def _short(text: str) -> str:
+    if len(text) > _MAX_DUMP:
+        return f"{text[:_MAX_DUMP]}...({len(text)} characters)"
+    return text
 
 
 def _dump(namespace: dict[str, Any]) -> str:
-    return json.dumps(namespace, default=repr, ensure_ascii=False)
+    return _short(json.dumps(namespace, default=repr, ensure_ascii=False))
 
 
 async def _choose(step: Step, first_only: bool) -> _Chosen | Outcome:
     node = step.node
+    # One budget for the variables resolved and every condition of the node.
+    budget = new_budget()
     try:
         namespace = await hydrate(
             step.env,
@@ -33,26 +38,30 @@ async def _choose(step: Step, first_only: bool) -> _Chosen | Outcome:
             step.top_pipeline_id,
             references_of(expr for _, expr, _ in node.conditions),
             inner_loop=step.state.inner_loop,
+            budget=budget,
         )
     except Exception as exc:
         return step.fail(
             {"ex_data": f"evaluation context hydrate failed({exc}), check node log for details."}
         )
-    namespace = {k: _escape(v) for k, v in namespace.items()}
     chosen: _Chosen = []
     for flow_id, expr, target in node.conditions:
         try:
-            ok = template.evaluate_condition(expr, namespace)
+            ok = await render_within(budget, template.evaluate_condition, expr, namespace)
         except ConditionSyntaxError as exc:
             return step.fail(
                 {
                     "ex_data": f"evaluate[{expr}] fail with data[{_dump(namespace)}]: please check "
-                    f"if some variable not exists or the expression is unsupported ({exc})"
+                    f"if some variable not exists or the expression is unsupported "
+                    f"({_short(str(exc))})"
                 }
             )
         except Exception as exc:
             return step.fail(
-                {"ex_data": f"evaluate[{expr}] fail with data[{_dump(namespace)}] message: {exc}"}
+                {
+                    "ex_data": f"evaluate[{expr}] fail with data[{_dump(namespace)}] "
+                    f"message: {_short(str(exc))}"
+                }
             )
         if ok:
             chosen.append((flow_id, target))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ... import template
-from .._context import hydrate, references_of
+from .._context import hydrate, new_budget, references_of, render_values, render_within
 from .._env import Outcome, Step, go
 from .._spec import PLAIN, ContextVar, InputSpec
 from ._activity import inject_counters
@@ -27,14 +26,17 @@ async def execute_subprocess(step: Step) -> Outcome:
     inject_counters(step, ("_loop",))
     render = {k: v.value for k, v in raw.items() if v.need_render}
     try:
+        # One budget for the variables resolved and all the params, as for an activity's inputs.
+        budget = new_budget()
         namespace = await hydrate(
             step.env,
             run,
             step.top_pipeline_id,
             references_of(render.values()),
             inner_loop=step.state.inner_loop,
+            budget=budget,
         )
-        params = {k: template.render(v, namespace) for k, v in render.items()}
+        params = await render_within(budget, render_values, render, namespace)
         params.update({k: v.value for k, v in raw.items() if not v.need_render})
         for key, value in params.items():
             run.put_context(node.id, key, ContextVar(PLAIN, value))
