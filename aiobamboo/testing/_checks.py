@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from . import api, states
-from .builder import (
+from .. import api, states
+from ..builder import (
     ConvergeGateway,
     Data,
     EmptyEndEvent,
@@ -39,7 +39,7 @@ from .builder import (
     Var,
     build_tree,
 )
-from .component import Component, ComponentLibrary, Service
+from ..component import Component, ComponentLibrary, Service
 
 __all__ = ["CHECKS", "check_runtime"]
 
