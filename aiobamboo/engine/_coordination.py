@@ -45,6 +45,8 @@ OPERATIONS = frozenset(
 
 #: Runs claimed per query; a worker loops while it gets full batches.
 CLAIM_BATCH = 16
+#: How many command timeouts a sender waits for a command a worker has taken.
+_TAKEN_PATIENCE = 4
 
 
 def _encode_error(exc: AiobambooError) -> str:
@@ -136,7 +138,7 @@ async def _apply_command(scheduler: Scheduler, row: CommandRow) -> None:
     try:
         await scheduler.store.complete_command(row.id, ok, message)
     except Exception:
-        # The sender times out with a clear message; the claim loop goes on.
+        # The sender gives up after a while with a clear message; the claim loop goes on.
         logger.exception("storing the outcome of command %s (%s) failed", row.id, row.op)
 
 
@@ -144,7 +146,8 @@ async def send_command(scheduler: Scheduler, root_id: str, op: str, args: list[A
     """Have the owner of ``root_id`` apply ``op``; raise what it raised."""
     store = scheduler.store
     command_id = await store.submit_command(root_id, op, codec.dumps(args, "arguments"))
-    deadline = time.monotonic() + scheduler.settings.command_timeout
+    timeout = scheduler.settings.command_timeout
+    started = time.monotonic()
     delay = 0.005
     while True:
         row = await store.get_command(command_id)
@@ -152,10 +155,19 @@ async def send_command(scheduler: Scheduler, root_id: str, op: str, args: list[A
             if row.ok:
                 return
             raise _decode_error(row.message)
-        if time.monotonic() > deadline and await store.cancel_command(command_id):
+        waited = time.monotonic() - started
+        if waited > timeout and await store.cancel_command(command_id):
             raise InvalidOperationError(
-                f"no worker applied {op} to pipeline {root_id} within "
-                f"{scheduler.settings.command_timeout} s; is a worker running?"
+                f"no worker applied {op} to pipeline {root_id} within {timeout} s; "
+                "is a worker running?"
+            )
+        # Taken, so no longer cancellable: the holder applies it (a callback may wait
+        # for its turn), or, if it died, the next holder takes it again. A holder that
+        # applied it and died before answering leaves nobody to answer: give up then.
+        if waited > _TAKEN_PATIENCE * timeout:
+            raise InvalidOperationError(
+                f"the worker holding pipeline {root_id} took {op} but gave no answer within "
+                f"{_TAKEN_PATIENCE * timeout:g} s; it may or may not have been applied"
             )
         await store.wait_for_signal(delay)
         delay = min(delay * 2, 0.2)

@@ -368,15 +368,20 @@ class Store(NamedQueryReads):
 
     async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
         lease_until = time.time() + self.lease_seconds
+        claimed: list[str] = []
         if root_ids is None:
             rows = await self._write("claim_runs", self.owner_id, lease_until, self.owner_id, limit)
-            return [r[0] for r in rows]
-        claimed: list[str] = []
-        for root_id in list(root_ids)[:limit]:
-            rows = await self._write(
-                "claim_run", self.owner_id, lease_until, root_id, self.owner_id
-            )
             claimed.extend(r[0] for r in rows)
+        else:
+            for root_id in list(root_ids)[:limit]:
+                rows = await self._write(
+                    "claim_run", self.owner_id, lease_until, root_id, self.owner_id
+                )
+                claimed.extend(r[0] for r in rows)
+        # The previous holder is gone (this worker holds the file lock): the commands
+        # it took and never answered would leave their senders waiting for ever.
+        for root_id in claimed:
+            await self._write("requeue_commands", root_id)
         return claimed
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:

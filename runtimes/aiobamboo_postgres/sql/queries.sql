@@ -360,30 +360,43 @@ FOR SHARE;
 SELECT pg_notify($1::text, $2::text);
 
 -- name: claim_runs
--- ($1 owner, $2 lease seconds, $3 limit): active runs nobody holds or whose lease ran out
-UPDATE {schema}.runs SET owner = $1::text,
-    lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
-WHERE root_id IN (
-    SELECT root_id FROM {schema}.runs
-    WHERE status = 'active'
-      AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
-    ORDER BY created_time
-    LIMIT $3::int
-    FOR UPDATE SKIP LOCKED
+-- ($1 owner, $2 lease seconds, $3 limit): active runs nobody holds or whose lease ran
+-- out; commands their previous holder took and never answered are pending again
+WITH claimed AS (
+    UPDATE {schema}.runs SET owner = $1::text,
+        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+    WHERE root_id IN (
+        SELECT root_id FROM {schema}.runs
+        WHERE status = 'active'
+          AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
+        ORDER BY created_time
+        LIMIT $3::int
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING root_id
+), requeued AS (
+    UPDATE {schema}.commands SET status = 'pending'
+    WHERE status = 'taken' AND root_id IN (SELECT root_id FROM claimed)
 )
-RETURNING root_id;
+SELECT root_id FROM claimed;
 
 -- name: claim_given
 -- ($1 owner, $2 lease seconds, $3 root_ids text[]): the same, among $3
-UPDATE {schema}.runs SET owner = $1::text,
-    lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
-WHERE root_id IN (
-    SELECT root_id FROM {schema}.runs
-    WHERE root_id = ANY($3::text[]) AND status = 'active'
-      AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
-    FOR UPDATE SKIP LOCKED
+WITH claimed AS (
+    UPDATE {schema}.runs SET owner = $1::text,
+        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+    WHERE root_id IN (
+        SELECT root_id FROM {schema}.runs
+        WHERE root_id = ANY($3::text[]) AND status = 'active'
+          AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING root_id
+), requeued AS (
+    UPDATE {schema}.commands SET status = 'pending'
+    WHERE status = 'taken' AND root_id IN (SELECT root_id FROM claimed)
 )
-RETURNING root_id;
+SELECT root_id FROM claimed;
 
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds

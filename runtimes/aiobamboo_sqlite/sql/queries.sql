@@ -223,6 +223,10 @@ WHERE c.status = 'pending' AND r.owner = ?;
 UPDATE commands SET status = 'taken' WHERE status = 'pending' AND root_id = ?
 RETURNING id, root_id, op, args, status, ok, message, created_time;
 
+-- name: requeue_commands
+-- (root_id): commands of a run that its previous holder took and never answered
+UPDATE commands SET status = 'pending' WHERE status = 'taken' AND root_id = ?;
+
 -- name: complete_command
 -- (ok, message, id)
 UPDATE commands SET status = 'done', ok = ?, message = ? WHERE id = ?;
