@@ -32,6 +32,7 @@ __all__ = [
     "Runtime",
     "ScheduleRow",
     "StateRow",
+    "Store",
     "WriteBatch",
     "load_sql_blocks",
 ]
@@ -358,3 +359,17 @@ class Runtime(Protocol):
 
     async def wait_for_signal(self, at_most: float) -> None:
         """Return when another process signalled new work, or after ``at_most`` seconds."""
+
+
+@runtime_checkable
+class Store(Runtime, Protocol):
+    """A :class:`Runtime` with its lifecycle: what an engine is handed to run on."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, and start accepting commits."""
+
+    async def aclose(self) -> None:
+        """Write what was accepted, then release every connection, lock and task."""
+
+    def statistics(self) -> dict[str, Any]:
+        """Figures for introspection (pool sizes, ...); may be empty."""
