@@ -49,6 +49,11 @@ from conftest import PG_DSN, require_postgres
 pytestmark = pytest.mark.postgres
 
 
+async def _active_runs(runtime: Any) -> list[str]:
+    """Root ids of the active runs (a query the engine itself does not need)."""
+    return [r[0] for r in await runtime.store._all("active_runs")]
+
+
 # -- fixtures and helpers --------------------------------------------------------
 
 
@@ -341,7 +346,7 @@ async def test_schemas_are_isolated(admin: asyncpg.Connection, schemas: Any) -> 
         assert await a.store.get_run("r") is not None
         assert await b.store.get_run("r") is None
         await b.store.commit(new_run_batch("r"))  # the same id in another schema
-        assert await b.store.active_run_ids() == ["r"]
+        assert await _active_runs(b) == ["r"]
     assert await admin.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", odd)
 
 
@@ -455,7 +460,7 @@ async def test_commit_and_every_read_roundtrip(runtime: PostgresRuntime) -> None
 
     run = await runtime.store.get_run("r")
     assert run == RunRow("r", '{"id": "r"}', "{}", "active", 1.0)
-    assert await runtime.store.active_run_ids() == ["r"]
+    assert await _active_runs(runtime) == ["r"]
     assert await runtime.store.get_node_root("b") == "r"
     assert await runtime.store.get_node_root("zz") is None
     assert await runtime.store.get_state("a") == state("a", "r", started_time=None)
@@ -504,7 +509,7 @@ async def test_upserts_overwrite_and_an_ended_run_drops_its_processes(
 
     await runtime.store.commit(WriteBatch(root_id="r", run_status="finished"))
     assert (await runtime.store.get_run("r")).status == "finished"  # type: ignore[union-attr]
-    assert await runtime.store.active_run_ids() == []
+    assert await _active_runs(runtime) == []
     snap = await runtime.store.load_run("r")
     assert snap is not None
     assert snap.processes == []
@@ -557,7 +562,7 @@ async def test_concurrent_commits_share_transactions(
     await asyncio.gather(*(runtime.store.commit(new_run_batch(f"r{i}")) for i in range(50)))
     assert sum(sizes) == 50
     assert len(sizes) < 50
-    assert len(await runtime.store.active_run_ids()) == 50
+    assert len(await _active_runs(runtime)) == 50
 
 
 async def test_a_data_error_fails_only_its_batch(
