@@ -1,4 +1,7 @@
-"""SQLiteRuntime: the embedded default runtime, on aiosqlite (asyncio only).
+"""SQLiteRuntime: the embedded default runtime, on the standard library's sqlite3.
+
+The connection lives on a thread the runtime owns; results come back to the
+event loop through asyncio, so the runtime is asyncio only.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by
 default. A committed step survives a crash of the process (SIGKILL included);

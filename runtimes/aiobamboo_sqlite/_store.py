@@ -1,9 +1,10 @@
-"""Storage on one aiosqlite connection, with group commit.
+"""Storage on one sqlite3 connection, on a thread of its own, with group commit.
 
-Concurrent batches are queued and written by one committer task in a single
-transaction, each batch inside its own savepoint so one refused batch does
-not sink the others. The whole transaction runs as one call on aiosqlite's
-thread, so a group of node steps costs one thread hop and one commit.
+The group committer (:mod:`aiobamboo.storage`) hands over every batch queued
+meanwhile; they are written in one transaction, and only a batch that creates
+a run gets a savepoint of its own, so one refused batch does not sink the
+others. The whole transaction runs as one call on the connection's thread,
+so a group of node steps costs one thread hop and one commit.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import json
 import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from importlib import resources
 from typing import IO, Any, Literal, TypeAlias
-
-import aiosqlite
 
 from aiobamboo.exceptions import InvalidOperationError, StorageError
 from aiobamboo.runtime import (
@@ -41,6 +39,7 @@ from aiobamboo.storage import BatchOutcome, GroupCommitter, Merged, merge
 
 from ._file import lock_database, open_error
 from ._migrate import migrate
+from ._thread import SQLiteThread
 
 Synchronous: TypeAlias = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -238,16 +237,17 @@ def _apply_group(
     return results
 
 
-async def _thread_stopped(connection: aiosqlite.Connection) -> None:
-    """Wait for the thread of a connection that failed to open to end.
-
-    aiosqlite stops it with a call that reports back to the event loop; were
-    the loop closed first (the caller gives up at once), the report would fail
-    in that thread.
-    """
-    thread = getattr(connection, "_thread", connection)
-    if isinstance(thread, threading.Thread) and thread.is_alive():
-        await asyncio.to_thread(thread.join, 5.0)
+def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    # Node ids are random, so writes land all over the tables: a page cache
+    # large enough for the working set keeps them off the disk.
+    conn.execute("PRAGMA cache_size=-16384")
+    # No memory map, whatever SQLite was built with: touching a mapped page of
+    # a file another process truncated raises SIGBUS and kills the process.
+    conn.execute("PRAGMA mmap_size=0")
+    migrate(conn)
 
 
 class Store(NamedQueryReads):
@@ -266,7 +266,7 @@ class Store(NamedQueryReads):
         self.owner_id = f"sqlite-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # One worker per file (the flock), so a lease only matters to clients.
         self.lease_seconds = 3600.0
-        self.conn: aiosqlite.Connection | None = None
+        self.conn: SQLiteThread | None = None
         self._lock_file: IO[bytes] | None = None
         self._committer = GroupCommitter(self._write_group, what=f"SQLite database {self.path}")
         self._signal = asyncio.Event()
@@ -281,30 +281,18 @@ class Store(NamedQueryReads):
     async def open(self) -> None:
         if self.worker and not self.in_memory:
             self._lock_file = lock_database(self.path)
-        connection = aiosqlite.connect(self.path, isolation_level=None)
+        connection = SQLiteThread(self.path)
         try:
-            self.conn = await connection
+            await connection.open()
         except Exception as exc:
-            await _thread_stopped(connection)
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        self.conn = connection
         try:
-            await self._prepare(self.conn)
+            await connection.call(_prepare, self.synchronous)
         except sqlite3.Error as exc:
             # SQLite reads the file lazily: a garbage header shows up here, not at connect.
             raise open_error(self.path, exc) from exc
         self._committer.start()
-
-    async def _prepare(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        # Node ids are random, so writes land all over the tables: a page cache
-        # large enough for the working set keeps them off the disk.
-        await conn.execute("PRAGMA cache_size=-16384")
-        # No memory map, whatever SQLite was built with: touching a mapped page of
-        # a file another process truncated raises SIGBUS and kills the process.
-        await conn.execute("PRAGMA mmap_size=0")
-        await migrate(conn)
 
     async def aclose(self) -> None:
         try:
@@ -325,7 +313,7 @@ class Store(NamedQueryReads):
     def statistics(self) -> dict[str, Any]:
         return {}
 
-    def _connection(self) -> aiosqlite.Connection:
+    def _connection(self) -> SQLiteThread:
         if self.conn is None:
             raise StorageError("the runtime is not open")
         return self.conn
@@ -341,10 +329,7 @@ class Store(NamedQueryReads):
     async def _write_group(self, batches: list[WriteBatch]) -> list[BatchOutcome]:
         conn = self._connection()
         try:
-            # aiosqlite runs the callable on its connection thread.
-            results = await conn._execute(  # type: ignore[no-untyped-call]
-                _apply_group, conn._conn, batches, self._new_run_owner()
-            )
+            results = await conn.call(_apply_group, batches, self._new_run_owner())
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite commit to {self.path} failed: {exc}") from exc
         if any(b.new_run is not None for b in batches):
@@ -383,7 +368,7 @@ class Store(NamedQueryReads):
     async def _write(self, name: str, *args: Any) -> list[Any]:
         """A statement outside the group commit, in a transaction of its own."""
         try:
-            # Autocommit: aiosqlite runs one call at a time, so this never lands
+            # Autocommit: the thread runs one call at a time, so this never lands
             # inside a group commit's transaction.
             return list(await self._connection().execute_fetchall(Q[name], args))
         except sqlite3.Error as exc:
