@@ -224,11 +224,11 @@ def _apply_group(
             conn.execute("RELEASE new_run")
         merged = merge(b for b, r in zip(batches, results, strict=True) if r is None)
         # Before the rows: processes a later batch gave an ended run survive.
-        conn.executemany(Q["drop_processes"], [(root_id,) for root_id in sorted(merged.ended)])
+        for root_id in sorted(merged.ended):
+            conn.execute(Q["drop_processes"], (root_id,))
         _write_rows(conn, merged)
-        conn.executemany(
-            Q["set_run_status"], [(status, root) for root, status in merged.run_status.items()]
-        )
+        for root_id, status in merged.run_status.items():
+            conn.execute(Q["set_run_status"], (status, root_id))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
