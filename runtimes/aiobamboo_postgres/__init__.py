@@ -23,7 +23,7 @@ from aiobamboo.component import ComponentLibrary
 from aiobamboo.host import Engine, Settings
 
 from ._connect import redact
-from ._store import Store as PostgresStore
+from ._store import PostgresStore
 
 __all__ = ["PostgresRuntime", "PostgresStore"]
 

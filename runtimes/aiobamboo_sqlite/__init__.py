@@ -32,8 +32,7 @@ from typing import Any
 from aiobamboo.component import ComponentLibrary
 from aiobamboo.host import Engine, Settings
 
-from ._store import Store as SQLiteStore
-from ._store import Synchronous
+from ._store import SQLiteStore, Synchronous
 
 __all__ = ["SQLiteRuntime", "SQLiteStore"]
 

@@ -250,7 +250,7 @@ def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     migrate(conn)
 
 
-class Store(NamedQueryReads):
+class SQLiteStore(NamedQueryReads):
     """The SQL side of :class:`~aiobamboo_sqlite.SQLiteRuntime`: one file, one connection."""
 
     def __init__(

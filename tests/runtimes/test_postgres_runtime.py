@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 
 import aiobamboo_postgres._store as pg_store
+import aiobamboo_postgres._write as pg_write
 from aiobamboo import api
 from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
 from aiobamboo.component import Component, ComponentLibrary, Service
@@ -42,6 +43,7 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
+from aiobamboo.storage import Merged, merge
 from aiobamboo_postgres import PostgresRuntime, PostgresStore
 from aiobamboo_postgres._migrate import migrate, migrations, quote_ident
 from conftest import PG_DSN, require_postgres
@@ -237,7 +239,7 @@ def count_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_every_query_the_store_uses_is_in_the_file() -> None:
     text = (resources.files("aiobamboo_postgres") / "sql/queries.sql").read_text()
     names = set(load_sql_blocks(text))
-    source = Path(pg_store.__file__).read_text()
+    source = Path(pg_store.__file__).read_text() + Path(pg_write.__file__).read_text()
     used = set(re.findall(r'(?:q|self\.queries)\["(\w+)"\]', source))
     used |= set(re.findall(r'self\._(?:all|one)\("(\w+)"', source))
     assert used
@@ -248,8 +250,8 @@ def test_write_rows_takes_one_array_per_parameter() -> None:
     sql = pg_store.load_queries("x")["write_rows"]
     params = {int(n) for n in re.findall(r"\$(\d+)", sql)}
     assert params == set(range(1, 69))
-    assert len(pg_store.arguments(pg_store.Merged())) == 68
-    assert len(pg_store.arguments(pg_store.merge([full_batch("r")]))) == 68
+    assert len(pg_write.arguments(Merged())) == 68
+    assert len(pg_write.arguments(merge([full_batch("r")]))) == 68
 
 
 def test_queries_qualify_tables_with_the_quoted_schema() -> None:
@@ -268,7 +270,7 @@ def test_composed_statements_stay_with_the_schema_they_were_composed_for() -> No
     for i in range(20):
         q = pg_store.load_queries(f"s{i}")
         for fenced in (False, True):
-            sql = pg_store._compose(q, shape, fenced)
+            sql = pg_write._compose(q, shape, fenced)
             assert set(re.findall(r'"(s\d+)"\.', sql)) == {f"s{i}"}, (i, fenced)
         del q
 
