@@ -36,7 +36,8 @@ class Merged:
     execution_data: dict[str, ExecutionDataRow] = attrs.Factory(dict)
     node_data: dict[str, NodeDataRow] = attrs.Factory(dict)
     context: dict[tuple[str, str], ContextRow] = attrs.Factory(dict)
-    processes: dict[str, ProcessRow] = attrs.Factory(dict)
+    # root id -> process id -> row: ending a run drops its processes in one step.
+    _processes: dict[str, dict[str, ProcessRow]] = attrs.field(factory=dict, init=False)
     # Keyed like the unique (node_id, version) of the table, so no row is hit twice.
     schedules: dict[tuple[str, str], ScheduleRow] = attrs.Factory(dict)
     callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
@@ -51,7 +52,8 @@ class Merged:
         self.execution_data.update(batch.execution_data)
         self.node_data.update(batch.node_data)
         self.context.update(batch.context)
-        self.processes.update(batch.processes)
+        for pid, process in batch.processes.items():
+            self._processes.setdefault(process.root_id, {})[pid] = process
         self.schedules.update({(s.node_id, s.version): s for s in batch.schedules.values()})
         self.callbacks.update(batch.callbacks)
         self.histories.extend(batch.histories)
@@ -59,8 +61,12 @@ class Merged:
             self.run_status[batch.root_id] = batch.run_status
             if batch.run_status != RUN_ACTIVE:
                 self.ended.add(batch.root_id)
-                for pid in [k for k, p in self.processes.items() if p.root_id == batch.root_id]:
-                    del self.processes[pid]
+                self._processes.pop(batch.root_id, None)
+
+    @property
+    def processes(self) -> dict[str, ProcessRow]:
+        """The processes to write, by id."""
+        return {pid: p for rows in self._processes.values() for pid, p in rows.items()}
 
     def __bool__(self) -> bool:
         return bool(
@@ -68,7 +74,7 @@ class Merged:
             or self.execution_data
             or self.node_data
             or self.context
-            or self.processes
+            or any(self._processes.values())
             or self.schedules
             or self.callbacks
             or self.histories

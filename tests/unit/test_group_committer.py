@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from aiobamboo.exceptions import InvalidOperationError, StorageError
-from aiobamboo.runtime import WriteBatch
-from aiobamboo.storage import BatchOutcome, GroupCommitter
+from aiobamboo.runtime import RUN_FINISHED, RUN_REVOKED, ProcessRow, WriteBatch
+from aiobamboo.storage import BatchOutcome, GroupCommitter, merge
 
 
 class FakeStore:
@@ -110,3 +110,25 @@ async def test_a_cancelled_caller_leaves_its_batch_in_the_group() -> None:
     store.gate.set()
     await committer.aclose()
     assert store.groups == [["a"]]
+
+
+def _process(pid: str, root_id: str) -> ProcessRow:
+    return ProcessRow(pid, root_id, None, "n", None, (), "running", None, (), ())
+
+
+def test_merging_keeps_call_order_and_the_processes_written_after_a_run_ends() -> None:
+    merged = merge(
+        [
+            WriteBatch(root_id="r", processes={"a": _process("a", "r")}),
+            WriteBatch(root_id="s", processes={"s1": _process("s1", "s")}),
+            WriteBatch(root_id="r", run_status=RUN_FINISHED),
+            WriteBatch(root_id="r", processes={"b": _process("b", "r")}),
+            WriteBatch(root_id="r", run_status=RUN_REVOKED),
+            WriteBatch(root_id="r", processes={"c": _process("c", "r")}),
+        ]
+    )
+    assert sorted(merged.processes) == ["c", "s1"]
+    assert merged.ended == {"r"}
+    assert merged.run_status == {"r": RUN_REVOKED}
+    assert merged
+    assert not merge([WriteBatch(root_id="r")])
