@@ -19,9 +19,10 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from . import codec
-from .engine import RunEvent, Scheduler, scheduler_of
+from .engine import RunEvent, Scheduler
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
+from .host import Engine
 from .runtime import HistoryRow, StateRow
 
 __all__ = [
@@ -117,15 +118,15 @@ def _show(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-def _scheduler(runtime: Any) -> Scheduler:
-    try:
-        return scheduler_of(runtime)
-    except (TypeError, InvalidOperationError):
-        # TypeError: not hashable or weak-referenceable, so certainly not a runtime.
+def _scheduler(runtime: Engine) -> Scheduler:
+    # Checked, not trusted: callers without a type checker pass anything here.
+    scheduler = runtime.scheduler if isinstance(runtime, Engine) else None
+    if scheduler is None:
         raise InvalidOperationError(
             f"runtime must be an open aiobamboo runtime (use it as `async with runtime:`), "
             f"got {_show(runtime)}"
-        ) from None
+        )
+    return scheduler
 
 
 def _check_id(value: Any, what: str = "node_id") -> str:
@@ -195,7 +196,7 @@ def _check_timeout(value: Any) -> float | None:
 
 
 async def run_pipeline(
-    runtime: Any,
+    runtime: Engine,
     pipeline: dict[str, Any],
     root_pipeline_data: dict[str, Any] | None = None,
     root_pipeline_context: dict[str, Any] | None = None,
@@ -235,7 +236,7 @@ async def run_pipeline(
 
 
 async def wait_pipeline(
-    runtime: Any,
+    runtime: Engine,
     pipeline_id: str,
     timeout: float | None = None,  # noqa: ASYNC109 - the contract names this parameter
 ) -> EngineAPIResult[str]:
@@ -265,7 +266,7 @@ async def wait_pipeline(
 
 
 def subscribe(
-    runtime: Any, pipeline_id: str | None = None
+    runtime: Engine, pipeline_id: str | None = None
 ) -> AbstractAsyncContextManager[AsyncIterator[RunEvent]]:
     """Committed state changes, in order per pipeline: ``async with subscribe(rt) as events:``.
 
@@ -282,7 +283,11 @@ def subscribe(
 
 
 async def _operate(
-    name: str, runtime: Any, node_id: Any, what: str, check: Callable[[], list[Any]] | None = None
+    name: str,
+    runtime: Engine,
+    node_id: Any,
+    what: str,
+    check: Callable[[], list[Any]] | None = None,
 ) -> EngineAPIResult[None]:
     """Apply operator action ``name``; ``check`` validates and returns its other arguments."""
 
@@ -295,33 +300,33 @@ async def _operate(
     return await _result(call)
 
 
-async def pause_pipeline(runtime: Any, pipeline_id: str) -> EngineAPIResult[None]:
+async def pause_pipeline(runtime: Engine, pipeline_id: str) -> EngineAPIResult[None]:
     """Pause a pipeline or sub-process: running nodes finish, nothing new starts."""
     return await _operate("pause_pipeline", runtime, pipeline_id, "pipeline_id")
 
 
-async def resume_pipeline(runtime: Any, pipeline_id: str) -> EngineAPIResult[None]:
+async def resume_pipeline(runtime: Engine, pipeline_id: str) -> EngineAPIResult[None]:
     """Resume a paused pipeline or sub-process."""
     return await _operate("resume_pipeline", runtime, pipeline_id, "pipeline_id")
 
 
-async def revoke_pipeline(runtime: Any, pipeline_id: str) -> EngineAPIResult[None]:
+async def revoke_pipeline(runtime: Engine, pipeline_id: str) -> EngineAPIResult[None]:
     """Revoke a root pipeline: nothing further runs, waits are dropped."""
     return await _operate("revoke_pipeline", runtime, pipeline_id, "pipeline_id")
 
 
-async def pause_node_appoint(runtime: Any, node_id: str) -> EngineAPIResult[None]:
+async def pause_node_appoint(runtime: Engine, node_id: str) -> EngineAPIResult[None]:
     """Make the pipeline stop before ``node_id`` (not reached yet, or READY)."""
     return await _operate("pause_node_appoint", runtime, node_id, "node_id")
 
 
-async def resume_node_appoint(runtime: Any, node_id: str) -> EngineAPIResult[None]:
+async def resume_node_appoint(runtime: Engine, node_id: str) -> EngineAPIResult[None]:
     """Let a process paused before ``node_id`` go on."""
     return await _operate("resume_node_appoint", runtime, node_id, "node_id")
 
 
 async def retry_node(
-    runtime: Any, node_id: str, data: dict[str, Any] | None = None
+    runtime: Engine, node_id: str, data: dict[str, Any] | None = None
 ) -> EngineAPIResult[None]:
     """Run a FAILED node again.
 
@@ -343,17 +348,19 @@ async def retry_node(
     return await _operate("retry_node", runtime, node_id, "node_id", check)
 
 
-async def retry_subprocess(runtime: Any, node_id: str) -> EngineAPIResult[None]:
+async def retry_subprocess(runtime: Engine, node_id: str) -> EngineAPIResult[None]:
     """Run a FAILED sub-process node again."""
     return await _operate("retry_subprocess", runtime, node_id, "node_id")
 
 
-async def skip_node(runtime: Any, node_id: str) -> EngineAPIResult[None]:
+async def skip_node(runtime: Engine, node_id: str) -> EngineAPIResult[None]:
     """Mark a FAILED activity (or start event) FINISHED and go on after it."""
     return await _operate("skip_node", runtime, node_id, "node_id")
 
 
-async def skip_exclusive_gateway(runtime: Any, node_id: str, flow_id: str) -> EngineAPIResult[None]:
+async def skip_exclusive_gateway(
+    runtime: Engine, node_id: str, flow_id: str
+) -> EngineAPIResult[None]:
     """Take ``flow_id`` out of a FAILED exclusive gateway."""
 
     def check() -> list[Any]:
@@ -363,7 +370,7 @@ async def skip_exclusive_gateway(runtime: Any, node_id: str, flow_id: str) -> En
 
 
 async def skip_conditional_parallel_gateway(
-    runtime: Any, node_id: str, flow_ids: list[str], converge_gateway_id: str
+    runtime: Engine, node_id: str, flow_ids: list[str], converge_gateway_id: str
 ) -> EngineAPIResult[None]:
     """Fork ``flow_ids`` (distinct outgoing flows) out of a FAILED conditional parallel gateway."""
 
@@ -387,7 +394,7 @@ async def skip_conditional_parallel_gateway(
 
 
 async def forced_fail_activity(
-    runtime: Any, node_id: str, ex_data: str, send_post_set_state_signal: bool = True
+    runtime: Engine, node_id: str, ex_data: str, send_post_set_state_signal: bool = True
 ) -> EngineAPIResult[None]:
     """Fail a RUNNING activity now; its in-flight work is discarded when it returns."""
 
@@ -400,7 +407,7 @@ async def forced_fail_activity(
     return await _operate("forced_fail_activity", runtime, node_id, "node_id", check)
 
 
-async def callback(runtime: Any, node_id: str, version: str, data: Any) -> EngineAPIResult[None]:
+async def callback(runtime: Engine, node_id: str, version: str, data: Any) -> EngineAPIResult[None]:
     """Deliver callback ``data`` to the attempt ``version`` of a waiting activity.
 
     The data is durable once this returns ``result=True``. A multi-callback or
@@ -442,7 +449,7 @@ def _state_entry(row: StateRow, *, parent_id: str | None = None) -> dict[str, An
 
 
 async def get_pipeline_states(
-    runtime: Any, root_id: str, flat_children: bool = True
+    runtime: Engine, root_id: str, flat_children: bool = True
 ) -> EngineAPIResult[dict[str, Any]]:
     """The state tree of a root pipeline (``{}`` when it has no state)."""
 
@@ -467,7 +474,7 @@ async def get_pipeline_states(
     return await _result(call)
 
 
-async def get_children_states(runtime: Any, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
     """A node's state with the states directly inside it (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
@@ -484,7 +491,9 @@ async def get_children_states(runtime: Any, node_id: str) -> EngineAPIResult[dic
     return await _result(call)
 
 
-async def get_execution_data_inputs(runtime: Any, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+async def get_execution_data_inputs(
+    runtime: Engine, node_id: str
+) -> EngineAPIResult[dict[str, Any]]:
     """The node's rendered inputs (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
@@ -494,7 +503,9 @@ async def get_execution_data_inputs(runtime: Any, node_id: str) -> EngineAPIResu
     return await _result(call)
 
 
-async def get_execution_data_outputs(runtime: Any, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+async def get_execution_data_outputs(
+    runtime: Engine, node_id: str
+) -> EngineAPIResult[dict[str, Any]]:
     """The node's outputs (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
@@ -504,7 +515,7 @@ async def get_execution_data_outputs(runtime: Any, node_id: str) -> EngineAPIRes
     return await _result(call)
 
 
-async def get_execution_data(runtime: Any, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+async def get_execution_data(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
     """``{"inputs", "outputs"}``; refused when the node has no execution data."""
 
     async def call() -> dict[str, Any]:
@@ -516,7 +527,7 @@ async def get_execution_data(runtime: Any, node_id: str) -> EngineAPIResult[dict
     return await _result(call)
 
 
-async def get_data(runtime: Any, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+async def get_data(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
     """The node's raw data: ``{"inputs": {key: {"need_render", "value"}}, "outputs": {...}}``."""
 
     async def call() -> dict[str, Any]:
@@ -563,7 +574,7 @@ def _history(row: HistoryRow, short: bool) -> dict[str, Any]:
     return entry
 
 
-async def _histories(runtime: Any, node_id: Any, loop: Any) -> list[HistoryRow]:
+async def _histories(runtime: Engine, node_id: Any, loop: Any) -> list[HistoryRow]:
     store = _scheduler(runtime).store
     _check_id(node_id)
     if _check_loop(loop) != -1 and not 0 <= loop <= _MAX_STORED_LOOP:
@@ -572,7 +583,7 @@ async def _histories(runtime: Any, node_id: Any, loop: Any) -> list[HistoryRow]:
 
 
 async def get_node_histories(
-    runtime: Any, node_id: str, loop: int = -1
+    runtime: Engine, node_id: str, loop: int = -1
 ) -> EngineAPIResult[list[dict[str, Any]]]:
     """The node's earlier attempts, oldest first (``loop=-1``: every loop)."""
 
@@ -583,7 +594,7 @@ async def get_node_histories(
 
 
 async def get_node_short_histories(
-    runtime: Any, node_id: str, loop: int = -1
+    runtime: Engine, node_id: str, loop: int = -1
 ) -> EngineAPIResult[list[dict[str, Any]]]:
     """As :func:`get_node_histories`, without inputs and outputs."""
 

@@ -27,6 +27,7 @@ from .builder import (
     build_tree,
 )
 from .component import Component, ComponentLibrary, Service
+from .host import open_url
 
 library = ComponentLibrary()
 
@@ -139,8 +140,6 @@ def _names(tree: dict[str, Any]) -> dict[str, str]:
 
 
 async def run_demo(db: str = "aiobamboo-demo.db") -> None:
-    from aiobamboo_sqlite import SQLiteRuntime
-
     tree = build_demo()
     names = _names(tree)
     approve_id = next(
@@ -150,7 +149,7 @@ async def run_demo(db: str = "aiobamboo-demo.db") -> None:
         for n in s["pipeline"]["activities"].values()
     )
     print(f"aiobamboo demo: SQLite file {db}\n")
-    async with SQLiteRuntime(db, components=library) as runtime:
+    async with open_url(db, components=library) as runtime:
         result = await api.run_pipeline(runtime, tree)
         assert result.result, result.message
         last = ""

@@ -6,6 +6,15 @@ transactions between concurrent batches if it likes) and answers the reads
 the API needs. Runtimes know nothing about node kinds; the engine knows
 nothing about SQL.
 
+A store plays three roles, each a Protocol of its own:
+
+- :class:`Journal`: the durable record the scheduler writes and rebuilds runs from;
+- :class:`ReadModel`: what the API reads for its callers;
+- :class:`Coordination`: claims, leases, commands and wake-up signals between processes.
+
+:class:`Runtime` is the three together, and :class:`Store` adds the
+:class:`Lifecycle` (open, close) an :class:`~aiobamboo.host.Engine` drives.
+
 Value columns (``*_json``) hold text written by :mod:`aiobamboo.codec`; times
 are POSIX seconds (float).
 """
@@ -22,16 +31,21 @@ __all__ = [
     "CallbackRow",
     "CommandRow",
     "ContextRow",
+    "Coordination",
     "ExecutionDataRow",
     "HistoryRow",
+    "Journal",
+    "Lifecycle",
     "NamedQueryReads",
     "NodeDataRow",
     "ProcessRow",
+    "ReadModel",
     "RunRow",
     "RunSnapshot",
     "Runtime",
     "ScheduleRow",
     "StateRow",
+    "Store",
     "WriteBatch",
     "load_sql_blocks",
 ]
@@ -243,9 +257,6 @@ class NamedQueryReads:
         row = await self._one("get_run", root_id)
         return RunRow(*row) if row else None
 
-    async def active_run_ids(self) -> list[str]:
-        return [r[0] for r in await self._all("active_runs")]
-
     async def get_node_root(self, node_id: str) -> str | None:
         row = await self._one("node_root", node_id)
         return row[0] if row else None
@@ -291,29 +302,37 @@ def load_sql_blocks(text: str) -> dict[str, str]:
     return queries
 
 
-@runtime_checkable
-class Runtime(Protocol):
-    """What the engine needs from storage. Every method may raise StorageError."""
+# The storage protocol, in the three roles a store plays. A new runtime can be
+# written, and checked with aiobamboo.testing, one role at a time.
 
-    # -- writes ---------------------------------------------------------------
+
+@runtime_checkable
+class Journal(Protocol):
+    """The durable record: the scheduler writes every step here and rebuilds runs from it.
+
+    Every method may raise StorageError.
+    """
+
     async def commit(self, batch: WriteBatch) -> None:
         """Store ``batch`` atomically; batches are applied in call order.
 
-        A batch with ``new_run`` whose root id exists raises InvalidOperationError.
+        A batch with ``new_run`` whose root id exists, or whose node ids belong
+        to another run, raises InvalidOperationError and changes nothing.
         """
 
-    # -- runs -----------------------------------------------------------------
     async def get_run(self, root_id: str) -> RunRow | None: ...
 
-    async def active_run_ids(self) -> list[str]:
-        """Root ids of runs that are neither finished nor revoked."""
-
-    async def load_run(self, root_id: str) -> RunSnapshot | None: ...
+    async def load_run(self, root_id: str) -> RunSnapshot | None:
+        """Everything needed to rebuild the run in memory, as one commit left it."""
 
     async def get_node_root(self, node_id: str) -> str | None:
         """The root id of the run whose tree holds ``node_id`` (reached or not)."""
 
-    # -- reads for the API ----------------------------------------------------
+
+@runtime_checkable
+class ReadModel(Protocol):
+    """What the API reads to answer its callers; the scheduler never needs it."""
+
     async def get_state(self, node_id: str) -> StateRow | None: ...
 
     async def get_states_by_root(self, root_id: str) -> list[StateRow]: ...
@@ -324,10 +343,15 @@ class Runtime(Protocol):
 
     async def get_node_data(self, node_id: str) -> NodeDataRow | None: ...
 
-    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]: ...
+    async def get_histories(self, node_id: str, loop: int = -1) -> list[HistoryRow]:
+        """The node's history rows, oldest first; of one loop only unless ``loop`` is -1."""
 
-    # -- ownership and coordination (several processes share one database) --------
-    #: this runtime's owner id, written into the runs it holds
+
+@runtime_checkable
+class Coordination(Protocol):
+    """Several processes sharing one database: who holds which run, and messages to them."""
+
+    #: this store's owner id, written into the runs it holds
     owner_id: str
     #: seconds a claim lasts unless renewed; another worker may take the run after that
     lease_seconds: float
@@ -347,7 +371,8 @@ class Runtime(Protocol):
     async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
         """Queue an operation for the owner of ``root_id``; returns the command id."""
 
-    async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]: ...
+    async def pending_commands(self, root_ids: Sequence[str]) -> list[CommandRow]:
+        """Take the pending commands of those of ``root_ids`` this owner holds, oldest first."""
 
     async def complete_command(self, command_id: str, ok: bool, message: str) -> None: ...
 
@@ -358,3 +383,27 @@ class Runtime(Protocol):
 
     async def wait_for_signal(self, at_most: float) -> None:
         """Return when another process signalled new work, or after ``at_most`` seconds."""
+
+
+@runtime_checkable
+class Runtime(Journal, ReadModel, Coordination, Protocol):
+    """Everything the engine and the API need from storage: the three roles together."""
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """Opening and closing a store; the engine calls these around its scheduler."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, and start accepting commits."""
+
+    async def aclose(self) -> None:
+        """Write every commit accepted so far, then release connections, locks and tasks."""
+
+    def statistics(self) -> dict[str, Any]:
+        """Figures for introspection (pool sizes, ...); may be empty."""
+
+
+@runtime_checkable
+class Store(Runtime, Lifecycle, Protocol):
+    """What an :class:`~aiobamboo.host.Engine` is handed: a runtime with its lifecycle."""

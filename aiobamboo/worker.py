@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
 
 import anyio
 
-from .engine import Settings, scheduler_of
+from .engine import Settings
+from .host import Engine, open_url
 
 logger = logging.getLogger("aiobamboo.worker")
 
 
 def open_runtime(
     db: str, *, schema: str = "aiobamboo", concurrency: int = 10_000, lease_seconds: float = 15.0
-) -> Any:
-    """A worker runtime for ``db``: a ``postgresql://`` DSN, or a SQLite path."""
-    settings = Settings(concurrency=concurrency)
-    if db.startswith(("postgres://", "postgresql://")):
-        from aiobamboo_postgres import PostgresRuntime
+) -> Engine:
+    """A worker runtime for ``db``: a ``postgresql://`` DSN, or a SQLite path.
 
-        return PostgresRuntime(
-            db, schema=schema, worker=True, settings=settings, lease_seconds=lease_seconds
-        )
-    from aiobamboo_sqlite import SQLiteRuntime
-
-    return SQLiteRuntime(db.removeprefix("sqlite://"), worker=True, settings=settings)
+    The runtime package that serves the URL's scheme is found through its
+    entry point, so this module imports none.
+    """
+    return open_url(
+        db,
+        worker=True,
+        settings=Settings(concurrency=concurrency),
+        schema=schema,
+        lease_seconds=lease_seconds,
+    )
 
 
 async def run_worker(
@@ -42,7 +43,8 @@ async def run_worker(
     failure: BaseException | None = None
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with runtime:
-            scheduler = scheduler_of(runtime)
+            scheduler = runtime.scheduler
+            assert scheduler is not None  # set while the runtime is open
             logger.info("worker %s running pipelines", getattr(runtime, "owner_id", ""))
             async with anyio.create_task_group() as tg:
 

@@ -37,7 +37,7 @@ SHAPES = {
 
 
 def _start_workers(count: int, schema: str) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "runtimes")])}
     command = [
         sys.executable, "-m", "aiobamboo.cli", "worker", "--db", PG_DSN, "--schema", schema,
         "--import", "benchmarks.worker_components",

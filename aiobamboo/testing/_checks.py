@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import anyio
@@ -40,8 +40,9 @@ from ..builder import (
     build_tree,
 )
 from ..component import Component, ComponentLibrary, Service
+from ._roles import ROLE_CHECKS
 
-__all__ = ["CHECKS", "check_runtime"]
+__all__ = ["CHECKS", "ROLES", "check_runtime"]
 
 RuntimeFactory = Callable[..., Any]
 
@@ -245,18 +246,39 @@ CHECKS: tuple[Callable[[RuntimeFactory], Awaitable[None]], ...] = (
 )
 
 
-async def check_runtime(factory: RuntimeFactory) -> None:
-    """Run every conformance check; raise AssertionError listing those that failed.
+#: Every role a runtime is checked in, in the order a new runtime is written.
+ROLES: tuple[str, ...] = (*ROLE_CHECKS, "engine")
 
-    ``factory(components=...)`` must return a fresh, unopened runtime on the
-    same storage each time it is called.
+
+async def check_runtime(factory: RuntimeFactory, *, roles: Iterable[str] = ROLES) -> None:
+    """Run the conformance checks of ``roles``; raise AssertionError listing those that failed.
+
+    ``factory(**options)`` must return a fresh, unopened runtime (an
+    :class:`~aiobamboo.host.Engine`) on the same storage each time it is
+    called; the checks pass ``components=`` and ``worker=``. The roles:
+
+    - ``journal``, ``read model``, ``coordination``: the store's protocols,
+      called directly on ``runtime.store``;
+    - ``engine``: pipelines run through :mod:`aiobamboo.api` (every role at once).
+
+    A new runtime can be written one role at a time:
+    ``await check_runtime(factory, roles=["journal"])`` first.
     """
+    selected = list(roles)
+    unknown = [r for r in selected if r not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}; the roles are {list(ROLES)}")
+    checks = [
+        (role, check)
+        for role in selected
+        for check in (CHECKS if role == "engine" else ROLE_CHECKS[role])
+    ]
     failures = []
-    for check in CHECKS:
+    for role, check in checks:
         began = time.monotonic()
         try:
             await check(factory)
         except Exception as exc:
-            failures.append(f"{check.__name__} ({time.monotonic() - began:.1f} s): {exc!r}")
+            failures.append(f"{role}: {check.__name__} ({time.monotonic() - began:.1f} s): {exc!r}")
     if failures:
         raise AssertionError("runtime conformance failed:\n" + "\n".join(failures))

@@ -1,15 +1,8 @@
 """Storage on an asyncpg pool, with group commit.
 
-Round trips dominate on Postgres, so concurrent batches are queued and one
-committer task writes everything queued in one transaction:
-
-- each batch that creates a run costs one statement (``insert_run``); a
-  refused one (duplicate run id, node ids of another run) changes nothing, or
-  is undone by one compensating statement;
-- the rows of all other accepted batches are merged (last write per key, in
-  call order) and upserted by ONE statement (``write_rows``, unnest arrays);
-- if that fails with a data error, the group is written again one batch per
-  SAVEPOINT, so the faulty batch alone fails and the others commit.
+Round trips dominate on Postgres, so concurrent batches are queued by the
+group committer (:mod:`aiobamboo.storage`) and each group is written in one
+transaction by :func:`~aiobamboo_postgres._write.write_group`.
 
 A group that fails on a connection error (a killed backend, a restart) is
 written again on a fresh connection a few times. That is safe when the first
@@ -24,25 +17,22 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
+import os
+import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from operator import attrgetter
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
-import attrs
 
-from aiobamboo.exceptions import InvalidOperationError, StaleWriteError, StorageError
+from aiobamboo.exceptions import StorageError
 from aiobamboo.runtime import (
-    RUN_ACTIVE,
     CallbackRow,
     CommandRow,
     ContextRow,
     ExecutionDataRow,
-    HistoryRow,
     NamedQueryReads,
     NodeDataRow,
     ProcessRow,
@@ -53,84 +43,39 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
+from aiobamboo.storage import GroupCommitter
 
-from ._migrate import quote_ident
+from ._connect import (
+    MAX_IDENTIFIER_BYTES,
+    channel_for,
+    check_schema,
+    close_pool,
+    create_pool,
+    cut,
+    redact,
+)
+from ._errors import (
+    CLOSE_TIMEOUT,
+    COMMIT_BACKOFF,
+    DRIVER_ERRORS,
+    connection_lost,
+    is_transient,
+    storage_error,
+)
+from ._migrate import migrate, quote_ident
+from ._write import Result, Writer, write_group
 
 __all__ = [
-    "CLOSE_TIMEOUT",
     "COMMIT_BACKOFF",
-    "DRIVER_ERRORS",
+    "PostgresStore",
     "Queries",
-    "Store",
-    "connection_lost",
-    "is_transient",
     "load_queries",
-    "merge",
-    "storage_error",
     "write_group",
 ]
 
 logger = logging.getLogger("aiobamboo.postgres")
 
 T = TypeVar("T")
-
-# Everything the driver or the socket can raise; each becomes StorageError.
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,  # includes TimeoutError
-)
-
-# Errors that mean the connection is gone or unusable. After one, the pool's
-# other connections are likely dead too (a restart, pg_terminate_backend), yet
-# look alive until used, so the pool is told to replace them all.
-_CONNECTION_LOST: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError
-    asyncpg.InterfaceError,  # "connection is closed", "pool is closing", ...
-    # Raised when the server's goodbye message arrived on an idle connection:
-    # "cannot switch to state ...; another operation is in progress".
-    asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, fast shutdown
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,  # the server is starting up
-    OSError,
-)
-
-# Errors after which the same work may succeed on another attempt.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    *_CONNECTION_LOST,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
-    asyncpg.exceptions.InvalidCachedStatementError,  # a migration changed a table
-)
-
-# Waits before the 2nd, 3rd and 4th attempt of a group commit.
-COMMIT_BACKOFF = (0.05, 0.2, 0.5)
-
-# How long closing waits for queued commits, and for busy pool connections.
-CLOSE_TIMEOUT = 10.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failure worth another attempt (on a fresh connection)."""
-    # asyncpg's client-side DataError (a bad argument) is an InterfaceError
-    # and a ValueError; trying it again cannot help.
-    return isinstance(exc, _TRANSIENT) and not isinstance(exc, ValueError)
-
-
-def connection_lost(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, _CONNECTION_LOST)
-        and not isinstance(exc, ValueError)
-        and not isinstance(exc, asyncpg.exceptions.OutdatedSchemaCacheError)
-    )
-
-
-def storage_error(what: str, exc: BaseException) -> StorageError:
-    error = StorageError(f"{what}: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
 
 
 class Queries(dict[str, str]):
@@ -159,466 +104,83 @@ def load_queries(schema: str) -> Queries:
     )
 
 
-# -- turning batches into statement arguments ------------------------------------
-
-_STATE = attrgetter(
-    "node_id", "root_id", "parent_id", "name", "state", "version", "loop", "inner_loop",
-    "retry", "skip", "error_ignored", "created_time", "started_time", "archived_time",
-)  # fmt: skip
-_EXECUTION_DATA = attrgetter("node_id", "root_id", "inputs_json", "outputs_json")
-_NODE_DATA = attrgetter("node_id", "root_id", "inputs_json")
-_CONTEXT = attrgetter("pipeline_id", "key", "root_id", "type", "value_json", "custom_type")
-_SCHEDULE = attrgetter(
-    "id", "root_id", "node_id", "version", "type", "process_id", "finished", "expired", "times"
-)
-_CALLBACK = attrgetter(
-    "id", "root_id", "node_id", "version", "data_json", "consumed", "created_time"
-)
-_HISTORY = attrgetter(
-    "id", "root_id", "node_id", "started_time", "archived_time", "loop", "skip", "retry",
-    "version", "inputs_json", "outputs_json", "created_time",
-)  # fmt: skip
-
-
-def _process(p: ProcessRow) -> tuple[Any, ...]:
-    return (
-        p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
-        json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children), json.dumps(p.acks),
-    )  # fmt: skip
-
-
-def _columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:
-    """Rows to one sequence per column, as ``unnest`` takes them."""
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-    return columns or [()] * width
-
-
-@attrs.define
-class Merged:
-    """The rows of several batches, one per key, as applying them in order leaves them."""
-
-    states: dict[str, StateRow] = attrs.Factory(dict)
-    execution_data: dict[str, ExecutionDataRow] = attrs.Factory(dict)
-    node_data: dict[str, NodeDataRow] = attrs.Factory(dict)
-    context: dict[tuple[str, str], ContextRow] = attrs.Factory(dict)
-    processes: dict[str, ProcessRow] = attrs.Factory(dict)
-    # Keyed like the conflict target of the upsert, so no row is hit twice.
-    schedules: dict[tuple[str, str], ScheduleRow] = attrs.Factory(dict)
-    callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
-    histories: list[HistoryRow] = attrs.Factory(list)
-    run_status: dict[str, str] = attrs.Factory(dict)
-    # Runs whose stored processes are deleted (except those upserted here).
-    ended: set[str] = attrs.Factory(set)
-
-    def add(self, batch: WriteBatch) -> None:
-        self.states.update(batch.states)
-        self.execution_data.update(batch.execution_data)
-        self.node_data.update(batch.node_data)
-        self.context.update(batch.context)
-        self.processes.update(batch.processes)
-        self.schedules.update({(s.node_id, s.version): s for s in batch.schedules.values()})
-        self.callbacks.update(batch.callbacks)
-        self.histories.extend(batch.histories)
-        if batch.run_status is not None:
-            self.run_status[batch.root_id] = batch.run_status
-            if batch.run_status != RUN_ACTIVE:
-                # One at a time, the run's processes written so far would be
-                # deleted with the stored ones; later batches may add new ones.
-                self.ended.add(batch.root_id)
-                for pid in [k for k, p in self.processes.items() if p.root_id == batch.root_id]:
-                    del self.processes[pid]
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.states
-            or self.execution_data
-            or self.node_data
-            or self.context
-            or self.processes
-            or self.schedules
-            or self.callbacks
-            or self.histories
-            or self.run_status
-        )
-
-    def arguments(self) -> list[Sequence[Any]]:
-        """The 68 array arguments of ``write_rows``, in its parameter order."""
-        return [
-            *_columns(map(_STATE, self.states.values()), 14),
-            *_columns(map(_EXECUTION_DATA, self.execution_data.values()), 4),
-            *_columns(map(_NODE_DATA, self.node_data.values()), 3),
-            *_columns(map(_CONTEXT, self.context.values()), 6),
-            *_columns(map(_process, self.processes.values()), 10),
-            *_columns(map(_SCHEDULE, self.schedules.values()), 9),
-            *_columns(map(_CALLBACK, self.callbacks.values()), 7),
-            *_columns(map(_HISTORY, self.histories), 12),
-            list(self.run_status),
-            list(self.run_status.values()),
-            sorted(self.ended),
-        ]
-
-    def parts(self) -> list[tuple[str, list[Sequence[Any]]]]:
-        """The tables this group touches, each with its part's array arguments."""
-        out: list[tuple[str, list[Sequence[Any]]]] = []
-        tables = (
-            ("states", map(_STATE, self.states.values()), 14),
-            ("execution_data", map(_EXECUTION_DATA, self.execution_data.values()), 4),
-            ("node_data", map(_NODE_DATA, self.node_data.values()), 3),
-            ("context", map(_CONTEXT, self.context.values()), 6),
-            ("processes", map(_process, self.processes.values()), 10),
-            ("schedules", map(_SCHEDULE, self.schedules.values()), 9),
-            ("callbacks", map(_CALLBACK, self.callbacks.values()), 7),
-            ("histories", map(_HISTORY, self.histories), 12),
-        )
-        for name, rows, width in tables:
-            columns = _columns(rows, width)
-            if columns[0]:
-                out.append((name, columns))
-        if self.run_status:
-            out.append(("run_status", [list(self.run_status), list(self.run_status.values())]))
-        if self.ended:
-            out.append(("drop_processes", [sorted(self.ended), list(self.processes)]))
-        return out
-
-
-def merge(batches: Iterable[WriteBatch]) -> Merged:
-    merged = Merged()
-    for batch in batches:
-        merged.add(batch)
-    return merged
-
-
-# -- writing a group -------------------------------------------------------------
-
-Result: TypeAlias = BaseException | None  # per batch: None (stored) or the error to raise
-
-
-@attrs.frozen
-class Writer:
-    """Who writes: a worker owns the runs it creates and may only write runs it owns."""
-
-    owner: str | None  # None: a client; its new runs wait for a worker to claim them
-    lease_seconds: float
-    channel: str
-
-    @property
-    def fenced(self) -> bool:
-        return self.owner is not None
-
-
-#: A writer that owns nothing and signals nobody (tools, tests).
-CLIENT = Writer(owner=None, lease_seconds=0.0, channel="")
-
-
-async def _create_run(
-    conn: Any, q: dict[str, str], run: RunRow, nodes: list[str], writer: Writer
-) -> Result:
-    """Insert ``run`` and its node ids; the refusal if it cannot be."""
-    row = await conn.fetchrow(
-        q["insert_run"],
-        run.root_id,
-        run.tree_json,
-        run.options_json,
-        run.status,
-        run.created_time,
-        nodes,
-        writer.owner,
-        writer.lease_seconds,
-    )
-    if not row["inserted"]:
-        if row["same"]:
-            return None  # a retried commit whose first attempt did commit
-        return InvalidOperationError(f"pipeline {run.root_id} already exists")
-    if row["nodes"] < len(nodes):
-        # This statement created the run, so every row with its root id is
-        # ours: removing them undoes it without a savepoint round trip.
-        await conn.execute(q["undo_run"], run.root_id)
-        return InvalidOperationError(f"pipeline {run.root_id} reuses node ids of another pipeline")
-    return None
-
-
-async def _write_batch_run(
-    conn: Any, q: dict[str, str], batch: WriteBatch, writer: Writer
-) -> Result:
-    if batch.new_run is None:
-        return None
-    return await _create_run(conn, q, batch.new_run, list(batch.new_nodes), writer)
-
-
-async def _fence(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], results: list[Result], writer: Writer
-) -> None:
-    """Refuse the batches of runs this worker no longer owns (its lease was taken over).
-
-    The runs it does own stay locked (FOR SHARE) until the commit, so no
-    claimer can take one over between this check and the write.
-    """
-    if not writer.fenced:
-        return
-    roots = sorted({b.root_id for b, r in zip(batches, results, strict=True) if r is None})
-    if not roots:
-        return
-    owned = {r[0] for r in await conn.fetch(q["lock_owned"], roots, writer.owner)}
-    for i, batch in enumerate(batches):
-        if results[i] is None and batch.root_id not in owned:
-            results[i] = StaleWriteError(
-                f"pipeline {batch.root_id} is no longer held by this worker; write refused"
-            )
-
-
-async def _signal_new_runs(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], results: list[Result], writer: Writer
-) -> None:
-    """A client's new runs wait for a worker: wake the workers (delivered at commit)."""
-    if (
-        writer.owner is None
-        and writer.channel
-        and any(b.new_run is not None and r is None for b, r in zip(batches, results, strict=True))
-    ):
-        await conn.execute(q["notify"], writer.channel, "run")
-
-
-async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBatch]) -> None:
-    merged = merge(batches)
-    if merged:
-        await conn.execute(q["write_rows"], *merged.arguments())
-
-
-class _NotHeld(Exception):
-    """The composed write found a run of its group no longer held: nothing was written."""
-
-
-_PARAM = re.compile(r"\$(\d+)")
-
-
-def _renumber(sql: str, offset: int) -> str:
-    def shifted(match: re.Match[str]) -> str:
-        return f"${int(match.group(1)) + offset}"
-
-    return _PARAM.sub(shifted, sql)
-
-
-def _compose(q: dict[str, str], tables: tuple[str, ...], fenced: bool) -> str:
-    """One statement that writes ``tables`` (and checks the fence first, if ``fenced``).
-
-    The fence is all or nothing: every part writes only if every run of the
-    group is still held by the writer, locked FOR SHARE until the end of the
-    statement's transaction. Statements are cached per shape with the
-    queries of ``q`` (a plain dict gets no cache); asyncpg prepares each shape
-    once per connection.
-    """
-    cache: dict[tuple[tuple[str, ...], bool], str] = getattr(q, "composed", {})
-    sql = cache.get((tables, fenced))
-    if sql is not None:
-        return sql
-    ctes: list[str] = []
-    offset = 0
-    if fenced:
-        ctes.append(q["fence"])
-        offset = 2
-    ok_where = "WHERE (SELECT ok FROM fence)" if fenced else ""
-    ok_and = "AND (SELECT ok FROM fence)" if fenced else ""
-    for table in tables:
-        part = q[f"part_{table}"].replace("{ok_where}", ok_where).replace("{ok_and}", ok_and)
-        width = len(set(_PARAM.findall(part)))
-        part = _renumber(part, offset)
-        ctes.append(f"w_{table} AS (\n{part}\n)")
-        offset += width
-    final = "SELECT ok FROM fence" if fenced else "SELECT true"
-    sql = cache[tables, fenced] = "WITH " + ",\n".join(ctes) + "\n" + final
-    return sql
-
-
-async def _write_composed(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
-) -> None:
-    """Write the merged rows of ``batches`` with one statement; raise _NotHeld if fenced out."""
-    parts = merge(batches).parts()
-    if not parts:
-        return
-    args: list[Any] = []
-    if writer.fenced:
-        args += [sorted({b.root_id for b in batches}), writer.owner]
-    for _, columns in parts:
-        args.extend(columns)
-    sql = _compose(q, tuple(name for name, _ in parts), writer.fenced)
-    if not await conn.fetchval(sql, *args):
-        raise _NotHeld
-
-
-async def _write_common(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
-) -> list[Result] | None:
-    """The usual group: one statement, no BEGIN/COMMIT unless runs are created.
-
-    None when a run of the group is no longer held (the caller then writes the
-    group batch by batch, refusing only the stale ones).
-    """
-    results: list[Result] = [None] * len(batches)
-    try:
-        if all(b.new_run is None for b in batches):
-            await _write_composed(conn, q, batches, writer)
-            return results
-        async with conn.transaction():
-            for i, batch in enumerate(batches):
-                results[i] = await _write_batch_run(conn, q, batch, writer)
-            accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
-            await _write_composed(conn, q, accepted, writer)
-            await _signal_new_runs(conn, q, batches, results, writer)
-    except _NotHeld:
-        return None
-    return results
-
-
-async def _write_fast(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
-) -> list[Result]:
-    """One transaction: new runs one by one, then every other row in one statement.
-
-    Creating the runs first is equivalent to applying the batches in order:
-    the other batches of a group cannot touch a run that does not exist yet.
-    """
-    results: list[Result] = [None] * len(batches)
-    async with conn.transaction():
-        for i, batch in enumerate(batches):
-            results[i] = await _write_batch_run(conn, q, batch, writer)
-        await _fence(conn, q, batches, results, writer)
-        accepted = (b for b, r in zip(batches, results, strict=True) if r is None)
-        await _write_merged(conn, q, accepted)
-        await _signal_new_runs(conn, q, batches, results, writer)
-    return results
-
-
-async def _write_one_by_one(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
-) -> list[Result]:
-    """One transaction, each batch in its own savepoint: a failing batch fails alone."""
-    results: list[Result] = []
-    async with conn.transaction():
-        for batch in batches:
-            try:
-                async with conn.transaction():  # nested: a SAVEPOINT
-                    result = await _write_batch_run(conn, q, batch, writer)
-                    if result is None:
-                        outcome: list[Result] = [None]
-                        await _fence(conn, q, [batch], outcome, writer)
-                        result = outcome[0]
-                    if result is None:
-                        await _write_merged(conn, q, [batch])
-            except DRIVER_ERRORS as exc:
-                if is_transient(exc):
-                    raise
-                result = storage_error(f"postgres refused a write of pipeline {batch.root_id}", exc)
-            results.append(result)
-        await _signal_new_runs(conn, q, batches, results, writer)
-    return results
-
-
-async def write_group(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer | None = None
-) -> list[Result]:
-    """Store ``batches`` on ``conn``; the outcome of each. Raises on connection errors."""
-    writer = writer or CLIENT
-    try:
-        results = await _write_common(conn, q, batches, writer)
-        if results is not None:
-            return results
-        return await _write_fast(conn, q, batches, writer)
-    except DRIVER_ERRORS as exc:
-        if is_transient(exc):
-            raise
-        logger.warning("group commit of %d batches failed (%s); isolating", len(batches), exc)
-    return await _write_one_by_one(conn, q, batches, writer)
-
-
-def _settle(group: list[tuple[WriteBatch, asyncio.Future[None]]], results: list[Result]) -> None:
-    for (_, future), result in zip(group, results, strict=True):
-        if future.done():  # the caller was cancelled
-            continue
-        if result is None:
-            future.set_result(None)
-        else:
-            future.set_exception(result)
-
-
-def _fail(group: list[tuple[WriteBatch, asyncio.Future[None]]], error: BaseException) -> None:
-    _settle(group, [error] * len(group))
-
-
-class Store(NamedQueryReads):
-    """The SQL side of :class:`~aiobamboo_postgres.PostgresRuntime`."""
-
-    pool: Any
-    queries: dict[str, str]
-
-    owner_id: str
-    lease_seconds: float
-    worker: bool
-    channel: str
-
-    def __init__(self, pool: Any, queries: dict[str, str]) -> None:
-        self.pool = pool
-        self.queries = queries
+class PostgresStore(NamedQueryReads):
+    """The SQL side of :class:`~aiobamboo_postgres.PostgresRuntime`: one schema, one pool."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "aiobamboo",
+        pool: Any = None,
+        worker: bool = True,
+        min_pool_size: int = 2,
+        max_pool_size: int = 10,
+        lease_seconds: float = 15.0,
+    ) -> None:
+        check_schema(schema)
+        self.dsn = dsn
+        self.schema = schema
+        self.worker = worker
+        self.min_pool_size = min_pool_size
+        self.max_pool_size = max_pool_size
+        self.application_name = cut(f"aiobamboo/{schema}", MAX_IDENTIFIER_BYTES)
+        self.lease_seconds = lease_seconds
+        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # One channel per schema: installations sharing a database do not wake each other.
+        self.channel = channel_for(schema)
+        self.queries: dict[str, str] = load_queries(schema)
+        self.pool: Any = None
+        self._adopted_pool = pool
         self._signal = asyncio.Event()
         self._listener: Any = None
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
         self._listen_task: asyncio.Task[None] | None = None
         self._may_listen = False
-        self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
-        self._wakeup = asyncio.Event()
-        self._closing = False
-        self._committer: asyncio.Task[None] | None = None
+        self._committer = GroupCommitter(
+            self._write_group, what=f"PostgreSQL schema {schema!r}", close_timeout=CLOSE_TIMEOUT
+        )
 
-    def start(self) -> None:
-        self._closing = False
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.dsn)!r}, schema={self.schema!r})"
+
+    @property
+    def adopted_pool(self) -> bool:
+        """Whether the pool was passed in (and is therefore not closed on exit)."""
+        return self._adopted_pool is not None
+
+    async def open(self) -> None:
+        self.pool = self._adopted_pool or await create_pool(
+            self.dsn,
+            min_size=self.min_pool_size,
+            max_size=self.max_pool_size,
+            application_name=self.application_name,
+        )
+        try:
+            async with self.pool.acquire() as conn:
+                await migrate(conn, self.schema)
+        except DRIVER_ERRORS as exc:
+            raise storage_error(f"cannot migrate schema {self.schema!r}", exc) from exc
         self._may_listen = True
-        self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+        self._committer.start()
 
-    async def close(self) -> None:
-        """Write what is queued (for up to CLOSE_TIMEOUT seconds), then stop the committer."""
-        committer, self._committer = self._committer, None
-        if committer is not None:
-            self._closing = True
-            self._wakeup.set()
-            done, _ = await asyncio.wait({committer}, timeout=CLOSE_TIMEOUT)
-            if not done:
-                committer.cancel()
-            try:
-                await committer
-            except asyncio.CancelledError:
-                pass
-        _fail(self._queue, StorageError("the runtime was closed"))
-        self._queue.clear()
+    async def aclose(self) -> None:
+        await self._close_listener()
+        await self._committer.aclose()
+        pool, self.pool = self.pool, None
+        if pool is not None and pool is not self._adopted_pool:
+            await close_pool(pool)
+
+    def statistics(self) -> dict[str, Any]:
+        pool = self.pool
+        return {
+            "pool_size": pool.get_size() if pool is not None else 0,
+            "pool_idle": pool.get_idle_size() if pool is not None else 0,
+        }
 
     async def commit(self, batch: WriteBatch) -> None:
-        if self._committer is None:
-            raise StorageError("the runtime is not open")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, future))
-        self._wakeup.set()
-        await future
-
-    async def _commit_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            group, self._queue = self._queue, []
-            try:
-                results = await self._write_group([batch for batch, _ in group])
-            except asyncio.CancelledError:
-                _fail(group, StorageError("the runtime was closed during a commit"))
-                raise
-            except Exception as exc:
-                # The committer must outlive any failure, or later commits hang.
-                error = storage_error("postgres commit failed", exc)
-                _fail(group, error if isinstance(exc, DRIVER_ERRORS) else exc)
-            else:
-                _settle(group, results)
+        await self._committer.commit(batch)
 
     async def _write_group(self, batches: list[WriteBatch]) -> list[Result]:
         """:func:`write_group` on a pooled connection; on a fresh one after a connection error."""
@@ -629,7 +191,7 @@ class Store(NamedQueryReads):
                 )
             except DRIVER_ERRORS as exc:
                 if delay is None or not is_transient(exc):
-                    raise
+                    raise storage_error("postgres commit failed", exc) from exc
                 logger.warning("postgres commit failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -783,7 +345,7 @@ class Store(NamedQueryReads):
 
     async def _listen(self) -> None:
         try:
-            conn = await asyncpg.connect(self.dsn_for_listen())
+            conn = await asyncpg.connect(self.dsn)
         except DRIVER_ERRORS as exc:
             # Notifications only make waiting shorter; polling still finds the work.
             logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
@@ -816,9 +378,6 @@ class Store(NamedQueryReads):
                 await asyncio.wait_for(listener.close(), CLOSE_TIMEOUT)
             except DRIVER_ERRORS:
                 listener.terminate()
-
-    def dsn_for_listen(self) -> str:
-        raise NotImplementedError
 
 
 def _process_row(row: Sequence[Any]) -> ProcessRow:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from importlib import resources
-
-import aiosqlite
 
 
 def migrations() -> list[tuple[str, str]]:
@@ -14,13 +13,13 @@ def migrations() -> list[tuple[str, str]]:
     return [(name.removesuffix(".sql"), folder.joinpath(name).read_text()) for name in files]
 
 
-async def migrate(conn: aiosqlite.Connection) -> list[str]:
-    """Apply pending migrations; returns the ids applied now."""
-    await conn.execute(
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations; returns the ids applied now (on the connection's thread)."""
+    conn.execute(
         "CREATE TABLE IF NOT EXISTS aiobamboo_migrations "
         "(id TEXT PRIMARY KEY, applied_time REAL NOT NULL)"
     )
-    rows = await conn.execute_fetchall("SELECT id FROM aiobamboo_migrations")
+    rows = conn.execute("SELECT id FROM aiobamboo_migrations").fetchall()
     applied = {row[0] for row in rows}
     done = []
     for mid, sql in migrations():
@@ -28,6 +27,6 @@ async def migrate(conn: aiosqlite.Connection) -> list[str]:
             continue
         # One script, one transaction: a migration applies whole or not at all.
         record = f"INSERT INTO aiobamboo_migrations VALUES ('{mid}', {time.time()});"
-        await conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n{record}\nCOMMIT;")
+        conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n{record}\nCOMMIT;")
         done.append(mid)
     return done

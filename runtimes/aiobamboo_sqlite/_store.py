@@ -1,28 +1,27 @@
-"""Storage on one aiosqlite connection, with group commit.
+"""Storage on one sqlite3 connection, on a thread of its own, with group commit.
 
-Concurrent batches are queued and written by one committer task in a single
-transaction, each batch inside its own savepoint so one refused batch does
-not sink the others. The whole transaction runs as one call on aiosqlite's
-thread, so a group of node steps costs one thread hop and one commit.
+The group committer (:mod:`aiobamboo.storage`) hands over every batch queued
+meanwhile; they are written in one transaction, and only a batch that creates
+a run gets a savepoint of its own, so one refused batch does not sink the
+others. The whole transaction runs as one call on the connection's thread,
+so a group of node steps costs one thread hop and one commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
-
-import aiosqlite
+from typing import IO, Any, Literal, TypeAlias
 
 from aiobamboo.exceptions import InvalidOperationError, StorageError
 from aiobamboo.runtime import (
-    RUN_ACTIVE,
     CallbackRow,
     CommandRow,
     ContextRow,
@@ -36,6 +35,13 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
+from aiobamboo.storage import BatchOutcome, GroupCommitter, Merged, merge
+
+from ._file import lock_database, open_error
+from ._migrate import migrate
+from ._thread import SQLiteThread
+
+Synchronous: TypeAlias = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 Q = load_sql_blocks(resources.files(__package__).joinpath("sql/queries.sql").read_text())
 
@@ -90,27 +96,6 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
         ) from None
 
 
-def _merge(batches: list[WriteBatch]) -> WriteBatch:
-    """One batch with every row of ``batches``; a later write of a row wins."""
-    merged = WriteBatch(root_id="")
-    ended: set[str] = set()
-    for batch in batches:
-        merged.states.update(batch.states)
-        merged.execution_data.update(batch.execution_data)
-        merged.node_data.update(batch.node_data)
-        merged.context.update(batch.context)
-        merged.processes.update(batch.processes)
-        merged.schedules.update(batch.schedules)
-        merged.callbacks.update(batch.callbacks)
-        merged.histories.extend(batch.histories)
-        if batch.run_status is not None and batch.run_status != RUN_ACTIVE:
-            ended.add(batch.root_id)
-    if ended:
-        # An ended run keeps no processes: writing them only to delete them is waste.
-        merged.processes = {k: p for k, p in merged.processes.items() if p.root_id not in ended}
-    return merged
-
-
 #: From this many rows on, a table's rows travel as one JSON parameter.
 BULK_ROWS = 16
 
@@ -130,7 +115,7 @@ def _bulk(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> 
         conn.executemany(Q[query + "_rows"], rows)
 
 
-def _write_rows(conn: sqlite3.Connection, batch: WriteBatch) -> None:
+def _write_rows(conn: sqlite3.Connection, batch: Merged) -> None:
     _bulk(
         conn,
         "upsert_state",
@@ -237,13 +222,13 @@ def _apply_group(
                 conn.execute("ROLLBACK TO new_run")
                 results[i] = exc
             conn.execute("RELEASE new_run")
-        accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
-        _write_rows(conn, _merge(accepted))
-        for batch in accepted:
-            if batch.run_status is not None:
-                conn.execute(Q["set_run_status"], (batch.run_status, batch.root_id))
-                if batch.run_status != RUN_ACTIVE:
-                    conn.execute(Q["drop_processes"], (batch.root_id,))
+        merged = merge(b for b, r in zip(batches, results, strict=True) if r is None)
+        # Before the rows: processes a later batch gave an ended run survive.
+        for root_id in sorted(merged.ended):
+            conn.execute(Q["drop_processes"], (root_id,))
+        _write_rows(conn, merged)
+        for root_id, status in merged.run_status.items():
+            conn.execute(Q["set_run_status"], (status, root_id))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -252,86 +237,109 @@ def _apply_group(
     return results
 
 
-class Store(NamedQueryReads):
-    """The SQL side of :class:`~aiobamboo_sqlite.SQLiteRuntime`."""
+def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    # Node ids are random, so writes land all over the tables: a page cache
+    # large enough for the working set keeps them off the disk.
+    conn.execute("PRAGMA cache_size=-16384")
+    # No memory map, whatever SQLite was built with: touching a mapped page of
+    # a file another process truncated raises SIGBUS and kills the process.
+    conn.execute("PRAGMA mmap_size=0")
+    migrate(conn)
 
-    owner_id: str
-    lease_seconds: float
-    worker: bool
-    path: str
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
-        self._queue: list[tuple[WriteBatch, asyncio.Future[None]]] = []
-        self._wakeup = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
+class SQLiteStore(NamedQueryReads):
+    """The SQL side of :class:`~aiobamboo_sqlite.SQLiteRuntime`: one file, one connection."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        worker: bool = True,
+        synchronous: Synchronous = "NORMAL",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.worker = worker
+        self.synchronous = synchronous
+        self.owner_id = f"sqlite-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # One worker per file (the flock), so a lease only matters to clients.
+        self.lease_seconds = 3600.0
+        self.conn: SQLiteThread | None = None
+        self._lock_file: IO[bytes] | None = None
+        self._committer = GroupCommitter(self._write_group, what=f"SQLite database {self.path}")
         self._signal = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path == ":memory:" or self.path.startswith("file::memory:")
+
+    async def open(self) -> None:
+        if self.worker and not self.in_memory:
+            self._lock_file = lock_database(self.path)
+        connection = SQLiteThread(self.path)
+        try:
+            await connection.open()
+        except Exception as exc:
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        self.conn = connection
+        try:
+            await connection.call(_prepare, self.synchronous)
+        except sqlite3.Error as exc:
+            # SQLite reads the file lazily: a garbage header shows up here, not at connect.
+            raise open_error(self.path, exc) from exc
+        self._committer.start()
+
+    async def aclose(self) -> None:
+        try:
+            await self._committer.aclose()
+            conn, self.conn = self.conn, None
+            if conn is not None:
+                try:
+                    await conn.close()
+                except sqlite3.Error as exc:
+                    raise StorageError(f"cannot close {self.path}: {exc}") from exc
+        finally:
+            # Released even when closing failed: the connection is gone either way,
+            # and a held lock would keep every later worker out until this process exits.
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    def statistics(self) -> dict[str, Any]:
+        return {}
+
+    def _connection(self) -> SQLiteThread:
+        if self.conn is None:
+            raise StorageError("the runtime is not open")
+        return self.conn
 
     def _new_run_owner(self) -> Owner:
         if not self.worker:
             return (None, None)
         return (self.owner_id, time.time() + self.lease_seconds)
 
-    def start(self) -> None:
-        self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
-
-    async def close(self) -> None:
-        if self._committer is not None:
-            self._committer.cancel()
-            try:
-                await self._committer
-            except asyncio.CancelledError:
-                pass
-            self._committer = None
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(StorageError("the runtime was closed"))
-        self._queue.clear()
-
     async def commit(self, batch: WriteBatch) -> None:
-        if self._committer is None:
-            raise StorageError("the runtime is not open")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, future))
-        self._wakeup.set()
-        await future
+        await self._committer.commit(batch)
 
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            group, self._queue = self._queue, []
-            if not group:
-                continue
-            batches = [b for b, _ in group]
-            try:
-                # aiosqlite runs the callable on its connection thread.
-                results = await self.conn._execute(  # type: ignore[no-untyped-call]
-                    _apply_group, self.conn._conn, batches, self._new_run_owner()
-                )
-            except Exception as exc:
-                error = StorageError(f"sqlite commit to {self.path} failed: {exc}")
-                error.__cause__ = exc
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            if any(b.new_run is not None for b in batches):
-                self._signal.set()
-            for (_, future), result in zip(group, results, strict=True):
-                if future.done():
-                    continue
-                if result is None:
-                    future.set_result(None)
-                elif isinstance(result, InvalidOperationError):
-                    future.set_exception(result)
-                else:
-                    future.set_exception(StorageError(str(result)))
+    async def _write_group(self, batches: list[WriteBatch]) -> list[BatchOutcome]:
+        conn = self._connection()
+        try:
+            results = await conn.call(_apply_group, batches, self._new_run_owner())
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite commit to {self.path} failed: {exc}") from exc
+        if any(b.new_run is not None for b in batches):
+            self._signal.set()
+        return list(results)
 
     # -- reads -----------------------------------------------------------------
     async def _all(self, name: str, *args: Any) -> list[Any]:
         try:
-            return list(await self.conn.execute_fetchall(Q[name], args))
+            return list(await self._connection().execute_fetchall(Q[name], args))
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite query {name} on {self.path} failed: {exc}") from exc
 
@@ -360,9 +368,9 @@ class Store(NamedQueryReads):
     async def _write(self, name: str, *args: Any) -> list[Any]:
         """A statement outside the group commit, in a transaction of its own."""
         try:
-            # Autocommit: aiosqlite runs one call at a time, so this never lands
+            # Autocommit: the thread runs one call at a time, so this never lands
             # inside a group commit's transaction.
-            return list(await self.conn.execute_fetchall(Q[name], args))
+            return list(await self._connection().execute_fetchall(Q[name], args))
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite statement {name} on {self.path} failed: {exc}") from exc
 

@@ -29,7 +29,6 @@ from aiobamboo.builder import (
     Var,
     build_tree,
 )
-from aiobamboo.engine import scheduler_of
 
 from . import components_ops as components_ops
 from .components import EXECUTIONS, GATES
@@ -176,7 +175,7 @@ async def start(runtime: Any, tree: dict[str, Any], **options: Any) -> str:
 
 async def stored_processes(runtime: Any, root_id: str) -> list[Any]:
     """The process rows in storage (runtime interface ``load_run``)."""
-    snap = await scheduler_of(runtime).store.load_run(root_id)
+    snap = await runtime.store.load_run(root_id)
     return [] if snap is None else list(snap.processes)
 
 

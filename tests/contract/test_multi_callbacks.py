@@ -14,7 +14,6 @@ import anyio
 from aiobamboo import api, states
 from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, build_tree
 from aiobamboo.component import Component, Service, StaticIntervalGenerator
-from aiobamboo.engine import scheduler_of
 from aiobamboo.exceptions import InvalidOperationError
 
 from .helpers import (
@@ -94,7 +93,7 @@ async def _wait_blocked(node_id: str) -> None:
 
 async def _wait_queued(runtime: Any, node_id: str, version: str, count: int) -> None:
     async def queued() -> bool:
-        run = next(r for r in scheduler_of(runtime).runs.values() if node_id in r.spec.nodes)
+        run = next(r for r in runtime.scheduler.runs.values() if node_id in r.spec.nodes)
         return len(run.callbacks.get((node_id, version), ())) == count
 
     await wait_for(queued, what=f"{count} callbacks queued")

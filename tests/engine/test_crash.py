@@ -34,7 +34,11 @@ async def test_sigkill_mid_run_loses_nothing(
 ) -> None:
     db = tmp_path / "crash.db"
     log = tmp_path / "executions.log"
-    env = {**os.environ, "AIOBAMBOO_CRASH_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "AIOBAMBOO_CRASH_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "runtimes")]),
+    }
     child = subprocess.Popen(  # noqa: ASYNC220 - spawning returns at once; the test polls
         [sys.executable, "-m", "tests.engine.crash_child", str(db), str(COUNT)],
         cwd=ROOT,

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aiobamboo.testing import CHECKS, check_runtime
+from aiobamboo.testing import CHECKS, ROLE_CHECKS, ROLES, check_runtime
 from conftest import PG_DSN, require_postgres
 
 
@@ -45,3 +45,26 @@ async def test_a_broken_runtime_fails_the_checks(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="check_restart_keeps_callbacks"):
         await check_runtime(forgetful)
     assert len(CHECKS) == 5
+
+
+async def test_a_runtime_is_checked_one_role_at_a_time(tmp_path: Path) -> None:
+    """A store that journals but forgets its claims passes the journal, not coordination."""
+    from aiobamboo_sqlite import SQLiteRuntime
+
+    assert ROLES == ("journal", "read model", "coordination", "engine")
+
+    class Unclaimable(SQLiteRuntime):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(tmp_path / "roles.db", **kw)
+
+            async def claim_nothing(limit: int, root_ids: Any = None) -> list[str]:
+                return []
+
+            self.store.claim_runs = claim_nothing  # type: ignore[method-assign]
+
+    await check_runtime(Unclaimable, roles=["journal", "read model"])
+    with pytest.raises(AssertionError, match="coordination: check_coordination_claims"):
+        await check_runtime(Unclaimable, roles=["coordination"])
+    with pytest.raises(ValueError, match="unknown roles"):
+        await check_runtime(Unclaimable, roles=["jornal"])
+    assert sum(len(checks) for checks in ROLE_CHECKS.values()) == 6

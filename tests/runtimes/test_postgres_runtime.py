@@ -22,8 +22,8 @@ import anyio
 import asyncpg
 import pytest
 
-import aiobamboo_postgres
 import aiobamboo_postgres._store as pg_store
+import aiobamboo_postgres._write as pg_write
 from aiobamboo import api
 from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
 from aiobamboo.component import Component, ComponentLibrary, Service
@@ -43,11 +43,17 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo_postgres import PostgresRuntime
+from aiobamboo.storage import Merged, merge
+from aiobamboo_postgres import PostgresRuntime, PostgresStore
 from aiobamboo_postgres._migrate import migrate, migrations, quote_ident
 from conftest import PG_DSN, require_postgres
 
 pytestmark = pytest.mark.postgres
+
+
+async def _active_runs(runtime: Any) -> list[str]:
+    """Root ids of the active runs (a query the engine itself does not need)."""
+    return [r[0] for r in await runtime.store._all("active_runs")]
 
 
 # -- fixtures and helpers --------------------------------------------------------
@@ -233,7 +239,7 @@ def count_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_every_query_the_store_uses_is_in_the_file() -> None:
     text = (resources.files("aiobamboo_postgres") / "sql/queries.sql").read_text()
     names = set(load_sql_blocks(text))
-    source = Path(pg_store.__file__).read_text()
+    source = Path(pg_store.__file__).read_text() + Path(pg_write.__file__).read_text()
     used = set(re.findall(r'(?:q|self\.queries)\["(\w+)"\]', source))
     used |= set(re.findall(r'self\._(?:all|one)\("(\w+)"', source))
     assert used
@@ -244,8 +250,8 @@ def test_write_rows_takes_one_array_per_parameter() -> None:
     sql = pg_store.load_queries("x")["write_rows"]
     params = {int(n) for n in re.findall(r"\$(\d+)", sql)}
     assert params == set(range(1, 69))
-    assert len(pg_store.Merged().arguments()) == 68
-    assert len(pg_store.merge([full_batch("r")]).arguments()) == 68
+    assert len(pg_write.arguments(Merged())) == 68
+    assert len(pg_write.arguments(merge([full_batch("r")]))) == 68
 
 
 def test_queries_qualify_tables_with_the_quoted_schema() -> None:
@@ -264,7 +270,7 @@ def test_composed_statements_stay_with_the_schema_they_were_composed_for() -> No
     for i in range(20):
         q = pg_store.load_queries(f"s{i}")
         for fenced in (False, True):
-            sql = pg_store._compose(q, shape, fenced)
+            sql = pg_write._compose(q, shape, fenced)
             assert set(re.findall(r'"(s\d+)"\.', sql)) == {f"s{i}"}, (i, fenced)
         del q
 
@@ -304,7 +310,7 @@ async def test_concurrent_opens_migrate_once(admin: asyncpg.Connection, schema: 
     async def open_and_write(i: int) -> None:
         async with PostgresRuntime(PG_DSN, schema=schema, worker=False, min_pool_size=1) as rt:
             await all_open.wait()
-            await rt.commit(new_run_batch(f"r{i}"))
+            await rt.store.commit(new_run_batch(f"r{i}"))
 
     await asyncio.gather(*(open_and_write(i) for i in range(4)))
     applied = await admin.fetchval(
@@ -322,14 +328,14 @@ async def test_nested_async_with_is_a_no_op(schema: str) -> None:
             assert inner is rt
             assert rt.pool is pool
         assert rt.pool is pool
-        await rt.commit(new_run_batch("r"))
+        await rt.store.commit(new_run_batch("r"))
     assert rt.pool is None
     with pytest.raises(StorageError):
-        await rt.commit(new_run_batch("r2"))
+        await rt.store.commit(new_run_batch("r2"))
     with pytest.raises(StorageError):
-        await rt.get_run("r")
+        await rt.store.get_run("r")
     async with rt:  # and it opens again
-        assert await rt.get_run("r") is not None
+        assert await rt.store.get_run("r") is not None
 
 
 async def test_schemas_are_isolated(admin: asyncpg.Connection, schemas: Any) -> None:
@@ -338,11 +344,11 @@ async def test_schemas_are_isolated(admin: asyncpg.Connection, schemas: Any) -> 
         PostgresRuntime(PG_DSN, schema=first, worker=False) as a,
         PostgresRuntime(PG_DSN, schema=odd, worker=False) as b,
     ):
-        await a.commit(new_run_batch("r"))
-        assert await a.get_run("r") is not None
-        assert await b.get_run("r") is None
-        await b.commit(new_run_batch("r"))  # the same id in another schema
-        assert await b.active_run_ids() == ["r"]
+        await a.store.commit(new_run_batch("r"))
+        assert await a.store.get_run("r") is not None
+        assert await b.store.get_run("r") is None
+        await b.store.commit(new_run_batch("r"))  # the same id in another schema
+        assert await _active_runs(b) == ["r"]
     assert await admin.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", odd)
 
 
@@ -352,10 +358,10 @@ async def test_a_runtime_made_after_another_was_freed_writes_only_its_own_schema
     first, second = schemas(), schemas()
     rt = PostgresRuntime(PG_DSN, schema=first, worker=False)
     async with rt:
-        await rt.commit(new_run_batch("r", ("a", "b")))
-        await rt.commit(full_batch("r"))
+        await rt.store.commit(new_run_batch("r", ("a", "b")))
+        await rt.store.commit(full_batch("r"))
     before = await dump(admin, first)
-    freed, gone = id(rt.queries), weakref.ref(rt)
+    freed, gone = id(rt.store.queries), weakref.ref(rt)
     del rt
     gc.collect()
     assert gone() is None
@@ -363,7 +369,7 @@ async def test_a_runtime_made_after_another_was_freed_writes_only_its_own_schema
     # The allocator tends to reuse a freed dict's address; help it by making
     # copies until one sits where the first runtime's queries did (usually
     # within a few hundred), so that a cache keyed by address would be fooled.
-    original = aiobamboo_postgres.load_queries
+    original = pg_store.load_queries
 
     def at_the_freed_address(schema: str) -> pg_store.Queries:
         made = [original(schema)]
@@ -371,10 +377,10 @@ async def test_a_runtime_made_after_another_was_freed_writes_only_its_own_schema
             made.append(type(made[0])(made[0]))
         return made[-1]
 
-    monkeypatch.setattr(aiobamboo_postgres, "load_queries", at_the_freed_address)
+    monkeypatch.setattr(pg_store, "load_queries", at_the_freed_address)
     async with PostgresRuntime(PG_DSN, schema=second, worker=False) as rt2:
-        await rt2.commit(new_run_batch("r2", ("a2", "b2")))
-        await rt2.commit(full_batch("r2"))
+        await rt2.store.commit(new_run_batch("r2", ("a2", "b2")))
+        await rt2.store.commit(full_batch("r2"))
     assert await dump(admin, first) == before
     after = await dump(admin, second)
     assert [r[0] for r in after["runs"]] == ["r2"]
@@ -390,8 +396,8 @@ async def test_an_adopted_pool_gets_the_schema_and_stays_open(
         async with PostgresRuntime(PG_DSN, schema=schema, pool=pool, worker=False) as rt:
             assert rt.pool is pool
             assert rt.adopted_pool
-            await rt.commit(new_run_batch("r"))
-            assert (await rt.get_run("r")) is not None
+            await rt.store.commit(new_run_batch("r"))
+            assert (await rt.store.get_run("r")) is not None
         assert not pool._closed
         assert await pool.fetchval(f"SELECT count(*) FROM {quote_ident(schema)}.runs") == 1
         # Nothing leaked into the pool's sessions.
@@ -451,28 +457,28 @@ async def test_an_unreachable_server_is_a_storage_error() -> None:
 
 
 async def test_commit_and_every_read_roundtrip(runtime: PostgresRuntime) -> None:
-    await runtime.commit(new_run_batch("r", ("a", "b")))
-    await runtime.commit(full_batch("r"))
+    await runtime.store.commit(new_run_batch("r", ("a", "b")))
+    await runtime.store.commit(full_batch("r"))
 
-    run = await runtime.get_run("r")
+    run = await runtime.store.get_run("r")
     assert run == RunRow("r", '{"id": "r"}', "{}", "active", 1.0)
-    assert await runtime.active_run_ids() == ["r"]
-    assert await runtime.get_node_root("b") == "r"
-    assert await runtime.get_node_root("zz") is None
-    assert await runtime.get_state("a") == state("a", "r", started_time=None)
-    assert await runtime.get_state("zz") is None
-    assert [s.node_id for s in await runtime.get_states_by_root("r")] == ["a"]
-    assert [s.node_id for s in await runtime.get_states_by_parent("r")] == ["a", "b"]
-    assert await runtime.get_execution_data("a") == ExecutionDataRow(
+    assert await _active_runs(runtime) == ["r"]
+    assert await runtime.store.get_node_root("b") == "r"
+    assert await runtime.store.get_node_root("zz") is None
+    assert await runtime.store.get_state("a") == state("a", "r", started_time=None)
+    assert await runtime.store.get_state("zz") is None
+    assert [s.node_id for s in await runtime.store.get_states_by_root("r")] == ["a"]
+    assert [s.node_id for s in await runtime.store.get_states_by_parent("r")] == ["a", "b"]
+    assert await runtime.store.get_execution_data("a") == ExecutionDataRow(
         "a", "r", '{"x": 1}', '{"y": [1, 2]}'
     )
-    assert await runtime.get_node_data("a") == NodeDataRow("a", "r", '{"x": 2}')
-    assert await runtime.get_node_data("b") is None
-    assert [h.id for h in await runtime.get_histories("a")] == ["h1", "h2"]
-    assert [h.id for h in await runtime.get_histories("a", loop=2)] == ["h2"]
-    assert (await runtime.get_histories("a"))[1] == full_batch("r").histories[1]
+    assert await runtime.store.get_node_data("a") == NodeDataRow("a", "r", '{"x": 2}')
+    assert await runtime.store.get_node_data("b") is None
+    assert [h.id for h in await runtime.store.get_histories("a")] == ["h1", "h2"]
+    assert [h.id for h in await runtime.store.get_histories("a", loop=2)] == ["h2"]
+    assert (await runtime.store.get_histories("a"))[1] == full_batch("r").histories[1]
 
-    snap = await runtime.load_run("r")
+    snap = await runtime.store.load_run("r")
     assert snap is not None
     expected = full_batch("r")
     assert snap.run == run
@@ -484,29 +490,29 @@ async def test_commit_and_every_read_roundtrip(runtime: PostgresRuntime) -> None
     assert list(snap.processes) == list(expected.processes.values())
     assert list(snap.schedules) == list(expected.schedules.values())
     assert [c.id for c in snap.callbacks] == ["cb1"]  # only those not consumed
-    assert await runtime.load_run("zz") is None
+    assert await runtime.store.load_run("zz") is None
 
 
 async def test_upserts_overwrite_and_an_ended_run_drops_its_processes(
     runtime: PostgresRuntime,
 ) -> None:
-    await runtime.commit(new_run_batch("r", ("a",)))
-    await runtime.commit(full_batch("r"))
+    await runtime.store.commit(new_run_batch("r", ("a",)))
+    await runtime.store.commit(full_batch("r"))
     later = WriteBatch(root_id="r")
     later.states = {"a": state("a", "r", "FINISHED", archived_time=9.0)}
     later.schedules = {"s1": ScheduleRow("s1", "r", "a", "v1", 1, "p1", True, False, 3)}
     later.histories = [full_batch("r").histories[0]]  # again: ignored
-    await runtime.commit(later)
-    assert (await runtime.get_state("a")) == later.states["a"]
-    assert len(await runtime.get_histories("a")) == 2
-    snap = await runtime.load_run("r")
+    await runtime.store.commit(later)
+    assert (await runtime.store.get_state("a")) == later.states["a"]
+    assert len(await runtime.store.get_histories("a")) == 2
+    snap = await runtime.store.load_run("r")
     assert snap is not None
     assert snap.schedules == [later.schedules["s1"]]
 
-    await runtime.commit(WriteBatch(root_id="r", run_status="finished"))
-    assert (await runtime.get_run("r")).status == "finished"  # type: ignore[union-attr]
-    assert await runtime.active_run_ids() == []
-    snap = await runtime.load_run("r")
+    await runtime.store.commit(WriteBatch(root_id="r", run_status="finished"))
+    assert (await runtime.store.get_run("r")).status == "finished"  # type: ignore[union-attr]
+    assert await _active_runs(runtime) == []
+    snap = await runtime.store.load_run("r")
     assert snap is not None
     assert snap.processes == []
 
@@ -514,17 +520,17 @@ async def test_upserts_overwrite_and_an_ended_run_drops_its_processes(
 async def test_a_duplicate_run_is_refused_without_sinking_its_group(
     runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await runtime.commit(new_run_batch("r", ("a",)))
+    await runtime.store.commit(new_run_batch("r", ("a",)))
     sizes = count_groups(monkeypatch)
     dup = new_run_batch("r", ("x",), created=2.0)
     dup.states = {"x": state("x", "r")}
     reuse = new_run_batch("q", ("a",))  # node a belongs to run r
     reuse.states = {"a2": state("a2", "q")}
     results = await asyncio.gather(
-        runtime.commit(new_run_batch("s", ("s1",))),
-        runtime.commit(dup),
-        runtime.commit(reuse),
-        runtime.commit(full_batch("s")),
+        runtime.store.commit(new_run_batch("s", ("s1",))),
+        runtime.store.commit(dup),
+        runtime.store.commit(reuse),
+        runtime.store.commit(full_batch("s")),
         return_exceptions=True,
     )
     assert sizes == [4]
@@ -535,30 +541,30 @@ async def test_a_duplicate_run_is_refused_without_sinking_its_group(
     assert isinstance(results[2], InvalidOperationError)
     assert "reuses node ids" in str(results[2])
     # Refused batches left nothing behind, the others are all there.
-    assert await runtime.get_state("x") is None
-    assert await runtime.get_state("a2") is None
-    assert await runtime.get_run("q") is None
-    assert await runtime.get_node_root("a") == "r"
-    assert await runtime.get_node_root("x") is None
-    assert await runtime.get_run("s") is not None
-    assert await runtime.get_state("a") is not None  # full_batch("s") wrote node a
+    assert await runtime.store.get_state("x") is None
+    assert await runtime.store.get_state("a2") is None
+    assert await runtime.store.get_run("q") is None
+    assert await runtime.store.get_node_root("a") == "r"
+    assert await runtime.store.get_node_root("x") is None
+    assert await runtime.store.get_run("s") is not None
+    assert await runtime.store.get_state("a") is not None  # full_batch("s") wrote node a
 
 
 async def test_a_retried_identical_new_run_counts_as_created(runtime: PostgresRuntime) -> None:
-    await runtime.commit(new_run_batch("r", ("a",)))
-    await runtime.commit(new_run_batch("r", ("a",)))  # same tree and created_time
+    await runtime.store.commit(new_run_batch("r", ("a",)))
+    await runtime.store.commit(new_run_batch("r", ("a",)))  # same tree and created_time
     with pytest.raises(InvalidOperationError, match="already exists"):
-        await runtime.commit(new_run_batch("r", ("a",), created=5.0))
+        await runtime.store.commit(new_run_batch("r", ("a",), created=5.0))
 
 
 async def test_concurrent_commits_share_transactions(
     runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes = count_groups(monkeypatch)
-    await asyncio.gather(*(runtime.commit(new_run_batch(f"r{i}")) for i in range(50)))
+    await asyncio.gather(*(runtime.store.commit(new_run_batch(f"r{i}")) for i in range(50)))
     assert sum(sizes) == 50
     assert len(sizes) < 50
-    assert len(await runtime.active_run_ids()) == 50
+    assert len(await _active_runs(runtime)) == 50
 
 
 async def test_a_data_error_fails_only_its_batch(
@@ -570,9 +576,9 @@ async def test_a_data_error_fails_only_its_batch(
     good = WriteBatch(root_id="r")
     good.states = {"m": state("m", "r")}
     results = await asyncio.gather(
-        runtime.commit(new_run_batch("r", ("n", "m"))),
-        runtime.commit(bad),
-        runtime.commit(good),
+        runtime.store.commit(new_run_batch("r", ("n", "m"))),
+        runtime.store.commit(bad),
+        runtime.store.commit(good),
         return_exceptions=True,
     )
     assert sizes == [3]
@@ -580,9 +586,9 @@ async def test_a_data_error_fails_only_its_batch(
     assert results[2] is None
     assert isinstance(results[1], StorageError)
     assert isinstance(results[1].__cause__, asyncpg.PostgresError)
-    assert await runtime.get_state("m") is not None
-    assert await runtime.get_state("n") is None
-    await runtime.commit(good)  # the committer carries on
+    assert await runtime.store.get_state("m") is not None
+    assert await runtime.store.get_state("n") is None
+    await runtime.store.commit(good)  # the committer carries on
 
 
 async def test_a_group_stores_what_one_batch_at_a_time_stores(
@@ -627,26 +633,26 @@ async def test_driver_errors_become_storage_errors(
 ) -> None:
     await admin.execute(f"DROP TABLE {quote_ident(schema)}.states CASCADE")
     with pytest.raises(StorageError, match="get_state") as info:
-        await runtime.get_state("a")
+        await runtime.store.get_state("a")
     assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
     batch = WriteBatch(root_id="r")
     batch.states = {"a": state("a", "r")}
     with pytest.raises(StorageError) as info:
-        await runtime.commit(batch)
+        await runtime.store.commit(batch)
     assert isinstance(info.value.__cause__, asyncpg.PostgresError)
-    await runtime.commit(new_run_batch("r"))  # other tables still work
+    await runtime.store.commit(new_run_batch("r"))  # other tables still work
 
 
 async def test_killed_connections_are_replaced(
     runtime: PostgresRuntime, admin: asyncpg.Connection
 ) -> None:
-    await runtime.commit(new_run_batch("r", ("a", "b")))
-    assert await runtime.get_run("r") is not None
+    await runtime.store.commit(new_run_batch("r", ("a", "b")))
+    assert await runtime.store.get_run("r") is not None
     assert await kill_backends(admin, runtime.application_name) >= 1
-    await runtime.commit(full_batch("r"))
+    await runtime.store.commit(full_batch("r"))
     assert await kill_backends(admin, runtime.application_name) >= 1
-    assert await runtime.get_state("a") is not None
-    snap = await runtime.load_run("r")
+    assert await runtime.store.get_state("a") is not None
+    snap = await runtime.store.load_run("r")
     assert snap is not None
     assert len(snap.states) == 2
 
@@ -663,21 +669,21 @@ async def test_commits_survive_backends_killed_while_they_run(
             killed += await kill_backends(admin, runtime.application_name)
 
     async def writer(i: int) -> None:
-        await runtime.commit(new_run_batch(f"r{i}", (f"a{i}",)))
+        await runtime.store.commit(new_run_batch(f"r{i}", (f"a{i}",)))
         for step in range(20):
             batch = WriteBatch(root_id=f"r{i}")
             batch.states = {f"a{i}": state(f"a{i}", f"r{i}", f"S{step}")}
             batch.histories = [
                 HistoryRow(f"h{i}-{step}", f"r{i}", f"a{i}", 1, 2, 1, False, 0, "v", "{}", "{}", 1)
             ]
-            await runtime.commit(batch)
+            await runtime.store.commit(batch)
             await asyncio.sleep(0.005)
 
     await asyncio.gather(killer(), *(writer(i) for i in range(8)))
     assert killed >= 1
     for i in range(8):
-        assert (await runtime.get_state(f"a{i}")).state == "S19"  # type: ignore[union-attr]
-        assert len(await runtime.get_histories(f"a{i}")) == 20
+        assert (await runtime.store.get_state(f"a{i}")).state == "S19"  # type: ignore[union-attr]
+        assert len(await runtime.store.get_histories(f"a{i}")) == 20
 
 
 async def test_a_commit_whose_outcome_was_lost_is_retried_safely(
@@ -701,9 +707,9 @@ async def test_a_commit_whose_outcome_was_lost_is_retried_safely(
     monkeypatch.setattr(pg_store, "write_group", lose_answer)
     batch = new_run_batch("r", ("a",))
     batch.histories = full_batch("r").histories
-    await runtime.commit(batch)
+    await runtime.store.commit(batch)
     assert calls == 2
-    assert len(await runtime.get_histories("a")) == 2
+    assert len(await runtime.store.get_histories("a")) == 2
 
 
 async def test_a_commit_gives_up_after_a_few_connection_errors(
@@ -721,7 +727,7 @@ async def test_a_commit_gives_up_after_a_few_connection_errors(
     monkeypatch.setattr(pg_store, "write_group", always_lost)
     monkeypatch.setattr(pg_store, "COMMIT_BACKOFF", (0.0, 0.0, 0.0))
     with pytest.raises(StorageError) as info:
-        await runtime.commit(new_run_batch("r"))
+        await runtime.store.commit(new_run_batch("r"))
     assert calls == 4
     assert isinstance(info.value.__cause__, asyncpg.ConnectionDoesNotExistError)
 
@@ -755,11 +761,11 @@ _MISSING = sorted(
     for name in dir(Runtime)
     if not name.startswith("_")
     and callable(getattr(Runtime, name))
-    and not hasattr(PostgresRuntime, name)
+    and not hasattr(PostgresStore, name)
 )
 
 
-@pytest.mark.skipif(bool(_MISSING), reason=f"PostgresRuntime lacks Runtime.{_MISSING}")
+@pytest.mark.skipif(bool(_MISSING), reason=f"PostgresStore lacks Runtime.{_MISSING}")
 async def test_a_pipeline_finishes_although_its_connections_are_killed(
     schema: str, admin: asyncpg.Connection
 ) -> None:
@@ -796,7 +802,7 @@ async def test_a_schema_of_31_cyrillic_letters_works_end_to_end(schemas: Any) ->
         PG_DSN, schema=schema, components=library, settings=settings
     ) as worker:
         with anyio.fail_after(10):
-            while worker._listener is None:  # noqa: ASYNC110 - private state, no event
+            while worker.store._listener is None:  # noqa: ASYNC110 - private state, no event
                 await asyncio.sleep(0.01)
         async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as client:
             assert (await api.run_pipeline(client, tree)).result
@@ -832,9 +838,9 @@ async def test_concurrent_waiters_share_one_listen_connection(
 ) -> None:
     made, _ = listen_connections(monkeypatch)
     async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
-        await asyncio.gather(*(rt.wait_for_signal(0.01) for _ in range(5)))
+        await asyncio.gather(*(rt.store.wait_for_signal(0.01) for _ in range(5)))
         assert len(made) == 1
-        waiter = asyncio.create_task(rt.wait_for_signal(30))
+        waiter = asyncio.create_task(rt.store.wait_for_signal(30))
         await admin.execute("SELECT pg_notify($1, 'x')", rt.channel)
         with anyio.fail_after(10):
             await waiter  # woken, not timed out
@@ -850,16 +856,16 @@ async def test_closing_while_the_listen_connection_opens_leaves_none_open(
     rt = PostgresRuntime(PG_DSN, schema=schema, worker=False)
     async with rt:
         # A task of the application, not of the runtime: closing does not cancel it.
-        waiter = asyncio.create_task(rt.wait_for_signal(0.05))
+        waiter = asyncio.create_task(rt.store.wait_for_signal(0.05))
         with anyio.fail_after(10):
             await entered.wait()
     gate.set()
     with anyio.fail_after(10):
         await waiter
-        await rt.wait_for_signal(0.01)  # a closed runtime opens none
+        await rt.store.wait_for_signal(0.01)  # a closed runtime opens none
     try:
         assert [conn for conn in made if not conn.is_closed()] == []
-        assert rt._listener is None
+        assert rt.store._listener is None
     finally:
         for conn in made:
             conn.terminate()

@@ -132,7 +132,7 @@ async def test_database_file_is_not_memory_mapped(tmp_path: Path) -> None:
     # A mapped page of a file truncated underneath is a SIGBUS, not an error.
     for worker in (True, False):
         async with SQLiteRuntime(tmp_path / "flows.db", worker=worker) as runtime:
-            rows = list(await runtime.conn.execute_fetchall("PRAGMA mmap_size"))
+            rows = list(await runtime.store.conn.execute_fetchall("PRAGMA mmap_size"))
             assert rows == [(0,)]
 
 
@@ -193,12 +193,12 @@ async def _truncation_child(db: str, size: int) -> dict[str, list[str]]:
         for root in roots:
             assert (await api.wait_pipeline(worker, root, timeout=30)).data == "FINISHED"
         async with SQLiteRuntime(db, worker=False, components=library) as client:
-            done = list(await worker.conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+            done = list(await worker.store.conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
             assert done == [(0, 0, 0)], done
             assert (await anyio.Path(db).stat()).st_size > 16 * max(size, 4096)
             truncate = "import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))"
             await anyio.run_process([sys.executable, "-c", truncate, db, str(size)])
-            await worker.conn.execute("PRAGMA shrink_memory")
+            await worker.store.conn.execute("PRAGMA shrink_memory")
             outcomes.update(await _probe("worker", worker, roots))
             outcomes.update(await _probe("client", client, roots))
     return outcomes
@@ -206,8 +206,8 @@ async def _truncation_child(db: str, size: int) -> dict[str, list[str]]:
 
 async def _probe(name: str, runtime: SQLiteRuntime, roots: list[str]) -> dict[str, list[str]]:
     calls = {
-        "get_run": lambda: runtime.get_run(roots[-1]),
-        "get_states_by_root": lambda: runtime.get_states_by_root(roots[0]),
+        "get_run": lambda: runtime.store.get_run(roots[-1]),
+        "get_states_by_root": lambda: runtime.store.get_states_by_root(roots[0]),
         "api.run_pipeline": lambda: api.run_pipeline(runtime, _tree()),
         "api.get_pipeline_states": lambda: api.get_pipeline_states(runtime, roots[1]),
     }

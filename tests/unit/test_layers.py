@@ -1,4 +1,4 @@
-"""The import direction of ARCHITECTURE §1, checked on the source."""
+"""The import direction of the layers, checked on the source."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ FORBIDDEN = {
     "builder": {"engine", "runtime", "api", "validator", "template", "component"},
     "validator": {"engine", "runtime", "api", "component"},
     "template": {"engine", "runtime", "api", "builder", "validator", "component"},
-    "engine": {"api"},
-    "runtime": {"engine", "api", "builder", "validator", "template"},
+    "engine": {"api", "host"},
+    "runtime": {"engine", "api", "builder", "validator", "template", "host"},
 }
 DRIVERS = {"aiosqlite", "asyncpg", "sqlite3", "aiobamboo_sqlite", "aiobamboo_postgres"}
+RUNTIMES = ROOT / "runtimes"
+# What a storage module may import from aiobamboo: the protocol, its records,
+# the errors and the codec. Only a runtime package's __init__ (the composition
+# of a store and an engine) imports aiobamboo.host.
+STORAGE_MAY_IMPORT = {"runtime", "exceptions", "codec", "storage"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -56,12 +61,31 @@ def test_layer_imports_point_down(layer: str) -> None:
     assert not bad, bad
 
 
-def test_core_imports_no_database_driver() -> None:
+def test_core_imports_no_database_driver_nor_runtime_package() -> None:
     bad = [
         f"{file.relative_to(ROOT)} imports {name}"
         for file in PACKAGE.rglob("*.py")
-        if file.name not in ("worker.py", "demo.py")
         for name in _imports(file)
         if name.split(".")[0] in DRIVERS
     ]
     assert not bad, bad
+
+
+def _runtime_files() -> list[Path]:
+    return sorted(RUNTIMES.rglob("*.py"))
+
+
+def test_there_are_runtime_modules_to_check() -> None:
+    assert len(_runtime_files()) >= 6
+
+
+@pytest.mark.parametrize("file", _runtime_files(), ids=lambda f: str(f.relative_to(RUNTIMES)))
+def test_storage_modules_only_store(file: Path) -> None:
+    allowed = STORAGE_MAY_IMPORT | ({"host", "component"} if file.name == "__init__.py" else set())
+    bad = [
+        name
+        for name in _imports(file)
+        if name.split(".")[0] == "aiobamboo"
+        and (len(name.split(".")) < 2 or name.split(".")[1] not in allowed)
+    ]
+    assert not bad, f"{file.relative_to(ROOT)} imports {bad}"

@@ -1,0 +1,131 @@
+"""One sqlite3 connection on one thread the runtime owns.
+
+Every call on the connection is a plain function submitted through a queue
+and run on that thread, one at a time, in order; its result comes back to the
+event loop through ``loop.call_soon_threadsafe``. A whole group commit is one
+such call, so a group of node steps costs one thread hop and one commit.
+This is the standard library's ``sqlite3`` only: no private API of a wrapper
+to keep in step with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["SQLiteThread"]
+
+T = TypeVar("T")
+
+#: A call for the thread: the function, its arguments, and where its outcome goes.
+_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+def _report(call: _Call, result: Any, error: BaseException | None) -> None:
+    _, _, future, loop = call
+    try:
+        loop.call_soon_threadsafe(_resolve, future, result, error)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is left to tell
+
+
+class SQLiteThread:
+    """``await thread.call(fn, *args)`` runs ``fn(connection, *args)`` on the thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def open(self) -> None:
+        """Start the thread and connect on it; raises what ``sqlite3.connect`` raised."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._thread = threading.Thread(
+            target=self._serve,
+            args=(ready, asyncio.get_running_loop()),
+            name=f"aiobamboo-sqlite {self.path}",
+            daemon=True,
+        )
+        self._thread.start()
+        connected = False
+        try:
+            await ready
+            connected = True
+        finally:
+            if not connected:  # failed or cancelled: the thread must not outlive us
+                await self._join()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            raise sqlite3.ProgrammingError("the connection is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((fn, args, future, loop))
+        return await future
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        await self.call(_execute, sql, params)
+
+    async def execute_fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return await self.call(_fetchall, sql, params)
+
+    async def close(self) -> None:
+        """Close the connection (after every call submitted before), then end the thread."""
+        if self._thread is None:
+            return
+        try:
+            await self.call(_close)
+        finally:
+            await self._join()
+
+    async def _join(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._calls.put(None)
+            await asyncio.to_thread(thread.join)
+
+    def _serve(self, ready: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> None:
+        opening: _Call = (sqlite3.connect, (), ready, loop)
+        try:
+            # Autocommit: the runtime opens its own transactions (BEGIN IMMEDIATE).
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except Exception as exc:
+            _report(opening, None, exc)
+            return
+        _report(opening, None, None)
+        try:
+            while (call := self._calls.get()) is not None:
+                fn, args, _, _ = call
+                try:
+                    result = fn(conn, *args)
+                except Exception as exc:
+                    _report(call, None, exc)
+                else:
+                    _report(call, result, None)
+        finally:
+            conn.close()
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> None:
+    conn.execute(sql, params)
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    conn.close()

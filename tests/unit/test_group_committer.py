@@ -1,0 +1,134 @@
+"""The group committer on a fake store: groups, refusals, failures, close and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+
+from aiobamboo.exceptions import InvalidOperationError, StorageError
+from aiobamboo.runtime import RUN_FINISHED, RUN_REVOKED, ProcessRow, WriteBatch
+from aiobamboo.storage import BatchOutcome, GroupCommitter, merge
+
+
+class FakeStore:
+    """Records each group; refuses batches whose root id starts with ``bad``."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_with: Exception | None = None
+
+    async def write_group(self, batches: list[WriteBatch]) -> list[BatchOutcome]:
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.groups.append([b.root_id for b in batches])
+        return [
+            InvalidOperationError(b.root_id) if b.root_id.startswith("bad") else None
+            for b in batches
+        ]
+
+
+async def test_concurrent_commits_share_a_group_and_fail_alone() -> None:
+    store = FakeStore()
+    committer = GroupCommitter(store.write_group, what="fake")
+    committer.start()
+    outcomes = await asyncio.gather(
+        *(committer.commit(WriteBatch(root_id=r)) for r in ("a", "bad", "c")),
+        return_exceptions=True,
+    )
+    await committer.aclose()
+    assert store.groups == [["a", "bad", "c"]]
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], InvalidOperationError)
+
+
+async def test_a_failing_group_fails_each_batch_and_the_committer_goes_on() -> None:
+    store = FakeStore()
+    committer = GroupCommitter(store.write_group, what="fake")
+    committer.start()
+    store.fail_with = RuntimeError("disk on fire")
+    with pytest.raises(StorageError, match="fake commit failed: RuntimeError: disk on fire"):
+        await committer.commit(WriteBatch(root_id="a"))
+    store.fail_with = None
+    await committer.commit(WriteBatch(root_id="b"))
+    await committer.aclose()
+    assert store.groups == [["b"]]
+
+
+async def test_closing_waits_for_the_queue() -> None:
+    store = FakeStore()
+    store.gate.clear()
+    committer = GroupCommitter(store.write_group, what="fake")
+    committer.start()
+    first = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0.01)  # "a" is in flight
+    later = asyncio.ensure_future(committer.commit(WriteBatch(root_id="b")))
+    await asyncio.sleep(0)  # "b" is queued
+    closing = asyncio.ensure_future(committer.aclose())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    store.gate.set()
+    with anyio.fail_after(5):
+        await closing
+    assert await first is None
+    assert await later is None
+    assert store.groups == [["a"], ["b"]]
+
+
+async def test_a_write_that_outlasts_closing_fails_clearly() -> None:
+    store = FakeStore()
+    store.gate.clear()  # never opens
+    committer = GroupCommitter(store.write_group, what="fake", close_timeout=0.05)
+    committer.start()
+    first = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0.01)
+    later = asyncio.ensure_future(committer.commit(WriteBatch(root_id="b")))
+    await asyncio.sleep(0)
+    with anyio.fail_after(5):
+        await committer.aclose()
+        with pytest.raises(StorageError, match="closed during this commit"):
+            await first
+        with pytest.raises(StorageError, match="closed before this commit"):
+            await later
+
+
+async def test_a_cancelled_caller_leaves_its_batch_in_the_group() -> None:
+    store = FakeStore()
+    store.gate.clear()
+    committer = GroupCommitter(store.write_group, what="fake")
+    committer.start()
+    task = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store.gate.set()
+    await committer.aclose()
+    assert store.groups == [["a"]]
+
+
+def _process(pid: str, root_id: str) -> ProcessRow:
+    return ProcessRow(pid, root_id, None, "n", None, (), "running", None, (), ())
+
+
+def test_merging_keeps_call_order_and_the_processes_written_after_a_run_ends() -> None:
+    merged = merge(
+        [
+            WriteBatch(root_id="r", processes={"a": _process("a", "r")}),
+            WriteBatch(root_id="s", processes={"s1": _process("s1", "s")}),
+            WriteBatch(root_id="r", run_status=RUN_FINISHED),
+            WriteBatch(root_id="r", processes={"b": _process("b", "r")}),
+            WriteBatch(root_id="r", run_status=RUN_REVOKED),
+            WriteBatch(root_id="r", processes={"c": _process("c", "r")}),
+        ]
+    )
+    assert sorted(merged.processes) == ["c", "s1"]
+    assert merged.ended == {"r"}
+    assert merged.run_status == {"r": RUN_REVOKED}
+    assert merged
+    assert not merge([WriteBatch(root_id="r")])
