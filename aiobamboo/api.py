@@ -20,6 +20,7 @@ import attrs
 
 from . import codec
 from .engine import RunEvent, Scheduler, scheduler_of
+from .engine._coordination import OperationName
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
 from .runtime import HistoryRow, StateRow
@@ -282,7 +283,11 @@ def subscribe(
 
 
 async def _operate(
-    name: str, runtime: Any, node_id: Any, what: str, check: Callable[[], list[Any]] | None = None
+    name: OperationName,
+    runtime: Any,
+    node_id: Any,
+    what: str,
+    check: Callable[[], list[Any]] | None = None,
 ) -> EngineAPIResult[None]:
     """Apply operator action ``name``; ``check`` validates and returns its other arguments."""
 

@@ -2,17 +2,18 @@
 
 The owning scheduler mutates these objects synchronously (one event loop, so
 every decision is atomic) and records each change into the pending
-:class:`~aiobamboo.runtime.WriteBatch`; :meth:`Run.flush` makes it durable.
+:class:`~aiobamboo.runtime.WriteBatch`; :meth:`Run.checkpoint` makes it durable.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -36,17 +37,50 @@ from ..runtime import (
 )
 from ._spec import ContextVar, RunSpec
 
-# Process status values.
-P_RUNNING = "running"
-P_SLEEPING = "sleeping"
-P_SUSPENDED = "suspended"
-P_JOINING = "joining"
-P_DEAD = "dead"
 
-# Schedule types (semantics §6.1).
-CALLBACK = 1
-MULTIPLE_CALLBACK = 2
-POLL = 3
+class ProcStatus(enum.StrEnum):
+    """What a process is doing; stored as its value in ``ProcessRow.status``."""
+
+    RUNNING = "running"
+    SLEEPING = "sleeping"
+    SUSPENDED = "suspended"
+    JOINING = "joining"
+    DEAD = "dead"
+
+
+P_RUNNING = ProcStatus.RUNNING
+P_SLEEPING = ProcStatus.SLEEPING
+P_SUSPENDED = ProcStatus.SUSPENDED
+P_JOINING = ProcStatus.JOINING
+P_DEAD = ProcStatus.DEAD
+
+
+class ScheduleType(enum.IntEnum):
+    """How a scheduled activity is woken; stored as its value in ``ScheduleRow.type``."""
+
+    CALLBACK = 1
+    MULTIPLE_CALLBACK = 2
+    POLL = 3
+
+
+CALLBACK = ScheduleType.CALLBACK
+MULTIPLE_CALLBACK = ScheduleType.MULTIPLE_CALLBACK
+POLL = ScheduleType.POLL
+
+#: Why the engine makes its pending changes durable: every commit point names one,
+#: so ``grep checkpoint(`` lists the places where a step becomes durable.
+CommitReason = Literal[
+    "run-created",  # run_pipeline: the run, its root state and first process
+    "node-running",  # an activity's RUNNING state, before user code runs
+    "process-asleep",  # a process stopped at its node: failed, or waiting for an operator
+    "process-ended",  # a process died or reached its converge gateway
+    "process-suspended",  # a process stopped under a paused pipeline
+    "join",  # a parent process is about to drive its children
+    "schedule-wait",  # a scheduled activity is about to wait for its next trigger
+    "callback",  # a callback was accepted, or refused after it was stored
+    "operation",  # an operator action
+    "settle",  # changes left pending when a process or the run stopped
+]
 
 
 logger = logging.getLogger("aiobamboo.engine")
@@ -120,7 +154,7 @@ class Process:
     current_node_id: str
     destination_id: str | None
     stack: list[str]
-    status: str = P_RUNNING
+    status: ProcStatus = P_RUNNING
     suspended_by: str | None = None
     children: list[str] = attrs.Factory(list)
     acks: list[str] = attrs.Factory(list)
@@ -146,7 +180,7 @@ class Schedule:
     id: str
     node_id: str
     version: str
-    type: int
+    type: ScheduleType
     process_id: str
     finished: bool = False
     expired: bool = False
@@ -209,8 +243,11 @@ class Run:
         self._changed: anyio.Event | None = None
 
     # -- durability ----------------------------------------------------------
-    async def flush(self) -> None:
-        """Make every change recorded so far durable, then tell waiters and subscribers."""
+    async def checkpoint(self, reason: CommitReason) -> None:
+        """Make every change recorded so far durable, then tell waiters and subscribers.
+
+        ``reason`` names the commit point, for readers and for the logs of a failed commit.
+        """
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
         events, self.events = self.events, []
         if batch:
@@ -227,7 +264,7 @@ class Run:
 
     @property
     def changed(self) -> anyio.Event:
-        """Set after the next flush."""
+        """Set after the next checkpoint."""
         if self._changed is None:
             self._changed = anyio.Event()
         return self._changed
@@ -389,7 +426,7 @@ class Run:
     def live_processes(self) -> list[Process]:
         return [p for p in self.processes.values() if p.status != P_DEAD]
 
-    def process_at(self, node_id: str, *statuses: str) -> Process | None:
+    def process_at(self, node_id: str, *statuses: ProcStatus) -> Process | None:
         for proc in self.processes.values():
             if proc.current_node_id == node_id and proc.status != P_DEAD:
                 if not statuses or proc.status in statuses:
@@ -498,7 +535,7 @@ class Run:
                 current_node_id=prow.current_node_id,
                 destination_id=prow.destination_id,
                 stack=list(prow.stack),
-                status=prow.status,
+                status=ProcStatus(prow.status),
                 suspended_by=prow.suspended_by,
                 children=list(prow.children),
                 acks=list(prow.acks),
@@ -509,7 +546,7 @@ class Run:
                 id=schrow.id,
                 node_id=schrow.node_id,
                 version=schrow.version,
-                type=schrow.type,
+                type=ScheduleType(schrow.type),
                 process_id=schrow.process_id,
                 finished=schrow.finished,
                 expired=schrow.expired,

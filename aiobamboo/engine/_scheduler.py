@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import attrs
@@ -22,7 +22,7 @@ from .. import codec, states, validator
 from ..component import ComponentLibrary
 from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
-from ._coordination import OPERATIONS, claim_loop, renew_loop, send_command
+from ._coordination import OperationName, claim_loop, operation_name, renew_loop, send_command
 from ._env import Env, Settings, is_cancellation, logger
 from ._events import EventHub
 from ._ops import Operations
@@ -300,7 +300,7 @@ class Scheduler(Operations):
                 root = next((p for p in run.processes.values() if p.parent_id is None), None)
                 if root is not None:
                     await drive(self.env, run, root)
-                await run.flush()
+                await run.checkpoint("settle")
             except StaleWriteError:
                 logger.warning("run %s was taken over by another worker", run.root_id)
                 self.drop(run.root_id)
@@ -399,7 +399,7 @@ class Scheduler(Operations):
                 stack=[root_id],
             )
         )
-        await run.flush()
+        await run.checkpoint("run-created")
         if self.worker:
             self._register(run)
         return root_id
@@ -437,11 +437,10 @@ class Scheduler(Operations):
         if row.status != RUN_ACTIVE:
             raise InvalidOperationError(f"pipeline {root} has already finished")
 
-    async def operate(self, op: str, node_id: str, *args: Any) -> None:
+    async def operate(self, name: str, node_id: str, *args: Any) -> None:
         """Apply an operator action here if this scheduler holds the run, else at its owner."""
         self.check_alive()
-        if op not in OPERATIONS:
-            raise InvalidOperationError(f"unknown operation {op!r}")
+        op = operation_name(name)
         root = await self.root_of(node_id)
         if root in self._loading:
             await self._load(root)
@@ -450,9 +449,13 @@ class Scheduler(Operations):
             if self.worker and await self.store.claim_runs(1, [root]):
                 await self.load_claimed(root)
         if root in self.runs:
-            await getattr(self, op)(node_id, *args)
+            await self.apply_operation(op, [node_id, *args])
         else:
             await send_command(self, root, op, [node_id, *args])
+
+    async def apply_operation(self, op: OperationName, args: Sequence[Any]) -> None:
+        """Apply an operator action to a run held here (the arguments as the API got them)."""
+        await OPERATION_TABLE[op](self, *args)
 
     # -- callbacks ---------------------------------------------------------------
     async def callback(self, node_id: str, version: str, data: Any) -> None:
@@ -470,7 +473,7 @@ class Scheduler(Operations):
             if not sched.expired:
                 sched.expired = True
                 run.put_schedule(sched)
-                await run.flush()
+                await run.checkpoint("callback")
             raise InvalidOperationError(f"node version {version} not exist")
         if sched.finished:
             raise InvalidOperationError("schedule is already finished")
@@ -500,7 +503,7 @@ class Scheduler(Operations):
         run.put_callback(row)
         sched.callback_accepted = True
         try:
-            await run.flush()
+            await run.checkpoint("callback")
         except BaseException:
             sched.callback_accepted = False
             raise
@@ -517,7 +520,7 @@ class Scheduler(Operations):
             or (current.version, current.state) != (version, states.RUNNING)
         ):
             run.put_callback(attrs.evolve(row, consumed=True))
-            await run.flush()
+            await run.checkpoint("callback")
             raise InvalidOperationError(
                 f"node {node_id} version {version} stopped waiting for callbacks "
                 "before this one was taken"
@@ -570,7 +573,7 @@ class Scheduler(Operations):
                 if result is not None and run.settled:
                     return result
                 if result is not None and run.batch:
-                    await run.flush()
+                    await run.checkpoint("settle")
                     continue
                 await run.changed.wait()
 
@@ -594,6 +597,24 @@ class Scheduler(Operations):
                 run.restore(snap)
                 return quiescence(run)
         return None
+
+
+#: Every operator action by name: local calls and commands from other processes
+#: dispatch through it (a test checks that it covers every OperationName).
+OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] = {
+    "pause_pipeline": Scheduler.pause_pipeline,
+    "resume_pipeline": Scheduler.resume_pipeline,
+    "revoke_pipeline": Scheduler.revoke_pipeline,
+    "pause_node_appoint": Scheduler.pause_node_appoint,
+    "resume_node_appoint": Scheduler.resume_node_appoint,
+    "retry_node": Scheduler.retry_node,
+    "retry_subprocess": Scheduler.retry_subprocess,
+    "skip_node": Scheduler.skip_node,
+    "skip_exclusive_gateway": Scheduler.skip_exclusive_gateway,
+    "skip_conditional_parallel_gateway": Scheduler.skip_conditional_parallel_gateway,
+    "forced_fail_activity": Scheduler.forced_fail_activity,
+    "callback": Scheduler.callback,
+}
 
 
 def _causes(exc: BaseException) -> str:
