@@ -19,6 +19,7 @@ import anyio
 import attrs
 
 from .. import codec, states
+from ..exceptions import StorageError
 from ..runtime import (
     RUN_ACTIVE,
     RUN_FINISHED,
@@ -237,6 +238,9 @@ class Run:
         self.status = RUN_ACTIVE
         self.events: list[RunEvent] = []
         self.on_committed: Callable[[list[RunEvent]], None] | None = None
+        #: Told once when a commit of this run failed; memory no longer matches storage.
+        self.on_broken: Callable[[Run, BaseException], None] | None = None
+        self.broken: BaseException | None = None
         #: Whether anyone subscribed to events (building them costs, on the hot path).
         self.listened: Callable[[], bool] = lambda: False
         self._inflight = 0
@@ -246,18 +250,43 @@ class Run:
     async def checkpoint(self, reason: CommitReason) -> None:
         """Make every change recorded so far durable, then tell waiters and subscribers.
 
-        ``reason`` names the commit point, for readers and for the logs of a failed commit.
+        ``reason`` names the commit point. When the commit fails, memory may hold
+        changes that storage lacks (this step's, and those of other coroutines
+        that shared its batch): the run is broken from then on, every later
+        checkpoint refuses, and :attr:`on_broken` has the owner reload it from
+        its last commit. The caller gets the error.
         """
+        if self.broken is not None:
+            raise StorageError(
+                f"pipeline {self.root_id} is being reloaded after a failed commit "
+                f"({self.broken}); try again"
+            )
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
         events, self.events = self.events, []
         if batch:
             self._inflight += 1
             try:
                 await self.store.commit(batch)
+            except BaseException as exc:
+                # Cancelled while committing counts too: the batch may have landed or not.
+                self._break(exc, reason)
+                raise
             finally:
                 self._inflight -= 1
         if events and self.on_committed is not None:
             self.on_committed(events)
+        self._notify_changed()
+
+    def _break(self, exc: BaseException, reason: CommitReason) -> None:
+        if self.broken is None:
+            self.broken = exc
+            logger.warning("run %s: the %s commit failed: %r", self.root_id, reason, exc)
+            if self.on_broken is not None:
+                self.on_broken(self, exc)
+        # Whoever waits on this run looks again (and finds it reloading).
+        self._notify_changed()
+
+    def _notify_changed(self) -> None:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 
 from .. import codec, states, validator
 from ..component import ComponentLibrary
-from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError
+from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError, StorageError
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
 from ._coordination import OperationName, claim_loop, operation_name, renew_loop, send_command
 from ._env import Env, Settings, is_cancellation, logger
@@ -177,7 +177,7 @@ class Scheduler(Operations):
             watchdog.release()
         if host is None:
             return
-        held = list(self.runs)
+        held = [*self.runs, *self._loading]
         host.cancel()
         try:
             await host
@@ -188,6 +188,9 @@ class Scheduler(Operations):
         self.runs.clear()
         self._node_roots.clear()
         self._scopes.clear()
+        for loading in self._loading.values():
+            loading.set()
+        self._loading.clear()
         if held:
             try:
                 await self.store.release_runs(held)
@@ -210,6 +213,7 @@ class Scheduler(Operations):
         for key, value in (options.get("root_pipeline_context") or {}).items():
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
         run.on_committed = self.events.publish
+        run.on_broken = self._recover
         run.listened = self.events.listened
         return run
 
@@ -301,34 +305,56 @@ class Scheduler(Operations):
                 if root is not None:
                     await drive(self.env, run, root)
                 await run.checkpoint("settle")
-            except StaleWriteError:
-                logger.warning("run %s was taken over by another worker", run.root_id)
-                self.drop(run.root_id)
-                return
             except BaseException as exc:
                 if is_cancellation(exc):
                     raise
-                # Anything else (even a SystemExit that got this far) costs this
-                # run a reload, never the scheduler and every other run with it.
-                logger.exception("run %s stopped; reloading it from storage", run.root_id)
-                self.drop(run.root_id)
-                await anyio.sleep(self.settings.recovery_delay)
-                await self._reload(run.root_id)
+                if run.broken is None and not isinstance(exc, StaleWriteError | StorageError):
+                    # Anything else (even a SystemExit that got this far) costs this
+                    # run a reload, never the scheduler and every other run with it.
+                    logger.exception("run %s stopped; reloading it from storage", run.root_id)
+                self._recover(run, exc)
                 return
         if self._scopes.get(run.root_id) is scope:
             del self._scopes[run.root_id]
         if run.finished or run.revoked:
             self._unregister(run)
 
+    def _recover(self, run: Run, exc: BaseException) -> None:
+        """Drop a run whose memory may differ from storage; reload it unless it was taken over.
+
+        Called once a commit of the run failed (from the failed checkpoint, in
+        whichever task made it), or when its supervisor stopped on an error. The
+        reload is a task of the scheduler's own, so cancelling the run's
+        coroutines (the supervisor's among them) does not cancel it, and
+        operations arriving meanwhile wait for it instead of finding no run.
+        """
+        root_id = run.root_id
+        if self.runs.get(root_id) is not run:
+            return  # already dropped (lease lost, stopped, or recovering)
+        self.drop(root_id)
+        if isinstance(exc, StaleWriteError):
+            logger.warning("run %s was taken over by another worker", root_id)
+            return
+        self._reload_soon(root_id)
+
+    def _reload_soon(self, root_id: str) -> None:
+        """Reload a run this scheduler owns in storage, after ``recovery_delay``."""
+        if self._tg is None or root_id in self.runs or root_id in self._loading:
+            return
+        self._loading[root_id] = anyio.Event()
+        self._tg.start_soon(self._reload, root_id)
+
     async def _reload(self, root_id: str) -> None:
+        """Load ``root_id`` (registered in ``_loading``), retrying while storage fails."""
         delay = self.settings.recovery_delay
-        while self._tg is not None:
+        while True:
+            await anyio.sleep(delay)
             try:
-                await self._load(root_id)
+                await self._load_now(root_id)
                 return
             except Exception:
                 logger.exception("reloading run %s failed; retrying", root_id)
-                await anyio.sleep(delay)
+                self._loading[root_id] = anyio.Event()
                 delay = min(delay * 2, 30.0)
 
     async def run_pipeline(
@@ -399,7 +425,14 @@ class Scheduler(Operations):
                 stack=[root_id],
             )
         )
-        await run.checkpoint("run-created")
+        try:
+            await run.checkpoint("run-created")
+        except StorageError:
+            # The run may have been stored all the same (the answer was lost): this
+            # worker owns it then, and nobody else would ever claim it.
+            if self.worker:
+                self._reload_soon(root_id)
+            raise
         if self.worker:
             self._register(run)
         return root_id
@@ -417,6 +450,8 @@ class Scheduler(Operations):
         """The run holding ``node_id``, held here; refuses ended and unknown runs."""
         self.check_alive()
         root = await self.root_of(node_id)
+        if root in self._loading:
+            await self._load(root)  # claimed, or reloading after a failed commit
         run = self.runs.get(root)
         if run is None:
             await self._check_active(root, node_id)
@@ -563,6 +598,10 @@ class Scheduler(Operations):
         with anyio.fail_after(timeout):
             while True:
                 run = self.runs.get(root_id)
+                loading = self._loading.get(root_id)
+                if run is None and loading is not None:
+                    await loading.wait()  # claimed, or reloading after a failed commit
+                    continue
                 if run is None:
                     found = await self._wait_stored(root_id)
                     if found is not None:
@@ -572,8 +611,11 @@ class Scheduler(Operations):
                 result = quiescence(run)
                 if result is not None and run.settled:
                     return result
-                if result is not None and run.batch:
-                    await run.checkpoint("settle")
+                if result is not None and run.batch and run.broken is None:
+                    try:
+                        await run.checkpoint("settle")
+                    except StorageError:
+                        pass  # the run is reloaded from storage; wait for that
                     continue
                 await run.changed.wait()
 
