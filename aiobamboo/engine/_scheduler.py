@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import anyio
 import attrs
@@ -29,13 +29,10 @@ from ._ops import Operations
 from ._process import drive
 from ._run import (
     CALLBACK,
-    P_DEAD,
-    P_JOINING,
-    P_RUNNING,
     P_SLEEPING,
-    P_SUSPENDED,
     Pickup,
     Process,
+    ProcStatus,
     Run,
     RunEvent,
     new_id,
@@ -674,18 +671,20 @@ def quiescence(run: Run) -> tuple[str, str] | None:
     failed: list[str] = []
     paused: list[str] = []
     for proc in run.processes.values():
-        if proc.status in (P_DEAD, P_JOINING):
-            continue
-        if proc.status == P_RUNNING:
-            return None
-        if proc.status == P_SUSPENDED:
-            paused.append(proc.suspended_by or proc.current_node_id)
-            continue
-        st = run.states.get(proc.current_node_id)
-        if st is not None and st.state == states.FAILED:
-            failed.append(proc.current_node_id)
-            continue
-        return None
+        match proc.status:
+            case ProcStatus.DEAD | ProcStatus.JOINING:
+                continue  # a joining parent rests when its children do
+            case ProcStatus.RUNNING:
+                return None
+            case ProcStatus.SUSPENDED:
+                paused.append(proc.suspended_by or proc.current_node_id)
+            case ProcStatus.SLEEPING:
+                st = run.states.get(proc.current_node_id)
+                if st is None or st.state != states.FAILED:
+                    return None  # waiting for a poll or callback: it will progress
+                failed.append(proc.current_node_id)
+            case unknown:
+                assert_never(unknown)
     if failed:
         return str(states.FAILED), "failed nodes: " + ", ".join(sorted(failed))
     if paused:

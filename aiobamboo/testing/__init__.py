@@ -14,7 +14,7 @@
               await api.run_pipeline(runtime, build_my_tree())
               runtime.faults.fail_commits(1)  # the next step's commit fails
               res = await api.wait_pipeline(runtime, pipeline_id, timeout=10)
-              assert res.data[0] == "FINISHED"
+              assert res.data == "FINISHED"
 
   :class:`MemoryStorage` holds its tables: open a second ``MemoryRuntime`` on
   ``runtime.storage`` to test what a restart does.
