@@ -40,6 +40,11 @@ from ._run import (
 from ._spec import PLAIN, ContextVar, RunSpec, context_key, parse_tree
 from ._watchdog import Watchdog
 
+#: Seconds a recovery is remembered: a run that fails again within them waits twice as long.
+RECOVERY_MEMORY = 60.0
+#: The longest wait before a failed run is reloaded.
+MAX_RECOVERY_DELAY = 30.0
+
 #: Trees with more nodes than this are validated in a worker thread (about 20 ms of work).
 THREAD_VALIDATION_NODES = 500
 
@@ -95,6 +100,8 @@ class Scheduler(Operations):
         #: Why the scheduler stopped on its own; the API refuses to work on it then.
         self.failure: BaseException | None = None
         self._failed: asyncio.Event | None = None
+        #: Root id -> (when, back-off) of its last recovery after a failed commit.
+        self._recoveries: dict[str, tuple[float, float]] = {}
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -315,6 +322,7 @@ class Scheduler(Operations):
             del self._scopes[run.root_id]
         if run.finished or run.revoked:
             self._unregister(run)
+            self._recoveries.pop(run.root_id, None)
 
     def _recover(self, run: Run, exc: BaseException) -> None:
         """Drop a run whose memory may differ from storage; reload it unless it was taken over.
@@ -335,15 +343,28 @@ class Scheduler(Operations):
         self._reload_soon(root_id)
 
     def _reload_soon(self, root_id: str) -> None:
-        """Reload a run this scheduler owns in storage, after ``recovery_delay``."""
+        """Reload a run this scheduler owns in storage, after a back-off."""
         if self._tg is None or root_id in self.runs or root_id in self._loading:
             return
         self._loading[root_id] = anyio.Event()
-        self._tg.start_soon(self._reload, root_id)
+        self._tg.start_soon(self._reload, root_id, self._backoff(root_id))
 
-    async def _reload(self, root_id: str) -> None:
-        """Load ``root_id`` (registered in ``_loading``), retrying while storage fails."""
+    def _backoff(self, root_id: str) -> float:
+        """``recovery_delay``, doubled for each recovery of the run in the last minute.
+
+        Storage that keeps refusing (a full disk, a read-only file) would otherwise
+        have the run reloaded, and its running component restarted, twice a second.
+        """
+        now = time.monotonic()
+        last = self._recoveries.get(root_id)
         delay = self.settings.recovery_delay
+        if last is not None and now - last[0] < RECOVERY_MEMORY:
+            delay = min(last[1] * 2, MAX_RECOVERY_DELAY)
+        self._recoveries[root_id] = (now, delay)
+        return delay
+
+    async def _reload(self, root_id: str, delay: float) -> None:
+        """Load ``root_id`` (registered in ``_loading``), retrying while storage fails."""
         while True:
             await anyio.sleep(delay)
             try:
@@ -352,7 +373,7 @@ class Scheduler(Operations):
             except Exception:
                 logger.exception("reloading run %s failed; retrying", root_id)
                 self._loading[root_id] = anyio.Event()
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, MAX_RECOVERY_DELAY)
 
     async def run_pipeline(
         self,

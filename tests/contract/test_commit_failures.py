@@ -343,3 +343,17 @@ async def test_a_callback_whose_answer_is_lost_is_delivered_once(rt: MemoryRunti
     out = ok(await api.get_execution_data_outputs(rt, waiting.id))
     assert out["callback_data"] == {"n": 2}
     assert await histories(rt, waiting.id) == []
+
+
+async def test_a_run_whose_commits_keep_failing_backs_off_and_completes(rt: MemoryRuntime) -> None:
+    gate, after = act("gate"), act("echo", text="after")
+    new_gate(gate.id)
+    root = await start(rt, linear(gate, after))
+    await wait_gate_entered(rt, root, gate.id)
+    rt.faults.fail_commits(3)
+    open_gate(gate.id)
+    # Reloaded after 0.01, 0.02 and 0.04 s: each reload runs the gate again.
+    await wait_outcome(rt, root, "FINISHED")
+    assert rt.faults.injected == 3
+    assert EXECUTIONS[gate.id] == 4
+    assert EXECUTIONS[after.id] == 1
