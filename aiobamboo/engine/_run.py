@@ -245,37 +245,63 @@ class Run:
         self.listened: Callable[[], bool] = lambda: False
         self._inflight = 0
         self._changed: anyio.Event | None = None
+        #: The pending batch's number; ``_durable`` is the last number stored.
+        self._generation = 0
+        self._durable = -1
+        #: Set when the commit in flight ends (stored or not).
+        self._committing: anyio.Event | None = None
 
     # -- durability ----------------------------------------------------------
     async def checkpoint(self, reason: CommitReason) -> None:
         """Make every change recorded so far durable, then tell waiters and subscribers.
 
-        ``reason`` names the commit point. When the commit fails, memory may hold
-        changes that storage lacks (this step's, and those of other coroutines
-        that shared its batch): the run is broken from then on, every later
-        checkpoint refuses, and :attr:`on_broken` has the owner reload it from
-        its last commit. The caller gets the error.
+        ``reason`` names the commit point. One commit of the run is in flight at
+        a time: a caller whose changes went out with another caller's commit
+        waits for that one, and changes recorded meanwhile go out next, so the
+        run's commits land in order and each caller returns only once its own
+        changes are stored. When a commit fails, memory may hold changes that
+        storage lacks (this step's, and those of other coroutines that shared
+        its batch): the run is broken from then on, every later checkpoint
+        refuses, and :attr:`on_broken` has the owner reload it from its last
+        commit. The caller gets the error.
         """
-        if self.broken is not None:
-            raise StorageError(
-                f"pipeline {self.root_id} is being reloaded after a failed commit "
-                f"({self.broken}); try again"
-            )
+        generation = self._generation
+        while self._durable < generation:
+            if self.broken is not None:
+                raise StorageError(
+                    f"pipeline {self.root_id} is being reloaded after a failed commit "
+                    f"({self.broken}); try again"
+                )
+            committing = self._committing
+            if committing is not None:
+                await committing.wait()
+            elif self.batch or self.events:
+                await self._commit(reason)
+            else:
+                break  # nothing recorded since the last commit, which is stored
+        self._notify_changed()
+
+    async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
         events, self.events = self.events, []
-        if batch:
-            self._inflight += 1
-            try:
+        generation = self._generation
+        self._generation += 1
+        committing = self._committing = anyio.Event()
+        self._inflight += 1
+        try:
+            if batch:
                 await self.store.commit(batch)
-            except BaseException as exc:
-                # Cancelled while committing counts too: the batch may have landed or not.
-                self._break(exc, reason)
-                raise
-            finally:
-                self._inflight -= 1
+        except BaseException as exc:
+            # Cancelled while committing counts too: the batch may have landed or not.
+            self._break(exc, reason)
+            raise
+        finally:
+            self._inflight -= 1
+            self._committing = None
+            committing.set()
+        self._durable = generation
         if events and self.on_committed is not None:
             self.on_committed(events)
-        self._notify_changed()
 
     def _break(self, exc: BaseException, reason: CommitReason) -> None:
         if self.broken is None:
