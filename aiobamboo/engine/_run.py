@@ -248,8 +248,10 @@ class Run:
         #: The pending batch's number; ``_durable`` is the last number stored.
         self._generation = 0
         self._durable = -1
-        #: Set when the commit in flight ends (stored or not).
-        self._committing: anyio.Event | None = None
+        #: Whether a commit of the run is in flight; ``_committed`` is set when it
+        #: ends (stored or not), made only when someone waits for it.
+        self._committing = False
+        self._committed: anyio.Event | None = None
 
     # -- durability ----------------------------------------------------------
     async def checkpoint(self, reason: CommitReason) -> None:
@@ -272,9 +274,10 @@ class Run:
                     f"pipeline {self.root_id} is being reloaded after a failed commit "
                     f"({self.broken}); try again"
                 )
-            committing = self._committing
-            if committing is not None:
-                await committing.wait()
+            if self._committing:
+                if self._committed is None:
+                    self._committed = anyio.Event()
+                await self._committed.wait()
             elif self.batch or self.events:
                 await self._commit(reason)
             else:
@@ -286,7 +289,7 @@ class Run:
         events, self.events = self.events, []
         generation = self._generation
         self._generation += 1
-        committing = self._committing = anyio.Event()
+        self._committing = True
         self._inflight += 1
         try:
             if batch:
@@ -297,8 +300,10 @@ class Run:
             raise
         finally:
             self._inflight -= 1
-            self._committing = None
-            committing.set()
+            self._committing = False
+            committed, self._committed = self._committed, None
+            if committed is not None:
+                committed.set()
         self._durable = generation
         if events and self.on_committed is not None:
             self.on_committed(events)
