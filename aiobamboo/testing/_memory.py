@@ -206,6 +206,8 @@ class MemoryStore:
     def __init__(self, storage: MemoryStorage | None = None) -> None:
         self.storage = storage if storage is not None else MemoryStorage()
         self.faults = Faults()
+        #: Whether new runs belong to this runtime (a worker) or to nobody yet (a client).
+        self.worker = True
         self.owner_id = f"memory-{uuid.uuid4().hex[:8]}"
         # One worker per storage (as one per SQLite file), so a lease only matters to clients.
         self.lease_seconds = 3600.0
