@@ -20,6 +20,7 @@ import attrs
 
 from . import codec
 from .engine import RunEvent, Scheduler
+from .engine._coordination import OperationName
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
 from .host import Engine
@@ -283,7 +284,7 @@ def subscribe(
 
 
 async def _operate(
-    name: str,
+    name: OperationName,
     runtime: Engine,
     node_id: Any,
     what: str,

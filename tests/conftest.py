@@ -47,6 +47,7 @@ async def require_postgres() -> None:
 
 
 RUNTIME_KINDS = [
+    "memory",
     "sqlite-file",
     "sqlite-memory",
     pytest.param("postgres", marks=pytest.mark.postgres),
@@ -54,6 +55,10 @@ RUNTIME_KINDS = [
 
 
 async def open_runtime(kind: str, tmp_path: Path, **kwargs: Any) -> Any:
+    if kind == "memory":
+        from aiobamboo.testing import MemoryRuntime
+
+        return MemoryRuntime(**kwargs)
     if kind == "sqlite-file":
         from aiobamboo_sqlite import SQLiteRuntime
 
@@ -111,6 +116,10 @@ def runtime_factory(runtime_kind: str, tmp_path: Path) -> Any:
 
                 first = made[0]
                 rt = PostgresRuntime(first.dsn, schema=first.schema, **kwargs)
+            elif made and runtime_kind == "memory":
+                from aiobamboo.testing import MemoryRuntime
+
+                rt = MemoryRuntime(made[0].storage, **kwargs)
             else:
                 rt = await open_runtime(runtime_kind, tmp_path, **kwargs)
             made.append(rt)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import anyio
 
@@ -24,23 +24,31 @@ from ._env import logger
 if TYPE_CHECKING:
     from ._scheduler import Scheduler
 
+#: The operator actions, by the names the API and commands use.
+OperationName = Literal[
+    "pause_pipeline",
+    "resume_pipeline",
+    "revoke_pipeline",
+    "pause_node_appoint",
+    "resume_node_appoint",
+    "retry_node",
+    "retry_subprocess",
+    "skip_node",
+    "skip_exclusive_gateway",
+    "skip_conditional_parallel_gateway",
+    "forced_fail_activity",
+    "callback",
+]
+
 #: Operations a command may name (everything else is refused, whatever the database says).
-OPERATIONS = frozenset(
-    {
-        "pause_pipeline",
-        "resume_pipeline",
-        "revoke_pipeline",
-        "pause_node_appoint",
-        "resume_node_appoint",
-        "retry_node",
-        "retry_subprocess",
-        "skip_node",
-        "skip_exclusive_gateway",
-        "skip_conditional_parallel_gateway",
-        "forced_fail_activity",
-        "callback",
-    }
-)
+OPERATIONS: frozenset[str] = frozenset(get_args(OperationName))
+
+
+def operation_name(op: str) -> OperationName:
+    """``op`` as an operation name; refuses any other string (a command row holds any text)."""
+    if op not in OPERATIONS:
+        raise InvalidOperationError(f"unknown operation {op!r}")
+    return cast(OperationName, op)
 
 
 #: Runs claimed per query; a worker loops while it gets full batches.
@@ -125,10 +133,9 @@ async def run_commands(scheduler: Scheduler) -> None:
 async def _apply_command(scheduler: Scheduler, row: CommandRow) -> None:
     ok, message = False, ""
     try:
-        if row.op not in OPERATIONS:
-            raise InvalidOperationError(f"unknown operation {row.op!r}")
+        op = operation_name(row.op)
         args = codec.loads(row.args_json)
-        await getattr(scheduler, row.op)(*args)
+        await scheduler.apply_operation(op, args)
         ok = True
     except AiobambooError as exc:
         message = _encode_error(exc)
@@ -142,7 +149,9 @@ async def _apply_command(scheduler: Scheduler, row: CommandRow) -> None:
         logger.exception("storing the outcome of command %s (%s) failed", row.id, row.op)
 
 
-async def send_command(scheduler: Scheduler, root_id: str, op: str, args: list[Any]) -> None:
+async def send_command(
+    scheduler: Scheduler, root_id: str, op: OperationName, args: list[Any]
+) -> None:
     """Have the owner of ``root_id`` apply ``op``; raise what it raised."""
     store = scheduler.store
     command_id = await store.submit_command(root_id, op, codec.dumps(args, "arguments"))

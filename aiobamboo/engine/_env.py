@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import inspect
 import logging
 import time
 import traceback
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
@@ -24,9 +25,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("aiobamboo.engine")
 
-# Exclusive gateway strategies (semantics §5.9).
-STRATEGY_ONLY = 1
-STRATEGY_FIRST = 2
+
+class Strategy(enum.IntEnum):
+    """How an exclusive gateway evaluates its conditions."""
+
+    #: Evaluate every condition; more than one true is an error.
+    ONLY = 1
+    #: Stop at the first true condition.
+    FIRST = 2
+
+
+STRATEGY_ONLY = Strategy.ONLY
+STRATEGY_FIRST = Strategy.FIRST
+
+#: What a handler decided for its process: go on to a node, wait where it is,
+#: run branches, end, or re-read a node an operator changed meanwhile.
+OutcomeKind = Literal["next", "sleep", "fork", "die", "stale"]
 
 
 @attrs.frozen(kw_only=True)
@@ -36,7 +50,7 @@ class Settings:
     #: A node entered more often than this fails (§5.1, the original's default).
     rerun_limit: int = 100
     #: ONLY (1) evaluates every exclusive-gateway condition; FIRST (2) stops at the first true one.
-    exclusive_gateway_strategy: int = STRATEGY_ONLY
+    exclusive_gateway_strategy: Strategy = attrs.field(default=STRATEGY_ONLY, converter=Strategy)
     #: Threads for plain ``def`` components, hooks and lazy variables.
     thread_pool_size: int = 32
     #: Delay before a run whose storage failed is reloaded and resumed.
@@ -230,7 +244,7 @@ def format_exc(exc: BaseException) -> str:
 class Outcome:
     """What a handler decided for its process."""
 
-    kind: str  # next | sleep | fork | die | stale
+    kind: OutcomeKind
     next_node_id: str = ""
     children: list[tuple[str, str]] = attrs.Factory(list)  # (first node, destination)
 

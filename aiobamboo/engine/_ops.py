@@ -71,7 +71,7 @@ class Operations:
         st.state = states.SUSPENDED
         run.put_state(st)
         run.emit_state(st)
-        await run.flush()
+        await run.checkpoint("operation")
 
     async def resume_pipeline(self, pipeline_id: str) -> None:
         run, st = await self._pipeline_state(pipeline_id)
@@ -90,7 +90,7 @@ class Operations:
                 proc.suspended_by = None
                 run.put_process(proc)
                 woken.append(proc)
-        await run.flush()
+        await run.checkpoint("operation")
         for proc in woken:
             proc.wake()
 
@@ -118,7 +118,7 @@ class Operations:
             if not sched.finished and not sched.expired:
                 sched.expired = True
                 run.put_schedule(sched)
-        await run.flush()
+        await run.checkpoint("operation")
         for key in {*run.waiters, *run.in_flight}:
             run.abandon(*key)
         for proc in run.processes.values():
@@ -142,7 +142,7 @@ class Operations:
                 "or is READY can be paused"
             )
         run.emit_state(st)
-        await run.flush()
+        await run.checkpoint("operation")
 
     async def resume_node_appoint(self, node_id: str) -> None:
         run = await self.active_run(node_id)
@@ -175,7 +175,7 @@ class Operations:
             codec.check(inputs, "data")
             run.put_node_inputs(node_id, inputs)
         self._retry(run, st, proc)
-        await run.flush()
+        await run.checkpoint("operation")
         proc.wake()
 
     async def retry_subprocess(self, node_id: str) -> None:
@@ -187,7 +187,7 @@ class Operations:
         if proc.stack and proc.stack[-1] == node_id:
             proc.stack.pop()
         self._retry(run, st, proc)
-        await run.flush()
+        await run.checkpoint("operation")
         proc.wake()
 
     def _retry(self, run: Run, st: State, proc: Process) -> None:
@@ -213,7 +213,7 @@ class Operations:
         proc.current_node_id = node_id
         proc.status = P_RUNNING
         run.put_process(proc)
-        await run.flush()
+        await run.checkpoint("operation")
         proc.wake()
 
     async def skip_node(self, node_id: str) -> None:
@@ -271,7 +271,7 @@ class Operations:
         st, proc = _failed_asleep(run, node_id)
         self._skip(run, st)
         run.fork(proc, [(node.targets[f], converge_gateway_id) for f in flow_ids])
-        await run.flush()
+        await run.checkpoint("operation")
         proc.wake()
 
     async def forced_fail_activity(
@@ -303,5 +303,5 @@ class Operations:
         if sched is not None and not sched.finished and not sched.expired:
             sched.expired = True
             run.put_schedule(sched)
-        await run.flush()
+        await run.checkpoint("operation")
         run.abandon(node_id, old_version)

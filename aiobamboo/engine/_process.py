@@ -8,6 +8,7 @@ converge gateway once every child has arrived; a process that has to wait
 from __future__ import annotations
 
 import time
+from typing import assert_never
 
 import anyio
 
@@ -38,7 +39,7 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
             return
         if run.revoked or run.finished:
             _kill(run, proc)
-            await run.flush()
+            await run.checkpoint("process-ended")
             return
         if proc.status == P_JOINING:
             await _join(env, run, proc)
@@ -49,7 +50,7 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
         node_id = proc.current_node_id
         if node_id == proc.destination_id:
             _arrive(run, proc)
-            await run.flush()
+            await run.checkpoint("process-ended")
             return
         suspended_by = next(
             (pid for pid in proc.stack if run.state_of(pid) == states.SUSPENDED), None
@@ -58,7 +59,7 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
             proc.status = P_SUSPENDED
             proc.suspended_by = suspended_by
             run.put_process(proc)
-            await run.flush()
+            await run.checkpoint("process-suspended")
             continue
         outcome = await _step(env, run, proc, node_id)
         await _apply(run, proc, outcome)
@@ -73,19 +74,23 @@ def _resumes_in_place(run: Run, proc: Process) -> bool:
 
 
 async def _apply(run: Run, proc: Process, outcome: Outcome) -> None:
-    if outcome.kind == "next":
-        proc.current_node_id = outcome.next_node_id
-        proc.status = P_RUNNING
-        run.put_process(proc)
-    elif outcome.kind == "fork":
-        run.fork(proc, outcome.children)
-    elif outcome.kind == "die":
-        _kill(run, proc)
-        await run.flush()
-    elif outcome.kind == "sleep":
-        run.put_process(proc)
-        await run.flush()
-    # "stale": an operator changed the node meanwhile; the loop re-reads it.
+    match outcome.kind:
+        case "next":
+            proc.current_node_id = outcome.next_node_id
+            proc.status = P_RUNNING
+            run.put_process(proc)
+        case "fork":
+            run.fork(proc, outcome.children)
+        case "die":
+            _kill(run, proc)
+            await run.checkpoint("process-ended")
+        case "sleep":
+            run.put_process(proc)
+            await run.checkpoint("process-asleep")
+        case "stale":
+            pass  # an operator changed the node meanwhile; the loop re-reads it
+        case _:
+            assert_never(outcome.kind)
 
 
 def _kill(run: Run, proc: Process) -> None:
@@ -104,7 +109,7 @@ def _arrive(run: Run, proc: Process) -> None:
 
 
 async def _join(env: Env, run: Run, proc: Process) -> None:
-    await run.flush()
+    await run.checkpoint("join")
     children = [run.processes[c] for c in proc.children if c in run.processes]
     live = [c for c in children if c.status != P_DEAD]
     if live:

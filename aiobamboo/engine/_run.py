@@ -2,22 +2,24 @@
 
 The owning scheduler mutates these objects synchronously (one event loop, so
 every decision is atomic) and records each change into the pending
-:class:`~aiobamboo.runtime.WriteBatch`; :meth:`Run.flush` makes it durable.
+:class:`~aiobamboo.runtime.WriteBatch`; :meth:`Run.checkpoint` makes it durable.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import attrs
 
 from .. import codec, states
+from ..exceptions import StorageError
 from ..runtime import (
     RUN_ACTIVE,
     RUN_FINISHED,
@@ -36,17 +38,50 @@ from ..runtime import (
 )
 from ._spec import ContextVar, RunSpec
 
-# Process status values.
-P_RUNNING = "running"
-P_SLEEPING = "sleeping"
-P_SUSPENDED = "suspended"
-P_JOINING = "joining"
-P_DEAD = "dead"
 
-# Schedule types (semantics §6.1).
-CALLBACK = 1
-MULTIPLE_CALLBACK = 2
-POLL = 3
+class ProcStatus(enum.StrEnum):
+    """What a process is doing; stored as its value in ``ProcessRow.status``."""
+
+    RUNNING = "running"
+    SLEEPING = "sleeping"
+    SUSPENDED = "suspended"
+    JOINING = "joining"
+    DEAD = "dead"
+
+
+P_RUNNING = ProcStatus.RUNNING
+P_SLEEPING = ProcStatus.SLEEPING
+P_SUSPENDED = ProcStatus.SUSPENDED
+P_JOINING = ProcStatus.JOINING
+P_DEAD = ProcStatus.DEAD
+
+
+class ScheduleType(enum.IntEnum):
+    """How a scheduled activity is woken; stored as its value in ``ScheduleRow.type``."""
+
+    CALLBACK = 1
+    MULTIPLE_CALLBACK = 2
+    POLL = 3
+
+
+CALLBACK = ScheduleType.CALLBACK
+MULTIPLE_CALLBACK = ScheduleType.MULTIPLE_CALLBACK
+POLL = ScheduleType.POLL
+
+#: Why the engine makes its pending changes durable: every commit point names one,
+#: so ``grep checkpoint(`` lists the places where a step becomes durable.
+CommitReason = Literal[
+    "run-created",  # run_pipeline: the run, its root state and first process
+    "node-running",  # an activity's RUNNING state, before user code runs
+    "process-asleep",  # a process stopped at its node: failed, or waiting for an operator
+    "process-ended",  # a process died or reached its converge gateway
+    "process-suspended",  # a process stopped under a paused pipeline
+    "join",  # a parent process is about to drive its children
+    "schedule-wait",  # a scheduled activity is about to wait for its next trigger
+    "callback",  # a callback was accepted, or refused after it was stored
+    "operation",  # an operator action
+    "settle",  # changes left pending when a process or the run stopped
+]
 
 
 logger = logging.getLogger("aiobamboo.engine")
@@ -120,7 +155,7 @@ class Process:
     current_node_id: str
     destination_id: str | None
     stack: list[str]
-    status: str = P_RUNNING
+    status: ProcStatus = P_RUNNING
     suspended_by: str | None = None
     children: list[str] = attrs.Factory(list)
     acks: list[str] = attrs.Factory(list)
@@ -146,7 +181,7 @@ class Schedule:
     id: str
     node_id: str
     version: str
-    type: int
+    type: ScheduleType
     process_id: str
     finished: bool = False
     expired: bool = False
@@ -203,31 +238,93 @@ class Run:
         self.status = RUN_ACTIVE
         self.events: list[RunEvent] = []
         self.on_committed: Callable[[list[RunEvent]], None] | None = None
+        #: Told once when a commit of this run failed; memory no longer matches storage.
+        self.on_broken: Callable[[Run, BaseException], None] | None = None
+        self.broken: BaseException | None = None
         #: Whether anyone subscribed to events (building them costs, on the hot path).
         self.listened: Callable[[], bool] = lambda: False
         self._inflight = 0
         self._changed: anyio.Event | None = None
+        #: The pending batch's number; ``_durable`` is the last number stored.
+        self._generation = 0
+        self._durable = -1
+        #: Whether a commit of the run is in flight; ``_committed`` is set when it
+        #: ends (stored or not), made only when someone waits for it.
+        self._committing = False
+        self._committed: anyio.Event | None = None
 
     # -- durability ----------------------------------------------------------
-    async def flush(self) -> None:
-        """Make every change recorded so far durable, then tell waiters and subscribers."""
+    async def checkpoint(self, reason: CommitReason) -> None:
+        """Make every change recorded so far durable, then tell waiters and subscribers.
+
+        ``reason`` names the commit point. One commit of the run is in flight at
+        a time: a caller whose changes went out with another caller's commit
+        waits for that one, and changes recorded meanwhile go out next, so the
+        run's commits land in order and each caller returns only once its own
+        changes are stored. When a commit fails, memory may hold changes that
+        storage lacks (this step's, and those of other coroutines that shared
+        its batch): the run is broken from then on, every later checkpoint
+        refuses, and :attr:`on_broken` has the owner reload it from its last
+        commit. The caller gets the error.
+        """
+        generation = self._generation
+        while self._durable < generation:
+            if self.broken is not None:
+                raise StorageError(
+                    f"pipeline {self.root_id} is being reloaded after a failed commit "
+                    f"({self.broken}); try again"
+                )
+            if self._committing:
+                if self._committed is None:
+                    self._committed = anyio.Event()
+                await self._committed.wait()
+            elif self.batch or self.events:
+                await self._commit(reason)
+            else:
+                break  # nothing recorded since the last commit, which is stored
+        self._notify_changed()
+
+    async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
         events, self.events = self.events, []
-        if batch:
-            self._inflight += 1
-            try:
+        generation = self._generation
+        self._generation += 1
+        self._committing = True
+        self._inflight += 1
+        try:
+            if batch:
                 await self.store.commit(batch)
-            finally:
-                self._inflight -= 1
+        except BaseException as exc:
+            # Cancelled while committing counts too: the batch may have landed or not.
+            self._break(exc, reason)
+            raise
+        finally:
+            self._inflight -= 1
+            self._committing = False
+            committed, self._committed = self._committed, None
+            if committed is not None:
+                committed.set()
+        self._durable = generation
         if events and self.on_committed is not None:
             self.on_committed(events)
+
+    def _break(self, exc: BaseException, reason: CommitReason) -> None:
+        if self.broken is None:
+            self.broken = exc
+            logger.warning("run %s: the %s commit failed: %r", self.root_id, reason, exc)
+            if self.on_broken is not None:
+                self.on_broken(self, exc)
+        # Whoever waits on this run looks again (and finds it reloading).
+        self._notify_changed()
+
+    def _notify_changed(self) -> None:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
 
     @property
     def changed(self) -> anyio.Event:
-        """Set after the next flush."""
+        """Set after the next checkpoint."""
         if self._changed is None:
             self._changed = anyio.Event()
         return self._changed
@@ -389,7 +486,7 @@ class Run:
     def live_processes(self) -> list[Process]:
         return [p for p in self.processes.values() if p.status != P_DEAD]
 
-    def process_at(self, node_id: str, *statuses: str) -> Process | None:
+    def process_at(self, node_id: str, *statuses: ProcStatus) -> Process | None:
         for proc in self.processes.values():
             if proc.current_node_id == node_id and proc.status != P_DEAD:
                 if not statuses or proc.status in statuses:
@@ -498,7 +595,7 @@ class Run:
                 current_node_id=prow.current_node_id,
                 destination_id=prow.destination_id,
                 stack=list(prow.stack),
-                status=prow.status,
+                status=ProcStatus(prow.status),
                 suspended_by=prow.suspended_by,
                 children=list(prow.children),
                 acks=list(prow.acks),
@@ -509,7 +606,7 @@ class Run:
                 id=schrow.id,
                 node_id=schrow.node_id,
                 version=schrow.version,
-                type=schrow.type,
+                type=ScheduleType(schrow.type),
                 process_id=schrow.process_id,
                 finished=schrow.finished,
                 expired=schrow.expired,

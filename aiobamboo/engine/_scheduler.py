@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Final, assert_never
 
 import anyio
 import attrs
@@ -20,28 +20,30 @@ from anyio.abc import TaskGroup
 
 from .. import codec, states, validator
 from ..component import ComponentLibrary
-from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError
+from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError, StorageError
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
-from ._coordination import OPERATIONS, claim_loop, renew_loop, send_command
+from ._coordination import OperationName, claim_loop, operation_name, renew_loop, send_command
 from ._env import Env, Settings, is_cancellation, logger
 from ._events import EventHub
 from ._ops import Operations
 from ._process import drive
 from ._run import (
     CALLBACK,
-    P_DEAD,
-    P_JOINING,
-    P_RUNNING,
     P_SLEEPING,
-    P_SUSPENDED,
     Pickup,
     Process,
+    ProcStatus,
     Run,
     RunEvent,
     new_id,
 )
 from ._spec import PLAIN, ContextVar, RunSpec, context_key, parse_tree
 from ._watchdog import Watchdog
+
+#: Seconds a recovery is remembered: a run that fails again within them waits twice as long.
+RECOVERY_MEMORY = 60.0
+#: The longest wait before a failed run is reloaded.
+MAX_RECOVERY_DELAY = 30.0
 
 #: Trees with more nodes than this are validated in a worker thread (about 20 ms of work).
 THREAD_VALIDATION_NODES = 500
@@ -98,6 +100,8 @@ class Scheduler(Operations):
         #: Why the scheduler stopped on its own; the API refuses to work on it then.
         self.failure: BaseException | None = None
         self._failed: asyncio.Event | None = None
+        #: Root id -> (when, back-off) of its last recovery after a failed commit.
+        self._recoveries: dict[str, tuple[float, float]] = {}
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -177,7 +181,7 @@ class Scheduler(Operations):
             watchdog.release()
         if host is None:
             return
-        held = list(self.runs)
+        held = [*self.runs, *self._loading]
         host.cancel()
         try:
             await host
@@ -188,6 +192,9 @@ class Scheduler(Operations):
         self.runs.clear()
         self._node_roots.clear()
         self._scopes.clear()
+        for loading in self._loading.values():
+            loading.set()
+        self._loading.clear()
         if held:
             try:
                 await self.store.release_runs(held)
@@ -210,6 +217,7 @@ class Scheduler(Operations):
         for key, value in (options.get("root_pipeline_context") or {}).items():
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
         run.on_committed = self.events.publish
+        run.on_broken = self._recover
         run.listened = self.events.listened
         return run
 
@@ -300,36 +308,72 @@ class Scheduler(Operations):
                 root = next((p for p in run.processes.values() if p.parent_id is None), None)
                 if root is not None:
                     await drive(self.env, run, root)
-                await run.flush()
-            except StaleWriteError:
-                logger.warning("run %s was taken over by another worker", run.root_id)
-                self.drop(run.root_id)
-                return
+                await run.checkpoint("settle")
             except BaseException as exc:
                 if is_cancellation(exc):
                     raise
-                # Anything else (even a SystemExit that got this far) costs this
-                # run a reload, never the scheduler and every other run with it.
-                logger.exception("run %s stopped; reloading it from storage", run.root_id)
-                self.drop(run.root_id)
-                await anyio.sleep(self.settings.recovery_delay)
-                await self._reload(run.root_id)
+                if run.broken is None and not isinstance(exc, StaleWriteError | StorageError):
+                    # Anything else (even a SystemExit that got this far) costs this
+                    # run a reload, never the scheduler and every other run with it.
+                    logger.exception("run %s stopped; reloading it from storage", run.root_id)
+                self._recover(run, exc)
                 return
         if self._scopes.get(run.root_id) is scope:
             del self._scopes[run.root_id]
         if run.finished or run.revoked:
             self._unregister(run)
+            self._recoveries.pop(run.root_id, None)
 
-    async def _reload(self, root_id: str) -> None:
+    def _recover(self, run: Run, exc: BaseException) -> None:
+        """Drop a run whose memory may differ from storage; reload it unless it was taken over.
+
+        Called once a commit of the run failed (from the failed checkpoint, in
+        whichever task made it), or when its supervisor stopped on an error. The
+        reload is a task of the scheduler's own, so cancelling the run's
+        coroutines (the supervisor's among them) does not cancel it, and
+        operations arriving meanwhile wait for it instead of finding no run.
+        """
+        root_id = run.root_id
+        if self.runs.get(root_id) is not run:
+            return  # already dropped (lease lost, stopped, or recovering)
+        self.drop(root_id)
+        if isinstance(exc, StaleWriteError):
+            logger.warning("run %s was taken over by another worker", root_id)
+            return
+        self._reload_soon(root_id)
+
+    def _reload_soon(self, root_id: str) -> None:
+        """Reload a run this scheduler owns in storage, after a back-off."""
+        if self._tg is None or root_id in self.runs or root_id in self._loading:
+            return
+        self._loading[root_id] = anyio.Event()
+        self._tg.start_soon(self._reload, root_id, self._backoff(root_id))
+
+    def _backoff(self, root_id: str) -> float:
+        """``recovery_delay``, doubled for each recovery of the run in the last minute.
+
+        Storage that keeps refusing (a full disk, a read-only file) would otherwise
+        have the run reloaded, and its running component restarted, twice a second.
+        """
+        now = time.monotonic()
+        last = self._recoveries.get(root_id)
         delay = self.settings.recovery_delay
-        while self._tg is not None:
+        if last is not None and now - last[0] < RECOVERY_MEMORY:
+            delay = min(last[1] * 2, MAX_RECOVERY_DELAY)
+        self._recoveries[root_id] = (now, delay)
+        return delay
+
+    async def _reload(self, root_id: str, delay: float) -> None:
+        """Load ``root_id`` (registered in ``_loading``), retrying while storage fails."""
+        while True:
+            await anyio.sleep(delay)
             try:
-                await self._load(root_id)
+                await self._load_now(root_id)
                 return
             except Exception:
                 logger.exception("reloading run %s failed; retrying", root_id)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                self._loading[root_id] = anyio.Event()
+                delay = min(delay * 2, MAX_RECOVERY_DELAY)
 
     async def run_pipeline(
         self,
@@ -399,7 +443,14 @@ class Scheduler(Operations):
                 stack=[root_id],
             )
         )
-        await run.flush()
+        try:
+            await run.checkpoint("run-created")
+        except StorageError:
+            # The run may have been stored all the same (the answer was lost): this
+            # worker owns it then, and nobody else would ever claim it.
+            if self.worker:
+                self._reload_soon(root_id)
+            raise
         if self.worker:
             self._register(run)
         return root_id
@@ -417,6 +468,8 @@ class Scheduler(Operations):
         """The run holding ``node_id``, held here; refuses ended and unknown runs."""
         self.check_alive()
         root = await self.root_of(node_id)
+        if root in self._loading:
+            await self._load(root)  # claimed, or reloading after a failed commit
         run = self.runs.get(root)
         if run is None:
             await self._check_active(root, node_id)
@@ -437,11 +490,10 @@ class Scheduler(Operations):
         if row.status != RUN_ACTIVE:
             raise InvalidOperationError(f"pipeline {root} has already finished")
 
-    async def operate(self, op: str, node_id: str, *args: Any) -> None:
+    async def operate(self, name: str, node_id: str, *args: Any) -> None:
         """Apply an operator action here if this scheduler holds the run, else at its owner."""
         self.check_alive()
-        if op not in OPERATIONS:
-            raise InvalidOperationError(f"unknown operation {op!r}")
+        op = operation_name(name)
         root = await self.root_of(node_id)
         if root in self._loading:
             await self._load(root)
@@ -450,9 +502,13 @@ class Scheduler(Operations):
             if self.worker and await self.store.claim_runs(1, [root]):
                 await self.load_claimed(root)
         if root in self.runs:
-            await getattr(self, op)(node_id, *args)
+            await self.apply_operation(op, [node_id, *args])
         else:
             await send_command(self, root, op, [node_id, *args])
+
+    async def apply_operation(self, op: OperationName, args: Sequence[Any]) -> None:
+        """Apply an operator action to a run held here (the arguments as the API got them)."""
+        await OPERATION_TABLE[op](self, *args)
 
     # -- callbacks ---------------------------------------------------------------
     async def callback(self, node_id: str, version: str, data: Any) -> None:
@@ -470,7 +526,7 @@ class Scheduler(Operations):
             if not sched.expired:
                 sched.expired = True
                 run.put_schedule(sched)
-                await run.flush()
+                await run.checkpoint("callback")
             raise InvalidOperationError(f"node version {version} not exist")
         if sched.finished:
             raise InvalidOperationError("schedule is already finished")
@@ -500,7 +556,7 @@ class Scheduler(Operations):
         run.put_callback(row)
         sched.callback_accepted = True
         try:
-            await run.flush()
+            await run.checkpoint("callback")
         except BaseException:
             sched.callback_accepted = False
             raise
@@ -517,7 +573,7 @@ class Scheduler(Operations):
             or (current.version, current.state) != (version, states.RUNNING)
         ):
             run.put_callback(attrs.evolve(row, consumed=True))
-            await run.flush()
+            await run.checkpoint("callback")
             raise InvalidOperationError(
                 f"node {node_id} version {version} stopped waiting for callbacks "
                 "before this one was taken"
@@ -560,6 +616,10 @@ class Scheduler(Operations):
         with anyio.fail_after(timeout):
             while True:
                 run = self.runs.get(root_id)
+                loading = self._loading.get(root_id)
+                if run is None and loading is not None:
+                    await loading.wait()  # claimed, or reloading after a failed commit
+                    continue
                 if run is None:
                     found = await self._wait_stored(root_id)
                     if found is not None:
@@ -569,8 +629,11 @@ class Scheduler(Operations):
                 result = quiescence(run)
                 if result is not None and run.settled:
                     return result
-                if result is not None and run.batch:
-                    await run.flush()
+                if result is not None and run.batch and run.broken is None:
+                    try:
+                        await run.checkpoint("settle")
+                    except StorageError:
+                        pass  # the run is reloaded from storage; wait for that
                     continue
                 await run.changed.wait()
 
@@ -596,6 +659,24 @@ class Scheduler(Operations):
         return None
 
 
+#: Every operator action by name: local calls and commands from other processes
+#: dispatch through it (a test checks that it covers every OperationName).
+OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] = {
+    "pause_pipeline": Scheduler.pause_pipeline,
+    "resume_pipeline": Scheduler.resume_pipeline,
+    "revoke_pipeline": Scheduler.revoke_pipeline,
+    "pause_node_appoint": Scheduler.pause_node_appoint,
+    "resume_node_appoint": Scheduler.resume_node_appoint,
+    "retry_node": Scheduler.retry_node,
+    "retry_subprocess": Scheduler.retry_subprocess,
+    "skip_node": Scheduler.skip_node,
+    "skip_exclusive_gateway": Scheduler.skip_exclusive_gateway,
+    "skip_conditional_parallel_gateway": Scheduler.skip_conditional_parallel_gateway,
+    "forced_fail_activity": Scheduler.forced_fail_activity,
+    "callback": Scheduler.callback,
+}
+
+
 def _causes(exc: BaseException) -> str:
     """The exceptions inside task-group wrappers, as "Type: message" each."""
     if isinstance(exc, BaseExceptionGroup):
@@ -611,18 +692,20 @@ def quiescence(run: Run) -> tuple[str, str] | None:
     failed: list[str] = []
     paused: list[str] = []
     for proc in run.processes.values():
-        if proc.status in (P_DEAD, P_JOINING):
-            continue
-        if proc.status == P_RUNNING:
-            return None
-        if proc.status == P_SUSPENDED:
-            paused.append(proc.suspended_by or proc.current_node_id)
-            continue
-        st = run.states.get(proc.current_node_id)
-        if st is not None and st.state == states.FAILED:
-            failed.append(proc.current_node_id)
-            continue
-        return None
+        match proc.status:
+            case ProcStatus.DEAD | ProcStatus.JOINING:
+                continue  # a joining parent rests when its children do
+            case ProcStatus.RUNNING:
+                return None
+            case ProcStatus.SUSPENDED:
+                paused.append(proc.suspended_by or proc.current_node_id)
+            case ProcStatus.SLEEPING:
+                st = run.states.get(proc.current_node_id)
+                if st is None or st.state != states.FAILED:
+                    return None  # waiting for a poll or callback: it will progress
+                failed.append(proc.current_node_id)
+            case unknown:
+                assert_never(unknown)
     if failed:
         return str(states.FAILED), "failed nodes: " + ", ".join(sorted(failed))
     if paused:

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import attrs
 
 from .. import template
 
-# Node kinds, independent of the tree's ``type`` strings.
-START = "start"
-END = "end"
-ACTIVITY = "activity"
-SUBPROCESS = "subprocess"
-EXCLUSIVE = "exclusive"
-PARALLEL = "parallel"
-CONDITIONAL_PARALLEL = "conditional_parallel"
-CONVERGE = "converge"
+
+class NodeKind(enum.StrEnum):
+    """What a node does, independent of the tree's ``type`` strings; one handler each."""
+
+    START = "start"
+    END = "end"
+    ACTIVITY = "activity"
+    SUBPROCESS = "subprocess"
+    EXCLUSIVE = "exclusive"
+    PARALLEL = "parallel"
+    CONDITIONAL_PARALLEL = "conditional_parallel"
+    CONVERGE = "converge"
+
+
+START = NodeKind.START
+END = NodeKind.END
+ACTIVITY = NodeKind.ACTIVITY
+SUBPROCESS = NodeKind.SUBPROCESS
+EXCLUSIVE = NodeKind.EXCLUSIVE
+PARALLEL = NodeKind.PARALLEL
+CONDITIONAL_PARALLEL = NodeKind.CONDITIONAL_PARALLEL
+CONVERGE = NodeKind.CONVERGE
 
 _GATEWAY_KINDS = {
     "ExclusiveGateway": EXCLUSIVE,
@@ -67,7 +81,7 @@ class LoopConfig:
 class NodeSpec:
     id: str
     type: str
-    kind: str
+    kind: NodeKind
     name: str
     pipeline_id: str
     targets: dict[str, str]

@@ -19,6 +19,13 @@ async def test_sqlite_runtime_conforms(tmp_path: Path) -> None:
     await check_runtime(lambda **kw: SQLiteRuntime(tmp_path / "conformance.db", **kw))
 
 
+async def test_memory_runtime_conforms() -> None:
+    from aiobamboo.testing import MemoryRuntime, MemoryStorage
+
+    storage = MemoryStorage()
+    await check_runtime(lambda **kw: MemoryRuntime(storage, **kw))
+
+
 @pytest.mark.postgres
 async def test_postgres_runtime_conforms() -> None:
     await require_postgres()

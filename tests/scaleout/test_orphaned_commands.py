@@ -80,7 +80,7 @@ async def test_a_command_taken_by_a_worker_that_stopped_is_applied_by_the_next(
             try:
                 assert (await api.run_pipeline(client, tree)).result
                 version = await _running_version(client, tree["id"], node.id)
-                first.scheduler.callback = stuck
+                first.scheduler.apply_operation = stuck
                 async with anyio.create_task_group() as tg:
 
                     async def send() -> None:

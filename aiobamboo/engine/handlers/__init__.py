@@ -14,6 +14,7 @@ from .._spec import (
     PARALLEL,
     START,
     SUBPROCESS,
+    NodeKind,
 )
 from ._activity import execute_activity, resume_schedule
 from ._events import execute_end, execute_start
@@ -27,7 +28,8 @@ from ._subprocess import execute_subprocess
 
 Handler = Callable[[Step], Awaitable[Outcome]]
 
-HANDLERS: dict[str, Handler] = {
+#: Every kind has a handler (a test checks that no kind is left out).
+HANDLERS: dict[NodeKind, Handler] = {
     START: execute_start,
     END: execute_end,
     ACTIVITY: execute_activity,

@@ -224,7 +224,7 @@ async def execute_activity(step: Step) -> Outcome:
     parent = DataObject(run.root_data, {})
     service = _make_service(step, cls)
     # The node's RUNNING state is durable before user code runs (ARCHITECTURE §3).
-    await run.flush()
+    await run.checkpoint("node-running")
     if not step.is_current():
         return STALE
     await _hook(step, service, "node_enter", data, parent)
@@ -352,7 +352,7 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
     while True:
         proc.status = P_SLEEPING
         run.put_process(proc)
-        await run.flush()
+        await run.checkpoint("schedule-wait")
         current, callback_data = await _next_trigger(step, sched, probe)
         if not current:
             if not sched.expired and not sched.finished:

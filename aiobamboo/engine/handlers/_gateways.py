@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, assert_never
 
 from ... import template
 from ...exceptions import ConditionSyntaxError
 from .._context import hydrate, new_budget, references_of, render_within
-from .._env import STRATEGY_FIRST, Outcome, Step, go
+from .._env import STRATEGY_FIRST, Outcome, Step, Strategy, go
 
 _Chosen = list[tuple[str, str]]  # (flow id, target)
 
@@ -74,11 +74,24 @@ async def _choose(step: Step, first_only: bool) -> _Chosen | Outcome:
     return chosen
 
 
-def _first_only(step: Step) -> bool:
+def _strategy(step: Step) -> Strategy:
+    """The gateway's own strategy (the tree's ``extra_info``), else the engine's setting."""
     strategy = step.node.extra_info.get("strategy")
     if strategy in ("FIRST", "first", STRATEGY_FIRST):
-        return True
-    return strategy is None and step.env.settings.exclusive_gateway_strategy == STRATEGY_FIRST
+        return Strategy.FIRST
+    if strategy is None:
+        return step.env.settings.exclusive_gateway_strategy
+    return Strategy.ONLY
+
+
+def _first_only(step: Step) -> bool:
+    match _strategy(step):
+        case Strategy.FIRST:
+            return True
+        case Strategy.ONLY:
+            return False
+        case unknown:
+            assert_never(unknown)
 
 
 async def execute_exclusive(step: Step) -> Outcome:
