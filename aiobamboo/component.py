@@ -56,7 +56,7 @@ class AttrDict(dict[str, Any]):
 
 
 class DataObject:
-    """The ``data`` / ``parent_data`` argument of service methods (semantics §7.10)."""
+    """The ``data`` / ``parent_data`` argument of service methods."""
 
     __slots__ = ("inputs", "outputs")
 
@@ -171,7 +171,7 @@ class Service:
     __need_run_hook__: ClassVar[bool] = False
     interval: ClassVar[IntervalGenerator | None] = None
 
-    # Set by the engine before each call (semantics §7.10).
+    # Set by the engine before each call.
     id: str = ""
     version: str = ""
     root_pipeline_id: str = ""

@@ -117,7 +117,7 @@ class ContextRow:
 
 @attrs.frozen
 class ProcessRow:
-    """A logical thread of execution (semantics §1.4)."""
+    """A logical thread of execution."""
 
     id: str
     root_id: str

@@ -1,6 +1,6 @@
 """State names and the transition table shared by nodes and pipelines.
 
-The names are the original's (bamboo-semantics §4.1); every member is a ``str``
+The names are the original's; every member is a ``str``
 so a state compares equal to its name and serialises as itself.
 """
 
@@ -58,7 +58,7 @@ ROLLING_BACK = StateType.ROLLING_BACK
 ROLL_BACK_SUCCESS = StateType.ROLL_BACK_SUCCESS
 ROLL_BACK_FAILED = StateType.ROLL_BACK_FAILED
 
-#: The original's table (§4.2): one table for nodes and pipelines.
+#: The original's table: one table for nodes and pipelines.
 TRANSITIONS: dict[StateType, frozenset[StateType]] = {
     READY: frozenset({RUNNING, SUSPENDED}),
     LOOP_READY: frozenset({RUNNING, SUSPENDED}),

@@ -1,4 +1,4 @@
-"""``build_tree``: elements -> the original's pipeline tree (semantics §2)."""
+"""``build_tree``: elements -> the original's pipeline tree."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Context hydration: resolve the ${...} values a node needs, in dependency order (§7.2).
+"""Context hydration: resolve the ${...} values a node needs, in dependency order.
 
 Rendering is bounded per node: one :class:`~aiobamboo.template.RenderBudget`
 covers the context variables a node resolves and all its inputs (or all its

@@ -47,7 +47,7 @@ OutcomeKind = Literal["next", "sleep", "fork", "die", "stale"]
 class Settings:
     """Engine settings; pass ``settings=Settings(...)`` to a runtime."""
 
-    #: A node entered more often than this fails (§5.1, the original's default).
+    #: A node entered more often than this fails (the original's default).
     rerun_limit: int = 100
     #: ONLY (1) evaluates every exclusive-gateway condition; FIRST (2) stops at the first true one.
     exclusive_gateway_strategy: Strategy = attrs.field(default=STRATEGY_ONLY, converter=Strategy)

@@ -1,4 +1,4 @@
-"""Operator actions (semantics §8.2-§8.9), applied to the owner's in-memory run.
+"""Operator actions, applied to the owner's in-memory run.
 
 Each operation checks its preconditions and applies its effect without an
 ``await`` in between, so concurrent operations on one node are ordered and
@@ -102,7 +102,7 @@ class Operations:
             )
         _transit(st, states.REVOKED)
         now = time.time()
-        # Nothing is left behind (semantics §12.3): nodes still running are revoked,
+        # Nothing is left behind: nodes still running are revoked,
         # processes die, schedules expire, waiters are released.
         for node_st in run.states.values():
             if node_st.state == states.RUNNING or node_st is st:

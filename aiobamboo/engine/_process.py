@@ -1,4 +1,4 @@
-"""The push loop: one coroutine drives one process from node to node (semantics §5.1).
+"""The push loop: one coroutine drives one process from node to node.
 
 A process that forks runs its children in a task group and continues at the
 converge gateway once every child has arrived; a process that has to wait
@@ -192,7 +192,7 @@ async def _guarded(
 
 
 def _enter(run: Run, proc: Process, node: NodeSpec, st: State | None) -> State:
-    """Set the node RUNNING, creating or re-entering its state (§5.1 step 4-5)."""
+    """Set the node RUNNING, creating or re-entering its state."""
     if st is None:
         st = run.new_state(node.id, proc.stack[-1], states.RUNNING)
     else:

@@ -1,4 +1,4 @@
-"""The processed tree read once into compact node and pipeline specs (semantics §2.9)."""
+"""The processed tree read once into compact node and pipeline specs."""
 
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ def _parse_pipeline(
 def _hoisted_inputs(
     raw: dict[str, Any], node_id: str, context: dict[str, ContextVar]
 ) -> dict[str, InputSpec]:
-    """Inputs, with each lazy one hoisted into a COMPUTE value of the pipeline (§2.9 step 2).
+    """Inputs, with each lazy one hoisted into a COMPUTE value of the pipeline.
 
     The hoisted key is ``${<key>_<node id>}``; the input becomes a reference to it.
     """

@@ -1,4 +1,4 @@
-"""Validate pipeline trees before they run (semantics §3).
+"""Validate pipeline trees before they run.
 
 The package is pure: it imports nothing from the engine or a runtime. Every error is
 a subclass of `aiobamboo.exceptions.InvalidTreeError` whose ``node_ids`` names every

@@ -1,4 +1,4 @@
-"""Connection rules (semantics §3.2): degrees and allowed targets, checked on every node."""
+"""Connection rules: degrees and allowed targets, checked on every node."""
 
 from __future__ import annotations
 

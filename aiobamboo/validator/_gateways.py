@@ -1,4 +1,4 @@
-"""Gateway matching (semantics §3.4): find the converge gateway of every gateway.
+"""Gateway matching: find the converge gateway of every gateway.
 
 Gateways are resolved from the end of the (loop-free) graph backwards, so that the
 gateways nested in a branch are known before the branch is walked. A branch walk
@@ -12,11 +12,12 @@ Stepping over a nested gateway ``K`` with converge ``C``:
 - ``C`` is *shared* when flows from outside ``K``'s block also enter it. The walk
   stops there, as a branch that reaches ``C`` directly would. The original decided
   this by counting branches against incoming flows; it miscounted nested sharing
-  (upstream issue 162 and its relatives). Here the flows are compared as sets.
+  (https://github.com/TencentBlueKing/bamboo-engine/issues/162 and its
+  relatives). Here the flows are compared as sets.
 - otherwise ``C`` is *owned* by ``K`` and the walk goes on past it. ``C`` stays a
   candidate: when the branches do not otherwise meet one converge, the last
   candidate common to all of them is taken. A parallel gateway with one branch
-  ending in an exclusive gateway's converge (issue 162) closes there.
+  ending in an exclusive gateway's converge (the shape of that upstream issue) closes there.
 - a parallel gateway never stops at the converge of another parallel gateway:
   nested parallel gateways need their own converge gateways.
 

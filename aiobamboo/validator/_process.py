@@ -1,4 +1,4 @@
-"""The validation pipeline (semantics §3.1), shared by the public functions."""
+"""The validation pipeline, shared by the public functions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where a pipeline may start (semantics §3.6), and what a later start skips."""
+"""Where a pipeline may start, and what a later start skips."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Streams (semantics §3.5): which parallel branch each node runs in.
+"""Streams: which parallel branch each node runs in.
 
 The start and end events are on the main stream; branch ``i`` of a parallel gateway
 ``P`` is its own stream, and ``P``'s converge gateway is back on ``P``'s stream.

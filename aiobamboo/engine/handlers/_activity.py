@@ -1,4 +1,4 @@
-"""ServiceActivity: execute, then poll or wait for callbacks (semantics §5.4, §5.5, §6)."""
+"""ServiceActivity: execute, then poll or wait for callbacks."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _counters(step: Step) -> dict[str, Any]:
 
 
 def inject_counters(step: Step, keys: tuple[str, ...] = ("_loop", "_inner_loop")) -> None:
-    """A node whose ``_loop`` is mapped into the context can read its own count (§5.4)."""
+    """A node whose ``_loop`` is mapped into the context can read its own count."""
     counters = _counters(step)
     for source_key in keys:
         ctx_key = step.node.outputs.get(source_key)
@@ -86,7 +86,7 @@ async def _hook(step: Step, service: Service, name: str, *args: Any) -> None:
 
 
 def _extract_outputs(step: Step, outputs: dict[str, Any]) -> None:
-    """Write mapped outputs into the pipeline context (§7.6); loops append (§5.5)."""
+    """Write mapped outputs into the pipeline context; loops append."""
     node, run = step.node, step.run
     pipeline_id = step.top_pipeline_id
     if node.loop is not None:
@@ -166,7 +166,7 @@ async def _conclude(
     success: bool,
     fail_hook: str,
 ) -> Outcome:
-    """Finish, finish with the error ignored, or fail (table in §5.4)."""
+    """Finish, finish with the error ignored, or fail."""
     outputs = dict(data.outputs)
     node = step.node
     ignorable = node.error_ignorable or (node.loop is not None and node.loop.fail_skip)
@@ -223,7 +223,7 @@ async def execute_activity(step: Step) -> Outcome:
     data = DataObject(inputs, {})
     parent = DataObject(run.root_data, {})
     service = _make_service(step, cls)
-    # The node's RUNNING state is durable before user code runs (ARCHITECTURE §3).
+    # The node's RUNNING state is durable before user code runs.
     await run.checkpoint("node-running")
     if not step.is_current():
         return STALE

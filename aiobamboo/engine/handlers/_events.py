@@ -1,4 +1,4 @@
-"""Start and end events (semantics §5.3, §5.7, §5.8)."""
+"""Start and end events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exclusive, parallel, conditional-parallel and converge gateways (semantics §5.9-§5.11)."""
+"""Exclusive, parallel, conditional-parallel and converge gateways."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SubProcess: render params into the child context and descend (semantics §5.6)."""
+"""SubProcess: render params into the child context and descend."""
 
 from __future__ import annotations
 
