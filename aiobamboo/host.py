@@ -71,17 +71,18 @@ class Engine:
         self._depth += 1
         if self._depth > 1:
             return self
+        opened = False
         try:
             await self.store.open()
             self.scheduler = Scheduler(
                 self.store, components=self.components, settings=self.settings, worker=self.worker
             )
             await self.scheduler.start()
-        except BaseException:
-            # Cancelled while opening included: whatever was opened is closed again.
-            self._depth = 0
-            await self._close()
-            raise
+            opened = True
+        finally:
+            if not opened:  # failed or cancelled: whatever was opened is closed again
+                self._depth = 0
+                await self._close()
         return self
 
     async def __aexit__(

@@ -90,3 +90,7 @@ class SQLiteRuntime(Engine):
     @property
     def owner_id(self) -> str:
         return self.store.owner_id
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.store.lease_seconds
