@@ -208,6 +208,12 @@ class _TreeChecker:
             self.problems.add(f"{where}: key {key!r} is missing", nid)
             return None
         value = raw[key]
+        if value is None:
+            # Trees exported by bk-sops and its relatives write None for a start
+            # event's incoming and an end event's outgoing; the original reads it
+            # as no flows, and so does the tree from here on.
+            raw[key] = []
+            return []
         if isinstance(value, str):
             return [value] if value else []
         if isinstance(value, list) and all(is_id(item) for item in value):

@@ -55,6 +55,20 @@ async def test_start_activity_end_all_finish(runtime: Any) -> None:
     assert (out["_loop"], out["_inner_loop"]) == (1, 1)
 
 
+async def test_a_tree_with_none_for_no_flows_runs(runtime: Any) -> None:
+    # bk-sops and its relatives export None for a start event's incoming and an
+    # end event's outgoing; the original reads it as no flows.
+    s, end = EmptyStartEvent(id=uid("s")), EmptyEndEvent(id=uid("e"))
+    a = activity("echo", None, text="hello")
+    s.extend(a).extend(end)
+    tree = build_tree(s)
+    tree["start_event"]["incoming"] = None
+    tree["end_event"]["outgoing"] = None
+    root_id = await run(runtime, tree)
+    found = await flat_states(runtime, root_id)
+    assert {entry["state"] for entry in found.values()} == {states.FINISHED}
+
+
 async def test_async_component_runs_on_the_loop_and_plain_def_on_a_worker_thread(
     runtime: Any,
 ) -> None:

@@ -257,7 +257,7 @@ def test_add_sink_type_is_accepted_and_not_needed() -> None:
     accepts(tree)
 
 
-@pytest.mark.parametrize("bad", [None, 3, ["f", 3], [""], {"f": 1}])
+@pytest.mark.parametrize("bad", [3, ["f", 3], [""], {"f": 1}])
 def test_incoming_and_outgoing_must_be_flow_ids(bad: Any) -> None:
     tree = chain_tree()
     tree["activities"]["a1"]["outgoing"] = bad
@@ -558,6 +558,22 @@ def test_incoming_is_normalised_to_lists() -> None:
     before = copy.deepcopy(tree)
     accepts(tree)
     assert tree == before
+
+
+def test_none_for_no_flows_is_read_as_an_empty_list() -> None:
+    # The style of trees exported by bk-sops: None where a node has no flows.
+    tree = chain_tree()
+    tree["start_event"]["incoming"] = None
+    tree["end_event"]["outgoing"] = None
+    accepts(tree)
+    assert tree["start_event"]["incoming"] == []
+    assert tree["end_event"]["outgoing"] == []
+
+
+def test_none_where_flows_are_needed_is_still_refused() -> None:
+    tree = chain_tree()
+    node(tree, "a1")["incoming"] = None
+    rejects(tree, ConnectionValidateError, "a1")
 
 
 def test_start_event_rules() -> None:
