@@ -301,6 +301,8 @@ def _plain(value: Any) -> bool:
         if depth > MAX_DEPTH:
             return False
         depth += 1
+        # The dict and list loops stay separate: one pass over items() costs half
+        # of checking the keys first and then walking values() (hot path).
         if type(item) is dict:
             if TAG in item:
                 return False

@@ -289,10 +289,6 @@ class MemoryStore:
     async def get_run(self, root_id: str) -> RunRow | None:
         return (await self._read()).runs.get(root_id)
 
-    async def active_run_ids(self) -> list[str]:
-        runs = (await self._read()).runs.values()
-        return [r.root_id for r in sorted(runs, key=_created) if r.status == RUN_ACTIVE]
-
     async def load_run(self, root_id: str) -> RunSnapshot | None:
         return (await self._read()).snapshot(root_id)
 
