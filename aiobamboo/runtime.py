@@ -6,13 +6,14 @@ transactions between concurrent batches if it likes) and answers the reads
 the API needs. Runtimes know nothing about node kinds; the engine knows
 nothing about SQL.
 
-A store plays three roles, each a Protocol of its own:
+A store plays four roles, each a Protocol of its own:
 
 - :class:`Journal`: the durable record the scheduler writes and rebuilds runs from;
 - :class:`ReadModel`: what the API reads for its callers;
-- :class:`Coordination`: claims, leases, commands and wake-up signals between processes.
+- :class:`Coordination`: claims, leases, parking, commands and wake-up signals between processes;
+- :class:`EventLog`: committed events, for subscribers in any process.
 
-:class:`Runtime` is the three together, and :class:`Store` adds the
+:class:`Runtime` is the four together, and :class:`Store` adds the
 :class:`Lifecycle` (open, close) an :class:`~aiobamboo.host.Engine` drives.
 
 Value columns (``*_json``) hold text written by :mod:`aiobamboo.codec`; times
@@ -32,6 +33,8 @@ __all__ = [
     "CommandRow",
     "ContextRow",
     "Coordination",
+    "EventLog",
+    "EventRow",
     "ExecutionDataRow",
     "HistoryRow",
     "Journal",
@@ -46,6 +49,7 @@ __all__ = [
     "ScheduleRow",
     "StateRow",
     "Store",
+    "TimerRow",
     "WriteBatch",
     "load_sql_blocks",
 ]
@@ -171,6 +175,41 @@ class HistoryRow:
     created_time: float = 0.0
 
 
+@attrs.frozen
+class TimerRow:
+    """A durable timer of a run, claimed by due time when the run is parked.
+
+    ``kind`` says what it wakes (``poll``: a polling activity's next
+    ``schedule()``). ``due_time`` is POSIX seconds by the engine's clock, None
+    once the timer fired or was cancelled (the row is then inert).
+    """
+
+    id: str
+    root_id: str
+    node_id: str
+    version: str
+    kind: str
+    due_time: float | None
+
+
+@attrs.frozen
+class EventRow:
+    """A committed change of a run, kept for subscribers in every process.
+
+    ``id`` is assigned by the store when the event is committed: ids grow in
+    commit order, so a subscriber resumes after the last id it saw.
+    ``data_json`` is the event's extra data as codec JSON.
+    """
+
+    root_id: str
+    node_id: str
+    kind: str
+    state: str
+    data_json: str
+    time: float
+    id: int = 0
+
+
 @attrs.define
 class WriteBatch:
     """Everything one engine step changed in one run; stored atomically.
@@ -191,10 +230,14 @@ class WriteBatch:
     schedules: dict[str, ScheduleRow] = attrs.Factory(dict)
     callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
     histories: list[HistoryRow] = attrs.Factory(list)
+    timers: dict[str, TimerRow] = attrs.Factory(dict)
+    events: list[EventRow] = attrs.Factory(list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.new_run
+            self.timers
+            or self.events
+            or self.new_run
             or self.run_status
             or self.states
             or self.execution_data
@@ -219,6 +262,8 @@ class RunSnapshot:
     processes: Sequence[ProcessRow]
     schedules: Sequence[ScheduleRow]
     callbacks: Sequence[CallbackRow]
+    #: The run's timers still due (``due_time`` not None).
+    timers: Sequence[TimerRow] = ()
 
 
 @attrs.frozen
@@ -302,7 +347,7 @@ def load_sql_blocks(text: str) -> dict[str, str]:
     return queries
 
 
-# The storage protocol, in the three roles a store plays. A new runtime can be
+# The storage protocol, in the four roles a store plays. A new runtime can be
 # written, and checked with aiobamboo.testing, one role at a time.
 
 
@@ -357,9 +402,28 @@ class Coordination(Protocol):
     lease_seconds: float
 
     async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
-        """Take up to ``limit`` active runs (of ``root_ids``, if given) that nobody holds.
+        """Take up to ``limit`` active runs that nobody holds.
 
-        A run whose lease ran out counts as held by nobody.
+        Without ``root_ids``: runs that are not parked (new runs of clients,
+        runs a worker released or lost). With ``root_ids``: those of them that
+        nobody holds, parked or not (an operation or a callback wakes them).
+        A run whose lease ran out counts as held by nobody. A claimed run is
+        no longer parked.
+        """
+
+    async def claim_woken(self, limit: int, now: float) -> list[str]:
+        """Take up to ``limit`` parked runs that something in storage wakes.
+
+        A parked run wakes when one of its timers is due (``due_time <= now``,
+        ``now`` by the engine's clock) or a command waits for it. Claimed runs
+        are no longer parked.
+        """
+
+    async def park_run(self, root_id: str) -> bool:
+        """Release a run this owner holds and mark it parked, unless a command waits for it.
+
+        Returns whether it was parked. A parked run is claimed again only by
+        :meth:`claim_woken` or by naming it in :meth:`claim_runs`.
         """
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
@@ -386,8 +450,34 @@ class Coordination(Protocol):
 
 
 @runtime_checkable
-class Runtime(Journal, ReadModel, Coordination, Protocol):
-    """Everything the engine and the API need from storage: the three roles together."""
+class EventLog(Protocol):
+    """Committed events, readable by every process of the database.
+
+    The rows are written by :meth:`Journal.commit` (``WriteBatch.events``).
+    """
+
+    @property
+    def events_seen(self) -> int:
+        """Grows whenever this store committed events, or heard that another process did."""
+
+    async def read_events(
+        self, after: int, root_id: str | None = None, limit: int = 500
+    ) -> list[EventRow]:
+        """Events with an id above ``after`` (of ``root_id`` only, if given), in id order."""
+
+    async def last_event_id(self) -> int:
+        """The highest event id committed so far (0 when there is none)."""
+
+    async def purge_events(self, before: float) -> int:
+        """Delete the events committed before ``before`` (POSIX seconds); returns how many."""
+
+    async def wait_for_events(self, seen: int, at_most: float) -> None:
+        """Return once :attr:`events_seen` exceeds ``seen``, or after ``at_most`` seconds."""
+
+
+@runtime_checkable
+class Runtime(Journal, ReadModel, Coordination, EventLog, Protocol):
+    """Everything the engine and the API need from storage: the four roles together."""
 
 
 @runtime_checkable

@@ -50,11 +50,27 @@ RUNTIME_KINDS = [
     "memory",
     "sqlite-file",
     "sqlite-memory",
+    # Every run parks the moment it waits on the outside world, and every callback,
+    # operation and timer loads it again: the whole contract, under parking.
+    "sqlite-parking",
     pytest.param("postgres", marks=pytest.mark.postgres),
 ]
 
 
+def _parking_at_once(kwargs: dict[str, Any]) -> dict[str, Any]:
+    import attrs
+
+    from aiobamboo.engine import Settings
+
+    settings = kwargs.get("settings") or Settings()
+    return {**kwargs, "settings": attrs.evolve(settings, park_after=0.0)}
+
+
 async def open_runtime(kind: str, tmp_path: Path, **kwargs: Any) -> Any:
+    if kind == "sqlite-parking":
+        from aiobamboo_sqlite import SQLiteRuntime
+
+        return SQLiteRuntime(tmp_path / "flows.db", **_parking_at_once(kwargs))
     if kind == "memory":
         from aiobamboo.testing import MemoryRuntime
 

@@ -53,6 +53,8 @@ def operation_name(op: str) -> OperationName:
 
 #: Runs claimed per query; a worker loops while it gets full batches.
 CLAIM_BATCH = 16
+#: Seconds between two purges of the events older than ``Settings.event_retention``.
+PURGE_EVERY = 60.0
 #: How many command timeouts a sender waits for a command a worker has taken.
 _TAKEN_PATIENCE = 4
 
@@ -74,24 +76,46 @@ def _decode_error(text: str) -> AiobambooError:
 
 
 async def claim_loop(scheduler: Scheduler) -> None:
-    """Claim runs while there is room, apply commands, then wait for a signal."""
+    """Claim runs while there is room, apply commands, then wait for a signal.
+
+    Runs are claimed when nobody holds them (new runs of clients, runs a
+    worker released or lost) and when something wakes a parked one (a timer
+    due by the engine's clock, a command sent to it).
+    """
     settings = scheduler.settings
+    purged = time.monotonic()
     while True:
         try:
-            # Claim a few at a time so that idle workers woken together share the work.
             while (room := settings.concurrency - scheduler.held) > 0:
-                claimed = await scheduler.store.claim_runs(min(room, CLAIM_BATCH))
+                # A few at a time, so that idle workers woken together share the work.
+                want = min(room, CLAIM_BATCH)
+                claimed = await scheduler.store.claim_runs(want)
+                if len(claimed) < want:
+                    now = scheduler.clock.now()
+                    claimed += await scheduler.store.claim_woken(want - len(claimed), now)
                 for root_id in claimed:
                     scheduler.load_soon(root_id)
                 await run_commands(scheduler)
-                if len(claimed) < min(room, CLAIM_BATCH):
+                if len(claimed) < want:
                     break
             else:
                 await run_commands(scheduler)
+            if time.monotonic() - purged > PURGE_EVERY:
+                purged = time.monotonic()
+                await _purge_events(scheduler)
         except Exception:
             logger.exception("claiming work failed; retrying")
             await anyio.sleep(settings.poll_interval)
         await scheduler.store.wait_for_signal(settings.poll_interval)
+
+
+async def _purge_events(scheduler: Scheduler) -> None:
+    retention = scheduler.settings.event_retention
+    if retention is None:
+        return
+    purged = await scheduler.store.purge_events(time.time() - retention)
+    if purged:
+        logger.info("purged %d events older than %g s", purged, retention)
 
 
 async def renew_loop(scheduler: Scheduler) -> None:

@@ -10,18 +10,16 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 import attrs
 
 from .. import states
 from ..component import ComponentLibrary
+from ._clock import Clock, SystemClock
 from ._run import P_SLEEPING, Process, Run, State
 from ._spec import NodeSpec
-
-if TYPE_CHECKING:
-    from ._events import EventHub
 
 logger = logging.getLogger("aiobamboo.engine")
 
@@ -55,7 +53,7 @@ class Settings:
     thread_pool_size: int = 32
     #: Delay before a run whose storage failed is reloaded and resumed.
     recovery_delay: float = 0.5
-    #: Runs a worker holds at once (waiting runs count too).
+    #: Runs a worker holds in memory at once; parked runs do not count.
     concurrency: int = 10_000
     #: How often a worker looks for work when no signal arrives.
     poll_interval: float = 0.2
@@ -69,15 +67,26 @@ class Settings:
     #: many seconds, e.g. an ``async def`` component calling ``time.sleep``;
     #: None turns the watchdog off.
     loop_stall_warning: float | None = 1.0
+    #: A run that has waited this many seconds on nothing but the outside world
+    #: (callbacks, operators, timers due later than this) leaves memory, and on
+    #: Postgres its lease; a callback, an operation or a due timer loads it again
+    #: in any worker. None keeps every run in memory until it ends.
+    park_after: float | None = 0.5
+    #: Seconds committed events are kept for subscribers (``api.subscribe``
+    #: resuming from a cursor); None keeps them for ever.
+    event_retention: float | None = 7 * 24 * 3600.0
+    #: Where timers read the time and wait; tests pass
+    #: :class:`aiobamboo.testing.ManualClock` to move it by hand.
+    clock: Clock = attrs.field(factory=SystemClock)
 
 
 class Env:
     """Per-scheduler services handed to every handler."""
 
-    def __init__(self, settings: Settings, components: ComponentLibrary, events: EventHub) -> None:
+    def __init__(self, settings: Settings, components: ComponentLibrary) -> None:
         self.settings = settings
         self.components = components
-        self.events = events
+        self.clock = settings.clock
         self.limiter = anyio.CapacityLimiter(settings.thread_pool_size)
         #: Component coroutines that ignored their cancellation, kept referenced until they end.
         self.detached: set[asyncio.Task[Any]] = set()

@@ -1,53 +1,52 @@
-"""Delivery of committed state changes to subscribers, in order per pipeline."""
+"""Subscribers read committed events from storage, so they see every process's events.
+
+Events are rows written with the changes they describe (``WriteBatch.events``),
+so a subscriber sees exactly what is durable, in commit order, whichever
+worker committed it. It reads them lazily: a slow consumer only falls behind
+in the table, it never holds anything of the engine back.
+"""
 
 from __future__ import annotations
 
-import math
+from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import anyio
-from anyio.streams.memory import MemoryObjectSendStream
-
+from ..runtime import EventLog
 from ._run import RunEvent
 
+#: Events read from storage per query.
+READ_BATCH = 500
 
-class EventHub:
-    """Fans committed :class:`RunEvent` batches out to subscribers.
 
-    Publishing never blocks and never raises: a subscriber's stream is
-    unbounded, and a subscriber that went away is dropped.
+class EventStream(AsyncIterator[RunEvent]):
+    """The events after ``cursor`` (of ``root_id`` only, if given), read as they commit.
+
+    ``cursor`` is the id of the last event delivered: open another stream
+    with it to resume after a disconnect, without losing or repeating any.
+    Woken at once by commits of this process (and, on Postgres, of every
+    process); otherwise it looks again every ``poll_interval`` seconds.
     """
 
-    def __init__(self) -> None:
-        self._subscribers: list[tuple[str | None, MemoryObjectSendStream[RunEvent]]] = []
+    def __init__(
+        self, store: EventLog, root_id: str | None, cursor: int, poll_interval: float
+    ) -> None:
+        self.store = store
+        self.root_id = root_id
+        self.cursor = cursor
+        self.poll_interval = poll_interval
+        self._buffer: deque[RunEvent] = deque()
 
-    def listened(self) -> bool:
-        return bool(self._subscribers)
+    def __aiter__(self) -> EventStream:
+        return self
 
-    def publish(self, events: list[RunEvent]) -> None:
-        if not self._subscribers:
-            return
-        for root_id, stream in list(self._subscribers):
-            for event in events:
-                if root_id is not None and event.root_id != root_id:
-                    continue
-                try:
-                    stream.send_nowait(event)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self._drop(stream)
-                    break
-
-    def _drop(self, stream: MemoryObjectSendStream[RunEvent]) -> None:
-        self._subscribers = [s for s in self._subscribers if s[1] is not stream]
-
-    @asynccontextmanager
-    async def subscribe(self, root_id: str | None = None) -> AsyncIterator[AsyncIterator[RunEvent]]:
-        send, receive = anyio.create_memory_object_stream[RunEvent](math.inf)
-        self._subscribers.append((root_id, send))
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._drop(send)
-            send.close()
+    async def __anext__(self) -> RunEvent:
+        while not self._buffer:
+            seen = self.store.events_seen
+            rows = await self.store.read_events(self.cursor, self.root_id, READ_BATCH)
+            if rows:
+                self._buffer.extend(RunEvent.from_row(row) for row in rows)
+                break
+            await self.store.wait_for_events(seen, self.poll_interval)
+        event = self._buffer.popleft()
+        self.cursor = event.id
+        return event

@@ -44,17 +44,23 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
         if proc.status == P_JOINING:
             await _join(env, run, proc)
             continue
-        if proc.status in (P_SLEEPING, P_SUSPENDED) and not _resumes_in_place(run, proc):
-            await proc.wait_awake()
+        resuming = _resumes_in_place(run, proc)
+        if proc.status in (P_SLEEPING, P_SUSPENDED) and not resuming:
+            await proc.wait_awake(run)
             continue
         node_id = proc.current_node_id
         if node_id == proc.destination_id:
             _arrive(run, proc)
             await run.checkpoint("process-ended")
             return
-        suspended_by = next(
-            (pid for pid in proc.stack if run.state_of(pid) == states.SUSPENDED), None
-        )
+        # A pause stops a process between nodes: one reloaded in the middle of its
+        # node (waiting for a poll or callback) finishes the node first, as it
+        # would have had it stayed in memory.
+        suspended_by = None
+        if not resuming:
+            suspended_by = next(
+                (pid for pid in proc.stack if run.state_of(pid) == states.SUSPENDED), None
+            )
         if suspended_by is not None:
             proc.status = P_SUSPENDED
             proc.suspended_by = suspended_by

@@ -8,11 +8,14 @@ every decision is atomic) and records each change into the pending
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import anyio
@@ -26,6 +29,7 @@ from ..runtime import (
     RUN_REVOKED,
     CallbackRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     HistoryRow,
     NodeDataRow,
@@ -34,6 +38,7 @@ from ..runtime import (
     Runtime,
     ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
 )
 from ._spec import ContextVar, RunSpec
@@ -101,7 +106,8 @@ class RunEvent:
     ``kind`` is ``state`` (a node or pipeline state changed; ``data`` has
     version, parent_id and loop), ``pipeline_failed`` (a node of the pipeline
     failed; the root stays RUNNING, as in the original), ``pipeline_finished``
-    or ``pipeline_revoked``.
+    or ``pipeline_revoked``. ``id`` grows in commit order across every process
+    of the database: a subscriber resumes after the last id it saw.
     """
 
     kind: str
@@ -110,6 +116,19 @@ class RunEvent:
     state: str
     data: dict[str, Any]
     time: float = attrs.Factory(time.time)
+    id: int = 0
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> RunEvent:
+        return cls(
+            kind=row.kind,
+            root_id=row.root_id,
+            node_id=row.node_id,
+            state=row.state,
+            data=json.loads(row.data_json),
+            time=row.time,
+            id=row.id,
+        )
 
 
 @attrs.define(slots=True, eq=False)
@@ -168,11 +187,15 @@ class Process:
         if self._event is not None:
             self._event.set()
 
-    async def wait_awake(self) -> None:
-        """Return once an operation set the process back to running (or joining)."""
+    async def wait_awake(self, run: Run) -> None:
+        """Return once an operation set the process back to running (or joining).
+
+        Only an operation wakes it, so the run may park meanwhile.
+        """
         while self.status in (P_SLEEPING, P_SUSPENDED):
-            self._event = anyio.Event()
-            await self._event.wait()
+            self._event = event = anyio.Event()
+            with run.resting(self.id, event):
+                await event.wait()
         self._event = None
 
 
@@ -188,6 +211,9 @@ class Schedule:
     times: int = 0
     # In memory only: a single-callback schedule has accepted its callback.
     callback_accepted: bool = False
+    #: A polling schedule's next poll time (the engine clock's POSIX seconds), stored
+    #: as a timer so that it fires after a restart, or in a parked run.
+    due: float | None = None
 
 
 @attrs.define(slots=True, eq=False)
@@ -236,13 +262,16 @@ class Run:
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
         self.status = RUN_ACTIVE
-        self.events: list[RunEvent] = []
-        self.on_committed: Callable[[list[RunEvent]], None] | None = None
         #: Told once when a commit of this run failed; memory no longer matches storage.
         self.on_broken: Callable[[Run, BaseException], None] | None = None
         self.broken: BaseException | None = None
-        #: Whether anyone subscribed to events (building them costs, on the hot path).
-        self.listened: Callable[[], bool] = lambda: False
+        #: Processes waiting where the run may park: process id -> (when a timer
+        #: wakes it, the event that ends its wait).
+        self.idle: dict[str, tuple[float, anyio.Event]] = {}
+        #: Operations applying to the run right now: a pinned run does not park.
+        self.pins = 0
+        #: Told when a process starts waiting where the run may park.
+        self.on_idle: Callable[[Run], None] | None = None
         self._inflight = 0
         self._changed: anyio.Event | None = None
         #: The pending batch's number; ``_durable`` is the last number stored.
@@ -278,7 +307,7 @@ class Run:
                 if self._committed is None:
                     self._committed = anyio.Event()
                 await self._committed.wait()
-            elif self.batch or self.events:
+            elif self.batch:
                 await self._commit(reason)
             else:
                 break  # nothing recorded since the last commit, which is stored
@@ -286,7 +315,6 @@ class Run:
 
     async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
-        events, self.events = self.events, []
         generation = self._generation
         self._generation += 1
         self._committing = True
@@ -305,8 +333,6 @@ class Run:
             if committed is not None:
                 committed.set()
         self._durable = generation
-        if events and self.on_committed is not None:
-            self.on_committed(events)
 
     def _break(self, exc: BaseException, reason: CommitReason) -> None:
         if self.broken is None:
@@ -335,15 +361,19 @@ class Run:
         return not self.batch and self._inflight == 0
 
     def emit(self, kind: str, node_id: str, state: str = "", **extra: Any) -> None:
-        if not self.listened():
-            return
-        self.events.append(
-            RunEvent(kind=kind, root_id=self.root_id, node_id=node_id, state=state, data=extra)
+        """Record an event; it is stored with the changes it describes."""
+        self.batch.events.append(
+            EventRow(
+                root_id=self.root_id,
+                node_id=node_id,
+                kind=kind,
+                state=state,
+                data_json=json.dumps(extra, separators=(",", ":")),
+                time=time.time(),
+            )
         )
 
     def emit_state(self, st: State) -> None:
-        if not self.listened():
-            return
         self.emit(
             "state",
             st.node_id,
@@ -366,6 +396,51 @@ class Run:
         self.status = RUN_REVOKED
         self.batch.run_status = RUN_REVOKED
         self.emit("pipeline_revoked", self.root_id, str(states.REVOKED))
+
+    # -- parking -------------------------------------------------------------
+    @contextmanager
+    def resting(
+        self, proc_id: str, event: anyio.Event, wake_at: float = math.inf
+    ) -> Iterator[None]:
+        """A process waits for ``event`` (or until ``wake_at``): the run may park meanwhile."""
+        self.idle[proc_id] = (wake_at, event)
+        if self.on_idle is not None:
+            self.on_idle(self)
+        try:
+            yield
+        finally:
+            self.idle.pop(proc_id, None)
+
+    def wake_time(self) -> float | None:
+        """When a timer wakes the run (inf: only the outside world), if it may park now.
+
+        None while anything is in motion: a process that is not waiting where
+        the run may park (or whose wait is already over), a component call, an
+        operation, a commit, a callback queued or a caller waiting for one.
+        """
+        if (
+            self.pins
+            or self.in_flight
+            or self.pickups
+            or self.broken is not None
+            or self.finished
+            or self.revoked
+            or not self.settled
+        ):
+            return None
+        wake = math.inf
+        for proc in self.processes.values():
+            if proc.status == P_DEAD or proc.status == P_JOINING:
+                continue  # a joining parent moves only when its children do
+            rest = self.idle.get(proc.id)
+            if rest is None or rest[1].is_set():
+                return None
+            if proc.status != P_SLEEPING and proc.status != P_SUSPENDED:
+                return None  # woken by an operation, not yet running again
+            wake = min(wake, rest[0])
+        if any(self.callbacks.values()):
+            return None
+        return wake
 
     # -- states --------------------------------------------------------------
     def put_state(self, state: State) -> None:
@@ -496,6 +571,16 @@ class Run:
     # -- schedules and callbacks ----------------------------------------------
     def put_schedule(self, sched: Schedule) -> None:
         self.schedules[(sched.node_id, sched.version)] = sched
+        if sched.type == POLL:
+            active = not sched.finished and not sched.expired
+            self.batch.timers[sched.id] = TimerRow(
+                id=sched.id,
+                root_id=self.root_id,
+                node_id=sched.node_id,
+                version=sched.version,
+                kind="poll",
+                due_time=sched.due if active else None,
+            )
         self.batch.schedules[sched.id] = ScheduleRow(
             id=sched.id,
             root_id=self.root_id,
@@ -612,6 +697,11 @@ class Run:
                 expired=schrow.expired,
                 times=schrow.times,
             )
+        by_id = {sched.id: sched for sched in self.schedules.values()}
+        for timer in snap.timers:
+            sched = by_id.get(timer.id)
+            if sched is not None and timer.kind == "poll":
+                sched.due = timer.due_time
         for cbrow in sorted(snap.callbacks, key=lambda r: r.created_time):
             if not cbrow.consumed:
                 key = (cbrow.node_id, cbrow.version)

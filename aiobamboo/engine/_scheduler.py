@@ -8,10 +8,11 @@ what the first did and refuses if it no longer applies.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, assert_never
 
 import anyio
@@ -24,7 +25,7 @@ from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError, 
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
 from ._coordination import OperationName, claim_loop, operation_name, renew_loop, send_command
 from ._env import Env, Settings, is_cancellation, logger
-from ._events import EventHub
+from ._events import EventStream
 from ._ops import Operations
 from ._process import drive
 from ._run import (
@@ -85,10 +86,17 @@ class Scheduler(Operations):
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
-        self.events = EventHub()
-        self.env = Env(self.settings, components or ComponentLibrary.default, self.events)
+        self.env = Env(self.settings, components or ComponentLibrary.default)
+        self.clock = self.settings.clock
         self.worker = worker
         self.runs: dict[str, Run] = {}
+        #: Runs an operation is claiming -> whether the claim loop claimed it meanwhile.
+        self._claiming: dict[str, bool] = {}
+        #: Runs leaving memory right now; an operation on one waits, then loads it again.
+        self._parking: dict[str, anyio.Event] = {}
+        #: Runs whose processes all wait where the run may park: root id -> since when.
+        self._idle: dict[str, float] = {}
+        self._parker_wake: anyio.Event | None = None
         self._node_roots: dict[str, str] = {}
         self._tg: TaskGroup | None = None
         self._loading: dict[str, anyio.Event] = {}
@@ -166,6 +174,8 @@ class Scheduler(Operations):
             if self.worker:
                 tg.start_soon(claim_loop, self)
                 tg.start_soon(renew_loop, self)
+                if self.settings.park_after is not None:
+                    tg.start_soon(self._park_loop)
             started.set()
             try:
                 await anyio.sleep_forever()
@@ -181,7 +191,7 @@ class Scheduler(Operations):
             watchdog.release()
         if host is None:
             return
-        held = [*self.runs, *self._loading]
+        held = [*self.runs, *self._loading, *self._parking]
         host.cancel()
         try:
             await host
@@ -195,6 +205,10 @@ class Scheduler(Operations):
         for loading in self._loading.values():
             loading.set()
         self._loading.clear()
+        for parking in self._parking.values():
+            parking.set()
+        self._parking.clear()
+        self._idle.clear()
         if held:
             try:
                 await self.store.release_runs(held)
@@ -202,9 +216,18 @@ class Scheduler(Operations):
                 logger.exception("releasing runs failed; their leases will expire")
 
     def subscribe(
-        self, root_id: str | None = None
+        self, root_id: str | None = None, after: int | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[RunEvent]]:
-        return self.events.subscribe(root_id)
+        """Events committed after the event ``after`` (None: from now on), by any process."""
+        return self._subscribe(root_id, after)
+
+    @asynccontextmanager
+    async def _subscribe(
+        self, root_id: str | None, after: int | None
+    ) -> AsyncIterator[AsyncIterator[RunEvent]]:
+        self.check_alive()
+        cursor = after if after is not None else await self.store.last_event_id()
+        yield EventStream(self.store, root_id, cursor, self.settings.poll_interval)
 
     # -- runs ----------------------------------------------------------------
     def _build(
@@ -216,9 +239,8 @@ class Scheduler(Operations):
         root_ctx = run.contexts.setdefault(spec.root_id, {})
         for key, value in (options.get("root_pipeline_context") or {}).items():
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
-        run.on_committed = self.events.publish
         run.on_broken = self._recover
-        run.listened = self.events.listened
+        run.on_idle = self._note_idle
         return run
 
     def _register(self, run: Run) -> None:
@@ -241,6 +263,7 @@ class Scheduler(Operations):
             scope.cancel()
 
     def _unregister(self, run: Run) -> None:
+        self._idle.pop(run.root_id, None)
         if self.runs.get(run.root_id) is run:
             del self.runs[run.root_id]
             for node_id in run.spec.nodes:
@@ -264,6 +287,9 @@ class Scheduler(Operations):
 
     def load_soon(self, root_id: str) -> None:
         """Load a claimed run in the background, so that several load at once."""
+        if root_id in self._claiming:
+            self._claiming[root_id] = True  # that caller loads it
+            return
         if self._tg is None or root_id in self.runs or root_id in self._loading:
             return
         # Registered now, so that an operation arriving meanwhile waits for it.
@@ -375,6 +401,105 @@ class Scheduler(Operations):
                 self._loading[root_id] = anyio.Event()
                 delay = min(delay * 2, MAX_RECOVERY_DELAY)
 
+    # -- parking ---------------------------------------------------------------
+    def _note_idle(self, run: Run) -> None:
+        """A process of ``run`` waits where the run may park: look at it after ``park_after``."""
+        if self.settings.park_after is None or run.root_id in self._idle:
+            return
+        self._idle[run.root_id] = time.monotonic()
+        if self._parker_wake is not None:
+            self._parker_wake.set()
+
+    async def _park_loop(self) -> None:
+        """Park the runs that have waited ``park_after`` seconds on the outside world."""
+        park_after = self.settings.park_after
+        assert park_after is not None
+        while True:
+            self._parker_wake = anyio.Event()
+            now = time.monotonic()
+            next_look = math.inf
+            # Oldest first (insertion order): stop at the first that is not due yet.
+            for root_id, since in list(self._idle.items()):
+                if since + park_after > now:
+                    next_look = since + park_after
+                    break
+                del self._idle[root_id]
+                self._try_park(root_id)
+            with anyio.move_on_after(next_look - now):
+                await self._parker_wake.wait()
+
+    def _try_park(self, root_id: str) -> bool:
+        """Take the run out of memory if nothing of it is in motion; True if it parks.
+
+        Checked and done with no ``await`` in between: nothing can start moving
+        the run between the check and its coroutines' cancellation, which find
+        every process in a wait that holds nothing (the run is settled).
+        """
+        run = self.runs.get(root_id)
+        if run is None or self._tg is None or root_id in self._loading:
+            return False
+        wake = run.wake_time()
+        if wake is None:
+            return False
+        park_after = self.settings.park_after or 0.0
+        if wake - self.clock.now() <= park_after:
+            return False  # a timer fires soon: cheaper to wait for it here
+        self.drop(root_id)
+        run._notify_changed()  # wait_pipeline callers look again, at storage
+        self._parking[root_id] = anyio.Event()
+        self._tg.start_soon(self._park, root_id)
+        return True
+
+    async def _park(self, root_id: str) -> None:
+        parked = False
+        try:
+            parked = await self.store.park_run(root_id)
+        except Exception:
+            logger.exception("parking run %s failed; keeping it in memory", root_id)
+        finally:
+            event = self._parking.pop(root_id, None)
+            if event is not None:
+                event.set()
+        if not parked:
+            # A command came for it meanwhile (or storage failed): it stays ours,
+            # so it is loaded again at once and the command applied.
+            self._recoveries.pop(root_id, None)
+            if self._tg is not None and root_id not in self.runs and root_id not in self._loading:
+                self._loading[root_id] = anyio.Event()
+                self._tg.start_soon(self._reload, root_id, 0.0)
+
+    async def _hold(self, root: str) -> Run | None:
+        """The run in memory here: claimed and loaded if nobody holds it (parked, released).
+
+        Concurrent callers share one claim and one load; None when another
+        process holds the run (or this is a client).
+        """
+        await self._unparked(root)
+        if root in self.runs or not self.worker or self._tg is None:
+            return self.runs.get(root)
+        loading = self._loading[root] = anyio.Event()
+        self._claiming[root] = False
+        ours = False
+        try:
+            ours = bool(await self.store.claim_runs(1, [root]))
+        finally:
+            # The claim loop may have claimed it first: then it is ours all the same.
+            ours = self._claiming.pop(root, False) or ours
+            if not ours:
+                del self._loading[root]
+                loading.set()
+        if not ours:
+            return None
+        return await self._load_now(root)
+
+    async def _unparked(self, root: str) -> None:
+        """Wait while ``root`` is leaving memory or being loaded into it."""
+        parking = self._parking.get(root)
+        if parking is not None:
+            await parking.wait()
+        if root in self._loading:
+            await self._load(root)
+
     async def run_pipeline(
         self,
         pipeline: dict[str, Any],
@@ -468,9 +593,8 @@ class Scheduler(Operations):
         """The run holding ``node_id``, held here; refuses ended and unknown runs."""
         self.check_alive()
         root = await self.root_of(node_id)
-        if root in self._loading:
-            await self._load(root)  # claimed, or reloading after a failed commit
-        run = self.runs.get(root)
+        # Claimed, reloading after a failed commit, parking or parked: in memory after this.
+        run = await self._hold(root)
         if run is None:
             await self._check_active(root, node_id)
             raise InvalidOperationError(f"pipeline {root} is held by another worker")
@@ -495,20 +619,29 @@ class Scheduler(Operations):
         self.check_alive()
         op = operation_name(name)
         root = await self.root_of(node_id)
-        if root in self._loading:
-            await self._load(root)
-        if root not in self.runs:
+        if await self._hold(root) is None:
             await self._check_active(root, node_id)
-            if self.worker and await self.store.claim_runs(1, [root]):
-                await self.load_claimed(root)
-        if root in self.runs:
-            await self.apply_operation(op, [node_id, *args])
-        else:
             await send_command(self, root, op, [node_id, *args])
+        else:
+            await self.apply_operation(op, [node_id, *args])
 
     async def apply_operation(self, op: OperationName, args: Sequence[Any]) -> None:
-        """Apply an operator action to a run held here (the arguments as the API got them)."""
-        await OPERATION_TABLE[op](self, *args)
+        """Apply an operator action to a run held here (the arguments as the API got them).
+
+        The run is pinned meanwhile: it does not park under an operation.
+        """
+        root = self._node_roots.get(args[0]) if args and isinstance(args[0], str) else None
+        run = self.runs.get(root) if root is not None else None
+        if run is None:
+            await OPERATION_TABLE[op](self, *args)
+            return
+        run.pins += 1
+        try:
+            await OPERATION_TABLE[op](self, *args)
+        finally:
+            run.pins -= 1
+            if not run.pins and run.idle and self.runs.get(run.root_id) is run:
+                self._note_idle(run)
 
     # -- callbacks ---------------------------------------------------------------
     async def callback(self, node_id: str, version: str, data: Any) -> None:
@@ -614,17 +747,18 @@ class Scheduler(Operations):
         """Wait until the pipeline needs an operator or has ended: (state, message)."""
         self.check_alive()
         with anyio.fail_after(timeout):
+            cursor: int | None = None
             while True:
+                await self._unparked(root_id)  # claimed, reloading, or parking
                 run = self.runs.get(root_id)
-                loading = self._loading.get(root_id)
-                if run is None and loading is not None:
-                    await loading.wait()  # claimed, or reloading after a failed commit
-                    continue
                 if run is None:
+                    # Parked, or held by another process: storage tells.
+                    if cursor is None:
+                        cursor = await self.store.last_event_id()
                     found = await self._wait_stored(root_id)
                     if found is not None:
                         return found
-                    await anyio.sleep(0.05)
+                    cursor = await self._next_events(root_id, cursor)
                     continue
                 result = quiescence(run)
                 if result is not None and run.settled:
@@ -637,17 +771,27 @@ class Scheduler(Operations):
                     continue
                 await run.changed.wait()
 
+    async def _next_events(self, root_id: str, cursor: int) -> int:
+        """Wait until events of ``root_id`` commit after ``cursor`` (at most a second)."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            seen = self.store.events_seen
+            rows = await self.store.read_events(cursor, root_id, 1000)
+            if rows:
+                return rows[-1].id
+            left = deadline - time.monotonic()
+            if left <= 0 or root_id in self.runs or root_id in self._loading:
+                return cursor
+            await self.store.wait_for_events(seen, min(left, self.settings.poll_interval))
+
     async def _wait_stored(self, root_id: str) -> tuple[str, str] | None:
+        """The resting state of a run that is not in this process's memory, if it rests."""
         row = await self.store.get_run(root_id)
         if row is None:
             raise NotFoundError(f"pipeline({root_id}) does not exist")
         state = await self.store.get_state(root_id)
         if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
             return state.state, f"pipeline {root_id} is {state.state}"
-        if row.status == RUN_ACTIVE and self.worker and self._tg is not None:
-            if await self.store.claim_runs(1, [root_id]):
-                await self.load_claimed(root_id)
-                return None
         if row.status == RUN_ACTIVE:
             snap = await self.store.load_run(root_id)
             if snap is not None:

@@ -9,6 +9,7 @@ group into one row per key, for one statement per table.
 
 from __future__ import annotations
 
+from ._broadcast import Broadcast as Broadcast
 from ._committer import CLOSE_TIMEOUT as CLOSE_TIMEOUT
 from ._committer import BatchOutcome as BatchOutcome
 from ._committer import GroupCommitter as GroupCommitter
@@ -16,4 +17,12 @@ from ._committer import WriteGroup as WriteGroup
 from ._merge import Merged as Merged
 from ._merge import merge as merge
 
-__all__ = ["CLOSE_TIMEOUT", "BatchOutcome", "GroupCommitter", "Merged", "WriteGroup", "merge"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "BatchOutcome",
+    "Broadcast",
+    "GroupCommitter",
+    "Merged",
+    "WriteGroup",
+    "merge",
+]

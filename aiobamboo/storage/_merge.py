@@ -10,12 +10,14 @@ from ..runtime import (
     RUN_ACTIVE,
     CallbackRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     HistoryRow,
     NodeDataRow,
     ProcessRow,
     ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
 )
 
@@ -27,8 +29,8 @@ class Merged:
     """What a group of batches writes; a store writes it with one statement per table.
 
     A run that ends in the group (``run_status`` other than active) keeps no
-    stored processes: they are deleted (``ended``), and so are the processes
-    of that run written by earlier batches of the group. Processes written by
+    stored processes nor timers: they are deleted (``ended``), and so are the
+    processes and timers of that run written by earlier batches of the group. Processes written by
     later batches survive, exactly as if the batches were applied one by one.
     """
 
@@ -42,6 +44,9 @@ class Merged:
     schedules: dict[tuple[str, str], ScheduleRow] = attrs.Factory(dict)
     callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
     histories: list[HistoryRow] = attrs.Factory(list)
+    timers: dict[str, TimerRow] = attrs.Factory(dict)
+    #: in commit order: stores give them ids in this order
+    events: list[EventRow] = attrs.Factory(list)
     #: root id -> the run's last status written in the group
     run_status: dict[str, str] = attrs.Factory(dict)
     #: runs whose stored processes are deleted (before the processes here are written)
@@ -57,11 +62,18 @@ class Merged:
         self.schedules.update({(s.node_id, s.version): s for s in batch.schedules.values()})
         self.callbacks.update(batch.callbacks)
         self.histories.extend(batch.histories)
+        self.timers.update(batch.timers)
+        self.events.extend(batch.events)
         if batch.run_status is not None:
             self.run_status[batch.root_id] = batch.run_status
             if batch.run_status != RUN_ACTIVE:
                 self.ended.add(batch.root_id)
                 self._processes.pop(batch.root_id, None)
+                # Nor timers: an ended run's timers would never fire.
+                if self.timers:
+                    self.timers = {
+                        k: t for k, t in self.timers.items() if t.root_id != batch.root_id
+                    }
 
     @property
     def processes(self) -> dict[str, ProcessRow]:
@@ -78,6 +90,8 @@ class Merged:
             or self.schedules
             or self.callbacks
             or self.histories
+            or self.timers
+            or self.events
             or self.run_status
         )
 

@@ -18,6 +18,9 @@
 
   :class:`MemoryStorage` holds its tables: open a second ``MemoryRuntime`` on
   ``runtime.storage`` to test what a restart does.
+- :class:`ManualClock` -- a clock the test moves by hand
+  (``settings=Settings(clock=clock)``; ``clock.advance(3600)``): timers fire
+  without sleeping.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 from ._checks import CHECKS as CHECKS
 from ._checks import ROLES as ROLES
 from ._checks import check_runtime as check_runtime
+from ._clock import ManualClock as ManualClock
 from ._memory import Faults as Faults
 from ._memory import MemoryStorage as MemoryStorage
 from ._memory import MemoryStore as MemoryStore
@@ -36,6 +40,7 @@ __all__ = [
     "ROLES",
     "ROLE_CHECKS",
     "Faults",
+    "ManualClock",
     "MemoryRuntime",
     "MemoryStorage",
     "MemoryStore",

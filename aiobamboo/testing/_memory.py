@@ -27,6 +27,7 @@ from ..runtime import (
     CallbackRow,
     CommandRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     HistoryRow,
     NodeDataRow,
@@ -35,9 +36,10 @@ from ..runtime import (
     RunSnapshot,
     ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
 )
-from ..storage import BatchOutcome, GroupCommitter
+from ..storage import BatchOutcome, Broadcast, GroupCommitter
 
 __all__ = ["Faults", "MemoryStorage", "MemoryStore"]
 
@@ -49,6 +51,7 @@ BatchFilter = Callable[[WriteBatch], bool] | None
 class _Lease:
     owner: str | None = None
     until: float | None = None
+    parked: bool = False
 
 
 @attrs.define(eq=False)
@@ -67,6 +70,11 @@ class MemoryStorage:
     callbacks: dict[str, CallbackRow] = attrs.Factory(dict)
     histories: list[HistoryRow] = attrs.Factory(list)
     commands: dict[str, CommandRow] = attrs.Factory(dict)
+    timers: dict[str, TimerRow] = attrs.Factory(dict)
+    events: list[EventRow] = attrs.Factory(list)
+    last_event_id: int = 0
+    #: Bumped when events are stored, for subscribers of every runtime on this storage.
+    event_signal: Broadcast = attrs.Factory(Broadcast)
     #: Batches stored so far (lost answers included), for tests to count.
     commits: int = 0
     #: The worker runtime open on this storage: like SQLite's file lock, one at a time.
@@ -96,6 +104,12 @@ class MemoryStorage:
         self.schedules.update(batch.schedules)
         self.callbacks.update(batch.callbacks)
         self.histories.extend(batch.histories)
+        self.timers.update(batch.timers)
+        for event in batch.events:
+            self.last_event_id += 1
+            self.events.append(attrs.evolve(event, id=self.last_event_id))
+        if batch.events:
+            self.event_signal.bump()
         if batch.run_status is not None and batch.root_id in self.runs:
             self.runs[batch.root_id] = attrs.evolve(
                 self.runs[batch.root_id], status=batch.run_status
@@ -104,6 +118,8 @@ class MemoryStorage:
                 # An ended run keeps no processes.
                 for pid in [p.id for p in self.processes.values() if p.root_id == batch.root_id]:
                     del self.processes[pid]
+                for tid in [t.id for t in self.timers.values() if t.root_id == batch.root_id]:
+                    del self.timers[tid]
         self.commits += 1
 
     def _check_new_run(self, batch: WriteBatch) -> None:
@@ -138,6 +154,7 @@ class MemoryStorage:
             processes=of_run(self.processes.values()),
             schedules=of_run(self.schedules.values()),
             callbacks=[c for c in of_run(self.callbacks.values()) if not c.consumed],
+            timers=[t for t in of_run(self.timers.values()) if t.due_time is not None],
         )
 
 
@@ -332,16 +349,56 @@ class MemoryStore:
     def _take(self, root_id: str) -> None:
         self.storage.leases[root_id] = _Lease(self.owner_id, time.time() + self.lease_seconds)
 
+    def _parked(self, root_id: str) -> bool:
+        lease = self.storage.leases.get(root_id)
+        return lease is not None and lease.parked
+
     async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
         storage = await self._read()
         if root_ids is None:
-            candidates = [r.root_id for r in sorted(storage.runs.values(), key=_created)]
+            candidates = [
+                r.root_id
+                for r in sorted(storage.runs.values(), key=_created)
+                if not self._parked(r.root_id)
+            ]
         else:
             candidates = list(root_ids)
         claimed = [r for r in candidates if self._claimable(r)][:limit]
         for root_id in claimed:
             self._take(root_id)
+            self._requeue(root_id)
         return claimed
+
+    def _requeue(self, root_id: str) -> None:
+        """The previous holder is gone: the commands it took and never answered are pending."""
+        for row in list(self.storage.commands.values()):
+            if row.root_id == root_id and row.status == "taken":
+                self.storage.commands[row.id] = attrs.evolve(row, status="pending")
+
+    async def claim_woken(self, limit: int, now: float) -> list[str]:
+        storage = await self._read()
+        woken = {
+            t.root_id
+            for t in storage.timers.values()
+            if t.due_time is not None and t.due_time <= now
+        }
+        woken.update(c.root_id for c in storage.commands.values() if c.status == "pending")
+        claimed = [r for r in sorted(woken) if self._parked(r) and self._claimable(r)][:limit]
+        for root_id in claimed:
+            self._take(root_id)
+        return claimed
+
+    async def park_run(self, root_id: str) -> bool:
+        storage = await self._read()
+        lease, run = storage.leases.get(root_id), storage.runs.get(root_id)
+        if lease is None or lease.owner != self.owner_id or run is None:
+            return False
+        if run.status != RUN_ACTIVE:
+            return False
+        if any(c.root_id == root_id and c.status == "pending" for c in storage.commands.values()):
+            return False
+        storage.leases[root_id] = _Lease(parked=True)
+        return True
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         storage = await self._read()
@@ -405,6 +462,45 @@ class MemoryStore:
             return False
         storage.commands[command_id] = attrs.evolve(row, status="cancelled")
         return True
+
+    # -- events ----------------------------------------------------------------
+    @property
+    def events_seen(self) -> int:
+        return self.storage.event_signal.count
+
+    async def read_events(
+        self, after: int, root_id: str | None = None, limit: int = 500
+    ) -> list[EventRow]:
+        storage = await self._read()
+        # Ids grow along the list: find the first one after the cursor by bisection.
+        events = storage.events
+        lo, hi = 0, len(events)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if events[mid].id <= after:
+                lo = mid + 1
+            else:
+                hi = mid
+        found: list[EventRow] = []
+        for event in events[lo:]:
+            if root_id is None or event.root_id == root_id:
+                found.append(event)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def last_event_id(self) -> int:
+        return (await self._read()).last_event_id
+
+    async def purge_events(self, before: float) -> int:
+        storage = await self._read()
+        kept = [e for e in storage.events if e.time >= before]
+        purged = len(storage.events) - len(kept)
+        storage.events = kept
+        return purged
+
+    async def wait_for_events(self, seen: int, at_most: float) -> None:
+        await self.storage.event_signal.wait(seen, at_most)
 
     async def wait_for_signal(self, at_most: float) -> None:
         with anyio.move_on_after(at_most):

@@ -7,14 +7,16 @@ transaction by :func:`~aiobamboo_postgres._write.write_group`.
 A group that fails on a connection error (a killed backend, a restart) is
 written again on a fresh connection a few times. That is safe when the first
 outcome is unknown: writes are upserts, histories are inserted with ON
-CONFLICT DO NOTHING, and a run that exists with the same tree and
-created_time counts as created.
+CONFLICT DO NOTHING, a run that exists with the same tree and created_time
+counts as created, and a retry skips the events stored already (those the
+first attempt committed before the retry began).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -26,12 +28,14 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg
+import attrs
 
 from aiobamboo.exceptions import StorageError
 from aiobamboo.runtime import (
     CallbackRow,
     CommandRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     NamedQueryReads,
     NodeDataRow,
@@ -40,10 +44,11 @@ from aiobamboo.runtime import (
     RunSnapshot,
     ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo.storage import GroupCommitter
+from aiobamboo.storage import Broadcast, GroupCommitter
 
 from ._connect import (
     MAX_IDENTIFIER_BYTES,
@@ -69,6 +74,8 @@ __all__ = [
     "COMMIT_BACKOFF",
     "PostgresStore",
     "Queries",
+    "events_channel_for",
+    "events_lock_key",
     "load_queries",
     "write_group",
 ]
@@ -90,17 +97,43 @@ class Queries(dict[str, str]):
         self.composed: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
+def events_lock_key(schema: str) -> int:
+    """The advisory lock that orders the event ids of ``schema`` (signed 64 bits).
+
+    Every process derives the same key from the name, as with the migration lock.
+    """
+    digest = hashlib.blake2b(f"aiobamboo-events:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def events_channel_for(schema: str) -> str:
+    """The NOTIFY channel for committed events of ``schema``, within 63 bytes.
+
+    Its prefix differs from every worker channel's (``aiobamboo.``), so no
+    schema's worker channel can be another schema's events channel.
+    """
+    channel = f"aiobamboo-events.{schema}"
+    if len(channel.encode()) <= MAX_IDENTIFIER_BYTES:
+        return channel
+    digest = hashlib.blake2b(schema.encode(), digest_size=4).hexdigest()
+    return cut(channel, MAX_IDENTIFIER_BYTES - len(digest) - 1) + "#" + digest
+
+
 def load_queries(schema: str) -> Queries:
     """The named queries with every table qualified by the quoted ``schema``.
 
     Qualifying at load time works on any pool (an adopted one included) and
-    costs no ``SET search_path`` round trip; only the identifier is formatted
-    in, never a value.
+    costs no ``SET search_path`` round trip; only the identifier, and the
+    events lock key computed from it, are formatted in, never a value.
     """
     text = resources.files(__package__).joinpath("sql/queries.sql").read_text()
     quoted = quote_ident(schema)
+    key = str(events_lock_key(schema))
     return Queries(
-        {name: sql.replace("{schema}", quoted) for name, sql in load_sql_blocks(text).items()}
+        {
+            name: sql.replace("{schema}", quoted).replace("{events_lock}", key)
+            for name, sql in load_sql_blocks(text).items()
+        }
     )
 
 
@@ -129,10 +162,12 @@ class PostgresStore(NamedQueryReads):
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # One channel per schema: installations sharing a database do not wake each other.
         self.channel = channel_for(schema)
+        self.events_channel = events_channel_for(schema)
         self.queries: dict[str, str] = load_queries(schema)
         self.pool: Any = None
         self._adopted_pool = pool
         self._signal = asyncio.Event()
+        self._events = Broadcast()
         self._listener: Any = None
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
@@ -184,16 +219,25 @@ class PostgresStore(NamedQueryReads):
 
     async def _write_group(self, batches: list[WriteBatch]) -> list[Result]:
         """:func:`write_group` on a pooled connection; on a fresh one after a connection error."""
+        writer = self.writer
+
+        async def attempt(conn: Any) -> list[Result]:
+            return await write_group(conn, self.queries, batches, writer)
+
         for delay in (*COMMIT_BACKOFF, None):
             try:
-                return await self._on_connection(
-                    lambda conn: write_group(conn, self.queries, batches, self.writer)
-                )
+                results = await self._on_connection(attempt)
             except DRIVER_ERRORS as exc:
                 if delay is None or not is_transient(exc):
                     raise storage_error("postgres commit failed", exc) from exc
                 logger.warning("postgres commit failed (%s: %s); retrying", type(exc).__name__, exc)
+                # The attempt may have committed before its answer was lost.
+                writer = attrs.evolve(writer, retrying=True)
                 await asyncio.sleep(delay)
+                continue
+            if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
+                self._events.bump()
+            return results
         raise AssertionError("unreachable")
 
     async def _on_connection(self, call: Callable[[Any], Awaitable[T]]) -> T:
@@ -236,7 +280,7 @@ class PostgresStore(NamedQueryReads):
 
     async def _load_run(self, conn: Any, root_id: str) -> RunSnapshot | None:
         q = self.queries
-        # One snapshot for all eight queries, so the run is rebuilt as one
+        # One snapshot for all nine queries, so the run is rebuilt as one
         # commit left it even if another process writes meanwhile.
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             run = await conn.fetchrow(q["get_run"], root_id)
@@ -262,13 +306,19 @@ class PostgresStore(NamedQueryReads):
                 callbacks=[
                     CallbackRow(*r) for r in await conn.fetch(q["callbacks_by_root"], root_id)
                 ],
+                timers=[TimerRow(*r) for r in await conn.fetch(q["timers_by_root"], root_id)],
             )
 
     # -- ownership and commands ----------------------------------------------------
     @property
     def writer(self) -> Writer:
         owner = self.owner_id if self.worker else None
-        return Writer(owner=owner, lease_seconds=self.lease_seconds, channel=self.channel)
+        return Writer(
+            owner=owner,
+            lease_seconds=self.lease_seconds,
+            channel=self.channel,
+            events_channel=self.events_channel,
+        )
 
     async def _write(self, name: str, *args: Any) -> list[Any]:
         """A statement outside the group commit (autocommit), retried after a lost connection."""
@@ -282,6 +332,13 @@ class PostgresStore(NamedQueryReads):
             ids = list(root_ids)[:limit]
             rows = await self._write("claim_given", self.owner_id, self.lease_seconds, ids)
         return [r[0] for r in rows]
+
+    async def claim_woken(self, limit: int, now: float) -> list[str]:
+        rows = await self._write("claim_woken", self.owner_id, self.lease_seconds, now, limit)
+        return [r[0] for r in rows]
+
+    async def park_run(self, root_id: str) -> bool:
+        return bool(await self._write("park_run", root_id, self.owner_id))
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         held = {r[0] for r in await self._write("renew_leases", self.owner_id, self.lease_seconds)}
@@ -311,6 +368,37 @@ class PostgresStore(NamedQueryReads):
     async def cancel_command(self, command_id: str) -> bool:
         return bool(await self._write("cancel_command", command_id))
 
+    # -- events ------------------------------------------------------------------
+    async def read_events(
+        self, after: int, root_id: str | None = None, limit: int = 500
+    ) -> list[EventRow]:
+        if root_id is None:
+            rows = await self._all("read_events", after, limit)
+        else:
+            rows = await self._all("read_events_of_root", root_id, after, limit)
+        return [EventRow(*r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        return int((await self._one("last_event_id"))[0])
+
+    async def purge_events(self, before: float) -> int:
+        total = 0
+        while True:
+            # A statement per thousand: each is short, and holds few row locks.
+            deleted = int((await self._write("purge_events", before))[0][0])
+            total += deleted
+            if deleted < 1000:
+                return total
+
+    @property
+    def events_seen(self) -> int:
+        return self._events.count
+
+    async def wait_for_events(self, seen: int, at_most: float) -> None:
+        """Woken by this store's commits and by other processes' NOTIFY; else after ``at_most``."""
+        await self._ensure_listener()
+        await self._events.wait(seen, at_most)
+
     async def wait_for_signal(self, at_most: float) -> None:
         """Wait for a NOTIFY on the schema's channel; the timeout is the polling fallback."""
         await self._ensure_listener()
@@ -324,9 +412,9 @@ class PostgresStore(NamedQueryReads):
         """Open the LISTEN connection unless it is open (or the runtime is closed).
 
         Several tasks wait for signals at once (the claim loop, commands sent
-        to other workers), so one task owned by the store opens the
-        connection for all of them: two openings racing would leave one
-        connection unowned and unclosed. Callers wait for that task without
+        to other workers, event subscribers), so one task owned by the store
+        opens the connection for all of them: two openings racing would leave
+        one connection unowned and unclosed. Callers wait for that task without
         cancelling it when they are cancelled themselves, so a LISTEN half
         done is never kept or dropped unclosed; closing the runtime cancels it.
         """
@@ -352,6 +440,7 @@ class PostgresStore(NamedQueryReads):
             return
         try:
             await conn.add_listener(self.channel, self._on_notify)
+            await conn.add_listener(self.events_channel, self._on_events)
         except BaseException as exc:  # cancelled by closing included
             conn.terminate()
             if not isinstance(exc, DRIVER_ERRORS):
@@ -362,6 +451,9 @@ class PostgresStore(NamedQueryReads):
 
     def _on_notify(self, *_: Any) -> None:
         self._signal.set()
+
+    def _on_events(self, *_: Any) -> None:
+        self._events.bump()
 
     async def _close_listener(self) -> None:
         self._may_listen = False

@@ -4,7 +4,8 @@
   refused one (duplicate run id, node ids of another run) changes nothing, or
   is undone by one compensating statement;
 - the rows of all other accepted batches are merged (last write per key, in
-  call order) and upserted by ONE statement (``write_rows``, unnest arrays);
+  call order) and written by ONE statement composed of the parts the group
+  needs (``part_*`` queries, unnest arrays), which also checks the fence;
 - if that fails with a data error, the group is written again one batch per
   SAVEPOINT, so the faulty batch alone fails and the others commit.
 """
@@ -26,7 +27,7 @@ from aiobamboo.storage import BatchOutcome, Merged, merge
 
 from ._errors import DRIVER_ERRORS, is_transient, storage_error
 
-__all__ = ["CLIENT", "Result", "Writer", "arguments", "parts", "write_group"]
+__all__ = ["CLIENT", "Result", "Writer", "parts", "write_group"]
 
 logger = logging.getLogger("aiobamboo.postgres")
 
@@ -50,6 +51,8 @@ _HISTORY = attrgetter(
     "id", "root_id", "node_id", "started_time", "archived_time", "loop", "skip", "retry",
     "version", "inputs_json", "outputs_json", "created_time",
 )  # fmt: skip
+_TIMER = attrgetter("id", "root_id", "node_id", "version", "kind", "due_time")
+_EVENT = attrgetter("root_id", "node_id", "kind", "state", "data_json", "time")
 
 
 def _process(p: ProcessRow) -> tuple[Any, ...]:
@@ -65,26 +68,16 @@ def _columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[Sequence[Any]]
     return columns or [()] * width
 
 
-def arguments(merged: Merged) -> list[Sequence[Any]]:
-    """The 68 array arguments of ``write_rows``, in its parameter order."""
-    return [
-        *_columns(map(_STATE, merged.states.values()), 14),
-        *_columns(map(_EXECUTION_DATA, merged.execution_data.values()), 4),
-        *_columns(map(_NODE_DATA, merged.node_data.values()), 3),
-        *_columns(map(_CONTEXT, merged.context.values()), 6),
-        *_columns(map(_process, merged.processes.values()), 10),
-        *_columns(map(_SCHEDULE, merged.schedules.values()), 9),
-        *_columns(map(_CALLBACK, merged.callbacks.values()), 7),
-        *_columns(map(_HISTORY, merged.histories), 12),
-        list(merged.run_status),
-        list(merged.run_status.values()),
-        sorted(merged.ended),
-    ]
+def parts(
+    merged: Merged, events_channel: str = "", retrying: bool = False
+) -> list[tuple[str, list[Any]]]:
+    """The parts a group needs, each with its arguments (arrays, but the events' channel).
 
-
-def parts(merged: Merged) -> list[tuple[str, list[Sequence[Any]]]]:
-    """The tables a group touches, each with its part's array arguments."""
-    out: list[tuple[str, list[Sequence[Any]]]] = []
+    ``events_channel`` is notified at commit when the group has events ('': nobody).
+    ``retrying``: the group may be stored already, so its events are inserted
+    only where no identical event is.
+    """
+    out: list[tuple[str, list[Any]]] = []
     tables = (
         ("states", map(_STATE, merged.states.values()), 14),
         ("execution_data", map(_EXECUTION_DATA, merged.execution_data.values()), 4),
@@ -94,6 +87,7 @@ def parts(merged: Merged) -> list[tuple[str, list[Sequence[Any]]]]:
         ("schedules", map(_SCHEDULE, merged.schedules.values()), 9),
         ("callbacks", map(_CALLBACK, merged.callbacks.values()), 7),
         ("histories", map(_HISTORY, merged.histories), 12),
+        ("timers", map(_TIMER, merged.timers.values()), 6),
     )
     for name, rows, width in tables:
         columns = _columns(rows, width)
@@ -103,6 +97,10 @@ def parts(merged: Merged) -> list[tuple[str, list[Sequence[Any]]]]:
         out.append(("run_status", [list(merged.run_status), list(merged.run_status.values())]))
     if merged.ended:
         out.append(("drop_processes", [sorted(merged.ended), list(merged.processes)]))
+        out.append(("drop_timers", [sorted(merged.ended), list(merged.timers)]))
+    if merged.events:
+        name = "events_again" if retrying else "events"
+        out.append((name, [events_channel, *_columns(map(_EVENT, merged.events), 6)]))
     return out
 
 
@@ -118,6 +116,10 @@ class Writer:
     owner: str | None  # None: a client; its new runs wait for a worker to claim them
     lease_seconds: float
     channel: str
+    #: notified when a group with events commits ('': nobody)
+    events_channel: str = ""
+    #: an earlier attempt at the same group may have committed (its answer was lost)
+    retrying: bool = False
 
     @property
     def fenced(self) -> bool:
@@ -196,12 +198,6 @@ async def _signal_new_runs(
         await conn.execute(q["notify"], writer.channel, "run")
 
 
-async def _write_merged(conn: Any, q: dict[str, str], batches: Iterable[WriteBatch]) -> None:
-    merged = merge(batches)
-    if merged:
-        await conn.execute(q["write_rows"], *arguments(merged))
-
-
 class _NotHeld(Exception):
     """The composed write found a run of its group no longer held: nothing was written."""
 
@@ -248,20 +244,27 @@ def _compose(q: dict[str, str], tables: tuple[str, ...], fenced: bool) -> str:
 
 
 async def _write_composed(
-    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer, fenced: bool
 ) -> None:
     """Write the merged rows of ``batches`` with one statement; raise _NotHeld if fenced out."""
-    touched = parts(merge(batches))
+    touched = parts(merge(batches), writer.events_channel, writer.retrying)
     if not touched:
         return
     args: list[Any] = []
-    if writer.fenced:
+    if fenced:
         args += [sorted({b.root_id for b in batches}), writer.owner]
-    for _, columns in touched:
-        args.extend(columns)
-    sql = _compose(q, tuple(name for name, _ in touched), writer.fenced)
+    for _, arguments in touched:
+        args.extend(arguments)
+    sql = _compose(q, tuple(name for name, _ in touched), fenced)
     if not await conn.fetchval(sql, *args):
         raise _NotHeld
+
+
+async def _write_merged(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
+) -> None:
+    """The composed write without its fence: the caller has locked the runs it holds."""
+    await _write_composed(conn, q, batches, writer, fenced=False)
 
 
 async def _write_common(
@@ -275,13 +278,13 @@ async def _write_common(
     results: list[Result] = [None] * len(batches)
     try:
         if all(b.new_run is None for b in batches):
-            await _write_composed(conn, q, batches, writer)
+            await _write_composed(conn, q, batches, writer, writer.fenced)
             return results
         async with conn.transaction():
             for i, batch in enumerate(batches):
                 results[i] = await _write_batch_run(conn, q, batch, writer)
             accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
-            await _write_composed(conn, q, accepted, writer)
+            await _write_composed(conn, q, accepted, writer, writer.fenced)
             await _signal_new_runs(conn, q, batches, results, writer)
     except _NotHeld:
         return None
@@ -301,8 +304,8 @@ async def _write_fast(
         for i, batch in enumerate(batches):
             results[i] = await _write_batch_run(conn, q, batch, writer)
         await _fence(conn, q, batches, results, writer)
-        accepted = (b for b, r in zip(batches, results, strict=True) if r is None)
-        await _write_merged(conn, q, accepted)
+        accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
+        await _write_merged(conn, q, accepted, writer)
         await _signal_new_runs(conn, q, batches, results, writer)
     return results
 
@@ -322,7 +325,7 @@ async def _write_one_by_one(
                         await _fence(conn, q, [batch], outcome, writer)
                         result = outcome[0]
                     if result is None:
-                        await _write_merged(conn, q, [batch])
+                        await _write_merged(conn, q, [batch], writer)
             except DRIVER_ERRORS as exc:
                 if is_transient(exc):
                     raise

@@ -25,17 +25,20 @@ from aiobamboo.runtime import (
     CallbackRow,
     CommandRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     NamedQueryReads,
     NodeDataRow,
     ProcessRow,
+    RunRow,
     RunSnapshot,
     ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo.storage import BatchOutcome, GroupCommitter, Merged, merge
+from aiobamboo.storage import BatchOutcome, Broadcast, GroupCommitter, Merged, merge
 
 from ._file import lock_database, open_error
 from ._migrate import migrate
@@ -198,6 +201,19 @@ def _write_rows(conn: sqlite3.Connection, batch: Merged) -> None:
             for h in batch.histories
         ],
     )  # fmt: skip
+    _bulk(
+        conn,
+        "upsert_timer",
+        [
+            (t.id, t.root_id, t.node_id, t.version, t.kind, t.due_time)
+            for t in batch.timers.values()
+        ],
+    )
+    _bulk(
+        conn,
+        "insert_event",
+        [(e.root_id, e.node_id, e.kind, e.state, e.data_json, e.time) for e in batch.events],
+    )
 
 
 def _apply_group(
@@ -226,6 +242,7 @@ def _apply_group(
         # Before the rows: processes a later batch gave an ended run survive.
         for root_id in sorted(merged.ended):
             conn.execute(Q["drop_processes"], (root_id,))
+            conn.execute(Q["drop_timers"], (root_id,))
         _write_rows(conn, merged)
         for root_id, status in merged.run_status.items():
             conn.execute(Q["set_run_status"], (status, root_id))
@@ -235,6 +252,48 @@ def _apply_group(
             conn.execute("ROLLBACK")
         raise
     return results
+
+
+def _load_run(conn: sqlite3.Connection, root_id: str) -> RunSnapshot | None:
+    def rows(name: str) -> list[Any]:
+        return conn.execute(Q[name], (root_id,)).fetchall()
+
+    conn.execute("BEGIN")
+    try:
+        run = conn.execute(Q["get_run"], (root_id,)).fetchone()
+        if run is None:
+            return None
+        return RunSnapshot(
+            run=RunRow(*run),
+            states=[StateRow(*r) for r in rows("states_of_run")],
+            execution_data=[ExecutionDataRow(*r) for r in rows("execution_data_by_root")],
+            node_data=[NodeDataRow(*r) for r in rows("node_data_by_root")],
+            context=[ContextRow(*r) for r in rows("context_by_root")],
+            processes=[_process_row(r) for r in rows("processes_by_root")],
+            schedules=[ScheduleRow(*r) for r in rows("schedules_by_root")],
+            callbacks=[CallbackRow(*r) for r in rows("callbacks_by_root")],
+            timers=[TimerRow(*r) for r in rows("timers_by_root")],
+        )
+    finally:
+        conn.execute("COMMIT")
+
+
+def _claim(conn: sqlite3.Connection, query: str, args: tuple[Any, ...], requeue: bool) -> list[str]:
+    """Claim runs and, when the previous holder is gone, requeue the commands it took."""
+    claimed = [r[0] for r in conn.execute(Q[query], args).fetchall()]
+    if requeue:
+        for root_id in claimed:
+            conn.execute(Q["requeue_commands"], (root_id,))
+    return claimed
+
+
+def _purge_events(conn: sqlite3.Connection, before: float) -> int:
+    total = 0
+    while True:
+        deleted = conn.execute(Q["purge_events"], (before,)).rowcount
+        total += deleted
+        if deleted < 1000:
+            return total
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
@@ -270,6 +329,7 @@ class SQLiteStore(NamedQueryReads):
         self._lock_file: IO[bytes] | None = None
         self._committer = GroupCommitter(self._write_group, what=f"SQLite database {self.path}")
         self._signal = asyncio.Event()
+        self._events = Broadcast()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -334,6 +394,8 @@ class SQLiteStore(NamedQueryReads):
             raise StorageError(f"sqlite commit to {self.path} failed: {exc}") from exc
         if any(b.new_run is not None for b in batches):
             self._signal.set()
+        if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
+            self._events.bump()
         return list(results)
 
     # -- reads -----------------------------------------------------------------
@@ -348,21 +410,14 @@ class SQLiteStore(NamedQueryReads):
         return rows[0] if rows else None
 
     async def load_run(self, root_id: str) -> RunSnapshot | None:
-        run = await self.get_run(root_id)
-        if run is None:
-            return None
-        return RunSnapshot(
-            run=run,
-            states=[StateRow(*r) for r in await self._all("states_of_run", root_id)],
-            execution_data=[
-                ExecutionDataRow(*r) for r in await self._all("execution_data_by_root", root_id)
-            ],
-            node_data=[NodeDataRow(*r) for r in await self._all("node_data_by_root", root_id)],
-            context=[ContextRow(*r) for r in await self._all("context_by_root", root_id)],
-            processes=[_process_row(r) for r in await self._all("processes_by_root", root_id)],
-            schedules=[ScheduleRow(*r) for r in await self._all("schedules_by_root", root_id)],
-            callbacks=[CallbackRow(*r) for r in await self._all("callbacks_by_root", root_id)],
-        )
+        try:
+            # One call on the connection's thread, one read transaction: the run as
+            # one commit left it, for the price of one hop.
+            return await self._connection().call(_load_run, root_id)
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"sqlite load of run {root_id} from {self.path} failed: {exc}"
+            ) from exc
 
     # -- ownership and commands ----------------------------------------------------
     async def _write(self, name: str, *args: Any) -> list[Any]:
@@ -374,23 +429,33 @@ class SQLiteStore(NamedQueryReads):
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite statement {name} on {self.path} failed: {exc}") from exc
 
+    async def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return await self._connection().call(fn, *args)
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite {what} on {self.path} failed: {exc}") from exc
+
     async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
         lease_until = time.time() + self.lease_seconds
-        claimed: list[str] = []
-        if root_ids is None:
-            rows = await self._write("claim_runs", self.owner_id, lease_until, self.owner_id, limit)
-            claimed.extend(r[0] for r in rows)
-        else:
-            for root_id in list(root_ids)[:limit]:
-                rows = await self._write(
-                    "claim_run", self.owner_id, lease_until, root_id, self.owner_id
-                )
-                claimed.extend(r[0] for r in rows)
         # The previous holder is gone (this worker holds the file lock): the commands
         # it took and never answered would leave their senders waiting for ever.
-        for root_id in claimed:
-            await self._write("requeue_commands", root_id)
+        if root_ids is None:
+            args: tuple[Any, ...] = (self.owner_id, lease_until, self.owner_id, limit)
+            return list(await self._call("claim_runs", _claim, "claim_runs", args, True))
+        claimed: list[str] = []
+        for root_id in list(root_ids)[:limit]:
+            args = (self.owner_id, lease_until, root_id, self.owner_id)
+            claimed.extend(await self._call("claim_run", _claim, "claim_run", args, True))
         return claimed
+
+    async def claim_woken(self, limit: int, now: float) -> list[str]:
+        lease_until = time.time() + self.lease_seconds
+        args = (self.owner_id, lease_until, now, limit)
+        # A parked run's commands were never taken: nothing to requeue.
+        return list(await self._call("claim_woken", _claim, "claim_woken", args, False))
+
+    async def park_run(self, root_id: str) -> bool:
+        return bool(await self._write("park_run", root_id, self.owner_id, root_id))
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         rows = await self._write("renew_leases", time.time() + self.lease_seconds, self.owner_id)
@@ -426,6 +491,30 @@ class SQLiteStore(NamedQueryReads):
 
     async def cancel_command(self, command_id: str) -> bool:
         return bool(await self._write("cancel_command", command_id))
+
+    # -- events ------------------------------------------------------------------
+    async def read_events(
+        self, after: int, root_id: str | None = None, limit: int = 500
+    ) -> list[EventRow]:
+        if root_id is None:
+            rows = await self._all("read_events", after, limit)
+        else:
+            rows = await self._all("read_events_of_root", root_id, after, limit)
+        return [EventRow(*r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        return int((await self._one("last_event_id"))[0])
+
+    async def purge_events(self, before: float) -> int:
+        return int(await self._call("purge_events", _purge_events, before))
+
+    async def wait_for_events(self, seen: int, at_most: float) -> None:
+        """Woken by this store's commits; other processes' events are found by polling."""
+        await self._events.wait(seen, at_most)
+
+    @property
+    def events_seen(self) -> int:
+        return self._events.count
 
     async def wait_for_signal(self, at_most: float) -> None:
         """SQLite has no notifications: other processes are polled; this one signals directly."""

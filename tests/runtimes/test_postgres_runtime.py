@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import asyncpg
+import attrs
 import pytest
 
 import aiobamboo_postgres._store as pg_store
@@ -28,10 +29,16 @@ from aiobamboo import api
 from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
 from aiobamboo.component import Component, ComponentLibrary, Service
 from aiobamboo.engine import Settings
-from aiobamboo.exceptions import ConfigurationError, InvalidOperationError, StorageError
+from aiobamboo.exceptions import (
+    ConfigurationError,
+    InvalidOperationError,
+    StaleWriteError,
+    StorageError,
+)
 from aiobamboo.runtime import (
     CallbackRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     HistoryRow,
     NodeDataRow,
@@ -40,6 +47,7 @@ from aiobamboo.runtime import (
     Runtime,
     ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
     load_sql_blocks,
 )
@@ -145,6 +153,8 @@ TABLES = (
     "schedules",
     "callbacks",
     "histories",
+    "timers",
+    "events",
 )
 
 
@@ -220,6 +230,15 @@ def full_batch(root: str) -> WriteBatch:
     return batch
 
 
+def event(root: str, node: str, st: str, t: float = 1.0, kind: str = "state") -> EventRow:
+    return EventRow(root, node, kind, st, json.dumps({"at": t}), t)
+
+
+def stored(events: list[EventRow]) -> list[tuple[str, str, str]]:
+    """What tells the events of these tests apart, ids left out."""
+    return [(e.root_id, e.node_id, e.state) for e in events]
+
+
 def count_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the size of every group the committer writes."""
     sizes: list[int] = []
@@ -246,12 +265,22 @@ def test_every_query_the_store_uses_is_in_the_file() -> None:
     assert used <= names
 
 
-def test_write_rows_takes_one_array_per_parameter() -> None:
-    sql = pg_store.load_queries("x")["write_rows"]
-    params = {int(n) for n in re.findall(r"\$(\d+)", sql)}
-    assert params == set(range(1, 69))
-    assert len(pg_write.arguments(Merged())) == 68
-    assert len(pg_write.arguments(merge([full_batch("r")]))) == 68
+def test_every_part_takes_one_argument_per_parameter() -> None:
+    q = pg_store.load_queries("x")
+    batch = full_batch("r")
+    batch.timers = {"t1": TimerRow("t1", "r", "a", "v1", "poll", 5.0)}
+    batch.events = [EventRow("r", "a", "state", "RUNNING", "{}", 1.0)]
+    ended = WriteBatch(root_id="q", run_status="finished")
+    assert pg_write.parts(Merged()) == []
+    for retrying in (False, True):
+        touched = pg_write.parts(merge([batch, ended]), "ch", retrying)
+        names = [name for name, _ in touched]
+        assert ("events_again" if retrying else "events") in names
+        assert {"timers", "drop_timers", "drop_processes"} <= set(names)
+        for name, arguments in touched:
+            params = {int(n) for n in re.findall(r"\$(\d+)", q[f"part_{name}"])}
+            assert params == set(range(1, len(arguments) + 1)), name
+    assert "{events_lock}" not in "".join(q.values())
 
 
 def test_queries_qualify_tables_with_the_quoted_schema() -> None:
@@ -434,12 +463,15 @@ def test_every_name_derived_from_a_schema_fits_in_an_identifier() -> None:
     ]
     for rt in made:
         assert 0 < len(rt.channel.encode()) <= 63, rt.schema
+        assert 0 < len(rt.store.events_channel.encode()) <= 63, rt.schema
         assert 0 < len(rt.application_name.encode()) <= 63, rt.schema
         rt.channel.encode().decode()  # cut between characters, never inside one
+        rt.store.events_channel.encode().decode()
     assert made[1].channel == "aiobamboo." + "x" * 53  # a name that fits is kept whole
     assert made[4].channel == "aiobamboo." + "ж" * 26
     # Names too long to keep whole still get a channel each.
     assert len({rt.channel for rt in made}) == len(made)
+    assert len({rt.store.events_channel for rt in made} - {rt.channel for rt in made}) == len(made)
     assert PostgresRuntime(PG_DSN, schema="ж" * 31).channel == made[6].channel
 
 
@@ -609,6 +641,8 @@ async def test_a_group_stores_what_one_batch_at_a_time_stores(
         batch.histories = [
             HistoryRow(f"h{step % 4}", root, node, 1, 2, step, False, 0, "v", "{}", "{}", step)
         ]
+        batch.timers = {f"t{step % 2}": TimerRow(f"t{step % 2}", root, node, "v1", "poll", step)}
+        batch.events = [event(root, node, f"S{step}", t=step), event(root, node, "x", t=step)]
         batches.append(batch)
         if step == 3:
             batches.append(WriteBatch(root_id=root, run_status="finished"))
@@ -623,6 +657,296 @@ async def test_a_group_stores_what_one_batch_at_a_time_stores(
     assert await dump(admin, together) == await dump(admin, apart)
     # Steps 0-3 wrote p0, p1, p2 and the end deleted them; steps 4 and 5 wrote p1, p2.
     assert [r[0] for r in await table(admin, together, "processes")] == ["p1", "p2"]
+    # Likewise the timers: t0 and t1 as steps 4 and 5 wrote them.
+    assert [r[0::5] for r in await table(admin, together, "timers")] == [("t0", 4), ("t1", 5)]
+    assert [r[4] for r in await table(admin, together, "events")] == [
+        state for step in range(6) for state in (f"S{step}", "x")
+    ]
+
+
+# -- timers, events, parking -----------------------------------------------------
+
+
+async def test_timers_and_events_roundtrip(runtime: PostgresRuntime) -> None:
+    store = runtime.store
+    assert await store.last_event_id() == 0
+    assert await store.read_events(0) == []
+    await store.commit(new_run_batch("r", ("a", "b")))
+    await store.commit(new_run_batch("q", ("c",)))
+    seen = store.events_seen
+    batch = WriteBatch(root_id="r")
+    batch.timers = {
+        "t1": TimerRow("t1", "r", "a", "v1", "poll", 5.0),
+        "t2": TimerRow("t2", "r", "b", "v1", "poll", None),  # fired: inert
+    }
+    batch.events = [event("r", "a", "RUNNING"), event("r", "b", "READY")]
+    other = WriteBatch(root_id="q", events=[event("q", "c", "RUNNING")])
+    await asyncio.gather(store.commit(batch), store.commit(other))
+    assert store.events_seen > seen
+
+    events = await store.read_events(0)
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert len({e.id for e in events}) == 3
+    # One batch's events keep their order.
+    mine = [e for e in events if e.root_id == "r"]
+    assert stored(mine) == [("r", "a", "RUNNING"), ("r", "b", "READY")]
+    assert mine[0] == attrs.evolve(batch.events[0], id=mine[0].id)
+    assert await store.last_event_id() == events[-1].id
+    assert await store.read_events(events[0].id) == events[1:]
+    assert await store.read_events(0, limit=1) == events[:1]
+    assert await store.read_events(0, root_id="q") == [e for e in events if e.root_id == "q"]
+    assert await store.read_events(events[-1].id) == []
+
+    snap = await store.load_run("r")
+    assert snap is not None
+    assert list(snap.timers) == [batch.timers["t1"]]  # only timers still due
+
+    # Upserted by id: a timer that fired goes inert.
+    later = WriteBatch(root_id="r", timers={"t1": TimerRow("t1", "r", "a", "v1", "poll", None)})
+    await store.commit(later)
+    snap = await store.load_run("r")
+    assert snap is not None
+    assert list(snap.timers) == []
+
+
+async def test_an_ended_run_drops_its_timers(
+    runtime: PostgresRuntime, admin: asyncpg.Connection, schema: str
+) -> None:
+    store = runtime.store
+    await store.commit(new_run_batch("r", ("a",)))
+    await store.commit(new_run_batch("q", ("b",)))
+    await store.commit(
+        WriteBatch(root_id="r", timers={"t1": TimerRow("t1", "r", "a", "v1", "poll", 5.0)})
+    )
+    await store.commit(
+        WriteBatch(root_id="q", timers={"t2": TimerRow("t2", "q", "b", "v1", "poll", 5.0)})
+    )
+    await store.commit(WriteBatch(root_id="r", run_status="finished"))
+    assert [r[0] for r in await table(admin, schema, "timers")] == ["t2"]
+
+
+async def test_the_fallback_paths_store_timers_and_events(
+    runtime: PostgresRuntime, admin: asyncpg.Connection, schema: str
+) -> None:
+    """A batch the fence refuses, and a batch with bad data, fail alone; the others are stored."""
+    q = pg_store.load_queries(schema)
+    worker = pg_write.Writer(owner="w", lease_seconds=30.0, channel="", events_channel="")
+    assert await pg_store.write_group(admin, q, [new_run_batch("r", ("a",))], worker) == [None]
+    await runtime.store.commit(new_run_batch("q", ("b",)))  # a client's: held by nobody
+
+    held = WriteBatch(root_id="r", events=[event("r", "a", "RUNNING")])
+    held.timers = {"t1": TimerRow("t1", "r", "a", "v1", "poll", 5.0)}
+    stale = WriteBatch(root_id="q", events=[event("q", "b", "RUNNING")])
+    results = await pg_store.write_group(admin, q, [held, stale], worker)  # the fast path
+    assert results[0] is None
+    assert isinstance(results[1], StaleWriteError)
+
+    bad = WriteBatch(root_id="r", events=[event("r", "a", "nul \x00 byte")])
+    good = WriteBatch(root_id="r", events=[event("r", "a", "FINISHED")])
+    good.timers = {"t2": TimerRow("t2", "r", "a", "v1", "poll", 6.0)}
+    results = await pg_store.write_group(admin, q, [bad, good], worker)  # one by one
+    assert results[0] is not None
+    assert results[1] is None
+
+    assert stored(await runtime.store.read_events(0)) == [
+        ("r", "a", "RUNNING"),
+        ("r", "a", "FINISHED"),
+    ]
+    snap = await runtime.store.load_run("r")
+    assert snap is not None
+    assert sorted(t.id for t in snap.timers) == ["t1", "t2"]
+
+
+async def test_a_retried_group_does_not_store_its_events_twice(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt commits, then its connection dies before the answer."""
+    await runtime.store.commit(new_run_batch("r", ("a",)))
+    original = pg_store.write_group
+    writers: list[Any] = []
+
+    async def lose_answer(
+        conn: Any, q: dict[str, str], batches: list[WriteBatch], *writer: Any
+    ) -> Any:
+        writers.extend(writer)
+        result = await original(conn, q, batches, *writer)
+        if len(writers) == 1:
+            conn.terminate()
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        return result
+
+    monkeypatch.setattr(pg_store, "write_group", lose_answer)
+    batch = WriteBatch(root_id="r", events=[event("r", "a", "RUNNING"), event("r", "a", "DONE")])
+    await runtime.store.commit(batch)
+    assert [w.retrying for w in writers] == [False, True]
+    assert stored(await runtime.store.read_events(0)) == [
+        ("r", "a", "RUNNING"),
+        ("r", "a", "DONE"),
+    ]
+
+
+async def test_purge_events_deletes_the_old_ones_a_thousand_at_a_time(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    await store.commit(new_run_batch("r", ("a",)))
+    old = [event("r", "a", f"S{i}", t=1.0 + i / 10_000) for i in range(2500)]
+    await store.commit(WriteBatch(root_id="r", events=old))
+    await store.commit(WriteBatch(root_id="r", events=[event("r", "a", "new", t=100.0)]))
+    last = await store.last_event_id()
+    statements: list[str] = []
+    original = store._write
+
+    async def spy(name: str, *args: Any) -> list[Any]:
+        statements.append(name)
+        return await original(name, *args)
+
+    monkeypatch.setattr(store, "_write", spy)
+    assert await store.purge_events(1.0) == 0
+    assert await store.purge_events(50.0) == 2500
+    assert statements == ["purge_events"] * 4  # 0; then 1000, 1000, 500
+    assert stored(await store.read_events(0)) == [("r", "a", "new")]
+    assert await store.last_event_id() == last
+
+
+async def test_event_ids_grow_in_commit_order(
+    runtime: PostgresRuntime, admin: asyncpg.Connection, schema: str
+) -> None:
+    """A writer that drew ids and has not committed yet holds back every other writer.
+
+    Otherwise a later writer could commit a higher id first, and a reader that
+    saw it would skip the lower one for ever.
+    """
+    store = runtime.store
+    await store.commit(new_run_batch("r", ("a",)))
+    q = pg_store.load_queries(schema)
+    async with admin.transaction():
+        first = WriteBatch(root_id="r", events=[event("r", "a", "first")])
+        assert await pg_store.write_group(admin, q, [first]) == [None]
+        second = asyncio.create_task(
+            store.commit(WriteBatch(root_id="r", events=[event("r", "a", "second")]))
+        )
+        await asyncio.sleep(0.3)
+        assert not second.done()
+        assert await store.read_events(0) == []
+    with anyio.fail_after(10):
+        await second
+    assert stored(await store.read_events(0)) == [("r", "a", "first"), ("r", "a", "second")]
+
+
+async def test_readers_miss_no_event_of_concurrent_writers(schema: str) -> None:
+    """Two stores (think: worker processes) commit events at once; a reader tails them."""
+    async with (
+        PostgresRuntime(PG_DSN, schema=schema, worker=False) as a,
+        PostgresRuntime(PG_DSN, schema=schema, worker=False) as b,
+    ):
+        for rt, root in ((a, "ra"), (b, "rb")):
+            await rt.store.commit(new_run_batch(root, (f"{root}-n",)))
+        done = False
+        tailed: list[EventRow] = []
+
+        async def tail() -> None:
+            while True:
+                finished = done
+                tailed.extend(await a.store.read_events(tailed[-1].id if tailed else 0))
+                if finished:
+                    return
+
+        async def write(rt: PostgresRuntime, root: str, writer: int) -> None:
+            for i in range(20):
+                batch = WriteBatch(root_id=root, events=[event(root, str(writer), str(i))] * 2)
+                await rt.store.commit(batch)
+
+        reader = asyncio.create_task(tail())
+        await asyncio.gather(
+            *(write(rt, r, w) for rt, r in ((a, "ra"), (b, "rb")) for w in range(4))
+        )
+        done = True
+        await reader
+        everything = await a.store.read_events(0, limit=10_000)
+        assert len(everything) == 2 * 4 * 20 * 2
+        assert tailed == everything
+        for root in ("ra", "rb"):
+            for w in range(4):
+                mine = [
+                    int(e.state) for e in everything if (e.root_id, e.node_id) == (root, str(w))
+                ]
+                assert mine == sorted(mine)
+
+
+async def test_a_waiter_hears_of_events_committed_by_another_process(schema: str) -> None:
+    async with (
+        PostgresRuntime(PG_DSN, schema=schema, worker=False) as listener,
+        PostgresRuntime(PG_DSN, schema=schema, worker=False) as writer,
+    ):
+        store = listener.store
+        assert store.events_channel != store.channel
+        await store.wait_for_events(store.events_seen, 0.01)  # opens the LISTEN connection
+        await writer.store.commit(new_run_batch("r", ("a",)))
+        seen = store.events_seen
+        waiter = asyncio.create_task(store.wait_for_events(seen, 30))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # a group without events notifies nobody
+        await writer.store.commit(WriteBatch(root_id="r", events=[event("r", "a", "RUNNING")]))
+        with anyio.fail_after(10):
+            await waiter
+        assert store.events_seen > seen
+
+
+async def test_parked_runs_are_claimed_when_woken(runtime: PostgresRuntime) -> None:
+    store = runtime.store
+    for root in ("due", "later", "asked", "plain"):
+        await store.commit(new_run_batch(root, (f"{root}-a",)))
+    assert sorted(await store.claim_runs(10)) == ["asked", "due", "later", "plain"]
+    await store.commit(
+        WriteBatch(root_id="due", timers={"t1": TimerRow("t1", "due", "due-a", "v", "poll", 5.0)})
+    )
+    await store.commit(
+        WriteBatch(
+            root_id="later", timers={"t2": TimerRow("t2", "later", "later-a", "v", "poll", 50.0)}
+        )
+    )
+    for root in ("due", "later", "asked"):
+        assert await store.park_run(root)
+    await store.release_runs(["plain"])
+    assert not await store.park_run("plain")  # not held by this owner
+
+    # Claiming without ids passes parked runs by; naming them takes them.
+    assert await store.claim_runs(10) == ["plain"]
+    assert await store.claim_woken(10, now=10.0) == ["due"]
+    assert await store.claim_woken(10, now=10.0) == []
+    assert await store.park_run("due")
+    await store.submit_command("asked", "pause", "{}")
+    assert sorted(await store.claim_woken(10, now=10.0)) == ["asked", "due"]
+    assert await store.claim_woken(10, now=100.0) == ["later"]
+    assert await store.claim_woken(10, now=100.0) == []
+
+    # A pending command keeps a run from parking, until the owner takes it.
+    assert not await store.park_run("asked")
+    [command] = await store.pending_commands(["asked"])
+    assert await store.park_run("asked")
+    # Claiming again requeues what was taken and never answered.
+    assert await store.claim_runs(10, ["asked"]) == ["asked"]
+    assert not await store.park_run("asked")
+    [command] = await store.pending_commands(["asked"])
+    await store.complete_command(command.id, True, "")
+    assert await store.park_run("asked")
+    assert await store.claim_runs(10) == []
+    assert await store.claim_runs(10, ["asked"]) == ["asked"]
+    assert await store.park_run("asked")
+
+    # Another owner cannot park a run it does not hold, nor wake one held.
+    other = PostgresStore(PG_DSN, schema=runtime.schema, worker=False)
+    await other.open()
+    try:
+        assert not await other.park_run("later")
+        assert await other.claim_woken(10, now=1000.0) == []
+        assert await other.claim_runs(10, ["asked"]) == ["asked"]
+    finally:
+        await other.aclose()
+    # A run that ended wakes nobody, whatever it left behind.
+    await store.commit(WriteBatch(root_id="later", run_status="finished"))
+    assert not await store.park_run("later")
 
 
 # -- faults ----------------------------------------------------------------------

@@ -304,19 +304,24 @@ def _poll_delay(service: Service, times: int) -> float:
     return float(generator.next())
 
 
-async def _next_trigger(step: Step, sched: Schedule, service: Service) -> tuple[bool, Any]:
-    """Wait for the next poll time or callback; (False, _) when the attempt went stale."""
+async def _next_trigger(step: Step, sched: Schedule) -> tuple[bool, Any]:
+    """Wait for the next poll time or callback; (False, _) when the attempt went stale.
+
+    Both waits let the run park: a parked run is loaded again by the callback,
+    an operation, or its timer (``sched.due``) coming due.
+    """
     run, key = step.run, (sched.node_id, sched.version)
     if sched.type == POLL:
-        delay = _poll_delay(service, sched.times)
-        if delay > 0 and not run.callbacks.get(key):
+        due = sched.due if sched.due is not None else step.env.clock.now()
+        if not run.callbacks.get(key) and due > step.env.clock.now():
             waiter = run.waiter(*key)
-            with anyio.move_on_after(delay):
-                await waiter.event.wait()
+            with run.resting(step.proc.id, waiter.event, due):
+                await step.env.clock.wait(waiter.event, due)
             if waiter.stale:
                 return False, None
             if waiter.event.is_set():
                 run.waiters.pop(key, None)
+        sched.due = None
         if not step.is_current():
             return False, None
         # A callback to a polling activity is one more poll, with its data, as in
@@ -331,7 +336,8 @@ async def _next_trigger(step: Step, sched: Schedule, service: Service) -> tuple[
         if row is not None:
             return True, codec.loads(row.data_json)
         waiter = run.waiter(*key)
-        await waiter.event.wait()
+        with run.resting(step.proc.id, waiter.event):
+            await waiter.event.wait()
         if waiter.stale:
             return False, None
         run.waiters.pop(key, None)
@@ -352,8 +358,13 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
     while True:
         proc.status = P_SLEEPING
         run.put_process(proc)
+        if sched.type == POLL and sched.due is None:
+            # Stored with the wait, so the poll fires on time after a restart, or
+            # from storage while the run is parked.
+            sched.due = step.env.clock.now() + _poll_delay(probe, sched.times)
+            run.put_schedule(sched)
         await run.checkpoint("schedule-wait")
-        current, callback_data = await _next_trigger(step, sched, probe)
+        current, callback_data = await _next_trigger(step, sched)
         if not current:
             if not sched.expired and not sched.finished:
                 sched.expired = True

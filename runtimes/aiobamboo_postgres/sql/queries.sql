@@ -38,112 +38,17 @@ SELECT
 WITH gone AS (DELETE FROM {schema}.nodes WHERE root_id = $1::text)
 DELETE FROM {schema}.runs WHERE root_id = $1::text;
 
--- name: write_rows
--- Upserts the rows of one or more batches in one statement (one round trip).
--- states: ($1 node_id, $2 root_id, $3 parent_id, $4 name, $5 state, $6 version,
---   $7 loop, $8 inner_loop, $9 retry, $10 skip, $11 error_ignored,
---   $12 created_time, $13 started_time, $14 archived_time)
--- execution_data: ($15 node_id, $16 root_id, $17 inputs, $18 outputs)
--- node_data: ($19 node_id, $20 root_id, $21 inputs)
--- context: ($22 pipeline_id, $23 key, $24 root_id, $25 type, $26 value, $27 custom_type)
--- processes: ($28 id, $29 root_id, $30 parent_id, $31 current_node_id,
---   $32 destination_id, $33 stack, $34 status, $35 suspended_by, $36 children, $37 acks)
--- schedules: ($38 id, $39 root_id, $40 node_id, $41 version, $42 type,
---   $43 process_id, $44 finished, $45 expired, $46 times)
--- callbacks: ($47 id, $48 root_id, $49 node_id, $50 version, $51 data,
---   $52 consumed, $53 created_time)
--- histories: ($54 id, $55 root_id, $56 node_id, $57 started_time, $58 archived_time,
---   $59 loop, $60 skip, $61 retry, $62 version, $63 inputs, $64 outputs, $65 created_time)
--- run status: ($66 root_id, $67 status); ended runs: ($68 root_id)
--- Every parameter is an array, one element per row. Sibling CTEs see the same
--- snapshot and must not touch a row twice: the caller keeps one row per key,
--- and the processes of an ended run are deleted except those upserted here.
--- Schedules conflict on (node_id, version), like the SQLite runtime's
--- INSERT OR REPLACE, which replaces a row matching either unique key.
-WITH w_states AS (
-    INSERT INTO {schema}.states AS t (
-        node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry,
-        skip, error_ignored, created_time, started_time, archived_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::int[], $8::int[], $9::int[], $10::bool[], $11::bool[],
-        $12::float8[], $13::float8[], $14::float8[])
-    ON CONFLICT (node_id) DO UPDATE SET
-        root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id, name = EXCLUDED.name,
-        state = EXCLUDED.state, version = EXCLUDED.version, loop = EXCLUDED.loop,
-        inner_loop = EXCLUDED.inner_loop, retry = EXCLUDED.retry, skip = EXCLUDED.skip,
-        error_ignored = EXCLUDED.error_ignored, created_time = EXCLUDED.created_time,
-        started_time = EXCLUDED.started_time, archived_time = EXCLUDED.archived_time
-), w_execution_data AS (
-    INSERT INTO {schema}.execution_data AS t (node_id, root_id, inputs, outputs)
-    SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[])
-    ON CONFLICT (node_id) DO UPDATE SET
-        root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs
-), w_node_data AS (
-    INSERT INTO {schema}.node_data AS t (node_id, root_id, inputs)
-    SELECT * FROM unnest($19::text[], $20::text[], $21::text[])
-    ON CONFLICT (node_id) DO UPDATE SET root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs
-), w_context AS (
-    INSERT INTO {schema}.context AS t (pipeline_id, key, root_id, type, value, custom_type)
-    SELECT * FROM unnest(
-        $22::text[], $23::text[], $24::text[], $25::int[], $26::text[], $27::text[])
-    ON CONFLICT (pipeline_id, key) DO UPDATE SET
-        root_id = EXCLUDED.root_id, type = EXCLUDED.type, value = EXCLUDED.value,
-        custom_type = EXCLUDED.custom_type
-), w_processes AS (
-    INSERT INTO {schema}.processes AS t (
-        id, root_id, parent_id, current_node_id, destination_id, stack, status,
-        suspended_by, children, acks)
-    SELECT * FROM unnest(
-        $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
-        $34::text[], $35::text[], $36::text[], $37::text[])
-    ON CONFLICT (id) DO UPDATE SET
-        root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id,
-        current_node_id = EXCLUDED.current_node_id, destination_id = EXCLUDED.destination_id,
-        stack = EXCLUDED.stack, status = EXCLUDED.status, suspended_by = EXCLUDED.suspended_by,
-        children = EXCLUDED.children, acks = EXCLUDED.acks
-), w_schedules AS (
-    INSERT INTO {schema}.schedules AS t (
-        id, root_id, node_id, version, type, process_id, finished, expired, times)
-    SELECT * FROM unnest(
-        $38::text[], $39::text[], $40::text[], $41::text[], $42::int[], $43::text[],
-        $44::bool[], $45::bool[], $46::int[])
-    ON CONFLICT (node_id, version) DO UPDATE SET
-        id = EXCLUDED.id, root_id = EXCLUDED.root_id, type = EXCLUDED.type,
-        process_id = EXCLUDED.process_id, finished = EXCLUDED.finished,
-        expired = EXCLUDED.expired, times = EXCLUDED.times
-), w_callbacks AS (
-    INSERT INTO {schema}.callbacks AS t (
-        id, root_id, node_id, version, data, consumed, created_time)
-    SELECT * FROM unnest(
-        $47::text[], $48::text[], $49::text[], $50::text[], $51::text[], $52::bool[],
-        $53::float8[])
-    ON CONFLICT (id) DO UPDATE SET
-        root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
-        data = EXCLUDED.data, consumed = EXCLUDED.consumed, created_time = EXCLUDED.created_time
-), w_histories AS (
-    INSERT INTO {schema}.histories AS t (
-        id, root_id, node_id, started_time, archived_time, loop, skip, retry, version,
-        inputs, outputs, created_time)
-    SELECT * FROM unnest(
-        $54::text[], $55::text[], $56::text[], $57::float8[], $58::float8[], $59::int[],
-        $60::bool[], $61::int[], $62::text[], $63::text[], $64::text[], $65::float8[])
-    ON CONFLICT (id) DO NOTHING
-), w_run_status AS (
-    UPDATE {schema}.runs AS r SET status = u.status
-    FROM unnest($66::text[], $67::text[]) AS u (root_id, status)
-    WHERE r.root_id = u.root_id
-), w_drop_processes AS (
-    DELETE FROM {schema}.processes
-    WHERE root_id = ANY ($68::text[]) AND NOT (id = ANY ($28::text[]))
-)
-SELECT 1;
-
 -- Parts of the statement a group commit composes (write_group): one part per
 -- table the group touches, parameters numbered from $1 within each part; the
--- composer renumbers them and puts "{ok}" where the part must also check the
--- fence ("WHERE (SELECT ok FROM fence)"-style: every run of the group is still
--- held by the writer, or nothing is written).
+-- composer renumbers them and puts "{ok_where}" or "{ok_and}" where the part
+-- must also check the fence ("WHERE (SELECT ok FROM fence)"-style: every run
+-- of the group is still held by the writer, or nothing is written).
+-- Every array parameter holds one element per row. Sibling CTEs see the same
+-- snapshot and must not touch a row twice: the caller keeps one row per key,
+-- and the processes and timers of an ended run are deleted except those
+-- upserted by the same statement. Schedules conflict on (node_id, version),
+-- like the SQLite runtime's INSERT OR REPLACE, which replaces a row matching
+-- either unique key.
 -- name: fence
 -- ($1 root_ids text[], $2 owner): whether the writer holds every run of its group
 fence AS (
@@ -156,7 +61,7 @@ fence AS (
 )
 
 -- name: part_states
--- 14 array parameters, in the order of write_rows
+-- 14 array parameters, in the order of _write.parts
     INSERT INTO {schema}.states AS t (
         node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry,
         skip, error_ignored, created_time, started_time, archived_time)
@@ -173,7 +78,7 @@ fence AS (
         started_time = EXCLUDED.started_time, archived_time = EXCLUDED.archived_time
 
 -- name: part_execution_data
--- 4 array parameters, in the order of write_rows
+-- 4 array parameters, in the order of _write.parts
     INSERT INTO {schema}.execution_data AS t (node_id, root_id, inputs, outputs)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
     {ok_where}
@@ -181,14 +86,14 @@ fence AS (
         root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs
 
 -- name: part_node_data
--- 3 array parameters, in the order of write_rows
+-- 3 array parameters, in the order of _write.parts
     INSERT INTO {schema}.node_data AS t (node_id, root_id, inputs)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs
 
 -- name: part_context
--- 6 array parameters, in the order of write_rows
+-- 6 array parameters, in the order of _write.parts
     INSERT INTO {schema}.context AS t (pipeline_id, key, root_id, type, value, custom_type)
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
@@ -198,7 +103,7 @@ fence AS (
         custom_type = EXCLUDED.custom_type
 
 -- name: part_processes
--- 10 array parameters, in the order of write_rows
+-- 10 array parameters, in the order of _write.parts
     INSERT INTO {schema}.processes AS t (
         id, root_id, parent_id, current_node_id, destination_id, stack, status,
         suspended_by, children, acks)
@@ -213,7 +118,7 @@ fence AS (
         children = EXCLUDED.children, acks = EXCLUDED.acks
 
 -- name: part_schedules
--- 9 array parameters, in the order of write_rows
+-- 9 array parameters, in the order of _write.parts
     INSERT INTO {schema}.schedules AS t (
         id, root_id, node_id, version, type, process_id, finished, expired, times)
     SELECT * FROM unnest(
@@ -226,7 +131,7 @@ fence AS (
         expired = EXCLUDED.expired, times = EXCLUDED.times
 
 -- name: part_callbacks
--- 7 array parameters, in the order of write_rows
+-- 7 array parameters, in the order of _write.parts
     INSERT INTO {schema}.callbacks AS t (
         id, root_id, node_id, version, data, consumed, created_time)
     SELECT * FROM unnest(
@@ -238,7 +143,7 @@ fence AS (
         data = EXCLUDED.data, consumed = EXCLUDED.consumed, created_time = EXCLUDED.created_time
 
 -- name: part_histories
--- 12 array parameters, in the order of write_rows
+-- 12 array parameters, in the order of _write.parts
     INSERT INTO {schema}.histories AS t (
         id, root_id, node_id, started_time, archived_time, loop, skip, retry, version,
         inputs, outputs, created_time)
@@ -249,15 +154,76 @@ fence AS (
     ON CONFLICT (id) DO NOTHING
 
 -- name: part_run_status
--- 2 array parameters, in the order of write_rows
+-- 2 array parameters, in the order of _write.parts
     UPDATE {schema}.runs AS r SET status = u.status
     FROM unnest($1::text[], $2::text[]) AS u (root_id, status)
     WHERE r.root_id = u.root_id {ok_and}
 
 -- name: part_drop_processes
--- 2 array parameters, in the order of write_rows
+-- 2 array parameters, in the order of _write.parts
     DELETE FROM {schema}.processes
     WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+
+-- name: part_timers
+-- 6 array parameters (id, root_id, node_id, version, kind, due_time)
+    INSERT INTO {schema}.timers AS t (id, root_id, node_id, version, kind, due_time)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
+    {ok_where}
+    ON CONFLICT (id) DO UPDATE SET
+        root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
+        kind = EXCLUDED.kind, due_time = EXCLUDED.due_time
+
+-- name: part_drop_timers
+-- ($1 ended root_ids text[], $2 timer ids upserted by the same statement text[])
+    DELETE FROM {schema}.timers
+    WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+
+-- name: part_events
+-- ($1 channel to notify at commit, '' for none; 6 array parameters: root_id,
+--  node_id, kind, state, data, time, in commit order)
+-- Ids must grow in commit order: a subscriber reads "id > the last id it saw",
+-- and would skip for ever an event that commits after a higher id it has read.
+-- Sequence values are handed out at insert time, not at commit, so every
+-- writer of events takes one advisory lock per schema ({events_lock}) before
+-- its rows get ids and keeps it until its transaction ends: the next writer
+-- draws its ids only once this one's are visible. Every row is joined with
+-- the lock subquery's one row, so the lock is held before the first row
+-- reaches the insert, where nextval is evaluated; the ordinality keeps the
+-- events in the order given.
+    INSERT INTO {schema}.events (root_id, node_id, kind, state, data, time)
+    SELECT e.root_id, e.node_id, e.kind, e.state, e.data, e.time
+    FROM (
+        SELECT
+            pg_advisory_xact_lock(({events_lock})::bigint),
+            CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
+    ) AS serialized
+    CROSS JOIN unnest(
+        $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]
+    ) WITH ORDINALITY AS e (root_id, node_id, kind, state, data, time, n)
+    {ok_where}
+    ORDER BY e.n
+
+-- name: part_events_again
+-- part_events for a group written again after its answer was lost: events
+-- stored already (the same content in the same run) are left out. The
+-- run's index finds them; retries are rare, so the scan of its events is too.
+    INSERT INTO {schema}.events (root_id, node_id, kind, state, data, time)
+    SELECT e.root_id, e.node_id, e.kind, e.state, e.data, e.time
+    FROM (
+        SELECT
+            pg_advisory_xact_lock(({events_lock})::bigint),
+            CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
+    ) AS serialized
+    CROSS JOIN unnest(
+        $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]
+    ) WITH ORDINALITY AS e (root_id, node_id, kind, state, data, time, n)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {schema}.events AS x
+        WHERE x.root_id = e.root_id AND x.node_id = e.node_id AND x.kind = e.kind
+          AND x.state = e.state AND x.time = e.time AND x.data = e.data
+    ) {ok_and}
+    ORDER BY e.n
 
 -- name: get_run
 -- ($1 root_id)
@@ -332,6 +298,11 @@ FROM {schema}.schedules WHERE root_id = $1;
 SELECT id, root_id, node_id, version, data, consumed, created_time
 FROM {schema}.callbacks WHERE root_id = $1 AND NOT consumed;
 
+-- name: timers_by_root
+-- ($1 root_id): the run's timers still due
+SELECT id, root_id, node_id, version, kind, due_time
+FROM {schema}.timers WHERE root_id = $1 AND due_time IS NOT NULL;
+
 -- name: histories
 -- ($1 node_id)
 SELECT id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs,
@@ -360,14 +331,14 @@ FOR SHARE;
 SELECT pg_notify($1::text, $2::text);
 
 -- name: claim_runs
--- ($1 owner, $2 lease seconds, $3 limit): active runs nobody holds or whose lease ran
--- out; commands their previous holder took and never answered are pending again
+-- ($1 owner, $2 lease seconds, $3 limit): active runs, not parked, nobody holds or whose
+-- lease ran out; commands their previous holder took and never answered are pending again
 WITH claimed AS (
     UPDATE {schema}.runs SET owner = $1::text,
-        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8, parked = false
     WHERE root_id IN (
         SELECT root_id FROM {schema}.runs
-        WHERE status = 'active'
+        WHERE status = 'active' AND NOT parked
           AND (owner IS NULL OR lease_until < extract(epoch FROM clock_timestamp()))
         ORDER BY created_time
         LIMIT $3::int
@@ -381,10 +352,10 @@ WITH claimed AS (
 SELECT root_id FROM claimed;
 
 -- name: claim_given
--- ($1 owner, $2 lease seconds, $3 root_ids text[]): the same, among $3
+-- ($1 owner, $2 lease seconds, $3 root_ids text[]): the same among $3, parked or not
 WITH claimed AS (
     UPDATE {schema}.runs SET owner = $1::text,
-        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
+        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8, parked = false
     WHERE root_id IN (
         SELECT root_id FROM {schema}.runs
         WHERE root_id = ANY($3::text[]) AND status = 'active'
@@ -397,6 +368,44 @@ WITH claimed AS (
     WHERE status = 'taken' AND root_id IN (SELECT root_id FROM claimed)
 )
 SELECT root_id FROM claimed;
+
+-- name: claim_woken
+-- ($1 owner, $2 lease seconds, $3 now (the engine's clock), $4 limit): parked
+-- active runs nobody holds with a timer due or a command pending. The due
+-- timers and pending commands are few and indexed, so they lead, not the
+-- parked runs, which may be many.
+WITH claimed AS (
+    UPDATE {schema}.runs SET owner = $1::text,
+        lease_until = extract(epoch FROM clock_timestamp()) + $2::float8, parked = false
+    WHERE root_id IN (
+        SELECT r.root_id FROM {schema}.runs AS r
+        WHERE r.root_id IN (
+                SELECT root_id FROM {schema}.timers
+                WHERE due_time IS NOT NULL AND due_time <= $3::float8
+                UNION
+                SELECT root_id FROM {schema}.commands WHERE status = 'pending'
+            )
+          AND r.parked AND r.status = 'active'
+          AND (r.owner IS NULL OR r.lease_until < extract(epoch FROM clock_timestamp()))
+        LIMIT $4::int
+        FOR UPDATE OF r SKIP LOCKED
+    )
+    RETURNING root_id
+), requeued AS (
+    UPDATE {schema}.commands SET status = 'pending'
+    WHERE status = 'taken' AND root_id IN (SELECT root_id FROM claimed)
+)
+SELECT root_id FROM claimed;
+
+-- name: park_run
+-- ($1 root_id, $2 owner): release a run this owner holds as parked, unless a
+-- command waits for it (a command sent meanwhile is found by claim_woken)
+UPDATE {schema}.runs SET owner = NULL, lease_until = NULL, parked = true
+WHERE root_id = $1::text AND owner = $2::text AND status = 'active'
+  AND NOT EXISTS (
+      SELECT 1 FROM {schema}.commands WHERE root_id = $1::text AND status = 'pending'
+  )
+RETURNING root_id;
 
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds
@@ -451,3 +460,29 @@ FROM {schema}.commands WHERE id = $1::text;
 UPDATE {schema}.commands SET status = 'cancelled'
 WHERE id = $1::text AND status = 'pending'
 RETURNING id;
+
+-- Events, in id (commit) order.
+
+-- name: read_events
+-- ($1 after, $2 limit)
+SELECT root_id, node_id, kind, state, data, time, id FROM {schema}.events
+WHERE id > $1::bigint ORDER BY id LIMIT $2::int;
+
+-- name: read_events_of_root
+-- ($1 root_id, $2 after, $3 limit)
+SELECT root_id, node_id, kind, state, data, time, id FROM {schema}.events
+WHERE root_id = $1::text AND id > $2::bigint ORDER BY id LIMIT $3::int;
+
+-- name: last_event_id
+-- (): the highest committed id; the sequence's value would count ids not yet committed
+SELECT coalesce(max(id), 0) FROM {schema}.events;
+
+-- name: purge_events
+-- ($1 before): the oldest thousand events, those of them older than $1; the
+-- caller repeats while a whole thousand went, so no purge scans the table
+WITH gone AS (
+    DELETE FROM {schema}.events
+    WHERE id IN (SELECT id FROM {schema}.events ORDER BY id LIMIT 1000) AND time < $1::float8
+    RETURNING 1
+)
+SELECT count(*) FROM gone;

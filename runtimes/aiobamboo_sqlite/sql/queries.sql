@@ -122,6 +122,51 @@ INSERT INTO histories (id, root_id, node_id, started_time, archived_time, loop, 
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]')
 FROM json_each(?) WHERE true;
 
+-- name: upsert_timer
+-- (JSON array of rows, each [id, root_id, node_id, version, kind, due_time])
+INSERT INTO timers (id, root_id, node_id, version, kind, due_time)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+FROM json_each(?) WHERE true
+ON CONFLICT (id) DO UPDATE SET
+    root_id = excluded.root_id,
+    node_id = excluded.node_id,
+    version = excluded.version,
+    kind = excluded.kind,
+    due_time = excluded.due_time;
+
+-- name: insert_event
+-- (JSON array of rows, each [root_id, node_id, kind, state, data, time])
+INSERT INTO events (root_id, node_id, kind, state, data, time)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+FROM json_each(?) WHERE true;
+
+-- name: drop_timers
+-- (root_id): a run that ended keeps no timers
+DELETE FROM timers WHERE root_id = ?;
+
+-- name: timers_by_root
+-- (root_id): the run's timers still due
+SELECT id, root_id, node_id, version, kind, due_time FROM timers
+WHERE root_id = ? AND due_time IS NOT NULL;
+
+-- name: read_events
+-- (after, limit)
+SELECT root_id, node_id, kind, state, data, time, id FROM events
+WHERE id > ? ORDER BY id LIMIT ?;
+
+-- name: read_events_of_root
+-- (root_id, after, limit)
+SELECT root_id, node_id, kind, state, data, time, id FROM events
+WHERE root_id = ? AND id > ? ORDER BY id LIMIT ?;
+
+-- name: last_event_id
+-- ()
+SELECT coalesce(max(id), 0) FROM events;
+
+-- name: purge_events
+-- (before): the oldest events, a thousand at a time, while they are older than before
+DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1000) AND time < ?;
+
 -- name: get_run
 -- (root_id)
 SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?;
@@ -191,14 +236,35 @@ SELECT * FROM histories WHERE node_id = ? ORDER BY created_time;
 SELECT * FROM histories WHERE node_id = ? AND loop = ? ORDER BY created_time;
 
 -- name: claim_runs
--- (owner, lease_until, owner, limit): every active run not held by this owner;
--- the worker holds the file lock, so any other owner is gone
+-- (owner, lease_until, owner, limit): every active run not parked and not held
+-- by this owner; the worker holds the file lock, so any other owner is gone
 UPDATE runs SET owner = ?, lease_until = ?
 WHERE root_id IN (
     SELECT root_id FROM runs
-    WHERE status = 'active' AND (owner IS NULL OR owner != ?)
+    WHERE status = 'active' AND parked = 0 AND (owner IS NULL OR owner != ?)
     ORDER BY created_time LIMIT ?
 )
+RETURNING root_id;
+
+-- name: claim_woken
+-- (owner, lease_until, now, limit): parked runs with a timer due or a command pending
+UPDATE runs SET owner = ?, lease_until = ?, parked = 0
+WHERE root_id IN (
+    SELECT root_id FROM runs
+    WHERE parked = 1 AND status = 'active' AND root_id IN (
+        SELECT root_id FROM timers WHERE due_time IS NOT NULL AND due_time <= ?
+        UNION
+        SELECT root_id FROM commands WHERE status = 'pending'
+    )
+    LIMIT ?
+)
+RETURNING root_id;
+
+-- name: park_run
+-- (root_id, owner, root_id): release a held run as parked, unless a command waits for it
+UPDATE runs SET owner = NULL, lease_until = NULL, parked = 1
+WHERE root_id = ? AND owner = ? AND status = 'active'
+  AND NOT EXISTS (SELECT 1 FROM commands WHERE root_id = ? AND status = 'pending')
 RETURNING root_id;
 
 -- name: renew_leases
@@ -240,7 +306,7 @@ SELECT id, root_id, op, args, status, ok, message, created_time FROM commands WH
 UPDATE commands SET status = 'cancelled' WHERE id = ? AND status = 'pending' RETURNING id;
 
 -- name: claim_run
--- (owner, lease_until, root_id, owner)
-UPDATE runs SET owner = ?, lease_until = ?
+-- (owner, lease_until, root_id, owner): parked or not
+UPDATE runs SET owner = ?, lease_until = ?, parked = 0
 WHERE root_id = ? AND status = 'active' AND (owner IS NULL OR owner != ?)
 RETURNING root_id;
