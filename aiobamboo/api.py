@@ -267,17 +267,24 @@ async def wait_pipeline(
 
 
 def subscribe(
-    runtime: Engine, pipeline_id: str | None = None
+    runtime: Engine, pipeline_id: str | None = None, *, after: int | None = None
 ) -> AbstractAsyncContextManager[AsyncIterator[RunEvent]]:
-    """Committed state changes, in order per pipeline: ``async with subscribe(rt) as events:``.
+    """Committed state changes, in commit order: ``async with subscribe(rt) as events:``.
 
     Each :class:`~aiobamboo.engine.RunEvent` is one of ``state``,
-    ``pipeline_failed``, ``pipeline_finished``, ``pipeline_revoked``. Events of
-    this runtime's scheduler only; a slow consumer never slows the engine.
-    Not a coroutine, so a malformed argument raises :class:`InvalidOperationError`.
+    ``pipeline_failed``, ``pipeline_finished``, ``pipeline_revoked``, committed
+    by any process of the database (a client runtime sees its workers'
+    events). ``event.id`` grows in commit order: pass the last id you handled
+    as ``after`` to resume after a disconnect, with no event lost or repeated
+    (as long as ``Settings.event_retention`` keeps it). Without ``after``, the
+    events committed from now on. Events are read from storage, so a slow
+    consumer never slows the engine. Not a coroutine, so a malformed argument
+    raises :class:`InvalidOperationError`.
     """
     scheduler = _scheduler(runtime)
-    return scheduler.subscribe(_check_optional_id(pipeline_id, "pipeline_id"))
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+        raise InvalidOperationError(f"after must be an event id (an int >= 0), got {after!r:.100}")
+    return scheduler.subscribe(_check_optional_id(pipeline_id, "pipeline_id"), after)
 
 
 # -- operator actions ---------------------------------------------------------------

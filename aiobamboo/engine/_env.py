@@ -41,6 +41,20 @@ STRATEGY_FIRST = Strategy.FIRST
 OutcomeKind = Literal["next", "sleep", "fork", "die", "stale"]
 
 
+def _non_negative_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(
+            f"{attribute.name} must be a number of seconds >= 0 or None, got {value!r}"
+        )
+
+
+def _a_clock(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, Clock):
+        raise TypeError(f"clock must have now() and wait(event, until), got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Engine settings; pass ``settings=Settings(...)`` to a runtime."""
@@ -71,13 +85,15 @@ class Settings:
     #: (callbacks, operators, timers due later than this) leaves memory, and on
     #: Postgres its lease; a callback, an operation or a due timer loads it again
     #: in any worker. None keeps every run in memory until it ends.
-    park_after: float | None = 0.5
+    park_after: float | None = attrs.field(default=0.5, validator=_non_negative_or_none)
     #: Seconds committed events are kept for subscribers (``api.subscribe``
     #: resuming from a cursor); None keeps them for ever.
-    event_retention: float | None = 7 * 24 * 3600.0
+    event_retention: float | None = attrs.field(
+        default=7 * 24 * 3600.0, validator=_non_negative_or_none
+    )
     #: Where timers read the time and wait; tests pass
     #: :class:`aiobamboo.testing.ManualClock` to move it by hand.
-    clock: Clock = attrs.field(factory=SystemClock)
+    clock: Clock = attrs.field(factory=SystemClock, validator=_a_clock)
 
 
 class Env:

@@ -94,6 +94,10 @@ logger = logging.getLogger("aiobamboo.engine")
 _random = random.Random()  # seeded from os.urandom; re-seeded in a forked child by Python
 
 
+#: One encoder for every event: ``json.dumps`` with options builds a new one per call.
+_event_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def new_id(prefix: str) -> str:
     """``prefix`` + 32 random hex digits: the original's id shape, without a syscall per id."""
     return f"{prefix}{_random.getrandbits(128):032x}"
@@ -368,7 +372,7 @@ class Run:
                 node_id=node_id,
                 kind=kind,
                 state=state,
-                data_json=json.dumps(extra, separators=(",", ":")),
+                data_json=_event_json(extra),
                 time=time.time(),
             )
         )
@@ -430,8 +434,15 @@ class Run:
             return None
         wake = math.inf
         for proc in self.processes.values():
-            if proc.status == P_DEAD or proc.status == P_JOINING:
-                continue  # a joining parent moves only when its children do
+            if proc.status == P_DEAD:
+                continue
+            if proc.status == P_JOINING:
+                # A joining parent moves only when its children do, unless they all
+                # arrived: then it is about to go on at the converge gateway.
+                children = (self.processes.get(c) for c in proc.children)
+                if all(c is None or c.status == P_DEAD for c in children):
+                    return None
+                continue
             rest = self.idle.get(proc.id)
             if rest is None or rest[1].is_set():
                 return None

@@ -753,11 +753,14 @@ class Scheduler(Operations):
                 run = self.runs.get(root_id)
                 if run is None:
                     # Parked, or held by another process: storage tells.
-                    if cursor is None:
-                        cursor = await self.store.last_event_id()
                     found = await self._wait_stored(root_id)
                     if found is not None:
                         return found
+                    if cursor is None:
+                        # Then look again: a change committed between the first look and
+                        # this cursor is seen by the second look, later ones by the cursor.
+                        cursor = await self.store.last_event_id()
+                        continue
                     cursor = await self._next_events(root_id, cursor)
                     continue
                 result = quiescence(run)

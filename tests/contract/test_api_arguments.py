@@ -151,6 +151,9 @@ async def test_other_arguments_are_checked_too(runtime: Any) -> None:
     )
     with pytest.raises(AiobambooError, match="pipeline_id"):
         api.subscribe(runtime, 5)  # type: ignore[arg-type]
+    for after in (-1, "3", 1.5, True):
+        with pytest.raises(AiobambooError, match="after"):
+            api.subscribe(runtime, after=after)  # type: ignore[arg-type]
 
 
 # -- skip_conditional_parallel_gateway ---------------------------------------------------
