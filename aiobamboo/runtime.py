@@ -420,10 +420,22 @@ class Coordination(Protocol):
         """
 
     async def park_run(self, root_id: str) -> bool:
-        """Release a run this owner holds and mark it parked, unless a command waits for it.
+        """Release a run this owner holds and mark it parked, unless a command is pending
+        for it or taken (being applied by this holder).
 
         Returns whether it was parked. A parked run is claimed again only by
         :meth:`claim_woken` or by naming it in :meth:`claim_runs`.
+        """
+
+    async def deliver_callback(self, row: CallbackRow) -> bool:
+        """Store a callback for a parked run without loading it; False if it cannot be.
+
+        Stored (and the run unparked, so that a worker claims it, and workers
+        signalled) only if, atomically: the run is active, parked and held by
+        nobody; its schedule ``(row.node_id, row.version)`` takes one callback
+        (type 1), neither finished nor expired; the node's state is RUNNING
+        with that version; a process sleeps at the node; and no callback of
+        that schedule is stored unconsumed. Otherwise nothing is written.
         """
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:

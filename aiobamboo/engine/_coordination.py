@@ -18,7 +18,7 @@ import anyio
 
 from .. import codec, exceptions
 from ..exceptions import AiobambooError, InvalidOperationError
-from ..runtime import CommandRow
+from ..runtime import RUN_ACTIVE, RUN_REVOKED, CommandRow
 from ._env import logger
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def operation_name(op: str) -> OperationName:
 CLAIM_BATCH = 16
 #: Seconds between two purges of the events older than ``Settings.event_retention``.
 PURGE_EVERY = 60.0
+#: Seconds between two looks at whether the run of a pending command has ended.
+ENDED_CHECK = 1.0
 #: How many command timeouts a sender waits for a command a worker has taken.
 _TAKEN_PATIENCE = 4
 
@@ -89,12 +91,18 @@ async def claim_loop(scheduler: Scheduler) -> None:
             while (room := settings.concurrency - scheduler.held) > 0:
                 # A few at a time, so that idle workers woken together share the work.
                 want = min(room, CLAIM_BATCH)
+                # Each claim is registered at once (load_soon), with no await in
+                # between: an operation on the run waits for this load, not its own.
                 claimed = await scheduler.store.claim_runs(want)
+                await _load_or_release(scheduler, claimed, commands=False)
                 if len(claimed) < want:
                     now = scheduler.clock.now()
-                    claimed += await scheduler.store.claim_woken(want - len(claimed), now)
-                for root_id in claimed:
-                    scheduler.load_soon(root_id)
+                    woken = await scheduler.store.claim_woken(want - len(claimed), now)
+                    await _load_or_release(scheduler, woken, commands=True)
+                    claimed += woken
+                # Commands are taken only for runs in memory: let this round's loads
+                # land first, so that the commands that woke them are taken now.
+                await scheduler.loaded(claimed)
                 await run_commands(scheduler)
                 if len(claimed) < want:
                     break
@@ -107,6 +115,22 @@ async def claim_loop(scheduler: Scheduler) -> None:
             logger.exception("claiming work failed; retrying")
             await anyio.sleep(settings.poll_interval)
         await scheduler.store.wait_for_signal(settings.poll_interval)
+
+
+async def _load_or_release(scheduler: Scheduler, claimed: list[str], *, commands: bool) -> None:
+    """Load the claimed runs there is room for; give the others back at once.
+
+    An operation may have loaded a run while the claim was on its way, so the
+    room is counted again: ``Settings.concurrency`` is never exceeded.
+    """
+    extra: list[str] = []
+    for root_id in claimed:
+        if scheduler.held < scheduler.settings.concurrency or root_id in scheduler.runs:
+            scheduler.load_soon(root_id, commands=commands)
+        else:
+            extra.append(root_id)
+    if extra:
+        await scheduler.store.release_runs(extra)
 
 
 async def _purge_events(scheduler: Scheduler) -> None:
@@ -145,7 +169,10 @@ async def run_commands(scheduler: Scheduler) -> None:
     """
     if not scheduler.runs:
         return
-    rows = await scheduler.store.pending_commands(list(scheduler.runs))
+    held = list(scheduler.runs)
+    rows = await scheduler.store.pending_commands(held)
+    # Taken now (and pinned by their application): the runs woken for them may park.
+    scheduler.commands_taken(held)
     tg = scheduler.task_group
     for row in rows:
         if tg is None:
@@ -173,6 +200,16 @@ async def _apply_command(scheduler: Scheduler, row: CommandRow) -> None:
         logger.exception("storing the outcome of command %s (%s) failed", row.id, row.op)
 
 
+async def _ended(store: Any, root_id: str) -> str | None:
+    """Why ``root_id`` takes no more operations, if it ended; None while it is active."""
+    run = await store.get_run(root_id)
+    if run is None or run.status == RUN_ACTIVE:
+        return None
+    if run.status == RUN_REVOKED:
+        return f"pipeline {root_id} has been revoked"
+    return f"pipeline {root_id} has already finished"
+
+
 async def send_command(
     scheduler: Scheduler, root_id: str, op: OperationName, args: list[Any]
 ) -> None:
@@ -181,6 +218,7 @@ async def send_command(
     command_id = await store.submit_command(root_id, op, codec.dumps(args, "arguments"))
     timeout = scheduler.settings.command_timeout
     started = time.monotonic()
+    checked = 0.0
     delay = 0.005
     while True:
         row = await store.get_command(command_id)
@@ -194,6 +232,13 @@ async def send_command(
                 f"no worker applied {op} to pipeline {root_id} within {timeout} s; "
                 "is a worker running?"
             )
+        if waited > checked + ENDED_CHECK and row is not None and row.status == "pending":
+            # The run may have ended since it was sent (its last callback arrived
+            # meanwhile): nobody holds an ended run, so nobody would take it.
+            checked = waited
+            ended = await _ended(store, root_id)
+            if ended is not None and await store.cancel_command(command_id):
+                raise InvalidOperationError(ended)
         # Taken, so no longer cancellable: the holder applies it (a callback may wait
         # for its turn), or, if it died, the next holder takes it again. A holder that
         # applied it and died before answering leaves nobody to answer: give up then.

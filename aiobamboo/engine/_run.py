@@ -103,6 +103,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{_random.getrandbits(128):032x}"
 
 
+class Reloading(StorageError):
+    """A checkpoint refused because an earlier commit of the run failed.
+
+    Nothing the caller recorded since was sent to storage: the run is reloaded
+    from its last commit, and the caller's changes are gone with its memory,
+    so an operation can be applied again to the reloaded run.
+    """
+
+
 @attrs.frozen
 class RunEvent:
     """A committed change, as delivered to :meth:`Scheduler.subscribe` subscribers.
@@ -303,7 +312,7 @@ class Run:
         generation = self._generation
         while self._durable < generation:
             if self.broken is not None:
-                raise StorageError(
+                raise Reloading(
                     f"pipeline {self.root_id} is being reloaded after a failed commit "
                     f"({self.broken}); try again"
                 )

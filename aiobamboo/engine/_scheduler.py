@@ -34,6 +34,7 @@ from ._run import (
     Pickup,
     Process,
     ProcStatus,
+    Reloading,
     Run,
     RunEvent,
     new_id,
@@ -90,6 +91,8 @@ class Scheduler(Operations):
         self.clock = self.settings.clock
         self.worker = worker
         self.runs: dict[str, Run] = {}
+        #: Runs loaded for a command: they do not park before the claim loop took it.
+        self._awaiting_commands: set[str] = set()
         #: Runs an operation is claiming -> whether the claim loop claimed it meanwhile.
         self._claiming: dict[str, bool] = {}
         #: Runs leaving memory right now; an operation on one waits, then loads it again.
@@ -209,6 +212,7 @@ class Scheduler(Operations):
             parking.set()
         self._parking.clear()
         self._idle.clear()
+        self._awaiting_commands.clear()
         if held:
             try:
                 await self.store.release_runs(held)
@@ -264,6 +268,7 @@ class Scheduler(Operations):
 
     def _unregister(self, run: Run) -> None:
         self._idle.pop(run.root_id, None)
+        self._awaiting_commands.discard(run.root_id)
         if self.runs.get(run.root_id) is run:
             del self.runs[run.root_id]
             for node_id in run.spec.nodes:
@@ -277,16 +282,22 @@ class Scheduler(Operations):
 
     @property
     def held(self) -> int:
-        """Runs held here: driven, or being loaded."""
-        return len(self.runs) + len(self._loading)
+        """Runs held here: driven, being loaded, or leaving memory."""
+        return len(self.runs) + len(self._loading) + len(self._parking)
 
     @property
     def task_group(self) -> TaskGroup | None:
         """The serving task group, for work that outlives its caller; None when stopped."""
         return self._tg
 
-    def load_soon(self, root_id: str) -> None:
-        """Load a claimed run in the background, so that several load at once."""
+    def load_soon(self, root_id: str, *, commands: bool = False) -> None:
+        """Load a claimed run in the background, so that several load at once.
+
+        ``commands``: it was woken by a command (or a timer); it does not park
+        again before the claim loop has taken the commands waiting for it.
+        """
+        if commands:
+            self._awaiting_commands.add(root_id)
         if root_id in self._claiming:
             self._claiming[root_id] = True  # that caller loads it
             return
@@ -302,6 +313,22 @@ class Scheduler(Operations):
                 logger.exception("loading claimed run %s failed; its lease will expire", root_id)
 
         self._tg.start_soon(load)
+
+    async def loaded(self, root_ids: Sequence[str]) -> None:
+        """Wait until the loads of ``root_ids`` started here have ended (loaded or not)."""
+        for root_id in root_ids:
+            loading = self._loading.get(root_id)
+            if loading is not None:
+                await loading.wait()
+
+    def commands_taken(self, root_ids: Sequence[str]) -> None:
+        """The claim loop took the pending commands of ``root_ids``: they may park again."""
+        for root_id in root_ids:
+            if root_id in self._awaiting_commands:
+                self._awaiting_commands.discard(root_id)
+                run = self.runs.get(root_id)
+                if run is not None and run.idle:
+                    self._note_idle(run)
 
     async def _load(self, root_id: str) -> Run | None:
         """Load an active run from storage into memory (once, even if asked concurrently)."""
@@ -325,6 +352,8 @@ class Scheduler(Operations):
             self._register(run)
             return run
         finally:
+            if root_id not in self.runs:
+                self._awaiting_commands.discard(root_id)
             self._loading.pop(root_id).set()
 
     async def _supervise(self, run: Run, scope: anyio.CancelScope) -> None:
@@ -438,6 +467,8 @@ class Scheduler(Operations):
         run = self.runs.get(root_id)
         if run is None or self._tg is None or root_id in self._loading:
             return False
+        if root_id in self._awaiting_commands:
+            return False  # looked at again once its commands are taken
         wake = run.wake_time()
         if wake is None:
             return False
@@ -465,6 +496,7 @@ class Scheduler(Operations):
             # so it is loaded again at once and the command applied.
             self._recoveries.pop(root_id, None)
             if self._tg is not None and root_id not in self.runs and root_id not in self._loading:
+                self._awaiting_commands.add(root_id)
                 self._loading[root_id] = anyio.Event()
                 self._tg.start_soon(self._reload, root_id, 0.0)
 
@@ -472,11 +504,16 @@ class Scheduler(Operations):
         """The run in memory here: claimed and loaded if nobody holds it (parked, released).
 
         Concurrent callers share one claim and one load; None when another
-        process holds the run (or this is a client).
+        process holds the run, this worker holds ``Settings.concurrency`` runs
+        already, or this is a client.
         """
         await self._unparked(root)
         if root in self.runs or not self.worker or self._tg is None:
             return self.runs.get(root)
+        if self.held >= self.settings.concurrency:
+            # No room here: the operation travels as a command, and the run is
+            # loaded (in this worker or another) once a worker has room for it.
+            return None
         loading = self._loading[root] = anyio.Event()
         self._claiming[root] = False
         ours = False
@@ -489,7 +526,9 @@ class Scheduler(Operations):
                 del self._loading[root]
                 loading.set()
         if not ours:
-            return None
+            # This scheduler's own claim loop may hold it, its load just registered.
+            await self._unparked(root)
+            return self.runs.get(root)
         return await self._load_now(root)
 
     async def _unparked(self, root: str) -> None:
@@ -619,24 +658,66 @@ class Scheduler(Operations):
         self.check_alive()
         op = operation_name(name)
         root = await self.root_of(node_id)
+        if op == "callback" and await self._deliver_parked(root, node_id, *args):
+            return
         if await self._hold(root) is None:
             await self._check_active(root, node_id)
             await send_command(self, root, op, [node_id, *args])
         else:
             await self.apply_operation(op, [node_id, *args])
 
+    async def _deliver_parked(self, root: str, node_id: str, version: str, data: Any) -> bool:
+        """Store a callback to a parked run without loading it here; False to go the long way.
+
+        The store checks, in one transaction, every condition under which the
+        run in memory would accept it (a single-callback schedule of that
+        version waiting, nothing accepted yet), and hands the run to whichever
+        worker claims it first; its restored process takes the callback. A
+        callback for a multi-callback or polling schedule, or any refusal,
+        goes through the run itself, for its exact answer.
+        """
+        if root in self.runs or root in self._loading or root in self._parking:
+            return False
+        if not isinstance(version, str):
+            return False  # refused with the reason by the run itself
+        row = CallbackRow(
+            id=new_id("b"),
+            root_id=root,
+            node_id=node_id,
+            version=version,
+            data_json=codec.dumps(data, "callback data"),
+            consumed=False,
+            created_time=time.time(),
+        )
+        return await self.store.deliver_callback(row)
+
     async def apply_operation(self, op: OperationName, args: Sequence[Any]) -> None:
         """Apply an operator action to a run held here (the arguments as the API got them).
 
         The run is pinned meanwhile: it does not park under an operation.
         """
-        root = self._node_roots.get(args[0]) if args and isinstance(args[0], str) else None
-        run = self.runs.get(root) if root is not None else None
+        run = None
+        if args and isinstance(args[0], str):
+            root = self._node_roots.get(args[0])
+            if root is None:
+                try:
+                    root = await self.root_of(args[0])
+                except NotFoundError:
+                    pass  # the operation refuses it with its own words
+            if root is not None:
+                # Loaded (if parked) before it is pinned: an operation that loads
+                # the run itself would run unpinned, and the run could park under it.
+                run = await self._hold(root)
         if run is None:
             await OPERATION_TABLE[op](self, *args)
             return
         run.pins += 1
         try:
+            await OPERATION_TABLE[op](self, *args)
+        except Reloading:
+            # A commit of the run failed under the operation before its own changes
+            # went out: they are gone with the run's memory. Once more, reloaded.
+            await self._unparked(run.root_id)
             await OPERATION_TABLE[op](self, *args)
         finally:
             run.pins -= 1
@@ -693,24 +774,34 @@ class Scheduler(Operations):
         except BaseException:
             sched.callback_accepted = False
             raise
-        if sched.type == CALLBACK or self.runs.get(run.root_id) is not run:
-            self._enqueue_callback(run, row)
-            return
-        # While it was being stored, the schedule may have taken the callback that ends it.
+        # While it was being stored, the schedule may have taken the callback that
+        # ends it (and the run may have ended), or an operator failed the node.
         current = run.states.get(node_id)
         if (
             sched.finished
             or sched.expired
             or run.revoked
+            or run.finished
             or current is None
             or (current.version, current.state) != (version, states.RUNNING)
         ):
             run.put_callback(attrs.evolve(row, consumed=True))
-            await run.checkpoint("callback")
+            try:
+                await run.checkpoint("callback")
+            except Reloading as exc:
+                # The callback itself is stored: applying it again would store it twice.
+                raise StorageError(str(exc)) from exc
+            if run.revoked:
+                raise InvalidOperationError(
+                    f"pipeline {run.root_id} has been revoked before this callback was taken"
+                )
             raise InvalidOperationError(
                 f"node {node_id} version {version} stopped waiting for callbacks "
                 "before this one was taken"
             )
+        if sched.type == CALLBACK or self.runs.get(run.root_id) is not run:
+            self._enqueue_callback(run, row)
+            return
         # A multi-callback or polling schedule takes callbacks one at a time. Answer
         # once it takes this one, in order behind those queued before it, or refuse
         # it if the schedule ends first: acknowledged and then dropped would leave

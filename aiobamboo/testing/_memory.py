@@ -388,6 +388,33 @@ class MemoryStore:
             self._take(root_id)
         return claimed
 
+    async def deliver_callback(self, row: CallbackRow) -> bool:
+        storage = await self._read()
+        lease, run = storage.leases.get(row.root_id), storage.runs.get(row.root_id)
+        if lease is None or not lease.parked or run is None or run.status != RUN_ACTIVE:
+            return False
+        key = (row.node_id, row.version)
+        waiting = any(
+            (s.node_id, s.version) == key and s.type == 1 and not s.finished and not s.expired
+            for s in storage.schedules.values()
+        )
+        state = storage.states.get(row.node_id)
+        asleep = any(
+            p.root_id == row.root_id and p.current_node_id == row.node_id and p.status == "sleeping"
+            for p in storage.processes.values()
+        )
+        taken = any(
+            (c.node_id, c.version) == key and not c.consumed for c in storage.callbacks.values()
+        )
+        if not waiting or not asleep or taken or state is None:
+            return False
+        if (state.version, state.state) != (row.version, "RUNNING"):
+            return False
+        storage.callbacks[row.id] = row
+        storage.leases[row.root_id] = _Lease()
+        storage.signal()
+        return True
+
     async def park_run(self, root_id: str) -> bool:
         storage = await self._read()
         lease, run = storage.leases.get(root_id), storage.runs.get(root_id)
@@ -395,7 +422,10 @@ class MemoryStore:
             return False
         if run.status != RUN_ACTIVE:
             return False
-        if any(c.root_id == root_id and c.status == "pending" for c in storage.commands.values()):
+        if any(
+            c.root_id == root_id and c.status in ("pending", "taken")
+            for c in storage.commands.values()
+        ):
             return False
         storage.leases[root_id] = _Lease(parked=True)
         return True

@@ -18,7 +18,10 @@ from ..exceptions import InvalidOperationError
 from ..runtime import (
     RUN_ACTIVE,
     RUN_FINISHED,
+    CallbackRow,
     Coordination,
+    EventLog,
+    EventRow,
     ExecutionDataRow,
     HistoryRow,
     Journal,
@@ -26,7 +29,9 @@ from ..runtime import (
     ProcessRow,
     ReadModel,
     RunRow,
+    ScheduleRow,
     StateRow,
+    TimerRow,
     WriteBatch,
 )
 
@@ -189,6 +194,92 @@ async def check_coordination_delivers_commands(factory: RuntimeFactory) -> None:
         await store.release_runs([root])
 
 
+async def check_coordination_parks_and_wakes(factory: RuntimeFactory) -> None:
+    """A parked run is claimed only by name, by a due timer, or by a pending command."""
+    root, node = _uid("p"), _uid("n")
+    batch = _new_run(root, node)
+    batch.timers["t"] = TimerRow("t", root, node, "v1", "poll", 1000.0)
+    async with await _role(factory, Coordination) as runtime:
+        await runtime.store.commit(batch)
+        store: Coordination = runtime.store
+        assert await store.claim_runs(1, [root]) == [root]
+        assert await store.park_run(root), "a held run was not parked"
+        assert root not in await store.claim_runs(100), "a parked run was claimed as ready"
+        assert await store.claim_woken(100, 999.0) == [], "a timer woke a run before it was due"
+        assert await store.claim_woken(100, 1000.0) == [root], "a due timer did not wake its run"
+        assert await store.park_run(root)
+        await runtime.store.commit(
+            WriteBatch(root_id=root, timers={"t": TimerRow("t", root, node, "v1", "poll", None)})
+        )
+        assert await store.claim_woken(100, 10**10) == [], "a fired timer woke its run again"
+        command = await store.submit_command(root, "pause", "{}")
+        assert await store.claim_woken(100, 0.0) == [root], "a command did not wake its run"
+        assert not await store.park_run(root), "a run was parked with a command waiting"
+        await store.pending_commands([root])
+        await store.complete_command(command, True, "")
+        assert await store.park_run(root)
+        assert await store.claim_runs(1, [root]) == [root], "a parked run was not claimed by name"
+        await store.release_runs([root])
+
+
+async def check_coordination_delivers_callbacks_to_parked_runs(factory: RuntimeFactory) -> None:
+    """deliver_callback stores one callback for a parked run whose node waits for it."""
+    root, node = _uid("p"), _uid("n")
+    batch = _new_run(root, node)  # the node is RUNNING at version v1
+    batch.processes["c"] = ProcessRow("c", root, None, node, None, (), "sleeping", None, (), ())
+    batch.schedules["s"] = ScheduleRow("s", root, node, "v1", 1, "c", False, False, 0)
+
+    def callback(version: str = "v1") -> CallbackRow:
+        return CallbackRow(_uid("b"), root, node, version, '{"x": 1}', False, time.time())
+
+    async with await _role(factory, Coordination) as runtime:
+        await runtime.store.commit(batch)
+        store: Coordination = runtime.store
+        assert await store.claim_runs(1, [root]) == [root]
+        assert not await store.deliver_callback(callback()), "delivered to a held run"
+        assert await store.park_run(root)
+        assert not await store.deliver_callback(callback("v2")), "delivered to another version"
+        assert await store.deliver_callback(callback()), "not delivered to a waiting node"
+        assert not await store.deliver_callback(callback()), "a second callback was stored"
+        assert await store.claim_runs(1, [root]) == [root], "the run was not handed to a worker"
+        snapshot = await runtime.store.load_run(root)
+        assert snapshot is not None
+        assert [c.data_json for c in snapshot.callbacks] == ['{"x": 1}'], snapshot.callbacks
+        await store.release_runs([root])
+
+
+async def check_event_log_in_commit_order(factory: RuntimeFactory) -> None:
+    """Committed events come back in commit order, after a cursor, by run; purged by age."""
+    root, other = _uid("p"), _uid("p")
+
+    def event(root_id: str, n: int, at: float) -> EventRow:
+        return EventRow(root_id, f"n{n}", "state", "RUNNING", f'{{"n": {n}}}', at)
+
+    async with await _role(factory, EventLog) as runtime:
+        store: EventLog = runtime.store
+        start = await store.last_event_id()
+        seen = store.events_seen
+        first = _new_run(root, _uid("n"))
+        first.events.extend([event(root, 1, 10.0), event(root, 2, 10.0)])
+        await runtime.store.commit(first)
+        second = _new_run(other, _uid("n"))
+        second.events.append(event(other, 3, 20.0))
+        await runtime.store.commit(second)
+        await store.wait_for_events(seen, 5.0)
+        assert store.events_seen > seen, "committing events did not wake their readers"
+        rows = await store.read_events(start)
+        assert [r.data_json for r in rows] == ['{"n": 1}', '{"n": 2}', '{"n": 3}'], rows
+        ids = [r.id for r in rows]
+        assert ids == sorted(set(ids)), ids
+        assert ids[0] > start, (start, ids)
+        assert await store.last_event_id() == ids[-1]
+        assert [r.id for r in await store.read_events(ids[0])] == ids[1:]
+        assert [r.id for r in await store.read_events(start, other)] == [ids[2]]
+        assert [r.id for r in await store.read_events(start, limit=1)] == ids[:1]
+        await store.purge_events(15.0)
+        assert [r.id for r in await store.read_events(start)] == [ids[2]], "purge missed"
+
+
 ROLE_CHECKS: dict[str, tuple[Check, ...]] = {
     "journal": (
         check_journal_stores_and_rebuilds_a_run,
@@ -199,5 +290,8 @@ ROLE_CHECKS: dict[str, tuple[Check, ...]] = {
     "coordination": (
         check_coordination_claims_and_releases,
         check_coordination_delivers_commands,
+        check_coordination_parks_and_wakes,
+        check_coordination_delivers_callbacks_to_parked_runs,
     ),
+    "event log": (check_event_log_in_commit_order,),
 }

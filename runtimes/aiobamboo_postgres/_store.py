@@ -340,6 +340,19 @@ class PostgresStore(NamedQueryReads):
     async def park_run(self, root_id: str) -> bool:
         return bool(await self._write("park_run", root_id, self.owner_id))
 
+    async def deliver_callback(self, row: CallbackRow) -> bool:
+        rows = await self._write(
+            "deliver_callback",
+            row.root_id,
+            row.node_id,
+            row.version,
+            row.id,
+            row.data_json,
+            row.created_time,
+            self.channel,
+        )
+        return bool(rows and rows[0]["stored"])
+
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         held = {r[0] for r in await self._write("renew_leases", self.owner_id, self.lease_seconds)}
         return [r for r in root_ids if r in held]

@@ -287,6 +287,27 @@ def _claim(conn: sqlite3.Connection, query: str, args: tuple[Any, ...], requeue:
     return claimed
 
 
+def _deliver_callback(conn: sqlite3.Connection, row: CallbackRow) -> bool:
+    r, n, v = row.root_id, row.node_id, row.version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        args = (r, n, v, r, n, n, v, r, n, v)
+        if not conn.execute(Q["deliverable_callback"], args).fetchone():
+            conn.execute("COMMIT")
+            return False
+        conn.execute(
+            Q["upsert_callback_rows"],
+            (row.id, r, n, v, row.data_json, row.consumed, row.created_time),
+        )
+        conn.execute(Q["unpark_run"], (r,))
+        conn.execute("COMMIT")
+        return True
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _purge_events(conn: sqlite3.Connection, before: float) -> int:
     total = 0
     while True:
@@ -456,6 +477,12 @@ class SQLiteStore(NamedQueryReads):
 
     async def park_run(self, root_id: str) -> bool:
         return bool(await self._write("park_run", root_id, self.owner_id, root_id))
+
+    async def deliver_callback(self, row: CallbackRow) -> bool:
+        delivered = bool(await self._call("deliver_callback", _deliver_callback, row))
+        if delivered:
+            self._signal.set()  # this process's worker claims it at once
+        return delivered
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         rows = await self._write("renew_leases", time.time() + self.lease_seconds, self.owner_id)

@@ -399,13 +399,48 @@ SELECT root_id FROM claimed;
 
 -- name: park_run
 -- ($1 root_id, $2 owner): release a run this owner holds as parked, unless a
--- command waits for it (a command sent meanwhile is found by claim_woken)
+-- command waits for it or is being applied to it (taken by this holder: a claim
+-- would requeue it). A command sent after this is found by claim_woken.
 UPDATE {schema}.runs SET owner = NULL, lease_until = NULL, parked = true
 WHERE root_id = $1::text AND owner = $2::text AND status = 'active'
   AND NOT EXISTS (
-      SELECT 1 FROM {schema}.commands WHERE root_id = $1::text AND status = 'pending'
+      SELECT 1 FROM {schema}.commands WHERE root_id = $1::text AND status IN ('pending', 'taken')
   )
 RETURNING root_id;
+
+-- name: deliver_callback
+-- ($1 root_id, $2 node_id, $3 version, $4 id, $5 data, $6 created_time, $7 channel):
+-- store a single callback for a parked run nobody holds, if its node waits for
+-- exactly this callback, and unpark the run for a worker to claim. The run's
+-- row is locked first: a concurrent delivery waits, then finds it unparked.
+WITH run AS (
+    SELECT root_id FROM {schema}.runs
+    WHERE root_id = $1::text AND parked AND owner IS NULL AND status = 'active'
+    FOR UPDATE
+), ok AS (
+    SELECT 1 FROM run
+    WHERE EXISTS (SELECT 1 FROM {schema}.schedules
+                  WHERE node_id = $2::text AND version = $3::text AND type = 1
+                    AND NOT finished AND NOT expired)
+      AND EXISTS (SELECT 1 FROM {schema}.processes
+                  WHERE root_id = $1::text AND current_node_id = $2::text
+                    AND status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM {schema}.states
+                  WHERE node_id = $2::text AND version = $3::text AND state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM {schema}.callbacks
+                      WHERE root_id = $1::text AND node_id = $2::text
+                        AND version = $3::text AND NOT consumed)
+), stored AS (
+    INSERT INTO {schema}.callbacks (id, root_id, node_id, version, data, consumed, created_time)
+    SELECT $4::text, $1::text, $2::text, $3::text, $5::text, false, $6::float8 FROM ok
+    RETURNING id
+), unparked AS (
+    UPDATE {schema}.runs SET parked = false
+    WHERE root_id = $1::text AND EXISTS (SELECT 1 FROM stored)
+)
+SELECT
+    (SELECT count(*) FROM stored) AS stored,
+    (SELECT count(*) FROM (SELECT pg_notify($7::text, 'run') FROM stored) AS n) AS notified;
 
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds

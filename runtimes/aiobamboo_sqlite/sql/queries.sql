@@ -261,10 +261,11 @@ WHERE root_id IN (
 RETURNING root_id;
 
 -- name: park_run
--- (root_id, owner, root_id): release a held run as parked, unless a command waits for it
+-- (root_id, owner, root_id): release a held run as parked, unless a command waits
+-- for it or is being applied to it (taken by this holder: a claim would requeue it)
 UPDATE runs SET owner = NULL, lease_until = NULL, parked = 1
 WHERE root_id = ? AND owner = ? AND status = 'active'
-  AND NOT EXISTS (SELECT 1 FROM commands WHERE root_id = ? AND status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM commands WHERE root_id = ? AND status IN ('pending', 'taken'))
 RETURNING root_id;
 
 -- name: renew_leases
@@ -304,6 +305,23 @@ SELECT id, root_id, op, args, status, ok, message, created_time FROM commands WH
 -- name: cancel_command
 -- (id)
 UPDATE commands SET status = 'cancelled' WHERE id = ? AND status = 'pending' RETURNING id;
+
+-- name: deliverable_callback
+-- (root_id, node_id, version, root_id, node_id, node_id, version, root_id, node_id, version):
+-- 1 when a single callback may be stored for a parked run (see deliver_callback)
+SELECT 1 FROM runs
+WHERE root_id = ? AND parked = 1 AND owner IS NULL AND status = 'active'
+  AND EXISTS (SELECT 1 FROM schedules WHERE node_id = ? AND version = ? AND type = 1
+              AND finished = 0 AND expired = 0)
+  AND EXISTS (SELECT 1 FROM processes WHERE root_id = ? AND current_node_id = ?
+              AND status = 'sleeping')
+  AND EXISTS (SELECT 1 FROM states WHERE node_id = ? AND version = ? AND state = 'RUNNING')
+  AND NOT EXISTS (SELECT 1 FROM callbacks WHERE root_id = ? AND node_id = ? AND version = ?
+                  AND consumed = 0);
+
+-- name: unpark_run
+-- (root_id): a worker claims it now, and finds its callback
+UPDATE runs SET parked = 0 WHERE root_id = ?;
 
 -- name: claim_run
 -- (owner, lease_until, root_id, owner): parked or not
