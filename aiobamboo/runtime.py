@@ -370,6 +370,9 @@ class Journal(Protocol):
     async def load_run(self, root_id: str) -> RunSnapshot | None:
         """Everything needed to rebuild the run in memory, as one commit left it."""
 
+    async def load_runs(self, root_ids: Sequence[str]) -> dict[str, RunSnapshot]:
+        """:meth:`load_run` for several runs at once, by root id; unknown ids are left out."""
+
     async def get_node_root(self, node_id: str) -> str | None:
         """The root id of the run whose tree holds ``node_id`` (reached or not)."""
 

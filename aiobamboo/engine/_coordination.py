@@ -51,8 +51,9 @@ def operation_name(op: str) -> OperationName:
     return cast(OperationName, op)
 
 
-#: Runs claimed per query; a worker loops while it gets full batches.
-CLAIM_BATCH = 16
+#: Runs claimed (and loaded, with one read) per query; a worker loops while it
+#: gets full batches. Small enough that idle workers woken together share the work.
+CLAIM_BATCH = 64
 #: Seconds between two purges of the events older than ``Settings.event_retention``.
 PURGE_EVERY = 60.0
 #: Seconds between two looks at whether the run of a pending command has ended.
@@ -123,12 +124,10 @@ async def _load_or_release(scheduler: Scheduler, claimed: list[str], *, commands
     An operation may have loaded a run while the claim was on its way, so the
     room is counted again: ``Settings.concurrency`` is never exceeded.
     """
-    extra: list[str] = []
-    for root_id in claimed:
-        if scheduler.held < scheduler.settings.concurrency or root_id in scheduler.runs:
-            scheduler.load_soon(root_id, commands=commands)
-        else:
-            extra.append(root_id)
+    room = scheduler.settings.concurrency - scheduler.held
+    load = claimed[: max(room, 0)]
+    extra = claimed[len(load) :]
+    scheduler.load_soon(load, commands=commands)
     if extra:
         await scheduler.store.release_runs(extra)
 

@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 from .. import codec, states, validator
 from ..component import ComponentLibrary
 from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError, StorageError
-from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, Runtime
+from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, RunSnapshot, Runtime
 from ._coordination import OperationName, claim_loop, operation_name, renew_loop, send_command
 from ._env import Env, Settings, is_cancellation, logger
 from ._events import EventStream
@@ -290,29 +290,45 @@ class Scheduler(Operations):
         """The serving task group, for work that outlives its caller; None when stopped."""
         return self._tg
 
-    def load_soon(self, root_id: str, *, commands: bool = False) -> None:
-        """Load a claimed run in the background, so that several load at once.
+    def load_soon(self, root_ids: Sequence[str], *, commands: bool = False) -> None:
+        """Load claimed runs in the background, all with one read of storage.
 
-        ``commands``: it was woken by a command (or a timer); it does not park
-        again before the claim loop has taken the commands waiting for it.
+        ``commands``: they were woken by a command (or a timer); they do not
+        park again before the claim loop has taken the commands waiting for them.
         """
-        if commands:
-            self._awaiting_commands.add(root_id)
-        if root_id in self._claiming:
-            self._claiming[root_id] = True  # that caller loads it
-            return
-        if self._tg is None or root_id in self.runs or root_id in self._loading:
-            return
-        # Registered now, so that an operation arriving meanwhile waits for it.
-        self._loading[root_id] = anyio.Event()
+        todo: list[str] = []
+        for root_id in root_ids:
+            if commands:
+                self._awaiting_commands.add(root_id)
+            if root_id in self._claiming:
+                self._claiming[root_id] = True  # that caller loads it
+                continue
+            if self._tg is None or root_id in self.runs or root_id in self._loading:
+                continue
+            # Registered now, so that an operation arriving meanwhile waits for it.
+            self._loading[root_id] = anyio.Event()
+            todo.append(root_id)
+        if todo and self._tg is not None:
+            self._tg.start_soon(self._load_batch, todo)
 
-        async def load() -> None:
+    async def _load_batch(self, root_ids: list[str]) -> None:
+        """Load runs registered in ``_loading``; each ends loaded, or not, alone."""
+        try:
+            snaps = await self.store.load_runs(root_ids)
+        except Exception:
+            logger.exception(
+                "loading %d claimed runs failed; their leases will expire", len(root_ids)
+            )
+            snaps = {}
+        for root_id in root_ids:
             try:
-                await self._load_now(root_id)
+                snap = snaps.get(root_id)
+                if snap is not None:
+                    self._install(snap)
             except Exception:
                 logger.exception("loading claimed run %s failed; its lease will expire", root_id)
-
-        self._tg.start_soon(load)
+            finally:
+                self._loaded(root_id)
 
     async def loaded(self, root_ids: Sequence[str]) -> None:
         """Wait until the loads of ``root_ids`` started here have ended (loaded or not)."""
@@ -345,16 +361,23 @@ class Scheduler(Operations):
         """The load itself; the caller registered ``root_id`` in ``_loading``."""
         try:
             snap = await self.store.load_run(root_id)
-            if snap is None or snap.run.status != RUN_ACTIVE:
-                return None
-            run = self._build(codec.loads(snap.run.tree_json), codec.loads(snap.run.options_json))
-            run.restore(snap)
-            self._register(run)
-            return run
+            return None if snap is None else self._install(snap)
         finally:
-            if root_id not in self.runs:
-                self._awaiting_commands.discard(root_id)
-            self._loading.pop(root_id).set()
+            self._loaded(root_id)
+
+    def _install(self, snap: RunSnapshot) -> Run | None:
+        """Rebuild an active run from its snapshot and drive it; None for an ended run."""
+        if snap.run.status != RUN_ACTIVE:
+            return None
+        run = self._build(codec.loads(snap.run.tree_json), codec.loads(snap.run.options_json))
+        run.restore(snap)
+        self._register(run)
+        return run
+
+    def _loaded(self, root_id: str) -> None:
+        if root_id not in self.runs:
+            self._awaiting_commands.discard(root_id)
+        self._loading.pop(root_id).set()
 
     async def _supervise(self, run: Run, scope: anyio.CancelScope) -> None:
         """Drive a run; after a storage failure, reload it from storage and go on."""
@@ -532,12 +555,20 @@ class Scheduler(Operations):
         return await self._load_now(root)
 
     async def _unparked(self, root: str) -> None:
-        """Wait while ``root`` is leaving memory or being loaded into it."""
-        parking = self._parking.get(root)
-        if parking is not None:
-            await parking.wait()
-        if root in self._loading:
-            await self._load(root)
+        """Wait while ``root`` is leaving memory or being loaded into it.
+
+        Until neither: while one load ends, another may begin (the claim loop's,
+        for a run a callback just unparked), and this caller must not start its own.
+        """
+        while True:
+            parking = self._parking.get(root)
+            if parking is not None:
+                await parking.wait()
+                continue
+            loading = self._loading.get(root)
+            if loading is None:
+                return
+            await loading.wait()
 
     async def run_pipeline(
         self,

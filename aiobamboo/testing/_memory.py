@@ -309,6 +309,11 @@ class MemoryStore:
     async def load_run(self, root_id: str) -> RunSnapshot | None:
         return (await self._read()).snapshot(root_id)
 
+    async def load_runs(self, root_ids: Sequence[str]) -> dict[str, RunSnapshot]:
+        storage = await self._read()
+        found = {r: storage.snapshot(r) for r in root_ids}
+        return {r: snap for r, snap in found.items() if snap is not None}
+
     async def get_node_root(self, node_id: str) -> str | None:
         return (await self._read()).nodes.get(node_id)
 

@@ -309,6 +309,43 @@ class PostgresStore(NamedQueryReads):
                 timers=[TimerRow(*r) for r in await conn.fetch(q["timers_by_root"], root_id)],
             )
 
+    async def load_runs(self, root_ids: Sequence[str]) -> dict[str, RunSnapshot]:
+        if not root_ids:
+            return {}
+        ids = list(root_ids)
+        return await self._read("load_runs", lambda conn: self._load_runs(conn, ids))
+
+    async def _load_runs(self, conn: Any, ids: list[str]) -> dict[str, RunSnapshot]:
+        q = self.queries
+
+        async def grouped(name: str, make: Callable[[Any], Any]) -> dict[str, list[Any]]:
+            out: dict[str, list[Any]] = {}
+            for row in await conn.fetch(q[name], ids):
+                out.setdefault(row[0], []).append(make(tuple(row)[1:]))
+            return out
+
+        # One snapshot for every query, as load_run: each run as one commit left it.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            runs = {r[0]: RunRow(*tuple(r)[1:]) for r in await conn.fetch(q["runs_many"], ids)}
+            if not runs:
+                return {}
+            tables = {
+                "states": await grouped("states_many", lambda r: StateRow(*r)),
+                "execution_data": await grouped(
+                    "execution_data_many", lambda r: ExecutionDataRow(*r)
+                ),
+                "node_data": await grouped("node_data_many", lambda r: NodeDataRow(*r)),
+                "context": await grouped("context_many", lambda r: ContextRow(*r)),
+                "processes": await grouped("processes_many", _process_row),
+                "schedules": await grouped("schedules_many", lambda r: ScheduleRow(*r)),
+                "callbacks": await grouped("callbacks_many", lambda r: CallbackRow(*r)),
+                "timers": await grouped("timers_many", lambda r: TimerRow(*r)),
+            }
+        return {
+            root_id: RunSnapshot(run=run, **{k: v.get(root_id, []) for k, v in tables.items()})
+            for root_id, run in runs.items()
+        }
+
     # -- ownership and commands ----------------------------------------------------
     @property
     def writer(self) -> Writer:

@@ -278,6 +278,39 @@ def _load_run(conn: sqlite3.Connection, root_id: str) -> RunSnapshot | None:
         conn.execute("COMMIT")
 
 
+def _load_runs(conn: sqlite3.Connection, root_ids: list[str]) -> dict[str, RunSnapshot]:
+    """Every run of ``root_ids`` with one query per table, in one read transaction."""
+    ids = json.dumps(root_ids)
+
+    def grouped(name: str, make: Any) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for row in conn.execute(Q[name], (ids,)):
+            out.setdefault(row[0], []).append(make(row[1:]))
+        return out
+
+    conn.execute("BEGIN")
+    try:
+        runs = {r[0]: RunRow(*r[1:]) for r in conn.execute(Q["runs_many"], (ids,))}
+        if not runs:
+            return {}
+        tables = {
+            "states": grouped("states_many", lambda r: StateRow(*r)),
+            "execution_data": grouped("execution_data_many", lambda r: ExecutionDataRow(*r)),
+            "node_data": grouped("node_data_many", lambda r: NodeDataRow(*r)),
+            "context": grouped("context_many", lambda r: ContextRow(*r)),
+            "processes": grouped("processes_many", _process_row),
+            "schedules": grouped("schedules_many", lambda r: ScheduleRow(*r)),
+            "callbacks": grouped("callbacks_many", lambda r: CallbackRow(*r)),
+            "timers": grouped("timers_many", lambda r: TimerRow(*r)),
+        }
+    finally:
+        conn.execute("COMMIT")
+    return {
+        root_id: RunSnapshot(run=run, **{k: v.get(root_id, []) for k, v in tables.items()})
+        for root_id, run in runs.items()
+    }
+
+
 def _claim(conn: sqlite3.Connection, query: str, args: tuple[Any, ...], requeue: bool) -> list[str]:
     """Claim runs and, when the previous holder is gone, requeue the commands it took."""
     claimed = [r[0] for r in conn.execute(Q[query], args).fetchall()]
@@ -439,6 +472,14 @@ class SQLiteStore(NamedQueryReads):
             raise StorageError(
                 f"sqlite load of run {root_id} from {self.path} failed: {exc}"
             ) from exc
+
+    async def load_runs(self, root_ids: Sequence[str]) -> dict[str, RunSnapshot]:
+        if not root_ids:
+            return {}
+        try:
+            return await self._connection().call(_load_runs, list(root_ids))
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite load of {len(root_ids)} runs failed: {exc}") from exc
 
     # -- ownership and commands ----------------------------------------------------
     async def _write(self, name: str, *args: Any) -> list[Any]:

@@ -303,6 +303,48 @@ FROM {schema}.callbacks WHERE root_id = $1 AND NOT consumed;
 SELECT id, root_id, node_id, version, kind, due_time
 FROM {schema}.timers WHERE root_id = $1 AND due_time IS NOT NULL;
 
+-- Loading several runs at once: ($1 root_ids text[]); each row starts with the
+-- root id it is grouped by.
+
+-- name: runs_many
+SELECT root_id, root_id, tree, options, status, created_time
+FROM {schema}.runs WHERE root_id = ANY($1::text[]);
+
+-- name: states_many
+SELECT n.root_id, s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
+       s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time, s.started_time,
+       s.archived_time
+FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id
+WHERE n.root_id = ANY($1::text[]);
+
+-- name: execution_data_many
+SELECT root_id, node_id, root_id, inputs, outputs
+FROM {schema}.execution_data WHERE root_id = ANY($1::text[]);
+
+-- name: node_data_many
+SELECT root_id, node_id, root_id, inputs FROM {schema}.node_data WHERE root_id = ANY($1::text[]);
+
+-- name: context_many
+SELECT root_id, pipeline_id, key, root_id, type, value, custom_type
+FROM {schema}.context WHERE root_id = ANY($1::text[]);
+
+-- name: processes_many
+SELECT root_id, id, root_id, parent_id, current_node_id, destination_id, stack, status,
+       suspended_by, children, acks
+FROM {schema}.processes WHERE root_id = ANY($1::text[]);
+
+-- name: schedules_many
+SELECT root_id, id, root_id, node_id, version, type, process_id, finished, expired, times
+FROM {schema}.schedules WHERE root_id = ANY($1::text[]);
+
+-- name: callbacks_many
+SELECT root_id, id, root_id, node_id, version, data, consumed, created_time
+FROM {schema}.callbacks WHERE root_id = ANY($1::text[]) AND NOT consumed;
+
+-- name: timers_many
+SELECT root_id, id, root_id, node_id, version, kind, due_time
+FROM {schema}.timers WHERE root_id = ANY($1::text[]) AND due_time IS NOT NULL;
+
 -- name: histories
 -- ($1 node_id)
 SELECT id, root_id, node_id, started_time, archived_time, loop, skip, retry, version, inputs,

@@ -167,6 +167,40 @@ SELECT coalesce(max(id), 0) FROM events;
 -- (before): the oldest events, a thousand at a time, while they are older than before
 DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1000) AND time < ?;
 
+-- Loading several runs at once: (JSON array of root ids); rows grouped by the
+-- root id each starts with.
+
+-- name: runs_many
+SELECT root_id, root_id, tree, options, status, created_time FROM runs
+WHERE root_id IN (SELECT value FROM json_each(?));
+
+-- name: states_many
+SELECT n.root_id, s.* FROM nodes n JOIN states s ON s.node_id = n.node_id
+WHERE n.root_id IN (SELECT value FROM json_each(?));
+
+-- name: execution_data_many
+SELECT root_id, * FROM execution_data WHERE root_id IN (SELECT value FROM json_each(?));
+
+-- name: node_data_many
+SELECT root_id, * FROM node_data WHERE root_id IN (SELECT value FROM json_each(?));
+
+-- name: context_many
+SELECT root_id, * FROM context WHERE root_id IN (SELECT value FROM json_each(?));
+
+-- name: processes_many
+SELECT root_id, * FROM processes WHERE root_id IN (SELECT value FROM json_each(?));
+
+-- name: schedules_many
+SELECT root_id, * FROM schedules WHERE root_id IN (SELECT value FROM json_each(?));
+
+-- name: callbacks_many
+SELECT root_id, * FROM callbacks
+WHERE root_id IN (SELECT value FROM json_each(?)) AND consumed = 0;
+
+-- name: timers_many
+SELECT root_id, id, root_id, node_id, version, kind, due_time FROM timers
+WHERE root_id IN (SELECT value FROM json_each(?)) AND due_time IS NOT NULL;
+
 -- name: get_run
 -- (root_id)
 SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?;
