@@ -422,12 +422,13 @@ class Coordination(Protocol):
         are no longer parked.
         """
 
-    async def park_run(self, root_id: str) -> bool:
-        """Release a run this owner holds and mark it parked, unless a command is pending
-        for it or taken (being applied by this holder).
+    async def park_runs(self, root_ids: Sequence[str]) -> list[str]:
+        """Release runs this owner holds and mark them parked, in one write.
 
-        Returns whether it was parked. A parked run is claimed again only by
-        :meth:`claim_woken` or by naming it in :meth:`claim_runs`.
+        A run is left as it is when a command is pending for it or taken (being
+        applied by this holder). Returns the ids of the runs parked. A parked
+        run is claimed again only by :meth:`claim_woken` or by naming it in
+        :meth:`claim_runs`.
         """
 
     async def deliver_callback(self, row: CallbackRow) -> bool:

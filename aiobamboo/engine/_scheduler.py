@@ -471,12 +471,17 @@ class Scheduler(Operations):
             now = time.monotonic()
             next_look = math.inf
             # Oldest first (insertion order): stop at the first that is not due yet.
+            leaving: list[str] = []
             for root_id, since in list(self._idle.items()):
                 if since + park_after > now:
                     next_look = since + park_after
                     break
                 del self._idle[root_id]
-                self._try_park(root_id)
+                if self._try_park(root_id):
+                    leaving.append(root_id)
+            if leaving and self._tg is not None:
+                # One write parks them all: a commit per run would cost more than the run.
+                self._tg.start_soon(self._park, leaving)
             with anyio.move_on_after(next_look - now):
                 await self._parker_wake.wait()
 
@@ -501,20 +506,23 @@ class Scheduler(Operations):
         self.drop(root_id)
         run._notify_changed()  # wait_pipeline callers look again, at storage
         self._parking[root_id] = anyio.Event()
-        self._tg.start_soon(self._park, root_id)
         return True
 
-    async def _park(self, root_id: str) -> None:
-        parked = False
+    async def _park(self, root_ids: list[str]) -> None:
+        """Store the runs of ``root_ids`` (registered in ``_parking``) as parked."""
+        parked: set[str] = set()
         try:
-            parked = await self.store.park_run(root_id)
+            parked = set(await self.store.park_runs(root_ids))
         except Exception:
-            logger.exception("parking run %s failed; keeping it in memory", root_id)
+            logger.exception("parking %d runs failed; keeping them in memory", len(root_ids))
         finally:
-            event = self._parking.pop(root_id, None)
-            if event is not None:
-                event.set()
-        if not parked:
+            for root_id in root_ids:
+                event = self._parking.pop(root_id, None)
+                if event is not None:
+                    event.set()
+        for root_id in root_ids:
+            if root_id in parked:
+                continue
             # A command came for it meanwhile (or storage failed): it stays ours,
             # so it is loaded again at once and the command applied.
             self._recoveries.pop(root_id, None)

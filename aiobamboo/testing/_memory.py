@@ -420,8 +420,16 @@ class MemoryStore:
         storage.signal()
         return True
 
+    async def park_runs(self, root_ids: Sequence[str]) -> list[str]:
+        await self._read()
+        return [root_id for root_id in root_ids if self._park(root_id)]
+
     async def park_run(self, root_id: str) -> bool:
-        storage = await self._read()
+        """:meth:`park_runs` for one run: whether it was parked."""
+        return await self.park_runs([root_id]) == [root_id]
+
+    def _park(self, root_id: str) -> bool:
+        storage = self.storage
         lease, run = storage.leases.get(root_id), storage.runs.get(root_id)
         if lease is None or lease.owner != self.owner_id or run is None:
             return False

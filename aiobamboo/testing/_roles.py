@@ -203,21 +203,21 @@ async def check_coordination_parks_and_wakes(factory: RuntimeFactory) -> None:
         await runtime.store.commit(batch)
         store: Coordination = runtime.store
         assert await store.claim_runs(1, [root]) == [root]
-        assert await store.park_run(root), "a held run was not parked"
+        assert await store.park_runs([root]) == [root], "a held run was not parked"
         assert root not in await store.claim_runs(100), "a parked run was claimed as ready"
         assert await store.claim_woken(100, 999.0) == [], "a timer woke a run before it was due"
         assert await store.claim_woken(100, 1000.0) == [root], "a due timer did not wake its run"
-        assert await store.park_run(root)
+        assert await store.park_runs([root]) == [root]
         await runtime.store.commit(
             WriteBatch(root_id=root, timers={"t": TimerRow("t", root, node, "v1", "poll", None)})
         )
         assert await store.claim_woken(100, 10**10) == [], "a fired timer woke its run again"
         command = await store.submit_command(root, "pause", "{}")
         assert await store.claim_woken(100, 0.0) == [root], "a command did not wake its run"
-        assert not await store.park_run(root), "a run was parked with a command waiting"
+        assert await store.park_runs([root]) == [], "a run was parked with a command waiting"
         await store.pending_commands([root])
         await store.complete_command(command, True, "")
-        assert await store.park_run(root)
+        assert await store.park_runs([root]) == [root]
         assert await store.claim_runs(1, [root]) == [root], "a parked run was not claimed by name"
         await store.release_runs([root])
 
@@ -237,7 +237,7 @@ async def check_coordination_delivers_callbacks_to_parked_runs(factory: RuntimeF
         store: Coordination = runtime.store
         assert await store.claim_runs(1, [root]) == [root]
         assert not await store.deliver_callback(callback()), "delivered to a held run"
-        assert await store.park_run(root)
+        assert await store.park_runs([root]) == [root]
         assert not await store.deliver_callback(callback("v2")), "delivered to another version"
         assert await store.deliver_callback(callback()), "not delivered to a waiting node"
         assert not await store.deliver_callback(callback()), "a second callback was stored"

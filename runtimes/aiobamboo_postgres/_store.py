@@ -374,8 +374,15 @@ class PostgresStore(NamedQueryReads):
         rows = await self._write("claim_woken", self.owner_id, self.lease_seconds, now, limit)
         return [r[0] for r in rows]
 
+    async def park_runs(self, root_ids: Sequence[str]) -> list[str]:
+        if not root_ids:
+            return []
+        rows = await self._write("park_runs", list(root_ids), self.owner_id)
+        return [r[0] for r in rows]
+
     async def park_run(self, root_id: str) -> bool:
-        return bool(await self._write("park_run", root_id, self.owner_id))
+        """:meth:`park_runs` for one run: whether it was parked."""
+        return await self.park_runs([root_id]) == [root_id]
 
     async def deliver_callback(self, row: CallbackRow) -> bool:
         rows = await self._write(

@@ -341,6 +341,23 @@ def _deliver_callback(conn: sqlite3.Connection, row: CallbackRow) -> bool:
         raise
 
 
+def _park_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> list[str]:
+    """Park every run it may, in one transaction (one commit for the lot)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        parked = [
+            root_id
+            for root_id in root_ids
+            if conn.execute(Q["park_run"], (root_id, owner, root_id)).fetchone()
+        ]
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return parked
+
+
 def _purge_events(conn: sqlite3.Connection, before: float) -> int:
     total = 0
     while True:
@@ -516,8 +533,14 @@ class SQLiteStore(NamedQueryReads):
         # A parked run's commands were never taken: nothing to requeue.
         return list(await self._call("claim_woken", _claim, "claim_woken", args, False))
 
+    async def park_runs(self, root_ids: Sequence[str]) -> list[str]:
+        if not root_ids:
+            return []
+        return list(await self._call("park_runs", _park_runs, list(root_ids), self.owner_id))
+
     async def park_run(self, root_id: str) -> bool:
-        return bool(await self._write("park_run", root_id, self.owner_id, root_id))
+        """:meth:`park_runs` for one run: whether it was parked."""
+        return await self.park_runs([root_id]) == [root_id]
 
     async def deliver_callback(self, row: CallbackRow) -> bool:
         delivered = bool(await self._call("deliver_callback", _deliver_callback, row))

@@ -439,16 +439,18 @@ WITH claimed AS (
 )
 SELECT root_id FROM claimed;
 
--- name: park_run
--- ($1 root_id, $2 owner): release a run this owner holds as parked, unless a
--- command waits for it or is being applied to it (taken by this holder: a claim
--- would requeue it). A command sent after this is found by claim_woken.
-UPDATE {schema}.runs SET owner = NULL, lease_until = NULL, parked = true
-WHERE root_id = $1::text AND owner = $2::text AND status = 'active'
+-- name: park_runs
+-- ($1 root_ids text[], $2 owner): release the runs of $1 this owner holds as
+-- parked, except those a command waits for or is being applied to (taken by
+-- this holder: a claim would requeue it). A command sent after this is found
+-- by claim_woken.
+UPDATE {schema}.runs AS r SET owner = NULL, lease_until = NULL, parked = true
+WHERE r.root_id = ANY($1::text[]) AND r.owner = $2::text AND r.status = 'active'
   AND NOT EXISTS (
-      SELECT 1 FROM {schema}.commands WHERE root_id = $1::text AND status IN ('pending', 'taken')
+      SELECT 1 FROM {schema}.commands c
+      WHERE c.root_id = r.root_id AND c.status IN ('pending', 'taken')
   )
-RETURNING root_id;
+RETURNING r.root_id;
 
 -- name: deliver_callback
 -- ($1 root_id, $2 node_id, $3 version, $4 id, $5 data, $6 created_time, $7 channel):

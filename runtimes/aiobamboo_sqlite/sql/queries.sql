@@ -282,14 +282,17 @@ RETURNING root_id;
 
 -- name: claim_woken
 -- (owner, lease_until, now, limit): parked runs with a timer due or a command pending
+-- The wake-ups drive the join (CROSS JOIN fixes the order in SQLite): there are
+-- few of them, and the parked runs may be a great many.
 UPDATE runs SET owner = ?, lease_until = ?, parked = 0
 WHERE root_id IN (
-    SELECT root_id FROM runs
-    WHERE parked = 1 AND status = 'active' AND root_id IN (
+    SELECT r.root_id
+    FROM (
         SELECT root_id FROM timers WHERE due_time IS NOT NULL AND due_time <= ?
         UNION
         SELECT root_id FROM commands WHERE status = 'pending'
-    )
+    ) AS w CROSS JOIN runs AS r
+    WHERE r.root_id = w.root_id AND r.parked = 1 AND r.status = 'active'
     LIMIT ?
 )
 RETURNING root_id;
