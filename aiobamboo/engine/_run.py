@@ -324,7 +324,7 @@ class Run:
                 await self._commit(reason)
             else:
                 break  # nothing recorded since the last commit, which is stored
-        self._notify_changed()
+        self.notify_changed()
 
     async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
@@ -354,9 +354,9 @@ class Run:
             if self.on_broken is not None:
                 self.on_broken(self, exc)
         # Whoever waits on this run looks again (and finds it reloading).
-        self._notify_changed()
+        self.notify_changed()
 
-    def _notify_changed(self) -> None:
+    def notify_changed(self) -> None:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()

@@ -486,9 +486,10 @@ class Scheduler(Operations):
                 await self._parker_wake.wait()
 
     def _try_park(self, root_id: str) -> bool:
-        """Take the run out of memory if nothing of it is in motion; True if it parks.
+        """Take the run out of memory if nothing of it is in motion; True if it did.
 
-        Checked and done with no ``await`` in between: nothing can start moving
+        The caller then stores it as parked (:meth:`_park`). Checked and done
+        with no ``await`` in between: nothing can start moving
         the run between the check and its coroutines' cancellation, which find
         every process in a wait that holds nothing (the run is settled).
         """
@@ -504,7 +505,7 @@ class Scheduler(Operations):
         if wake - self.clock.now() <= park_after:
             return False  # a timer fires soon: cheaper to wait for it here
         self.drop(root_id)
-        run._notify_changed()  # wait_pipeline callers look again, at storage
+        run.notify_changed()  # wait_pipeline callers look again, at storage
         self._parking[root_id] = anyio.Event()
         return True
 
