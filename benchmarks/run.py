@@ -5,15 +5,25 @@
     python -m benchmarks.run --runtime sqlite postgres
     python -m benchmarks.run --save benchmarks/results/base.json
     python -m benchmarks.run --compare benchmarks/results/base.json
+    python -m benchmarks.run S7 --runs 1 --runtime sqlite postgres
+    python -m benchmarks.run S7 --runs 1 --count 2000           # a quick check
 
 Each run is a fresh child process with a fresh database, so peak RSS is that
 scenario's own. Times are medians; compare ratios within one run of this
 script, since the machines are noisy.
+
+S7 on SQLite runs embedded, in the child process, with default settings. On
+Postgres it runs as deployed: one ``aiobamboo worker`` process holds the
+engine, and the child is a client (``worker=False``) that starts the
+pipelines and sends the callbacks, which reach the worker through the
+database. Its memory figures are the worker's.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import resource
@@ -21,21 +31,45 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 BUDGETS = {"S1": 0.5, "S2": 1.0, "S3": 0.1, "S4": 1.5, "S6": 2.0}
+#: S7's targets: callbacks/s by runtime; peak RSS with every pipeline waiting (SQLite).
+S7_CALLBACKS_PER_S = {"sqlite": 2_000, "postgres": 3_000}
+S7_RSS_MB = 150
+S7_RSS_GROWTH = 1.3
 EXTRA_KEYS = ("callbacks_per_s", "callback_p50_ms", "callback_p99_ms", "start_to_all_waiting_s")
 PG_DSN = os.environ.get("AIOBAMBOO_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+ROOT = Path(__file__).resolve().parents[1]
+#: The S7 worker's --concurrency: runs it holds in memory at once.
+S7_WORKER_CONCURRENCY = 100
 
 
-async def _child(scenario: str, runtime_kind: str) -> dict[str, Any]:
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def _child(scenario: str, runtime_kind: str, count: int | None, concurrency: int) -> Any:
     from aiobamboo.engine import Settings
 
     from .scenarios import SCENARIOS, library
 
+    if scenario == "S7":
+        return await _s7_child(runtime_kind, count, concurrency)
+    driver = SCENARIOS[scenario]
+    if count is not None:
+        driver = functools.partial(driver, count=count)
     settings = Settings(rerun_limit=10_000)
     if runtime_kind == "sqlite":
         from aiobamboo_sqlite import SQLiteRuntime
@@ -44,29 +78,93 @@ async def _child(scenario: str, runtime_kind: str) -> dict[str, Any]:
             async with SQLiteRuntime(
                 os.path.join(tmp, "bench.db"), components=library, settings=settings
             ) as runtime:
-                return await SCENARIOS[scenario](runtime)
+                return await driver(runtime)
     from aiobamboo_postgres import PostgresRuntime
 
     schema = "bench_" + uuid.uuid4().hex[:10]
-    runtime = PostgresRuntime(PG_DSN, schema=schema, components=library, settings=settings)
+    pg_runtime = PostgresRuntime(PG_DSN, schema=schema, components=library, settings=settings)
     try:
-        async with runtime:
-            return await SCENARIOS[scenario](runtime)
+        async with pg_runtime:
+            return await driver(pg_runtime)
     finally:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_DSN)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+        await _drop_schema(schema)
 
 
-def run_child(scenario: str, runtime_kind: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--child", scenario, "--runtime", runtime_kind],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+async def _s7_child(runtime_kind: str, count: int | None, concurrency: int) -> dict[str, Any]:
+    from .scenarios import S7_PIPELINES, library, s7
+
+    count = S7_PIPELINES if count is None else count
+    if runtime_kind == "sqlite":
+        from aiobamboo_sqlite import SQLiteRuntime
+
+        with tempfile.TemporaryDirectory() as tmp:
+            async with SQLiteRuntime(os.path.join(tmp, "bench.db"), components=library) as runtime:
+                return await s7(runtime, count)
+    from aiobamboo_postgres import PostgresRuntime
+
+    schema = "bench_" + uuid.uuid4().hex[:10]
+    client = PostgresRuntime(PG_DSN, schema=schema, components=library, worker=False)
+    try:
+        async with client:  # creates the schema before the worker opens it
+            with tempfile.TemporaryDirectory() as tmp:
+                log = Path(tmp, "worker.log")
+                worker = _start_worker(schema, concurrency, log)
+                try:
+                    await _worker_ready(worker, log)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_watch_worker, worker, log)
+                        result = await s7(client, count, engine_pid=worker.pid)
+                        tg.cancel_scope.cancel()
+                finally:
+                    worker.terminate()
+                    worker.wait()
+                result["worker_concurrency"] = concurrency
+                return result
+    finally:
+        await _drop_schema(schema)
+
+
+def _start_worker(schema: str, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "runtimes")])}
+    command = [
+        sys.executable, "-m", "aiobamboo.cli", "worker", "--db", PG_DSN, "--schema", schema,
+        "--concurrency", str(concurrency), "--import", "benchmarks.worker_components",
+    ]  # fmt: skip
+    # Appending: the worker's writes never land where this process reads from.
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def _read_log(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+async def _worker_ready(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Return once the worker says it runs pipelines (its runtime is open)."""
+    with anyio.fail_after(30):
+        while "running pipelines" not in _read_log(log):
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited at start:\n{_read_log(log)[-4000:]}")
+            await anyio.sleep(0.05)
+
+
+async def _watch_worker(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Fail the run if the worker dies: the client would otherwise wait for ever."""
+    await anyio.to_thread.run_sync(worker.wait, abandon_on_cancel=True)
+    raise RuntimeError(f"the worker exited ({worker.returncode}):\n{_read_log(log)[-4000:]}")
+
+
+def run_child(
+    scenario: str,
+    runtime_kind: str,
+    count: int | None = None,
+    concurrency: int = S7_WORKER_CONCURRENCY,
+) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.run", "--child", scenario]
+    command += ["--runtime", runtime_kind, "--worker-concurrency", str(concurrency)]
+    if count is not None:
+        command += ["--count", str(count)]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{scenario} on {runtime_kind} failed:\n{out.stderr[-4000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -101,6 +199,64 @@ def table(results: dict[str, dict[str, Any]], baseline: dict[str, Any] | None) -
     return "\n".join(lines)
 
 
+def s7_table(results: dict[str, dict[str, Any]]) -> str:
+    """S7's own table: its figures are phases and memory marks, not one time."""
+    head = (
+        f"{'scenario':<12}{'pipelines':>10}{'all wait s':>11}{'cb/s':>7}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'done/s':>8}{'total s':>9}{'HWM@10% MB':>12}{'HWM@all MB':>12}"
+        f"{'RSS@all MB':>12}{'HWM end MB':>12}  memory of"
+    )
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        kind = name.split("/")[1]
+        lines.append(
+            f"{name:<12}{r['pipelines']:>10,.0f}{r['start_to_all_waiting_s']:>11.1f}"
+            f"{r['callbacks_per_s']:>7.0f}{r['callback_p50_ms']:>8.1f}{r['callback_p99_ms']:>8.1f}"
+            f"{r['finished_per_s']:>8.0f}"
+            f"{r['seconds']:>9.1f}{r['hwm_mark_mb']:>12.0f}{r['hwm_all_waiting_mb']:>12.0f}"
+            f"{r['rss_all_waiting_mb']:>12.0f}{r['hwm_end_mb']:>12.0f}  "
+            + ("this process" if kind == "sqlite" else "the worker")
+        )
+    for name, r in results.items():
+        kind = name.split("/")[1]
+        checks = [
+            (
+                f"callbacks/s >= {S7_CALLBACKS_PER_S[kind]:,}",
+                r["callbacks_per_s"] >= S7_CALLBACKS_PER_S[kind],
+            )
+        ]
+        if kind == "sqlite":
+            checks += [
+                (f"HWM@all <= {S7_RSS_MB} MB", r["hwm_all_waiting_mb"] <= S7_RSS_MB),
+                (
+                    f"HWM@all <= {S7_RSS_GROWTH}x HWM@10%",
+                    r["hwm_all_waiting_mb"] <= S7_RSS_GROWTH * r["hwm_mark_mb"],
+                ),
+            ]
+        said = ", ".join(f"{what}: {'met' if ok else 'MISSED'}" for what, ok in checks)
+        lines.append(f"{name}: {said}")
+    return "\n".join(lines)
+
+
+def _meta(argv: list[str]) -> dict[str, str]:
+    """When and on which code a result was measured: the commit, and a digest of
+    uncommitted engine changes (results from a tree in flux are then told apart)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=False)
+        return out.stdout.decode(errors="replace")
+
+    revision = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    diff = git("diff", "HEAD", "--", "aiobamboo", "runtimes")
+    if diff:
+        revision += "+" + hashlib.sha1(diff.encode()).hexdigest()[:8]
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "revision": revision,
+        "command": "python -m benchmarks.run " + " ".join(argv[1:]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,27 +266,46 @@ def main() -> None:
     parser.add_argument("--runtime", nargs="+", default=["sqlite"], choices=["sqlite", "postgres"])
     parser.add_argument("--save", help="write the results as JSON")
     parser.add_argument("--compare", help="a JSON file from --save to compare against")
+    parser.add_argument(
+        "--count", type=int, help="pipelines of S5 and S7 (default 10,000 and 100,000)"
+    )
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=S7_WORKER_CONCURRENCY,
+        help="--concurrency of the S7 Postgres worker (default: %(default)s)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = anyio.run(_child, args.child, args.runtime[0])
+        result = anyio.run(_child, args.child, args.runtime[0], args.count, args.worker_concurrency)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
+    meta = _meta(sys.argv)  # before the runs: the code they load
     results: dict[str, dict[str, Any]] = {}
     for scenario in args.scenarios:
         for kind in args.runtime:
-            runs = [run_child(scenario, kind) for _ in range(args.runs)]
+            runs = [
+                run_child(scenario, kind, args.count, args.worker_concurrency)
+                for _ in range(args.runs)
+            ]
             results[f"{scenario}/{kind}"] = summarise(runs)
             print(
                 f"{scenario}/{kind}: {results[f'{scenario}/{kind}']['seconds']:.3f} s",
                 file=sys.stderr,
             )
     baseline = json.loads(open(args.compare).read()) if args.compare else None
-    print(table(results, baseline))
+    others = {k: v for k, v in results.items() if not k.startswith("S7/")}
+    if others:
+        print(table(others, baseline))
+    parked = {k: v for k, v in results.items() if k.startswith("S7/")}
+    if parked:
+        print(s7_table(parked))
     if args.save:
+        saved: dict[str, Any] = {**results, "_meta": meta}
         with open(args.save, "w") as fh:
-            json.dump(results, fh, indent=2)
+            json.dump(saved, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The scenarios of BENCHMARKS.md (S1-S6) as pipeline trees and drivers."""
+"""The benchmark scenarios (S1-S7) as pipeline trees and drivers."""
 
 from __future__ import annotations
 
 import functools
+import os
+import secrets
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -181,9 +184,10 @@ def loop(iterations: int) -> tuple[dict[str, Any], int]:
     return tree, 2 + iterations * (3 + 3 * 4)
 
 
-Driver = Callable[[Any], Awaitable[dict[str, Any]]]
+#: A scenario: called with an open runtime (S5 and S7 also take ``count=``).
+Driver = Callable[..., Awaitable[dict[str, Any]]]
 
-#: Concurrent callback senders in S5.
+#: Concurrent callback senders in S5 and S7.
 CALLBACK_CLIENTS = 100
 
 
@@ -281,4 +285,177 @@ async def s6(runtime: Any) -> dict[str, Any]:
     return {"seconds": seconds, "nodes": nodes}
 
 
-SCENARIOS: dict[str, Driver] = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6}
+#: Pipelines S7 parks, then calls back.
+S7_PIPELINES = 100_000
+#: run_pipeline calls S7 keeps in flight while it starts its pipelines.
+S7_STARTERS = 200
+#: Digits of the pipeline's index in S7's node ids.
+_INDEX_DIGITS = 7
+
+
+def waiting_tree(tag: str, i: int) -> dict[str, Any]:
+    """S7: start -> one callback activity -> end, with ids that end in the index ``i``.
+
+    The ids carry the index so that the driver needs no table of them: at
+    100,000 pipelines, a dict of ids and versions would weigh some 20 MB in
+    the very process whose memory S7 measures.
+    """
+    suffix = f"{tag}{i:0{_INDEX_DIGITS}d}"
+    start = EmptyStartEvent(id="s" + suffix)
+    start.extend(ServiceActivity(id="a" + suffix, component_code="bench_wait")).extend(
+        EmptyEndEvent(id="e" + suffix)
+    )
+    return build_tree(start, id="p" + suffix)
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmHWM, VmRSS) of process ``pid`` in MB: its peak resident set so far, and now."""
+    found: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                found[key] = int(value.split()[0]) / 1024
+    return found["VmHWM"], found["VmRSS"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time that process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _start_waiting(runtime: Any, tag: str, count: int) -> None:
+    indices = iter(range(count))  # shared: each starter takes the next index
+
+    async def starter() -> None:
+        for i in indices:
+            result = await api.run_pipeline(runtime, waiting_tree(tag, i))
+            assert result.result, result.message
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(S7_STARTERS, count)):
+            tg.start_soon(starter)
+
+
+async def _verify_finished(runtime: Any, tag: str, count: int) -> None:
+    indices = iter(range(count))
+
+    async def check() -> None:
+        for i in indices:
+            waited = await api.wait_pipeline(runtime, f"p{tag}{i:0{_INDEX_DIGITS}d}", timeout=60)
+            assert waited.data == "FINISHED", (i, waited.message)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(CALLBACK_CLIENTS, count)):
+            tg.start_soon(check)
+
+
+async def s7(
+    runtime: Any, count: int = S7_PIPELINES, engine_pid: int | None = None
+) -> dict[str, Any]:
+    """S7: ``count`` pipelines wait on a callback (parked), then ``count`` callbacks arrive.
+
+    Waiting and finishing are seen through ``api.subscribe``: one stream of the
+    committed events instead of a state query per pipeline. ``engine_pid`` is
+    the process that runs the pipelines (this one when embedded), whose memory
+    is read when a tenth of the pipelines wait, when all wait, and at the end.
+    """
+    pid = os.getpid() if engine_pid is None else engine_pid
+    tag = secrets.token_hex(4)
+    activity_prefix, root_prefix = "a" + tag, "p" + tag
+    mark = max(1, count // 10)
+    # Each version is "v" + 32 hex digits, kept as its 16 bytes.
+    versions = bytearray(16 * count)
+    seen = bytearray(count)
+    out: dict[str, Any] = {"pipelines": count, "nodes": 3 * count}
+    out["rss_before_mb"] = memory_mb(pid)[1]
+    async with api.subscribe(runtime) as events:
+        began = time.perf_counter()
+        waiting = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_start_waiting, runtime, tag, count)
+            async for event in events:
+                if (
+                    event.kind != "state"
+                    or event.state != "RUNNING"
+                    or not event.node_id.startswith(activity_prefix)
+                ):
+                    continue
+                i = int(event.node_id[-_INDEX_DIGITS:])
+                if seen[i]:
+                    continue
+                version: str = event.data["version"]
+                assert version.startswith("v"), version
+                assert len(version) == 33, version
+                seen[i] = 1
+                versions[16 * i : 16 * i + 16] = bytes.fromhex(version[1:])
+                waiting += 1
+                if waiting == mark:
+                    out["hwm_mark_mb"], out["rss_mark_mb"] = memory_mb(pid)
+                if waiting == count:
+                    break
+        all_waiting = time.perf_counter()
+        out["hwm_all_waiting_mb"], out["rss_all_waiting_mb"] = memory_mb(pid)
+        cpu_before = cpu_seconds(pid), time.process_time()
+        latencies = array("d")
+
+        async def deliver(k: int) -> None:
+            for i in range(k, count, CALLBACK_CLIENTS):
+                node_id = f"{activity_prefix}{i:0{_INDEX_DIGITS}d}"
+                version = "v" + versions[16 * i : 16 * i + 16].hex()
+                t0 = time.perf_counter()
+                result = await api.callback(runtime, node_id, version, {"n": i})
+                assert result.result, result.message
+                latencies.append(time.perf_counter() - t0)
+
+        # As in S5: that many concurrent clients, each waiting until its callback is durable.
+        async with anyio.create_task_group() as tg:
+            for k in range(min(CALLBACK_CLIENTS, count)):
+                tg.start_soon(deliver, k)
+        delivered = time.perf_counter()
+        finished = bytearray(count)
+        done = 0
+        async for event in events:
+            if event.kind == "pipeline_finished" and event.root_id.startswith(root_prefix):
+                i = int(event.root_id[-_INDEX_DIGITS:])
+                if not finished[i]:
+                    finished[i] = 1
+                    done += 1
+                    if done == count:
+                        break
+        all_finished = time.perf_counter()
+    # CPU from the first callback until every pipeline finished, per pipeline: a
+    # callback may be stored before its pipeline moves, so delivery alone says little.
+    out["engine_cpu_us_per_callback"] = (cpu_seconds(pid) - cpu_before[0]) / count * 1e6
+    out["own_cpu_us_per_callback"] = (time.process_time() - cpu_before[1]) / count * 1e6
+    out["hwm_end_mb"], out["rss_end_mb"] = memory_mb(pid)
+    # Checked through each pipeline's state, not only its event; outside the timings.
+    await _verify_finished(runtime, tag, count)
+    out["verify_s"] = time.perf_counter() - all_finished
+    ordered = sorted(latencies)
+    out.update(
+        {
+            "seconds": all_finished - began,
+            "start_to_all_waiting_s": all_waiting - began,
+            "callbacks_s": delivered - all_waiting,
+            "callbacks_per_s": count / (delivered - all_waiting),
+            "callback_p50_ms": ordered[len(ordered) // 2] * 1000,
+            "callback_p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+            "delivered_to_all_finished_s": all_finished - delivered,
+            "finished_per_s": count / (all_finished - all_waiting),
+        }
+    )
+    return out
+
+
+SCENARIOS: dict[str, Driver] = {
+    "S1": s1,
+    "S2": s2,
+    "S3": s3,
+    "S4": s4,
+    "S5": s5,
+    "S6": s6,
+    "S7": s7,
+}
