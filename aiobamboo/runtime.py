@@ -285,7 +285,8 @@ class CommandRow:
 
 
 class NamedQueryReads:
-    """The API's reads, shared by runtimes whose query files use the same names.
+    """The reads of the API and of subscribers, shared by runtimes whose query
+    files use the same names.
 
     A runtime provides ``_one(name, *args)`` and ``_all(name, *args)``, which
     run the named query and return a row (or None) and a list of rows, columns
@@ -330,6 +331,18 @@ class NamedQueryReads:
         else:
             rows = await self._all("histories_loop", node_id, loop)
         return [HistoryRow(*r) for r in rows]
+
+    async def read_events(
+        self, after: int, root_id: str | None = None, limit: int = 500
+    ) -> list[EventRow]:
+        if root_id is None:
+            rows = await self._all("read_events", after, limit)
+        else:
+            rows = await self._all("read_events_of_root", root_id, after, limit)
+        return [EventRow(*r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        return int((await self._one("last_event_id"))[0])
 
 
 def load_sql_blocks(text: str) -> dict[str, str]:

@@ -276,10 +276,6 @@ class Scheduler(Operations):
             for pipeline_id in run.spec.pipelines:
                 self._node_roots.pop(pipeline_id, None)
 
-    async def load_claimed(self, root_id: str) -> Run | None:
-        """Load a run this scheduler has just claimed, and drive it."""
-        return await self._load(root_id)
-
     @property
     def held(self) -> int:
         """Runs held here: driven, being loaded, or leaving memory."""
@@ -345,17 +341,6 @@ class Scheduler(Operations):
                 run = self.runs.get(root_id)
                 if run is not None and run.idle:
                     self._note_idle(run)
-
-    async def _load(self, root_id: str) -> Run | None:
-        """Load an active run from storage into memory (once, even if asked concurrently)."""
-        if root_id in self.runs:
-            return self.runs[root_id]
-        loading = self._loading.get(root_id)
-        if loading is not None:
-            await loading.wait()
-            return self.runs.get(root_id)
-        self._loading[root_id] = anyio.Event()
-        return await self._load_now(root_id)
 
     async def _load_now(self, root_id: str) -> Run | None:
         """The load itself; the caller registered ``root_id`` in ``_loading``."""

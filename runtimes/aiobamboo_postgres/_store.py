@@ -35,7 +35,6 @@ from aiobamboo.runtime import (
     CallbackRow,
     CommandRow,
     ContextRow,
-    EventRow,
     ExecutionDataRow,
     NamedQueryReads,
     NodeDataRow,
@@ -426,18 +425,6 @@ class PostgresStore(NamedQueryReads):
         return bool(await self._write("cancel_command", command_id))
 
     # -- events ------------------------------------------------------------------
-    async def read_events(
-        self, after: int, root_id: str | None = None, limit: int = 500
-    ) -> list[EventRow]:
-        if root_id is None:
-            rows = await self._all("read_events", after, limit)
-        else:
-            rows = await self._all("read_events_of_root", root_id, after, limit)
-        return [EventRow(*r) for r in rows]
-
-    async def last_event_id(self) -> int:
-        return int((await self._one("last_event_id"))[0])
-
     async def purge_events(self, before: float) -> int:
         total = 0
         while True:

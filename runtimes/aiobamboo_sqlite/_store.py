@@ -25,7 +25,6 @@ from aiobamboo.runtime import (
     CallbackRow,
     CommandRow,
     ContextRow,
-    EventRow,
     ExecutionDataRow,
     NamedQueryReads,
     NodeDataRow,
@@ -584,18 +583,6 @@ class SQLiteStore(NamedQueryReads):
         return bool(await self._write("cancel_command", command_id))
 
     # -- events ------------------------------------------------------------------
-    async def read_events(
-        self, after: int, root_id: str | None = None, limit: int = 500
-    ) -> list[EventRow]:
-        if root_id is None:
-            rows = await self._all("read_events", after, limit)
-        else:
-            rows = await self._all("read_events_of_root", root_id, after, limit)
-        return [EventRow(*r) for r in rows]
-
-    async def last_event_id(self) -> int:
-        return int((await self._one("last_event_id"))[0])
-
     async def purge_events(self, before: float) -> int:
         return int(await self._call("purge_events", _purge_events, before))
 
