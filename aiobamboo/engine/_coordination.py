@@ -115,7 +115,32 @@ async def claim_loop(scheduler: Scheduler) -> None:
         except Exception:
             logger.exception("claiming work failed; retrying")
             await anyio.sleep(settings.poll_interval)
-        await scheduler.store.wait_for_signal(settings.poll_interval)
+        await _wait_for_work(scheduler, settings.poll_interval)
+
+
+async def _wait_for_work(scheduler: Scheduler, at_most: float) -> None:
+    """Until storage signals, ``at_most`` seconds pass, or (when full) room frees here.
+
+    A run parking or ending frees a slot for a run waiting to be claimed:
+    without this, a full worker would find the room only on its next poll.
+    """
+    if scheduler.held < scheduler.settings.concurrency:
+        await scheduler.store.wait_for_signal(at_most)
+        return
+    room = scheduler.room = anyio.Event()
+    try:
+        with anyio.move_on_after(at_most):
+            async with anyio.create_task_group() as tg:
+
+                async def signalled() -> None:
+                    await scheduler.store.wait_for_signal(at_most)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(signalled)
+                await room.wait()
+                tg.cancel_scope.cancel()
+    finally:
+        scheduler.room = None
 
 
 async def _load_or_release(scheduler: Scheduler, claimed: list[str], *, commands: bool) -> None:

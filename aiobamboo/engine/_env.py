@@ -67,8 +67,11 @@ class Settings:
     thread_pool_size: int = 32
     #: Delay before a run whose storage failed is reloaded and resumed.
     recovery_delay: float = 0.5
-    #: Runs a worker holds in memory at once; parked runs do not count.
-    concurrency: int = 10_000
+    #: Runs a worker holds in memory at once; parked runs do not count. Runs
+    #: beyond it, those of its own ``run_pipeline`` calls included, wait in
+    #: storage and are loaded as runs park or end. With ``park_after=None``
+    #: waiting runs never leave: size it to the pipelines that wait at once.
+    concurrency: int = 1_000
     #: How often a worker looks for work when no signal arrives.
     poll_interval: float = 0.2
     #: How long an operation sent to another process's run waits for its owner.

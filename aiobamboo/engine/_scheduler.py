@@ -49,6 +49,17 @@ MAX_RECOVERY_DELAY = 30.0
 
 #: Trees with more nodes than this are validated in a worker thread (about 20 ms of work).
 THREAD_VALIDATION_NODES = 500
+#: Runs ``run_pipeline`` builds and stores at once; the group commit writes them together.
+START_SLOTS = 256
+
+
+@attrs.define
+class _Releases:
+    """New runs released together: their starters wait for ``done``."""
+
+    ids: list[str] = attrs.Factory(list)
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    ok: bool = False
 
 
 def _prepare(
@@ -107,6 +118,14 @@ class Scheduler(Operations):
         self._host: asyncio.Task[None] | None = None
         #: Root ids of the pipelines run_pipeline is validating and storing right now.
         self._starting: set[str] = set()
+        #: Bounds the runs being built and stored by run_pipeline at once: callers
+        #: starting thousands of pipelines together wait here with nothing but
+        #: their tree, instead of each holding a run in memory until its commit.
+        self._start_slots = anyio.CapacityLimiter(START_SLOTS)
+        #: New runs to give back to storage, gathering until their write starts.
+        self._releasing: _Releases | None = None
+        #: Set when room frees while the claim loop waits for it.
+        self.room: anyio.Event | None = None
         self._watchdog: Watchdog | None = None
         #: Why the scheduler stopped on its own; the API refuses to work on it then.
         self.failure: BaseException | None = None
@@ -275,6 +294,12 @@ class Scheduler(Operations):
                 self._node_roots.pop(node_id, None)
             for pipeline_id in run.spec.pipelines:
                 self._node_roots.pop(pipeline_id, None)
+            self._room_freed()
+
+    def _room_freed(self) -> None:
+        """Wake the claim loop if it waits for room and there is some now."""
+        if self.room is not None and self.held < self.settings.concurrency:
+            self.room.set()
 
     @property
     def held(self) -> int:
@@ -506,6 +531,7 @@ class Scheduler(Operations):
                 event = self._parking.pop(root_id, None)
                 if event is not None:
                     event.set()
+            self._room_freed()
         for root_id in root_ids:
             if root_id in parked:
                 continue
@@ -594,17 +620,31 @@ class Scheduler(Operations):
                 raise InvalidOperationError(f"pipeline {claimed:.100} is being started already")
             self._starting.add(claimed)
         try:
-            prepare = (pipeline, cycle_tolerate, start_node_id, subprocess_context)
-            if validator.count_nodes(pipeline) > THREAD_VALIDATION_NODES:
-                # Validation costs tens of microseconds a node: a large tree is
-                # validated, encoded and parsed in a worker thread, so that the event
-                # loop keeps serving every other pipeline meanwhile.
-                tree_json, spec = await anyio.to_thread.run_sync(_prepare, *prepare)
-            else:
-                tree_json, spec = _prepare(*prepare)
+            async with self._start_slots:
+                return await self._start(
+                    pipeline, options, options_json, cycle_tolerate, start_node_id
+                )
         finally:
             if isinstance(claimed, str):
                 self._starting.discard(claimed)
+
+    async def _start(
+        self,
+        pipeline: dict[str, Any],
+        options: dict[str, Any],
+        options_json: str,
+        cycle_tolerate: bool,
+        start_node_id: str | None,
+    ) -> str:
+        """Validate, build and store a new run; drive it if this worker has room for it."""
+        prepare = (pipeline, cycle_tolerate, start_node_id, options["subprocess_context"])
+        if validator.count_nodes(pipeline) > THREAD_VALIDATION_NODES:
+            # Validation costs tens of microseconds a node: a large tree is
+            # validated, encoded and parsed in a worker thread, so that the event
+            # loop keeps serving every other pipeline meanwhile.
+            tree_json, spec = await anyio.to_thread.run_sync(_prepare, *prepare)
+        else:
+            tree_json, spec = _prepare(*prepare)
         root_id: str = pipeline["id"]
         row = RunRow(
             root_id=root_id,
@@ -640,9 +680,40 @@ class Scheduler(Operations):
             if self.worker:
                 self._reload_soon(root_id)
             raise
-        if self.worker:
+        if not self.worker:
+            return root_id
+        if self.held < self.settings.concurrency:
+            self._register(run)
+        elif not await self._give_back(root_id):
+            # Storage refused to take it back: drive it here all the same rather
+            # than leave it held by this worker and driven by nobody.
             self._register(run)
         return root_id
+
+    async def _give_back(self, root_id: str) -> bool:
+        """Release a run just created, for a worker with room to claim; False if that failed.
+
+        Runs started together are released with one write.
+        """
+        if self._releasing is None:
+            if self._tg is None:
+                return False
+            self._releasing = _Releases()
+            self._tg.start_soon(self._flush_releases, self._releasing)
+        releases = self._releasing
+        releases.ids.append(root_id)
+        await releases.done.wait()
+        return releases.ok
+
+    async def _flush_releases(self, releases: _Releases) -> None:
+        self._releasing = None
+        try:
+            await self.store.release_runs(releases.ids)
+            releases.ok = True
+        except Exception:
+            logger.exception("giving %d new runs back to storage failed", len(releases.ids))
+        finally:
+            releases.done.set()
 
     # -- lookups ---------------------------------------------------------------
     async def root_of(self, node_id: str) -> str:

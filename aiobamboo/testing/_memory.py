@@ -460,6 +460,7 @@ class MemoryStore:
             lease = storage.leases.get(root_id)
             if lease is not None and lease.owner == self.owner_id:
                 storage.leases[root_id] = _Lease()
+        storage.signal()
 
     async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
         storage = await self._read()

@@ -172,6 +172,9 @@ class PostgresStore(NamedQueryReads):
         # be opened (only while the runtime is open).
         self._listen_task: asyncio.Task[None] | None = None
         self._may_listen = False
+        #: Sends the NOTIFY that wakes workers for unparked runs; whether another is due.
+        self._waker: asyncio.Task[None] | None = None
+        self._wake_wanted = False
         self._committer = GroupCommitter(
             self._write_group, what=f"PostgreSQL schema {schema!r}", close_timeout=CLOSE_TIMEOUT
         )
@@ -200,6 +203,10 @@ class PostgresStore(NamedQueryReads):
         self._committer.start()
 
     async def aclose(self) -> None:
+        waker, self._waker = self._waker, None
+        if waker is not None and not waker.done():
+            waker.cancel()
+            await asyncio.wait({waker})
         await self._close_listener()
         await self._committer.aclose()
         pool, self.pool = self.pool, None
@@ -392,9 +399,35 @@ class PostgresStore(NamedQueryReads):
             row.id,
             row.data_json,
             row.created_time,
-            self.channel,
         )
-        return bool(rows and rows[0]["stored"])
+        stored = bool(rows and rows[0]["stored"])
+        if stored:
+            self._signal.set()  # this process's own worker, if it is one, at once
+            self._wake_workers()
+        return stored
+
+    def _wake_workers(self) -> None:
+        """NOTIFY the workers that runs were unparked: one NOTIFY for many callbacks.
+
+        PostgreSQL serializes the commits of notifying transactions (a lock held
+        through the commit's WAL flush), so a NOTIFY in each delivery would cap
+        callbacks at the rate of those commits. One NOTIFY at a time is sent
+        instead, each after the deliveries it covers have committed; deliveries
+        committed while it is on its way get the next one. Best effort, as every
+        signal: a worker that misses it finds the runs on its next poll.
+        """
+        self._wake_wanted = True
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.get_running_loop().create_task(self._send_wakes())
+
+    async def _send_wakes(self) -> None:
+        while self._wake_wanted and self.pool is not None:
+            self._wake_wanted = False
+            try:
+                await self._write("notify", self.channel, "run")
+            except Exception as exc:
+                logger.debug("waking the workers failed (%s); they poll", exc)
+                return
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         held = {r[0] for r in await self._write("renew_leases", self.owner_id, self.lease_seconds)}

@@ -357,6 +357,18 @@ def _park_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> lis
     return parked
 
 
+def _release_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> None:
+    """Give runs back for any worker to claim, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(Q["release_run"], [(owner, root_id) for root_id in root_ids])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _purge_events(conn: sqlite3.Connection, before: float) -> int:
     total = 0
     while True:
@@ -553,8 +565,10 @@ class SQLiteStore(NamedQueryReads):
         return [r for r in root_ids if r in held]
 
     async def release_runs(self, root_ids: Sequence[str]) -> None:
-        for root_id in root_ids:
-            await self._write("release_run", self.owner_id, root_id)
+        if not root_ids:
+            return
+        await self._call("release_runs", _release_runs, list(root_ids), self.owner_id)
+        self._signal.set()  # this process's worker claims them when it has room
 
     async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
         command_id = "m" + uuid.uuid4().hex

@@ -646,6 +646,38 @@ async def test_a_worker_of_concurrency_5_holds_50_waiting_runs(
                 assert got["received"] == [{"id": w.id}]
 
 
+@pytest.mark.parametrize("park_after", [0.0, None])
+async def test_a_worker_starting_more_runs_than_its_concurrency_keeps_the_rest_in_storage(
+    runtime_factory: Any, park_after: float | None
+) -> None:
+    """The worker's own run_pipeline calls, 40 at once, with room for 4 in memory: the
+    runs beyond it are stored for the claim loop, which loads each when a slot frees
+    (a run parking, or ending)."""
+    settings = Settings(concurrency=4, park_after=park_after, poll_interval=0.05)
+    async with opened(runtime_factory, settings=settings) as worker:
+        most = 0
+        sampling = True
+
+        async def sample() -> None:
+            nonlocal most
+            while sampling:
+                most = max(most, len(worker.scheduler.runs))
+                await anyio.sleep(0.001)
+
+        trees = [linear(act("echo"), act("echo")) for _ in range(40)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sample)
+            async with anyio.create_task_group() as starters:
+                for tree in trees:
+                    starters.start_soon(start, worker, tree)
+            for tree in trees:
+                res = await api.wait_pipeline(worker, tree["id"], timeout=60)
+                assert res.data == "FINISHED", res.message
+            sampling = False
+        assert most <= 4, f"{most} runs in memory at once"
+        assert most > 0
+
+
 async def test_a_command_taken_as_its_run_parks_is_applied_once(runtime_factory: Any) -> None:
     """The worker takes a client's callback command, and the run parks before it is applied.
 

@@ -453,10 +453,12 @@ WHERE r.root_id = ANY($1::text[]) AND r.owner = $2::text AND r.status = 'active'
 RETURNING r.root_id;
 
 -- name: deliver_callback
--- ($1 root_id, $2 node_id, $3 version, $4 id, $5 data, $6 created_time, $7 channel):
+-- ($1 root_id, $2 node_id, $3 version, $4 id, $5 data, $6 created_time):
 -- store a single callback for a parked run nobody holds, if its node waits for
 -- exactly this callback, and unpark the run for a worker to claim. The run's
 -- row is locked first: a concurrent delivery waits, then finds it unparked.
+-- No NOTIFY here: PostgreSQL serializes the commits of notifying transactions,
+-- so the store wakes the workers with one NOTIFY for many deliveries.
 WITH run AS (
     SELECT root_id FROM {schema}.runs
     WHERE root_id = $1::text AND parked AND owner IS NULL AND status = 'active'
@@ -482,9 +484,7 @@ WITH run AS (
     UPDATE {schema}.runs SET parked = false
     WHERE root_id = $1::text AND EXISTS (SELECT 1 FROM stored)
 )
-SELECT
-    (SELECT count(*) FROM stored) AS stored,
-    (SELECT count(*) FROM (SELECT pg_notify($7::text, 'run') FROM stored) AS n) AS notified;
+SELECT (SELECT count(*) FROM stored) AS stored;
 
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds
