@@ -123,11 +123,13 @@ async def _wait_for_work(scheduler: Scheduler, at_most: float) -> None:
 
     A run parking or ending frees a slot for a run waiting to be claimed:
     without this, a full worker would find the room only on its next poll.
+    While the worker is full, its idle runs park without waiting ``park_after``.
     """
     if scheduler.held < scheduler.settings.concurrency:
         await scheduler.store.wait_for_signal(at_most)
         return
     room = scheduler.room = anyio.Event()
+    scheduler.wake_parker()  # idle runs give their slots up at once
     try:
         with anyio.move_on_after(at_most):
             async with anyio.create_task_group() as tg:

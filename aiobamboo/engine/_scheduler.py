@@ -472,12 +472,22 @@ class Scheduler(Operations):
         if self._parker_wake is not None:
             self._parker_wake.set()
 
+    def wake_parker(self) -> None:
+        """Have the parker look at the idle runs now (the claim loop waits for room)."""
+        if self._parker_wake is not None:
+            self._parker_wake.set()
+
     async def _park_loop(self) -> None:
-        """Park the runs that have waited ``park_after`` seconds on the outside world."""
-        park_after = self.settings.park_after
-        assert park_after is not None
+        """Park the runs that have waited ``park_after`` seconds on the outside world.
+
+        While the claim loop waits for room (this worker holds
+        ``Settings.concurrency`` runs), idle runs park at once: a run that only
+        waits then gives its slot to one that has work to do.
+        """
+        assert self.settings.park_after is not None
         while True:
             self._parker_wake = anyio.Event()
+            park_after = 0.0 if self.room is not None else self.settings.park_after
             now = time.monotonic()
             next_look = math.inf
             # Oldest first (insertion order): stop at the first that is not due yet.

@@ -678,6 +678,34 @@ async def test_a_worker_starting_more_runs_than_its_concurrency_keeps_the_rest_i
         assert most > 0
 
 
+async def test_a_full_worker_parks_its_waiting_runs_without_waiting_park_after(
+    runtime_factory: Any,
+) -> None:
+    """Room for 2, 6 pipelines that wait on a callback, park_after far away: the runs
+    waiting give their slots up at once, so every pipeline comes to its wait long
+    before park_after, and the callbacks finish them."""
+    if runtime_factory.kind == "sqlite-parking":
+        pytest.skip("this runtime kind parks every run at once anyway")
+    settings = Settings(concurrency=2, park_after=60.0, poll_interval=0.05)
+    async with opened(runtime_factory, settings=settings) as worker:
+        waiters = [act("callback", count=1) for _ in range(6)]
+        trees = [linear(w) for w in waiters]
+        async with anyio.create_task_group() as starters:
+            for tree in trees:
+                starters.start_soon(start, worker, tree)
+        with anyio.fail_after(20):  # far less than park_after
+            versions = [
+                await waiting(worker, tree["id"], w.id)
+                for tree, w in zip(trees, waiters, strict=True)
+            ]
+        assert len(worker.scheduler.runs) <= 2
+        for w, version in zip(waiters, versions, strict=True):
+            ok(await deliver(worker, w.id, version, {"id": w.id}))
+        for tree in trees:
+            res = await api.wait_pipeline(worker, tree["id"], timeout=30)
+            assert res.data == "FINISHED", res.message
+
+
 async def test_a_command_taken_as_its_run_parks_is_applied_once(runtime_factory: Any) -> None:
     """The worker takes a client's callback command, and the run parks before it is applied.
 
