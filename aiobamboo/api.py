@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
+import anyio.lowlevel
 import attrs
 
-from . import codec
+from . import codec, states
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
 from .engine._spec import parse_tree
@@ -38,8 +39,10 @@ __all__ = [
     "get_node_histories",
     "get_node_short_histories",
     "get_pipeline_states",
+    "list_pipelines",
     "pause_node_appoint",
     "pause_pipeline",
+    "purge_pipelines",
     "resume_node_appoint",
     "resume_pipeline",
     "retry_node",
@@ -608,5 +611,141 @@ async def get_node_short_histories(
 
     async def call() -> list[dict[str, Any]]:
         return [_history(r, True) for r in await _histories(runtime, node_id, loop)]
+
+    return await _result(call)
+
+
+# -- listing and retention ------------------------------------------------------------
+
+#: The most pipelines one list_pipelines call returns.
+MAX_LIST_LIMIT = 1000
+#: Runs purged per transaction: short enough that running work never waits long.
+PURGE_BATCH = 100
+
+
+def _check_time(value: Any, what: str) -> float | None:
+    """None, a timezone-aware datetime or POSIX seconds, as POSIX seconds."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidOperationError(
+                f"{what} must be a timezone-aware datetime (for example with tzinfo=UTC), "
+                f"got {_show(value)}"
+            )
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if math.isfinite(seconds):
+            return seconds
+    raise InvalidOperationError(
+        f"{what} must be a timezone-aware datetime or POSIX seconds, got {_show(value)}"
+    )
+
+
+def _encode_cursor(created_time: float, root_id: str) -> str:
+    return f"{created_time!r}:{root_id}"
+
+
+def _decode_cursor(cursor: Any) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    if isinstance(cursor, str):
+        created, sep, root_id = cursor.partition(":")
+        try:
+            created_time = float(created)
+        except ValueError:
+            created_time = math.nan
+        if sep and root_id and math.isfinite(created_time):
+            return created_time, _check_id(root_id, "cursor")
+    raise InvalidOperationError(
+        f"cursor must be the cursor a previous list_pipelines returned, got {_show(cursor)}"
+    )
+
+
+async def list_pipelines(
+    runtime: Engine,
+    state: str | None = None,
+    created_after: _dt.datetime | float | None = None,
+    created_before: _dt.datetime | float | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> EngineAPIResult[dict[str, Any]]:
+    """Root pipelines, newest first: ``{"pipelines": [...], "cursor": ...}``.
+
+    Each entry has ``id``, ``name``, ``state`` (the root's state, ``""``
+    before it has one), ``created_time``, ``started_time`` and
+    ``archived_time``. ``state`` keeps the pipelines whose root is in that
+    state; ``created_after`` (inclusive) and ``created_before`` (exclusive)
+    are timezone-aware datetimes or POSIX seconds. ``cursor`` is ``None``
+    when there is no further page; pass it back to get the next one. Paging
+    is by creation time, so pipelines created meanwhile never shift a page.
+    """
+
+    async def call() -> dict[str, Any]:
+        store = _scheduler(runtime).store
+        names = [str(s) for s in states.StateType]
+        if state is not None and state not in names:
+            raise InvalidOperationError(
+                f"state must be one of {', '.join(names)}, got {_show(state)}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIST_LIMIT:
+            raise InvalidOperationError(
+                f"limit must be an int from 1 to {MAX_LIST_LIMIT}, got {_show(limit)}"
+            )
+        rows = await store.list_runs(
+            state=None if state is None else str(state),
+            created_after=_check_time(created_after, "created_after"),
+            created_before=_check_time(created_before, "created_before"),
+            before_key=_decode_cursor(cursor),
+            limit=limit + 1,  # one more than asked: whether another page follows
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "pipelines": [
+                {
+                    "id": r.root_id,
+                    "name": r.name,
+                    "state": r.state,
+                    "created_time": _time(r.created_time),
+                    "started_time": _time(r.started_time),
+                    "archived_time": _time(r.archived_time),
+                }
+                for r in rows
+            ],
+            "cursor": _encode_cursor(rows[-1].created_time, rows[-1].root_id) if more else None,
+        }
+
+    return await _result(call)
+
+
+async def purge_pipelines(
+    runtime: Engine, finished_before: _dt.datetime | float
+) -> EngineAPIResult[int]:
+    """Delete the pipelines that finished or were revoked before ``finished_before``.
+
+    Everything of theirs goes: states, data, histories, callbacks, events,
+    timers and commands. ``finished_before`` is a timezone-aware datetime or
+    POSIX seconds. Deleted a batch of pipelines per short transaction, so
+    running work is never held up for long; pipelines that are running,
+    waiting or parked are never touched. ``data`` is how many were deleted.
+    """
+
+    async def call() -> int:
+        store = _scheduler(runtime).store
+        before = _check_time(finished_before, "finished_before")
+        if before is None:
+            raise InvalidOperationError("finished_before must be given")
+        purged = 0
+        while True:
+            batch = await store.purge_runs(before, PURGE_BATCH)
+            purged += len(batch)
+            if len(batch) < PURGE_BATCH:
+                return purged
+            await anyio.lowlevel.checkpoint()  # let commits waiting for the store go first
 
     return await _result(call)
