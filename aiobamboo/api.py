@@ -23,7 +23,7 @@ from . import codec, states
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
 from .engine._spec import parse_tree
-from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
+from .exceptions import AiobambooError, InvalidOperationError, NotFoundError, WaitTimeoutError
 from .host import Engine
 from .runtime import HistoryRow, StateRow
 
@@ -77,6 +77,19 @@ class EngineAPIResult(Generic[T]):
         import traceback
 
         return "".join(traceback.format_exception(self.exc))
+
+    def unwrap(self) -> T | None:
+        """``data`` on success; otherwise raise the refusal as an exception.
+
+        The exception is the result's own (:class:`~aiobamboo.exceptions.AiobambooError`
+        or a subclass); an internal error is raised as an ``AiobambooError``
+        whose ``__cause__`` is the original exception.
+        """
+        if self.result:
+            return self.data
+        if isinstance(self.exc, AiobambooError):
+            raise self.exc
+        raise AiobambooError(self.message or "the call failed") from self.exc
 
 
 EngineAPIResult.__module__ = "aiobamboo.api"
@@ -257,8 +270,10 @@ async def wait_pipeline(
         seconds = _check_timeout(timeout)
         try:
             return await scheduler.wait_pipeline(pipeline_id, seconds)
+        except WaitTimeoutError:
+            raise
         except TimeoutError:
-            raise InvalidOperationError(
+            raise WaitTimeoutError(
                 f"timed out after {timeout} s waiting for pipeline {pipeline_id}"
             ) from None
 
@@ -418,22 +433,44 @@ async def forced_fail_activity(
     return await _operate("forced_fail_activity", runtime, node_id, "node_id", check)
 
 
-async def callback(runtime: Engine, node_id: str, version: str, data: Any) -> EngineAPIResult[None]:
+async def callback(
+    runtime: Engine, node_id: str, version: str | None = None, data: Any = None
+) -> EngineAPIResult[None]:
     """Deliver callback ``data`` to the attempt ``version`` of a waiting activity.
 
-    The data is durable once this returns ``result=True``. A multi-callback or
-    polling activity takes its callbacks in order: the call returns once the
-    schedule has taken this one, and is refused if the schedule ended first.
+    Without ``version``, to the node's current attempt, read from storage (so
+    it works from any process, for a run held by a worker or parked); a node
+    that is not RUNNING is refused saying so. The data is durable once this
+    returns ``result=True``. A multi-callback or polling activity takes its
+    callbacks in order: the call returns once the schedule has taken this
+    one, and is refused if the schedule ended first.
     """
 
-    def check() -> list[Any]:
-        version_id = _check_id(version, "version")
+    async def call() -> None:
+        scheduler = _scheduler(runtime)
+        _check_id(node_id, "node_id")
         # Checked here so that a refusal names "callback data" even when the
         # callback travels to another worker as a command.
         codec.check(data, "callback data")
-        return [version_id, data]
+        if version is None:
+            version_id = await _current_attempt(scheduler, node_id)
+        else:
+            version_id = _check_id(version, "version")
+        await scheduler.operate("callback", node_id, version_id, data)
 
-    return await _operate("callback", runtime, node_id, "node_id", check)
+    return await _result(call)
+
+
+async def _current_attempt(scheduler: Scheduler, node_id: str) -> str:
+    """The version of the node's attempt that runs now, as last committed."""
+    row = await scheduler.store.get_state(node_id)
+    if row is None:
+        raise NotFoundError(f"node({node_id}) has no state: it has not run")
+    if row.state != states.RUNNING:
+        raise InvalidOperationError(
+            f"node({node_id}) is {row.state}, not RUNNING: it waits for no callback"
+        )
+    return row.version
 
 
 # -- reads -------------------------------------------------------------------------
@@ -459,14 +496,45 @@ def _state_entry(row: StateRow, *, parent_id: str | None = None) -> dict[str, An
     }
 
 
+async def _node_names(scheduler: Scheduler, root_id: str) -> dict[str, tuple[str, str]]:
+    """``{node_id: (name, type)}`` of every node of the run's tree, the root's included."""
+    run_row = await scheduler.store.get_run(root_id)
+    if run_row is None:
+        return {}
+    tree = codec.loads(run_row.tree_json)
+    options = codec.loads(run_row.options_json)
+    spec = parse_tree(tree, options.get("subprocess_context"))
+    names = {node_id: (node.name, node.type) for node_id, node in spec.nodes.items()}
+    names[root_id] = (str(tree.get("name") or ""), "Pipeline")
+    return names
+
+
+def _add_names(entry: dict[str, Any], names: dict[str, tuple[str, str]]) -> None:
+    entry["name"], entry["type"] = names.get(entry["id"], ("", ""))
+    for child in entry["children"].values():
+        _add_names(child, names)
+
+
+def _check_with_names(value: Any) -> bool:
+    return _check_bool(value, "with_names")
+
+
 async def get_pipeline_states(
-    runtime: Engine, root_id: str, flat_children: bool = True
+    runtime: Engine, root_id: str, flat_children: bool = True, *, with_names: bool = False
 ) -> EngineAPIResult[dict[str, Any]]:
-    """The state tree of a root pipeline (``{}`` when it has no state)."""
+    """The state tree of a root pipeline (``{}`` when it has no state).
+
+    ``with_names=True`` adds each entry's ``name`` (as given to the builder,
+    ``""`` when none was) and ``type`` (the tree's node type:
+    ``ServiceActivity``, ``ExclusiveGateway``, ``SubProcess``, ...; the root
+    pipeline's is ``Pipeline``); the other keys stay as they are.
+    """
 
     async def call() -> dict[str, Any]:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
+        store = scheduler.store
         _check_bool(flat_children, "flat_children")
+        _check_with_names(with_names)
         rows = await store.get_states_by_root(_check_id(root_id, "root_id"))
         root_row = next((r for r in rows if r.node_id == root_id), None)
         if root_row is None:
@@ -480,16 +548,25 @@ async def get_pipeline_states(
             for node_id, entry in entries.items():
                 parent = entries.get(entry["parent_id"], root)
                 parent["children"][node_id] = entry
+        if with_names:
+            _add_names(root, await _node_names(scheduler, root_id))
         return {root_id: root}
 
     return await _result(call)
 
 
-async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
-    """A node's state with the states directly inside it (``{}`` when it has none)."""
+async def get_children_states(
+    runtime: Engine, node_id: str, *, with_names: bool = False
+) -> EngineAPIResult[dict[str, Any]]:
+    """A node's state with the states directly inside it (``{}`` when it has none).
+
+    ``with_names=True`` adds ``name`` and ``type``, as :func:`get_pipeline_states` does.
+    """
 
     async def call() -> dict[str, Any]:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
+        store = scheduler.store
+        _check_with_names(with_names)
         row = await store.get_state(_check_id(node_id))
         if row is None:
             return {}
@@ -497,6 +574,9 @@ async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[
         for child in await store.get_states_by_parent(node_id):
             if child.node_id != node_id:
                 entry["children"][child.node_id] = _state_entry(child)
+        if with_names:
+            root_id = row.root_id or await scheduler.root_of(node_id)
+            _add_names(entry, await _node_names(scheduler, root_id))
         return {node_id: entry}
 
     return await _result(call)
