@@ -81,8 +81,8 @@ class RunRow:
 class RunSummary:
     """A root pipeline run as listed: its run row and its root node's state.
 
-    ``state`` and ``name`` are ``""`` and the times None while the root has no
-    state row yet.
+    ``name`` is the tree's ``name`` (``""`` when it has none). ``state`` is
+    ``""`` and the times None while the root has no state row yet.
     """
 
     root_id: str

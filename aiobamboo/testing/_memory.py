@@ -12,6 +12,7 @@ engine, a component or a pipeline does when storage fails.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -574,7 +575,7 @@ class MemoryStore:
                     run.root_id,
                     run.status,
                     root.state if root else "",
-                    root.name if root else "",
+                    _tree_name(run.tree_json),
                     run.created_time,
                     root.started_time if root else None,
                     root.archived_time if root else None,
@@ -617,6 +618,14 @@ class MemoryStore:
             await self._signalled.wait()
         if self._signalled.is_set():
             self._signalled = anyio.Event()
+
+
+def _tree_name(tree_json: str) -> str:
+    try:
+        name = json.loads(tree_json).get("name")
+    except (ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _created(row: Any) -> float:

@@ -9,6 +9,7 @@ can pass the journal checks before it has a read model, and so on.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -285,12 +286,13 @@ async def check_event_log_in_commit_order(factory: RuntimeFactory) -> None:
 
 
 def _dated_run(root_id: str, created: float, *nodes: str, state: str = "RUNNING") -> WriteBatch:
-    """A new run created at ``created`` whose root node is in ``state``."""
+    """A new run named "the root", created at ``created``, whose root node is in ``state``."""
     batch = _new_run(root_id, *nodes)
     assert batch.new_run is not None
-    batch.new_run = attrs.evolve(batch.new_run, created_time=created)
+    tree = json.dumps({"id": root_id, "name": "the root"})
+    batch.new_run = attrs.evolve(batch.new_run, created_time=created, tree_json=tree)
     batch.states[root_id] = attrs.evolve(
-        _state(root_id, root_id, root_id, state), name="the root", created_time=created
+        _state(root_id, root_id, root_id, state), created_time=created
     )
     return batch
 

@@ -42,7 +42,7 @@ async def _ids(runtime: Any, **kwargs: Any) -> list[str]:
 
 async def test_list_pipelines_newest_first_with_filters_and_pages(runtime: Any) -> None:
     began = dt.datetime.now(UTC)
-    done = [await run(runtime, _echo_tree()[0]) for _ in range(3)]
+    done = [await run(runtime, _echo_tree(f"echo {i}")[0]) for i in range(3)]
     waiting_tree, waiting_node = _callback_tree()
     waiting = await start(runtime, waiting_tree)
     await waiting_version(runtime, waiting_node)
@@ -58,6 +58,8 @@ async def test_list_pipelines_newest_first_with_filters_and_pages(runtime: Any) 
     assert [p["id"] for p in first["pipelines"]] == [waiting, done[2], done[1]]
     entry = first["pipelines"][1]
     assert entry["state"] == states.FINISHED
+    assert entry["name"] == "echo 2"
+    assert first["pipelines"][0]["name"] == ""
     assert entry["created_time"] >= began.replace(microsecond=0)
     assert entry["archived_time"] >= entry["started_time"]
     # A pipeline started between two pages does not shift the next page.

@@ -571,7 +571,8 @@ SELECT count(*) FROM gone;
 -- name: list_runs
 -- ($1 created_after, $2 created_before, $3 before_time, $4 before_id, $5 state, $6 limit):
 -- newest first; the bounds are numbers (infinities when unbounded)
-SELECT r.root_id, r.status, COALESCE(s.state, ''), COALESCE(s.name, ''), r.created_time,
+SELECT r.root_id, r.status, COALESCE(s.state, ''),
+       COALESCE(r.tree::json ->> 'name', ''), r.created_time,
        s.started_time, s.archived_time
 FROM {schema}.runs r LEFT JOIN {schema}.states s ON s.node_id = r.root_id
 WHERE r.created_time >= $1::float8 AND r.created_time < $2::float8

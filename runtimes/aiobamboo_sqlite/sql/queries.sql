@@ -371,7 +371,8 @@ RETURNING root_id;
 -- name: list_runs
 -- (created_after, created_before, before_time, before_id, state, state, limit):
 -- newest first; the bounds are numbers (infinities when unbounded)
-SELECT r.root_id, r.status, COALESCE(s.state, ''), COALESCE(s.name, ''), r.created_time,
+SELECT r.root_id, r.status, COALESCE(s.state, ''),
+       COALESCE(json_extract(r.tree, '$.name'), ''), r.created_time,
        s.started_time, s.archived_time
 FROM runs r LEFT JOIN states s ON s.node_id = r.root_id
 WHERE r.created_time >= ? AND r.created_time < ?
