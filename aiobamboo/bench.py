@@ -1,4 +1,11 @@
-"""The benchmark scenarios (S1-S7) as pipeline trees and drivers."""
+"""The benchmark scenarios (S1-S7) as pipeline trees and drivers.
+
+``aiobamboo bench`` runs them against a database of yours, and
+``python -m benchmarks.run`` in the repository against fresh ones. Importing
+this module registers the scenarios' components in
+``ComponentLibrary.default`` too, so that a worker started with
+``--import aiobamboo.bench`` runs them.
+"""
 
 from __future__ import annotations
 
@@ -58,13 +65,13 @@ class Increment(Service):
 
 
 for _code, _service in (("bench_noop", Noop), ("bench_wait", Waiter), ("bench_inc", Increment)):
-    library.register(
-        type(
-            f"{_service.__name__}Component",
-            (Component,),
-            {"code": _code, "name": _code, "bound_service": _service, "auto_register": False},
-        )
+    _component = type(
+        f"{_service.__name__}Component",
+        (Component,),
+        {"code": _code, "name": _code, "bound_service": _service, "auto_register": False},
     )
+    library.register(_component)
+    ComponentLibrary.default.register(_component)
 
 
 def _noop(**inputs: Any) -> ServiceActivity:

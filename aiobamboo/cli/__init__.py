@@ -33,7 +33,7 @@ LOG_ENV = "AIOBAMBOO_LOG"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _admin, _inspect, _operate, _run
+    from . import _admin, _bench, _inspect, _operate, _run
 
     parser = argparse.ArgumentParser(
         prog="aiobamboo",
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect.add_parsers(commands)
     _operate.add_parsers(commands)
     _admin.add_parsers(commands)
+    _bench.add_parser(commands)
     return parser
 
 

@@ -232,3 +232,19 @@ def test_a_closed_pipe_ends_quietly(cli: Cli) -> None:
     assert proc.returncode == 141, err
     assert err == b""
     assert list(cli.folder.glob("*.db")) == []  # the demo's file was temporary
+
+
+def test_bench_runs_the_scenarios_beside_the_database_and_leaves_nothing(cli: Cli) -> None:
+    out = cli.json("bench", "--scenario", "S3", "--scenario", "S5", "--pipelines", "20")
+    s3, s5 = out["results"]["S3"], out["results"]["S5"]
+    assert s3["nodes"] > 100
+    assert s3["nodes_per_s"] > 0
+    assert s5["callbacks_per_s"] > 0
+    assert s5["callback_p99_ms"] >= s5["callback_p50_ms"]
+    assert s5["peak_rss_mb"] > 0
+    table = cli("bench", "--scenario", "S3").stdout
+    assert table.splitlines()[0].split()[:3] == ["scenario", "seconds", "nodes/s"]
+    assert sorted(p.name for p in cli.folder.iterdir() if p.name != "__pycache__") == [
+        "flows.py"
+    ]
+    assert "--workers needs" in cli("bench", "--workers", "2", code=2).stderr

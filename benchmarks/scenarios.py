@@ -1,0 +1,51 @@
+"""The benchmark scenarios live in :mod:`aiobamboo.bench`; re-exported for the scripts here."""
+
+from __future__ import annotations
+
+from aiobamboo.bench import (
+    CALLBACK_CLIENTS,
+    S7_PIPELINES,
+    S7_STARTERS,
+    SCENARIOS,
+    Driver,
+    chain,
+    cpu_seconds,
+    fan,
+    library,
+    loop,
+    memory_mb,
+    s1,
+    s2,
+    s3,
+    s4,
+    s5,
+    s6,
+    s7,
+    seventeen,
+    single,
+    waiting_tree,
+)
+
+__all__ = [
+    "CALLBACK_CLIENTS",
+    "S7_PIPELINES",
+    "S7_STARTERS",
+    "SCENARIOS",
+    "Driver",
+    "chain",
+    "cpu_seconds",
+    "fan",
+    "library",
+    "loop",
+    "memory_mb",
+    "s1",
+    "s2",
+    "s3",
+    "s4",
+    "s5",
+    "s6",
+    "s7",
+    "seventeen",
+    "single",
+    "waiting_tree",
+]
