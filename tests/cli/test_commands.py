@@ -244,7 +244,5 @@ def test_bench_runs_the_scenarios_beside_the_database_and_leaves_nothing(cli: Cl
     assert s5["peak_rss_mb"] > 0
     table = cli("bench", "--scenario", "S3").stdout
     assert table.splitlines()[0].split()[:3] == ["scenario", "seconds", "nodes/s"]
-    assert sorted(p.name for p in cli.folder.iterdir() if p.name != "__pycache__") == [
-        "flows.py"
-    ]
+    assert sorted(p.name for p in cli.folder.iterdir() if p.name != "__pycache__") == ["flows.py"]
     assert "--workers needs" in cli("bench", "--workers", "2", code=2).stderr
