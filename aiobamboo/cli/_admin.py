@@ -87,9 +87,9 @@ async def handle_purge(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"purged": purged, "finished_before": before})
     else:
-        print(
-            f"purged {purged} pipelines that ended before {before.astimezone():%Y-%m-%d %H:%M:%S}"
-        )
+        noun = "pipeline" if purged == 1 else "pipelines"
+        when = before.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"purged {purged} {noun} that ended before {when}")
     return EXIT_OK
 
 

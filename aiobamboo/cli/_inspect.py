@@ -73,10 +73,17 @@ def add_parsers(commands: Any) -> None:
 
 
 async def _tree(runtime: Engine, pipeline_id: str) -> dict[str, Any]:
+    """The state tree; ``{}`` for a pipeline stored but not started by a worker yet."""
     tree = unwrap(await api.get_pipeline_states(runtime, pipeline_id, False, with_names=True))
-    if not tree:
+    if not tree and not (await api.get_data(runtime, pipeline_id)).result:
         raise CliError(f"pipeline {pipeline_id} does not exist", EXIT_NOT_FOUND)
-    return tree
+    return tree or {}
+
+
+def _drawn(tree: dict[str, Any], pipeline_id: str) -> str:
+    if not tree:
+        return f"pipeline {pipeline_id} is stored; no worker has started it yet"
+    return draw_tree(tree)
 
 
 async def handle_status(args: argparse.Namespace) -> int:
@@ -86,12 +93,12 @@ async def handle_status(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(tree)
             else:
-                print(draw_tree(tree))
+                print(_drawn(tree, args.pipeline_id))
             return EXIT_OK
         clear = sys.stdout.isatty() and not args.json
         last = ""
         while True:
-            shown = draw_tree(tree) if not args.json else repr(tree)
+            shown = _drawn(tree, args.pipeline_id) if not args.json else repr(tree)
             if shown != last:
                 if args.json:
                     print_json(tree)
@@ -100,7 +107,7 @@ async def handle_status(args: argparse.Namespace) -> int:
                 else:
                     print(shown + "\n", flush=True)
                 last = shown
-            if is_over(tree):
+            if tree and is_over(tree):
                 return EXIT_OK
             await anyio.sleep(args.interval)
             tree = await _tree(runtime, args.pipeline_id)

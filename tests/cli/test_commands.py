@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,8 @@ class Cli:
         self.env = {**os.environ, "AIOBAMBOO_DB": str(folder / "flows.db")}
         self.env.pop("PYTHONPATH", None)  # the current directory is importable by itself
 
-    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
+        """Run the command; its exit status must be ``code`` (None: any)."""
         done = subprocess.run(
             [sys.executable, "-m", "aiobamboo.cli", *args],
             cwd=self.folder,
@@ -97,8 +100,19 @@ class Cli:
             timeout=60,
             check=False,
         )
-        assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
+        if code is not None:
+            assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
         return done
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aiobamboo.cli", *args],
+            cwd=self.folder,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def json(self, *args: str, code: int = 0) -> Any:
         return json.loads(self(*args, "--json", code=code).stdout)
@@ -113,7 +127,8 @@ def _nodes(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
             found[child["name"]] = child
             walk(child)
 
-    walk(next(iter(tree.values())))
+    for root in tree.values():  # none while no worker has started the pipeline
+        walk(root)
     return found
 
 
@@ -135,12 +150,21 @@ def test_a_pipeline_from_run_to_purge(cli: Cli) -> None:
     assert "approve" in drawn
     assert nodes["approve"]["id"] in drawn
 
+    # Someone follows it live meanwhile; the watch ends with the pipeline.
+    watch = cli.start("status", root, "--watch", "--interval", "0.1")
+    assert watch.stdout is not None
+    first = "".join(iter(watch.stdout.readline, "\n"))  # its first drawing, up to a blank line
+    assert "approve" in first
     cli("callback", nodes["approve"]["id"], "--data", '{"approved": true}', "--import", "flows")
     nodes = _nodes(cli.json("status", root))
     assert nodes["check"]["state"] == "FAILED"  # its input says not ok
     cli("retry", nodes["check"]["id"], "--data", '{"ok": true}', "--import", "flows")
     tree = cli.json("status", root)
     assert tree[root]["state"] == "FINISHED"
+    watched, _ = watch.communicate(timeout=30)
+    assert watch.returncode == 0, watched
+    last = [d for d in watched.split("\n\n") if d.strip()][-1].splitlines()
+    assert last[1].split()[:4] == ["cli", "flow", "Pipeline", "FINISHED"], last
     history = cli.json("history", nodes["check"]["id"])
     assert len(history) == 1
     assert history[0]["inputs"]["ok"] is False
@@ -246,3 +270,57 @@ def test_bench_runs_the_scenarios_beside_the_database_and_leaves_nothing(cli: Cl
     assert table.splitlines()[0].split()[:3] == ["scenario", "seconds", "nodes/s"]
     assert sorted(p.name for p in cli.folder.iterdir() if p.name != "__pycache__") == ["flows.py"]
     assert "--workers needs" in cli("bench", "--workers", "2", code=2).stderr
+
+
+def _wait_for_node(cli: Cli, root: str, name: str, state: str, *options: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        node = _nodes(cli.json("status", root, *options)).get(name)
+        if node is not None and node["state"] == state:
+            return node
+        assert time.monotonic() < deadline, (name, state, node)
+        time.sleep(0.1)
+
+
+@pytest.mark.postgres
+def test_a_worker_runs_what_the_commands_start_and_operate_on_postgres(cli: Cli) -> None:
+    from conftest import PG_DSN, REQUIRE_PG
+
+    schema = "cli_" + uuid.uuid4().hex[:10]
+    cli.env["AIOBAMBOO_DB"] = PG_DSN
+    probe = cli("migrate", "--schema", schema, code=None)
+    if probe.returncode != 0:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL at {PG_DSN} is not reachable: {probe.stderr}")
+        pytest.skip(f"PostgreSQL at {PG_DSN} is not reachable")
+    worker = cli.start("worker", "--schema", schema, "--import", "flows")
+    try:
+        started = cli.json("run", "flows:build", "--schema", schema, "--data", "who=pg")
+        root = started["id"]
+        approve = _wait_for_node(cli, root, "approve", "RUNNING", "--schema", schema)
+        cli("callback", approve["id"], "--schema", schema, "--data", '{"approved": true}')
+        check = _wait_for_node(cli, root, "check", "FAILED", "--schema", schema)
+        cli("retry", check["id"], "--schema", schema, "--data", '{"ok": true}')
+        _wait_for_node(cli, root, "end", "FINISHED", "--schema", schema)
+        listed = cli.json("list", "--schema", schema, "--state", "FINISHED")
+        assert [p["id"] for p in listed["pipelines"]] == [root]
+        assert cli.json("purge", "--schema", schema, "--finished-before", "now")["purged"] == 1
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=30)
+        _drop(PG_DSN, schema)
+    assert worker.returncode == 0, out
+
+
+def _drop(dsn: str, schema: str) -> None:
+    import anyio
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    anyio.run(drop)
