@@ -1,5 +1,8 @@
 """The Python code blocks of the guides run, page by page, as the reader would run them.
 
+Every page of ``docs/`` with a Python block is run; a block indented inside a
+list item is an excerpt of the one before it and is not run on its own.
+
 The blocks of one page run in order in one namespace, with top-level
 ``await`` allowed, in a fresh current directory. A page whose blocks operate
 an existing pipeline gets it from a setup of its own (``SETUPS``), which
@@ -85,10 +88,52 @@ async def _operating() -> AsyncIterator[dict[str, Any]]:
         yield {"runtime": runtime, "pipeline_id": tree["id"], "node_id": node.id, "api": api}
 
 
-SETUPS: dict[str, Callable[[], Any]] = {"operating.md": _operating}
+@asynccontextmanager
+async def _events() -> AsyncIterator[dict[str, Any]]:
+    """events.md follows a pipeline to its end: one that finishes once the page subscribed."""
+    from aiobamboo import api as real_api
 
-#: Every guide with Python blocks that this test runs.
-PAGES = ["index.md", "builder.md", "operating.md", "migration.md"]
+    async with _operating() as names:
+        runtime, node_id = names["runtime"], names["node_id"]
+        subscribed = anyio.Event()
+
+        class Api:
+            """``aiobamboo.api``, telling the setup when the page has subscribed."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real_api, name)
+
+            @asynccontextmanager
+            async def subscribe(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                async with real_api.subscribe(*args, **kwargs) as events:
+                    subscribed.set()
+                    yield events
+
+        async def answer() -> None:
+            await subscribed.wait()
+            (await real_api.callback(runtime, node_id, data={"ok": True})).unwrap()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            yield {**names, "api": Api()}
+
+
+@asynccontextmanager
+async def _testing() -> AsyncIterator[dict[str, Any]]:
+    """testing.md's blocks use the reader's component library."""
+    from aiobamboo.component import ComponentLibrary
+
+    yield {"library": ComponentLibrary()}
+
+
+SETUPS: dict[str, Callable[[], Any]] = {
+    "operating.md": _operating,
+    "events.md": _events,
+    "testing.md": _testing,
+}
+
+#: The pages whose Python blocks this test runs: every page that has any.
+PAGES = sorted(p.name for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -97,6 +142,11 @@ async def test_the_code_of_the_page_runs(
 ) -> None:
     assert blocks(page), f"{page} has no Python block"
     monkeypatch.chdir(tmp_path)
+    # The page's components register in a default library of its own, as in a
+    # fresh process: codes the tests use elsewhere do not collide with the page's.
+    from aiobamboo.component import ComponentLibrary
+
+    monkeypatch.setattr(ComponentLibrary, "default", ComponentLibrary())
     setup = SETUPS.get(page)
     if setup is None:
         await _run_blocks(page, {"__name__": "__docs__"})
