@@ -54,7 +54,7 @@ def add_parser(commands: Any) -> None:
             "Run the benchmark scenarios against --db and print nodes/s, callbacks/s, "
             "callback latency and peak memory. On SQLite they run on a temporary file "
             "beside --db (same disk), removed at the end; on Postgres in the schema "
-            f"{BENCH_SCHEMA} (--bench-schema), whose pipelines are deleted at the end. "
+            f"{BENCH_SCHEMA} (--schema), whose pipelines are deleted at the end. "
             "Scenarios: "
             + "; ".join(f"{name}: {text}" for name, text in SCENARIO_TEXT.items())
             + "."
@@ -86,10 +86,8 @@ def add_parser(commands: Any) -> None:
         help="Postgres: run the pipelines in this many worker processes, this one a client "
         "(default: 0, in this process)",
     )
-    bench.add_argument(
-        "--bench-schema", default=BENCH_SCHEMA, help="Postgres schema (default: %(default)s)"
-    )
-    add_database_options(bench)
+    # Its own schema by default: the bench deletes the pipelines it finds there.
+    add_database_options(bench, schema=BENCH_SCHEMA)
     bench.set_defaults(handler=handle_bench)
 
 
@@ -125,7 +123,7 @@ def _spawn_workers(
         log = open(os.path.join(log_dir, f"worker-{i}.log"), "w+b")
         command = [
             sys.executable, "-m", "aiobamboo.cli", "worker", "--db", db,
-            "--schema", args.bench_schema, "--import", "aiobamboo.bench",
+            "--schema", args.schema, "--import", "aiobamboo.bench",
             "--concurrency", str(args.concurrency),
         ]  # fmt: skip
         started.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
@@ -201,9 +199,18 @@ async def handle_bench(args: argparse.Namespace) -> int:
             target,
             worker=not args.workers,
             settings=settings,
-            schema=args.bench_schema,
+            schema=args.schema,
         )
         try:
+            async with runtime:
+                # It deletes the pipelines it runs: never where there are others.
+                found = unwrap(await api.list_pipelines(runtime, limit=1))
+                if found and found["pipelines"]:
+                    raise CliError(
+                        f"schema {args.schema} already holds pipelines; the bench deletes "
+                        "what it runs, so it runs on an empty schema: name another with --schema",
+                        EXIT_USAGE,
+                    )
             async with runtime, _workers(args, target, log_dir) as workers:
                 pids = [w.pid for w in workers] or [os.getpid()]
                 for name in scenarios:

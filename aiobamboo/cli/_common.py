@@ -68,15 +68,15 @@ def unwrap(res: EngineAPIResult[T]) -> T | None:
     return res.data
 
 
-def add_database_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
+def add_database_options(
+    parser: argparse.ArgumentParser, *, json_output: bool = True, schema: str = "aiobamboo"
+) -> None:
     parser.add_argument(
         "--db",
         default=None,
         help=f"a SQLite file or a postgresql:// DSN (default: ${DB_ENV}, else ./{DEFAULT_DB})",
     )
-    parser.add_argument(
-        "--schema", default="aiobamboo", help="Postgres schema (default: %(default)s)"
-    )
+    parser.add_argument("--schema", default=schema, help="Postgres schema (default: %(default)s)")
     if json_output:
         parser.add_argument(
             "--json", action="store_true", help="print JSON for scripts instead of text"

@@ -304,6 +304,8 @@ def test_a_worker_runs_what_the_commands_start_and_operate_on_postgres(cli: Cli)
         _wait_for_node(cli, root, "end", "FINISHED", "--schema", schema)
         listed = cli.json("list", "--schema", schema, "--state", "FINISHED")
         assert [p["id"] for p in listed["pipelines"]] == [root]
+        refused = cli("bench", "--schema", schema, "--scenario", "S3", code=2)
+        assert "already holds pipelines" in refused.stderr  # it would delete them
         assert cli.json("purge", "--schema", schema, "--finished-before", "now")["purged"] == 1
     finally:
         worker.terminate()
