@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
+import anyio.lowlevel
 import attrs
 
-from . import codec
+from . import codec, states
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
 from .engine._spec import parse_tree
-from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
+from .exceptions import AiobambooError, InvalidOperationError, NotFoundError, WaitTimeoutError
 from .host import Engine
 from .runtime import HistoryRow, StateRow
 
@@ -38,8 +39,10 @@ __all__ = [
     "get_node_histories",
     "get_node_short_histories",
     "get_pipeline_states",
+    "list_pipelines",
     "pause_node_appoint",
     "pause_pipeline",
+    "purge_pipelines",
     "resume_node_appoint",
     "resume_pipeline",
     "retry_node",
@@ -74,6 +77,19 @@ class EngineAPIResult(Generic[T]):
         import traceback
 
         return "".join(traceback.format_exception(self.exc))
+
+    def unwrap(self) -> T | None:
+        """``data`` on success; otherwise raise the refusal as an exception.
+
+        The exception is the result's own (:class:`~aiobamboo.exceptions.AiobambooError`
+        or a subclass); an internal error is raised as an ``AiobambooError``
+        whose ``__cause__`` is the original exception.
+        """
+        if self.result:
+            return self.data
+        if isinstance(self.exc, AiobambooError):
+            raise self.exc
+        raise AiobambooError(self.message or "the call failed") from self.exc
 
 
 EngineAPIResult.__module__ = "aiobamboo.api"
@@ -254,8 +270,10 @@ async def wait_pipeline(
         seconds = _check_timeout(timeout)
         try:
             return await scheduler.wait_pipeline(pipeline_id, seconds)
+        except WaitTimeoutError:
+            raise
         except TimeoutError:
-            raise InvalidOperationError(
+            raise WaitTimeoutError(
                 f"timed out after {timeout} s waiting for pipeline {pipeline_id}"
             ) from None
 
@@ -415,22 +433,44 @@ async def forced_fail_activity(
     return await _operate("forced_fail_activity", runtime, node_id, "node_id", check)
 
 
-async def callback(runtime: Engine, node_id: str, version: str, data: Any) -> EngineAPIResult[None]:
+async def callback(
+    runtime: Engine, node_id: str, version: str | None = None, data: Any = None
+) -> EngineAPIResult[None]:
     """Deliver callback ``data`` to the attempt ``version`` of a waiting activity.
 
-    The data is durable once this returns ``result=True``. A multi-callback or
-    polling activity takes its callbacks in order: the call returns once the
-    schedule has taken this one, and is refused if the schedule ended first.
+    Without ``version``, to the node's current attempt, read from storage (so
+    it works from any process, for a run held by a worker or parked); a node
+    that is not RUNNING is refused saying so. The data is durable once this
+    returns ``result=True``. A multi-callback or polling activity takes its
+    callbacks in order: the call returns once the schedule has taken this
+    one, and is refused if the schedule ended first.
     """
 
-    def check() -> list[Any]:
-        version_id = _check_id(version, "version")
+    async def call() -> None:
+        scheduler = _scheduler(runtime)
+        _check_id(node_id, "node_id")
         # Checked here so that a refusal names "callback data" even when the
         # callback travels to another worker as a command.
         codec.check(data, "callback data")
-        return [version_id, data]
+        if version is None:
+            version_id = await _current_attempt(scheduler, node_id)
+        else:
+            version_id = _check_id(version, "version")
+        await scheduler.operate("callback", node_id, version_id, data)
 
-    return await _operate("callback", runtime, node_id, "node_id", check)
+    return await _result(call)
+
+
+async def _current_attempt(scheduler: Scheduler, node_id: str) -> str:
+    """The version of the node's attempt that runs now, as last committed."""
+    row = await scheduler.store.get_state(node_id)
+    if row is None:
+        raise NotFoundError(f"node({node_id}) has no state: it has not run")
+    if row.state != states.RUNNING:
+        raise InvalidOperationError(
+            f"node({node_id}) is {row.state}, not RUNNING: it waits for no callback"
+        )
+    return row.version
 
 
 # -- reads -------------------------------------------------------------------------
@@ -456,14 +496,45 @@ def _state_entry(row: StateRow, *, parent_id: str | None = None) -> dict[str, An
     }
 
 
+async def _node_names(scheduler: Scheduler, root_id: str) -> dict[str, tuple[str, str]]:
+    """``{node_id: (name, type)}`` of every node of the run's tree, the root's included."""
+    run_row = await scheduler.store.get_run(root_id)
+    if run_row is None:
+        return {}
+    tree = codec.loads(run_row.tree_json)
+    options = codec.loads(run_row.options_json)
+    spec = parse_tree(tree, options.get("subprocess_context"))
+    names = {node_id: (node.name, node.type) for node_id, node in spec.nodes.items()}
+    names[root_id] = (str(tree.get("name") or ""), "Pipeline")
+    return names
+
+
+def _add_names(entry: dict[str, Any], names: dict[str, tuple[str, str]]) -> None:
+    entry["name"], entry["type"] = names.get(entry["id"], ("", ""))
+    for child in entry["children"].values():
+        _add_names(child, names)
+
+
+def _check_with_names(value: Any) -> bool:
+    return _check_bool(value, "with_names")
+
+
 async def get_pipeline_states(
-    runtime: Engine, root_id: str, flat_children: bool = True
+    runtime: Engine, root_id: str, flat_children: bool = True, *, with_names: bool = False
 ) -> EngineAPIResult[dict[str, Any]]:
-    """The state tree of a root pipeline (``{}`` when it has no state)."""
+    """The state tree of a root pipeline (``{}`` when it has no state).
+
+    ``with_names=True`` adds each entry's ``name`` (as given to the builder,
+    ``""`` when none was) and ``type`` (the tree's node type:
+    ``ServiceActivity``, ``ExclusiveGateway``, ``SubProcess``, ...; the root
+    pipeline's is ``Pipeline``); the other keys stay as they are.
+    """
 
     async def call() -> dict[str, Any]:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
+        store = scheduler.store
         _check_bool(flat_children, "flat_children")
+        _check_with_names(with_names)
         rows = await store.get_states_by_root(_check_id(root_id, "root_id"))
         root_row = next((r for r in rows if r.node_id == root_id), None)
         if root_row is None:
@@ -477,16 +548,25 @@ async def get_pipeline_states(
             for node_id, entry in entries.items():
                 parent = entries.get(entry["parent_id"], root)
                 parent["children"][node_id] = entry
+        if with_names:
+            _add_names(root, await _node_names(scheduler, root_id))
         return {root_id: root}
 
     return await _result(call)
 
 
-async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
-    """A node's state with the states directly inside it (``{}`` when it has none)."""
+async def get_children_states(
+    runtime: Engine, node_id: str, *, with_names: bool = False
+) -> EngineAPIResult[dict[str, Any]]:
+    """A node's state with the states directly inside it (``{}`` when it has none).
+
+    ``with_names=True`` adds ``name`` and ``type``, as :func:`get_pipeline_states` does.
+    """
 
     async def call() -> dict[str, Any]:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
+        store = scheduler.store
+        _check_with_names(with_names)
         row = await store.get_state(_check_id(node_id))
         if row is None:
             return {}
@@ -494,6 +574,9 @@ async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[
         for child in await store.get_states_by_parent(node_id):
             if child.node_id != node_id:
                 entry["children"][child.node_id] = _state_entry(child)
+        if with_names:
+            root_id = row.root_id or await scheduler.root_of(node_id)
+            _add_names(entry, await _node_names(scheduler, root_id))
         return {node_id: entry}
 
     return await _result(call)
@@ -608,5 +691,141 @@ async def get_node_short_histories(
 
     async def call() -> list[dict[str, Any]]:
         return [_history(r, True) for r in await _histories(runtime, node_id, loop)]
+
+    return await _result(call)
+
+
+# -- listing and retention ------------------------------------------------------------
+
+#: The most pipelines one list_pipelines call returns.
+MAX_LIST_LIMIT = 1000
+#: Runs purged per transaction: short enough that running work never waits long.
+PURGE_BATCH = 100
+
+
+def _check_time(value: Any, what: str) -> float | None:
+    """None, a timezone-aware datetime or POSIX seconds, as POSIX seconds."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidOperationError(
+                f"{what} must be a timezone-aware datetime (for example with tzinfo=UTC), "
+                f"got {_show(value)}"
+            )
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if math.isfinite(seconds):
+            return seconds
+    raise InvalidOperationError(
+        f"{what} must be a timezone-aware datetime or POSIX seconds, got {_show(value)}"
+    )
+
+
+def _encode_cursor(created_time: float, root_id: str) -> str:
+    return f"{created_time!r}:{root_id}"
+
+
+def _decode_cursor(cursor: Any) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    if isinstance(cursor, str):
+        created, sep, root_id = cursor.partition(":")
+        try:
+            created_time = float(created)
+        except ValueError:
+            created_time = math.nan
+        if sep and root_id and math.isfinite(created_time):
+            return created_time, _check_id(root_id, "cursor")
+    raise InvalidOperationError(
+        f"cursor must be the cursor a previous list_pipelines returned, got {_show(cursor)}"
+    )
+
+
+async def list_pipelines(
+    runtime: Engine,
+    state: str | None = None,
+    created_after: _dt.datetime | float | None = None,
+    created_before: _dt.datetime | float | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> EngineAPIResult[dict[str, Any]]:
+    """Root pipelines, newest first: ``{"pipelines": [...], "cursor": ...}``.
+
+    Each entry has ``id``, ``name``, ``state`` (the root's state, ``""``
+    before it has one), ``created_time``, ``started_time`` and
+    ``archived_time``. ``state`` keeps the pipelines whose root is in that
+    state; ``created_after`` (inclusive) and ``created_before`` (exclusive)
+    are timezone-aware datetimes or POSIX seconds. ``cursor`` is ``None``
+    when there is no further page; pass it back to get the next one. Paging
+    is by creation time, so pipelines created meanwhile never shift a page.
+    """
+
+    async def call() -> dict[str, Any]:
+        store = _scheduler(runtime).store
+        names = [str(s) for s in states.StateType]
+        if state is not None and state not in names:
+            raise InvalidOperationError(
+                f"state must be one of {', '.join(names)}, got {_show(state)}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIST_LIMIT:
+            raise InvalidOperationError(
+                f"limit must be an int from 1 to {MAX_LIST_LIMIT}, got {_show(limit)}"
+            )
+        rows = await store.list_runs(
+            state=None if state is None else str(state),
+            created_after=_check_time(created_after, "created_after"),
+            created_before=_check_time(created_before, "created_before"),
+            before_key=_decode_cursor(cursor),
+            limit=limit + 1,  # one more than asked: whether another page follows
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "pipelines": [
+                {
+                    "id": r.root_id,
+                    "name": r.name,
+                    "state": r.state,
+                    "created_time": _time(r.created_time),
+                    "started_time": _time(r.started_time),
+                    "archived_time": _time(r.archived_time),
+                }
+                for r in rows
+            ],
+            "cursor": _encode_cursor(rows[-1].created_time, rows[-1].root_id) if more else None,
+        }
+
+    return await _result(call)
+
+
+async def purge_pipelines(
+    runtime: Engine, finished_before: _dt.datetime | float
+) -> EngineAPIResult[int]:
+    """Delete the pipelines that finished or were revoked before ``finished_before``.
+
+    Everything of theirs goes: states, data, histories, callbacks, events,
+    timers and commands. ``finished_before`` is a timezone-aware datetime or
+    POSIX seconds. Deleted a batch of pipelines per short transaction, so
+    running work is never held up for long; pipelines that are running,
+    waiting or parked are never touched. ``data`` is how many were deleted.
+    """
+
+    async def call() -> int:
+        store = _scheduler(runtime).store
+        before = _check_time(finished_before, "finished_before")
+        if before is None:
+            raise InvalidOperationError("finished_before must be given")
+        purged = 0
+        while True:
+            batch = await store.purge_runs(before, PURGE_BATCH)
+            purged += len(batch)
+            if len(batch) < PURGE_BATCH:
+                return purged
+            await anyio.lowlevel.checkpoint()  # let commits waiting for the store go first
 
     return await _result(call)

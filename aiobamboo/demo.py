@@ -64,8 +64,10 @@ class ApprovalComponent(Component):
     auto_register = False
 
 
-library.register(StepComponent)
-library.register(ApprovalComponent)
+for _component in (StepComponent, ApprovalComponent):
+    library.register(_component)
+    # Also where the command line looks: `aiobamboo run aiobamboo.demo:build_demo`.
+    ComponentLibrary.default.register(_component)
 
 
 def _step(name: str, message: str) -> ServiceActivity:
@@ -118,7 +120,9 @@ def build_demo() -> dict[str, Any]:
             "${approved}": NodeOutput(type=Var.PLAIN, source_act=sub.id, source_key="${approved}"),
         }
     )
-    return build_tree(start, data=data)
+    tree = build_tree(start, data=data)
+    tree["name"] = "demo release"
+    return tree
 
 
 def _render(tree: dict[str, Any], names: dict[str, str]) -> str:
@@ -139,7 +143,7 @@ def _names(tree: dict[str, Any]) -> dict[str, str]:
     return names
 
 
-async def run_demo(db: str = "aiobamboo-demo.db") -> None:
+async def run_demo(db: str, *, kept: bool = True) -> None:
     tree = build_demo()
     names = _names(tree)
     approve_id = next(
@@ -148,7 +152,8 @@ async def run_demo(db: str = "aiobamboo-demo.db") -> None:
         if s["type"] == "SubProcess"
         for n in s["pipeline"]["activities"].values()
     )
-    print(f"aiobamboo demo: SQLite file {db}\n")
+    where = db if kept else f"{db} (a temporary file; --db FILE keeps one)"
+    print(f"aiobamboo demo: SQLite file {where}\n")
     async with open_url(db, components=library) as runtime:
         result = await api.run_pipeline(runtime, tree)
         assert result.result, result.message

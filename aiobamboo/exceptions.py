@@ -20,6 +20,7 @@
     ├── InvalidOperationError           the operation does not apply now
     │   ├── InvalidTransitionError      .from_state .to_state
     │   └── StateVersionMismatchError   (alias: StateVersionNotMatchError)
+    ├── WaitTimeoutError (TimeoutError) a wait for a pipeline ran out of time
     ├── StaleWriteError                 a write lost a compare-and-set (lost lease)
     ├── ComponentError                  registration conflict, unknown code
     ├── ConfigurationError (ValueError) a runtime or setting argument is unusable
@@ -60,6 +61,7 @@ __all__ = [
     "TreeInvalidException",
     "UnsafeExpressionError",
     "ValueCodecError",
+    "WaitTimeoutError",
 ]
 
 
@@ -160,6 +162,10 @@ class InvalidTransitionError(InvalidOperationError):
 
 class StateVersionMismatchError(InvalidOperationError):
     """The node's state version does not match."""
+
+
+class WaitTimeoutError(AiobambooError, TimeoutError):
+    """The wait ran out of time before the pipeline came to rest."""
 
 
 class StaleWriteError(AiobambooError):

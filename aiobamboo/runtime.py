@@ -6,14 +6,15 @@ transactions between concurrent batches if it likes) and answers the reads
 the API needs. Runtimes know nothing about node kinds; the engine knows
 nothing about SQL.
 
-A store plays four roles, each a Protocol of its own:
+A store plays five roles, each a Protocol of its own:
 
 - :class:`Journal`: the durable record the scheduler writes and rebuilds runs from;
 - :class:`ReadModel`: what the API reads for its callers;
 - :class:`Coordination`: claims, leases, parking, commands and wake-up signals between processes;
-- :class:`EventLog`: committed events, for subscribers in any process.
+- :class:`EventLog`: committed events, for subscribers in any process;
+- :class:`Retention`: listing runs, and deleting the ended ones.
 
-:class:`Runtime` is the four together, and :class:`Store` adds the
+:class:`Runtime` is the five together, and :class:`Store` adds the
 :class:`Lifecycle` (open, close) an :class:`~aiobamboo.host.Engine` drives.
 
 Value columns (``*_json``) hold text written by :mod:`aiobamboo.codec`; times
@@ -43,8 +44,10 @@ __all__ = [
     "NodeDataRow",
     "ProcessRow",
     "ReadModel",
+    "Retention",
     "RunRow",
     "RunSnapshot",
+    "RunSummary",
     "Runtime",
     "ScheduleRow",
     "StateRow",
@@ -72,6 +75,23 @@ class RunRow:
     options_json: str
     status: str
     created_time: float
+
+
+@attrs.frozen
+class RunSummary:
+    """A root pipeline run as listed: its run row and its root node's state.
+
+    ``name`` is the tree's ``name`` (``""`` when it has none). ``state`` is
+    ``""`` and the times None while the root has no state row yet.
+    """
+
+    root_id: str
+    status: str
+    state: str
+    name: str
+    created_time: float
+    started_time: float | None
+    archived_time: float | None
 
 
 @attrs.frozen
@@ -360,7 +380,7 @@ def load_sql_blocks(text: str) -> dict[str, str]:
     return queries
 
 
-# The storage protocol, in the four roles a store plays. A new runtime can be
+# The storage protocol, in the five roles a store plays. A new runtime can be
 # written, and checked with aiobamboo.testing, one role at a time.
 
 
@@ -505,8 +525,42 @@ class EventLog(Protocol):
 
 
 @runtime_checkable
-class Runtime(Journal, ReadModel, Coordination, EventLog, Protocol):
-    """Everything the engine and the API need from storage: the four roles together."""
+class Retention(Protocol):
+    """Listing root pipeline runs, and deleting those that ended long enough ago."""
+
+    async def list_runs(
+        self,
+        *,
+        state: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before_key: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[RunSummary]:
+        """Runs newest first, by ``(created_time, root_id)`` descending.
+
+        ``state`` keeps the runs whose root node is in that state;
+        ``created_after`` (inclusive) and ``created_before`` (exclusive) bound
+        ``created_time``; ``before_key`` keeps the runs whose
+        ``(created_time, root_id)`` sorts before it, so that a caller pages on
+        from the last row it saw and runs created meanwhile never shift a page.
+        """
+
+    async def purge_runs(self, finished_before: float, limit: int) -> list[str]:
+        """Delete up to ``limit`` ended runs, in one short transaction; their root ids.
+
+        A run qualifies when its status is finished or revoked and its root
+        node was archived (or, without a root state, the run created) before
+        ``finished_before``. Everything of it goes: the run, its nodes, states,
+        execution and node data, context, processes, schedules, callbacks,
+        histories, timers, events and commands. An active run (running,
+        waiting or parked) is never touched.
+        """
+
+
+@runtime_checkable
+class Runtime(Journal, ReadModel, Coordination, EventLog, Retention, Protocol):
+    """Everything the engine and the API need from storage: the five roles together."""
 
 
 @runtime_checkable

@@ -257,8 +257,8 @@ async def check_runtime(factory: RuntimeFactory, *, roles: Iterable[str] = ROLES
     :class:`~aiobamboo.host.Engine`) on the same storage each time it is
     called; the checks pass ``components=`` and ``worker=``. The roles:
 
-    - ``journal``, ``read model``, ``coordination``, ``event log``: the store's protocols,
-      called directly on ``runtime.store``;
+    - ``journal``, ``read model``, ``coordination``, ``event log``, ``retention``: the
+      store's protocols, called directly on ``runtime.store``;
     - ``engine``: pipelines run through :mod:`aiobamboo.api` (every role at once).
 
     A new runtime can be written one role at a time:

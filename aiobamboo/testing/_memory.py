@@ -12,6 +12,7 @@ engine, a component or a pipeline does when storage fails.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from ..runtime import (
     ProcessRow,
     RunRow,
     RunSnapshot,
+    RunSummary,
     ScheduleRow,
     StateRow,
     TimerRow,
@@ -546,11 +548,85 @@ class MemoryStore:
     async def wait_for_events(self, seen: int, at_most: float) -> None:
         await self.storage.event_signal.wait(seen, at_most)
 
+    # -- listing and retention ---------------------------------------------------
+    async def list_runs(
+        self,
+        *,
+        state: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before_key: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[RunSummary]:
+        storage = await self._read()
+        found = []
+        for run in storage.runs.values():
+            key = (run.created_time, run.root_id)
+            if created_after is not None and run.created_time < created_after:
+                continue
+            if created_before is not None and run.created_time >= created_before:
+                continue
+            if before_key is not None and not key < before_key:
+                continue
+            root = storage.states.get(run.root_id)
+            if state is not None and (root is None or root.state != state):
+                continue
+            found.append(
+                RunSummary(
+                    run.root_id,
+                    run.status,
+                    root.state if root else "",
+                    _tree_name(run.tree_json),
+                    run.created_time,
+                    root.started_time if root else None,
+                    root.archived_time if root else None,
+                )
+            )
+        found.sort(key=lambda r: (r.created_time, r.root_id), reverse=True)
+        return found[:limit]
+
+    async def purge_runs(self, finished_before: float, limit: int) -> list[str]:
+        storage = await self._read()
+        ended = []
+        for run in sorted(storage.runs.values(), key=_created):
+            root = storage.states.get(run.root_id)
+            ended_time = root.archived_time if root and root.archived_time else run.created_time
+            if run.status != RUN_ACTIVE and ended_time < finished_before:
+                ended.append(run.root_id)
+        gone = set(ended[:limit])
+        nodes = {n for n, root_id in storage.nodes.items() if root_id in gone}
+        keyed: tuple[dict[Any, Any], ...] = (
+            storage.execution_data, storage.node_data, storage.context, storage.processes,
+            storage.schedules, storage.callbacks, storage.timers, storage.commands,
+        )  # fmt: skip
+        for table in keyed:
+            for key in [k for k, row in table.items() if row.root_id in gone]:
+                del table[key]
+        states = storage.states
+        for node_id in [n for n, row in states.items() if n in nodes or row.root_id in gone]:
+            del states[node_id]
+        storage.histories = [h for h in storage.histories if h.root_id not in gone]
+        storage.events = [e for e in storage.events if e.root_id not in gone]
+        for node_id in nodes:
+            del storage.nodes[node_id]
+        for root_id in gone:
+            del storage.runs[root_id]
+            storage.leases.pop(root_id, None)
+        return sorted(gone, key=ended.index)
+
     async def wait_for_signal(self, at_most: float) -> None:
         with anyio.move_on_after(at_most):
             await self._signalled.wait()
         if self._signalled.is_set():
             self._signalled = anyio.Event()
+
+
+def _tree_name(tree_json: str) -> str:
+    try:
+        name = json.loads(tree_json).get("name")
+    except (ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _created(row: Any) -> float:

@@ -9,15 +9,19 @@ can pass the journal checks before it has a read model, and so on.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from ..exceptions import InvalidOperationError
 from ..runtime import (
     RUN_ACTIVE,
     RUN_FINISHED,
+    RUN_REVOKED,
     CallbackRow,
     Coordination,
     EventLog,
@@ -28,6 +32,7 @@ from ..runtime import (
     NodeDataRow,
     ProcessRow,
     ReadModel,
+    Retention,
     RunRow,
     ScheduleRow,
     StateRow,
@@ -280,6 +285,103 @@ async def check_event_log_in_commit_order(factory: RuntimeFactory) -> None:
         assert [r.id for r in await store.read_events(start)] == [ids[2]], "purge missed"
 
 
+def _dated_run(root_id: str, created: float, *nodes: str, state: str = "RUNNING") -> WriteBatch:
+    """A new run named "the root", created at ``created``, whose root node is in ``state``."""
+    batch = _new_run(root_id, *nodes)
+    assert batch.new_run is not None
+    tree = json.dumps({"id": root_id, "name": "the root"})
+    batch.new_run = attrs.evolve(batch.new_run, created_time=created, tree_json=tree)
+    batch.states[root_id] = attrs.evolve(
+        _state(root_id, root_id, root_id, state), created_time=created
+    )
+    return batch
+
+
+def _end(root_id: str, status: str, at: float) -> WriteBatch:
+    """Mark a run ended (finished or revoked) at ``at``, as the engine does."""
+    state = "FINISHED" if status == RUN_FINISHED else "REVOKED"
+    root = attrs.evolve(_state(root_id, root_id, root_id, state), archived_time=at)
+    return WriteBatch(root_id=root_id, run_status=status, states={root_id: root})
+
+
+async def check_retention_lists_runs_by_page(factory: RuntimeFactory) -> None:
+    """Runs newest first, filtered by state and creation time, paged by a stable key."""
+    base = 3e9 + uuid.uuid4().int % 10**6 * 100.0  # a range of time no other check uses
+    roots = [_uid("p") for _ in range(5)]
+    async with await _role(factory, Retention) as runtime:
+        for i, root in enumerate(roots):
+            await runtime.store.commit(_dated_run(root, base + i, _uid("n")))
+        await runtime.store.commit(_end(roots[1], RUN_FINISHED, base + 50))
+        store: Retention = runtime.store
+        window: dict[str, Any] = {"created_after": base, "created_before": base + 100}
+        everything = await store.list_runs(**window)
+        assert [r.root_id for r in everything] == roots[::-1], everything
+        first = everything[-1]
+        assert (first.status, first.state, first.name) == (RUN_ACTIVE, "RUNNING", "the root")
+        assert first.created_time == base, first
+        page = await store.list_runs(limit=2, **window)
+        assert [r.root_id for r in page] == [roots[4], roots[3]], page
+        # A run created between two pages shifts nothing: the key, not an offset, pages on.
+        await runtime.store.commit(_dated_run(_uid("p"), base + 10, _uid("n")))
+        key = (page[-1].created_time, page[-1].root_id)
+        page = await store.list_runs(limit=2, before_key=key, **window)
+        assert [r.root_id for r in page] == [roots[2], roots[1]], page
+        key = (page[-1].created_time, page[-1].root_id)
+        page = await store.list_runs(limit=2, before_key=key, **window)
+        assert [r.root_id for r in page] == [roots[0]], page
+        finished = await store.list_runs(state="FINISHED", **window)
+        assert [(r.root_id, r.status) for r in finished] == [(roots[1], RUN_FINISHED)], finished
+        assert finished[0].archived_time == base + 50, finished
+        middle = await store.list_runs(created_after=base + 1, created_before=base + 3)
+        assert [r.root_id for r in middle] == [roots[2], roots[1]], middle
+
+
+async def check_retention_purges_ended_runs(factory: RuntimeFactory) -> None:
+    """Every row of an ended run goes, a batch at a time; active and recent runs stay."""
+    old, revoked, recent, parked = (_uid("p") for _ in range(4))
+    node, paused, other = _uid("n"), _uid("n"), _uid("n")
+    batch = _dated_run(old, 1.0, node, paused)
+    batch.states[paused] = _state(paused, "", old)  # an appointed pause: stored without a root
+    batch.execution_data[node] = ExecutionDataRow(node, old, "{}", "{}")
+    batch.node_data[node] = NodeDataRow(node, old, "{}")
+    batch.histories.append(HistoryRow(_uid("h"), old, node, 1.0, 2.0, 1, False))
+    batch.schedules["s" + old] = ScheduleRow("s" + old, old, node, "v1", 1, "c", True, False, 1)
+    batch.callbacks["b" + old] = CallbackRow("b" + old, old, node, "v1", "{}", True, 1.0)
+    batch.timers["t" + old] = TimerRow("t" + old, old, node, "v1", "poll", None)
+    batch.events.append(EventRow(old, node, "state", "FINISHED", "{}", 2.0))
+    async with await _role(factory, Retention) as runtime:
+        start = await runtime.store.last_event_id()
+        await runtime.store.commit(batch)
+        command = await runtime.store.submit_command(old, "pause", "{}")
+        await runtime.store.commit(_end(old, RUN_FINISHED, 5.0))
+        await runtime.store.commit(_dated_run(revoked, 2.0, _uid("n")))
+        await runtime.store.commit(_end(revoked, RUN_REVOKED, 6.0))
+        await runtime.store.commit(_dated_run(recent, 3.0, _uid("n")))
+        await runtime.store.commit(_end(recent, RUN_FINISHED, 500.0))
+        await runtime.store.commit(_dated_run(parked, 4.0, other))
+        assert await runtime.store.claim_runs(1, [parked]) == [parked]
+        assert await runtime.store.park_runs([parked]) == [parked]
+        store: Retention = runtime.store
+        assert await store.purge_runs(100.0, 1) == [old], "not the oldest ended run first"
+        assert await store.purge_runs(100.0, 10) == [revoked], "a revoked run stayed"
+        assert await store.purge_runs(100.0, 10) == [], "an active or recent run was purged"
+        assert await runtime.store.get_run(old) is None, "the run stayed"
+        assert await runtime.store.load_run(old) is None
+        assert await runtime.store.get_node_root(node) is None, "its nodes stayed"
+        for gone in (node, paused, old):
+            assert await runtime.store.get_state(gone) is None, f"the state of {gone} stayed"
+        assert await runtime.store.get_execution_data(node) is None
+        assert await runtime.store.get_node_data(node) is None
+        assert await runtime.store.get_histories(node) == []
+        assert await runtime.store.read_events(start, old) == [], "its events stayed"
+        assert await runtime.store.get_command(command) is None, "its commands stayed"
+        for kept in (recent, parked):
+            assert await runtime.store.get_run(kept) is not None, f"{kept} was purged"
+        assert await runtime.store.get_state(other) is not None
+        assert await runtime.store.claim_runs(1, [parked]) == [parked], "the parked run changed"
+        await runtime.store.release_runs([parked])
+
+
 ROLE_CHECKS: dict[str, tuple[Check, ...]] = {
     "journal": (
         check_journal_stores_and_rebuilds_a_run,
@@ -294,4 +396,5 @@ ROLE_CHECKS: dict[str, tuple[Check, ...]] = {
         check_coordination_delivers_callbacks_to_parked_runs,
     ),
     "event log": (check_event_log_in_commit_order,),
+    "retention": (check_retention_lists_runs_by_page, check_retention_purges_ended_runs),
 }

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -41,6 +42,7 @@ from aiobamboo.runtime import (
     ProcessRow,
     RunRow,
     RunSnapshot,
+    RunSummary,
     ScheduleRow,
     StateRow,
     TimerRow,
@@ -471,6 +473,38 @@ class PostgresStore(NamedQueryReads):
     def events_seen(self) -> int:
         return self._events.count
 
+    # -- listing and retention ---------------------------------------------------
+    async def list_runs(
+        self,
+        *,
+        state: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before_key: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[RunSummary]:
+        after = -math.inf if created_after is None else created_after
+        until = math.inf if created_before is None else created_before
+        key = (math.inf, "") if before_key is None else before_key
+        rows = await self._all("list_runs", after, until, *key, state, limit)
+        return [RunSummary(*r) for r in rows]
+
+    async def purge_runs(self, finished_before: float, limit: int) -> list[str]:
+        return await self._read("purge_runs", lambda c: self._purge(c, finished_before, limit))
+
+    async def _purge(self, conn: Any, before: float, limit: int) -> list[str]:
+        schema = quote_ident(self.schema)
+        async with conn.transaction():
+            ids = [r[0] for r in await conn.fetch(self.queries["purge_runs"], before, limit)]
+            if ids:
+                await conn.execute(self.queries["purge_states"], ids)
+                for table in _PURGED_BY_ROOT:
+                    # The table names are the constants below, never a caller's value.
+                    await conn.execute(
+                        f"DELETE FROM {schema}.{table} WHERE root_id = ANY($1::text[])", ids
+                    )
+        return ids
+
     async def wait_for_events(self, seen: int, at_most: float) -> None:
         """Woken by this store's commits and by other processes' NOTIFY; else after ``at_most``."""
         await self._ensure_listener()
@@ -547,6 +581,13 @@ class PostgresStore(NamedQueryReads):
                 await asyncio.wait_for(listener.close(), CLOSE_TIMEOUT)
             except DRIVER_ERRORS:
                 listener.terminate()
+
+
+#: The tables whose rows of a purged run are found by ``root_id`` (runs went first).
+_PURGED_BY_ROOT = (
+    "execution_data", "node_data", "context", "processes", "schedules", "callbacks",
+    "histories", "timers", "events", "commands", "nodes",
+)  # fmt: skip
 
 
 def _process_row(row: Sequence[Any]) -> ProcessRow:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import sqlite3
@@ -31,6 +32,7 @@ from aiobamboo.runtime import (
     ProcessRow,
     RunRow,
     RunSnapshot,
+    RunSummary,
     ScheduleRow,
     StateRow,
     TimerRow,
@@ -378,6 +380,35 @@ def _purge_events(conn: sqlite3.Connection, before: float) -> int:
             return total
 
 
+#: The tables whose rows of a purged run are found by ``root_id``; runs go last.
+_PURGED_BY_ROOT = (
+    "states", "execution_data", "node_data", "context", "processes", "schedules",
+    "callbacks", "histories", "timers", "events", "commands", "nodes", "runs",
+)  # fmt: skip
+
+
+def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str]:
+    """Delete up to ``limit`` ended runs and all their rows, in one short transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        ids = [r[0] for r in conn.execute(Q["purgeable_runs"], (before, before, limit))]
+        if ids:
+            param = (json.dumps(ids),)
+            conn.execute(Q["purge_states"], param)
+            for table in _PURGED_BY_ROOT:
+                # The table names are the constants above, never a caller's value.
+                conn.execute(
+                    f"DELETE FROM {table} WHERE root_id IN (SELECT value FROM json_each(?))",
+                    param,
+                )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return ids
+
+
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -599,6 +630,25 @@ class SQLiteStore(NamedQueryReads):
     # -- events ------------------------------------------------------------------
     async def purge_events(self, before: float) -> int:
         return int(await self._call("purge_events", _purge_events, before))
+
+    # -- listing and retention ---------------------------------------------------
+    async def list_runs(
+        self,
+        *,
+        state: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before_key: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[RunSummary]:
+        after = -math.inf if created_after is None else created_after
+        until = math.inf if created_before is None else created_before
+        key = (math.inf, "") if before_key is None else before_key
+        rows = await self._all("list_runs", after, until, *key, state, state, limit)
+        return [RunSummary(*r) for r in rows]
+
+    async def purge_runs(self, finished_before: float, limit: int) -> list[str]:
+        return list(await self._call("purge_runs", _purge_runs, finished_before, limit))
 
     async def wait_for_events(self, seen: int, at_most: float) -> None:
         """Woken by this store's commits; other processes' events are found by polling."""

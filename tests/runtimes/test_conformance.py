@@ -58,7 +58,7 @@ async def test_a_runtime_is_checked_one_role_at_a_time(tmp_path: Path) -> None:
     """A store that journals but forgets its claims passes the journal, not coordination."""
     from aiobamboo_sqlite import SQLiteRuntime
 
-    assert ROLES == ("journal", "read model", "coordination", "event log", "engine")
+    assert ROLES == ("journal", "read model", "coordination", "event log", "retention", "engine")
 
     class Unclaimable(SQLiteRuntime):
         def __init__(self, **kw: Any) -> None:
@@ -74,4 +74,4 @@ async def test_a_runtime_is_checked_one_role_at_a_time(tmp_path: Path) -> None:
         await check_runtime(Unclaimable, roles=["coordination"])
     with pytest.raises(ValueError, match="unknown roles"):
         await check_runtime(Unclaimable, roles=["jornal"])
-    assert sum(len(checks) for checks in ROLE_CHECKS.values()) == 9
+    assert sum(len(checks) for checks in ROLE_CHECKS.values()) == 11

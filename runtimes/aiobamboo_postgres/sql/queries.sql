@@ -565,3 +565,38 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*) FROM gone;
+
+-- Listing and retention.
+
+-- name: list_runs
+-- ($1 created_after, $2 created_before, $3 before_time, $4 before_id, $5 state, $6 limit):
+-- newest first; the bounds are numbers (infinities when unbounded)
+SELECT r.root_id, r.status, COALESCE(s.state, ''),
+       COALESCE(r.tree::json ->> 'name', ''), r.created_time,
+       s.started_time, s.archived_time
+FROM {schema}.runs r LEFT JOIN {schema}.states s ON s.node_id = r.root_id
+WHERE r.created_time >= $1::float8 AND r.created_time < $2::float8
+  AND (r.created_time, r.root_id) < ($3::float8, $4::text)
+  AND ($5::text IS NULL OR s.state = $5::text)
+ORDER BY r.created_time DESC, r.root_id DESC
+LIMIT $6;
+
+-- name: purge_runs
+-- ($1 before, $2 limit): delete ended runs whose root ended before $1, oldest
+-- first, skipping those another purge is deleting; their root ids. The caller
+-- deletes the rest of their rows in the same transaction.
+DELETE FROM {schema}.runs WHERE root_id IN (
+    SELECT r.root_id FROM {schema}.runs r LEFT JOIN {schema}.states s ON s.node_id = r.root_id
+    WHERE r.status <> 'active' AND r.created_time < $1::float8
+      AND COALESCE(s.archived_time, r.created_time) < $1::float8
+    ORDER BY r.created_time
+    LIMIT $2
+    FOR UPDATE OF r SKIP LOCKED
+) AND status <> 'active'
+RETURNING root_id;
+
+-- name: purge_states
+-- ($1 root ids): appointed pauses (root_id '') are found through nodes
+DELETE FROM {schema}.states WHERE node_id IN (
+    SELECT node_id FROM {schema}.nodes WHERE root_id = ANY($1::text[])
+) OR root_id = ANY($1::text[]);

@@ -365,3 +365,32 @@ UPDATE runs SET parked = 0 WHERE root_id = ?;
 UPDATE runs SET owner = ?, lease_until = ?, parked = 0
 WHERE root_id = ? AND status = 'active' AND (owner IS NULL OR owner != ?)
 RETURNING root_id;
+
+-- Listing and retention.
+
+-- name: list_runs
+-- (created_after, created_before, before_time, before_id, state, state, limit):
+-- newest first; the bounds are numbers (infinities when unbounded)
+SELECT r.root_id, r.status, COALESCE(s.state, ''),
+       COALESCE(json_extract(r.tree, '$.name'), ''), r.created_time,
+       s.started_time, s.archived_time
+FROM runs r LEFT JOIN states s ON s.node_id = r.root_id
+WHERE r.created_time >= ? AND r.created_time < ?
+  AND (r.created_time, r.root_id) < (?, ?)
+  AND (? IS NULL OR s.state = ?)
+ORDER BY r.created_time DESC, r.root_id DESC
+LIMIT ?;
+
+-- name: purgeable_runs
+-- (before, before, limit): ended runs whose root ended before `before`, oldest first
+SELECT r.root_id FROM runs r LEFT JOIN states s ON s.node_id = r.root_id
+WHERE r.status <> 'active' AND r.created_time < ?
+  AND COALESCE(s.archived_time, r.created_time) < ?
+ORDER BY r.created_time
+LIMIT ?;
+
+-- name: purge_states
+-- (JSON array of root ids): appointed pauses (root_id '') are found through nodes
+DELETE FROM states WHERE node_id IN (
+    SELECT node_id FROM nodes WHERE root_id IN (SELECT value FROM json_each(?))
+);
