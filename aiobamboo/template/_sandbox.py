@@ -21,7 +21,9 @@ While it runs:
     names resolve to the namespace first, then to the safe functions ``bool int
     float str list tuple dict set abs round pow sum min max len range slice
     enumerate zip sorted reversed all any`` (wrapped, with limits); attributes
-    are read only from values of allow-listed types (``str``, ``int``,
+    of a mapping (a dict, or a ``Mapping`` a lazy variable returned) read its
+    keys first (``${_system.task_id}`` is ``_system["task_id"]``); other
+    attributes are read only from values of allow-listed types (``str``, ``int``,
     ``float``, ``bool``, ``list``, ``tuple``, ``dict``, ``set``, ``frozenset``,
     ``datetime``/``date``/``time``/``timedelta``, ``Decimal``) and only
     allow-listed, side-effect-free attributes (no ``append``, ``update``,
@@ -308,6 +310,10 @@ _INT_CONVERSIONS = frozenset("diouxXc")
 _MAX_INT_DIGITS = 4_000
 _MAX_MODPOW_BITS = 4_096
 _SUBSCRIPTABLE = (str, bytes, bytearray, list, tuple, dict, range, Mapping, Sequence)
+
+
+#: A key a mapping does not hold.
+_ABSENT = object()
 
 
 def _allowed_attrs(value: Any) -> frozenset[str] | None:
@@ -621,10 +627,30 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         return getattr(value, attr)
 
     def _eval_attribute(self, node: ast.Attribute) -> Any:
-        result = self._attribute(self._eval(node.value), node.attr)
+        owner = self._eval(node.value)
+        if isinstance(owner, Mapping):
+            found = self._mapping_key(owner, node.attr)
+            if found is not _ABSENT:
+                return found
+        result = self._attribute(owner, node.attr)
         if callable(result):
             raise _Refused(f"method '.{node.attr}' can only be called, not used as a value")
         return result
+
+    def _mapping_key(self, owner: Mapping[Any, Any], attr: str) -> Any:
+        """``owner[attr]`` for ``owner.attr``: templates of the bamboo products read
+        context data (``${_system.task_id}``) with attribute syntax. Only keys are
+        read this way, never Python attributes; a dict's own methods are still
+        reached for calls and names its keys do not hold."""
+        reason = attribute_refusal(attr)
+        if reason is not None:
+            raise _Refused(reason)
+        self.tick()
+        if attr in owner:
+            return owner[attr]
+        if _allowed_attrs(owner) is None:
+            raise AttributeError(f"{type(owner).__name__!r} mapping has no key {attr!r}")
+        return _ABSENT
 
     def _eval_subscript(self, node: ast.Subscript) -> Any:
         container = self._eval(node.value)
