@@ -41,7 +41,9 @@ What differs, deliberately:
   counterpart), lambdas are refused, and methods that mutate values
   (``list.append``, ``dict.update``, ...) are refused.
 - Conditions use normal precedence and do not truncate numbers; see
-  :mod:`aiobamboo.template._condition` for every difference.
+  :mod:`aiobamboo.template._condition` for every difference. With
+  ``rules=BAMBOO_RULES`` they are evaluated by the original's boolrule rules
+  (left to right, floats truncated, its coercions), for migrated trees.
 - A value substituted into a condition stays a value: the condition is parsed
   with each fragment as a placeholder bound to its value, never with the
   value's text spliced in, so a value holding quotes or operators cannot add
@@ -61,16 +63,25 @@ What differs, deliberately:
 from __future__ import annotations
 
 from ._budget import RenderBudget, SliceExpired
-from ._condition import escape_value, evaluate_condition
+from ._condition import (
+    BAMBOO_RULES,
+    CONDITION_RULES,
+    STANDARD_RULES,
+    escape_value,
+    evaluate_condition,
+)
 from ._deps import dependency_order
 from ._render import references, render, render_mapping
 from ._sandbox import DEFAULT_SANDBOX, SAFE_FUNCTION_NAMES, Sandbox, SandboxLimits
 from ._tokenizer import FRAGMENT_PATTERN, find_fragments
 
 __all__ = [
+    "BAMBOO_RULES",
+    "CONDITION_RULES",
     "DEFAULT_SANDBOX",
     "FRAGMENT_PATTERN",
     "SAFE_FUNCTION_NAMES",
+    "STANDARD_RULES",
     "RenderBudget",
     "Sandbox",
     "SandboxLimits",
