@@ -99,6 +99,7 @@ async def hydrate(
             resolved,
             what="context variable",
             aliases=True,
+            sandbox=env.sandbox,
         )
         value = rendered[key]
         if var.type == COMPUTE:

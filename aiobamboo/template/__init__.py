@@ -37,8 +37,10 @@ What differs, deliberately:
   Python's bitwise or, so such a fragment stays literal (unknown name ``h``).
 - ``ENABLE_RENDER_OBJ_BY_MAKO_STRING`` is not supported: ``${l[0]}`` renders
   to a string.
-- No module is ever importable (``MAKO_SANDBOX_IMPORT_MODULES`` has no
-  counterpart), lambdas are refused, and methods that mutate values
+- No module is importable. A :class:`Sandbox` made with ``modules=`` (the
+  counterpart of ``MAKO_SANDBOX_IMPORT_MODULES``; ``datetime``, ``json``,
+  ``math``, ``time``) exposes fixed tables of their safe members, never the
+  modules. Lambdas are refused, and methods that mutate values
   (``list.append``, ``dict.update``, ...) are refused.
 - Conditions use normal precedence and do not truncate numbers; see
   :mod:`aiobamboo.template._condition` for every difference. With
@@ -71,6 +73,7 @@ from ._condition import (
     evaluate_condition,
 )
 from ._deps import dependency_order
+from ._modules import MODULE_NAMES, check_module_names
 from ._render import references, render, render_mapping
 from ._sandbox import DEFAULT_SANDBOX, SAFE_FUNCTION_NAMES, Sandbox, SandboxLimits
 from ._tokenizer import FRAGMENT_PATTERN, find_fragments
@@ -80,12 +83,14 @@ __all__ = [
     "CONDITION_RULES",
     "DEFAULT_SANDBOX",
     "FRAGMENT_PATTERN",
+    "MODULE_NAMES",
     "SAFE_FUNCTION_NAMES",
     "STANDARD_RULES",
     "RenderBudget",
     "Sandbox",
     "SandboxLimits",
     "SliceExpired",
+    "check_module_names",
     "dependency_order",
     "escape_value",
     "evaluate_condition",

@@ -57,7 +57,9 @@ async def _render_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any
             budget=budget,
         )
         namespace.update(_counters(step))
-        inputs = await render_within(budget, render_values, render, namespace)
+        inputs = await render_within(
+            budget, render_values, render, namespace, sandbox=step.env.sandbox
+        )
     inputs.update({k: v.value for k, v in raw.items() if not v.need_render})
     inputs.update(_counters(step))
     return inputs

@@ -53,6 +53,7 @@ async def _choose(step: Step, first_only: bool) -> _Chosen | Outcome:
                 expr,
                 namespace,
                 rules=step.run.condition_rules,
+                sandbox=step.env.sandbox,
             )
         except ConditionSyntaxError as exc:
             return step.fail(
