@@ -66,7 +66,10 @@ left operand's type", without truncation); against a string, a substring test
 ``notissuperset``: a single value on either side is a one-item list, then
 every right item must equal some left item under the rules above.
 
-Differences from the original (boolrule on pyparsing 2):
+Differences from the original (boolrule on pyparsing 2), with the standard
+rules; ``rules=BAMBOO_RULES`` evaluates as boolrule does instead (left to
+right, no ``not`` and no bare ``true``, ``int()`` truncation, its string and
+set coercions), which removes differences 1 to 7; 8 to 10 remain:
 
 1. Precedence: ``not`` binds tightest, then ``and``, then ``or``. The original
    has no precedence: it runs left to right and stops early (true before
