@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import anyio.lowlevel
 import attrs
 
-from . import codec, states
+from . import codec, states, template
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
 from .engine._spec import parse_tree
@@ -222,13 +222,21 @@ async def run_pipeline(
 ) -> EngineAPIResult[None]:
     """Validate ``pipeline`` (mutating it as the original does), store it and start it.
 
-    Options: ``cycle_tolerate`` (allow back edges), ``start_node_id``. The
-    pipeline is durable once this returns ``result=True``.
+    Options: ``cycle_tolerate`` (allow back edges), ``start_node_id``,
+    ``condition_rules`` (``"standard"`` or ``"bamboo"``: evaluate gateway
+    conditions as the original does; ``Settings.condition_rules`` by default).
+    The pipeline is durable once this returns ``result=True``.
     """
 
     async def call() -> None:
         scheduler = _scheduler(runtime)
-        unknown = set(options) - {"cycle_tolerate", "start_node_id", "queue", "priority"}
+        unknown = set(options) - {
+            "cycle_tolerate",
+            "start_node_id",
+            "queue",
+            "priority",
+            "condition_rules",
+        }
         if unknown:
             raise InvalidOperationError(
                 f"unknown run_pipeline options: {_show(sorted(map(str, unknown)))}"
@@ -247,9 +255,19 @@ async def run_pipeline(
             subprocess_context=_check_dict(subprocess_context, "subprocess_context"),
             cycle_tolerate=_check_bool(options.get("cycle_tolerate", False), "cycle_tolerate"),
             start_node_id=_check_optional_id(options.get("start_node_id"), "start_node_id"),
+            condition_rules=_check_condition_rules(options.get("condition_rules")),
         )
 
     return await _result(call)
+
+
+def _check_condition_rules(value: Any) -> str | None:
+    if value is not None and value not in template.CONDITION_RULES:
+        raise InvalidOperationError(
+            f"condition_rules must be one of {', '.join(template.CONDITION_RULES)}, "
+            f"got {_show(value)}"
+        )
+    return value if isinstance(value, str) else None
 
 
 async def wait_pipeline(

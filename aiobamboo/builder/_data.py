@@ -95,7 +95,12 @@ class NodeOutput(Var):
         source_key: str,
         type: str = Var.PLAIN,
         custom_type: str | None = None,
+        *,
+        value: Any = None,
     ) -> None:
+        # ``value`` is accepted and dropped, as the original does: the variable
+        # holds nothing until its source node outputs it.
+        del value
         self.__attrs_init__(type, None, custom_type, source_act=source_act, source_key=source_key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +122,10 @@ class RewritableNodeOutput(Var):
         source_act: Iterable[Mapping[str, str]],
         type: str = Var.PLAIN,
         custom_type: str | None = None,
+        *,
+        value: Any = None,
     ) -> None:
+        del value  # accepted and dropped, as in the original
         self.__attrs_init__(type, None, custom_type, source_act=[dict(item) for item in source_act])
 
     def to_dict(self) -> dict[str, Any]:

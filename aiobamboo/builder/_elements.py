@@ -35,7 +35,27 @@ def _element_list(value: Iterable[Element] | None) -> list[Element]:
     return list(value or [])
 
 
-@attrs.define(eq=False, repr=False)
+_ELEMENT_ARGS = ("id", "name", "outgoing")
+
+
+def _element_args(owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``id``, ``name``, ``outgoing`` given after a subclass's own arguments, as the
+    original passes them on: positionally in that order, or by name."""
+    if len(args) > len(_ELEMENT_ARGS):
+        raise TypeError(f"{owner}() got {len(args)} extra positional arguments, at most 3")
+    named = dict(zip(_ELEMENT_ARGS, args, strict=False))
+    for key, value in kwargs.items():
+        if key not in _ELEMENT_ARGS:
+            raise TypeError(f"{owner}() got an unexpected keyword argument {key!r}")
+        if key in named:
+            raise TypeError(f"{owner}() got multiple values for argument {key!r}")
+        named[key] = value
+    return named
+
+
+# Constructors are written out (``init=False``) so that their positional
+# arguments are the original's: a subclass's own first, then id, name, outgoing.
+@attrs.define(eq=False, repr=False, init=False)
 class Element:
     """A node of the pipeline graph under construction.
 
@@ -45,6 +65,14 @@ class Element:
     id: str = attrs.field(default=None, converter=_element_id, kw_only=True)
     name: str | None = attrs.field(default=None, kw_only=True)
     outgoing: list[Element] = attrs.field(factory=list, converter=_element_list, kw_only=True)
+
+    def __init__(
+        self,
+        id: str | None = None,
+        name: str | None = None,
+        outgoing: Iterable[Element] | None = None,
+    ) -> None:
+        self.__attrs_init__(id=id, name=name, outgoing=outgoing)
 
     def type(self) -> str:
         """The node's ``type`` string in the tree."""
@@ -97,7 +125,7 @@ class Element:
         return f"<{type(self).__name__} {self.name}:{self.id}>"
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class EmptyStartEvent(Element):
     """The entry of a (sub)pipeline."""
 
@@ -105,7 +133,7 @@ class EmptyStartEvent(Element):
         return "EmptyStartEvent"
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class EmptyEndEvent(Element):
     """The exit of a (sub)pipeline."""
 
@@ -113,11 +141,22 @@ class EmptyEndEvent(Element):
         return "EmptyEndEvent"
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ExecutableEndEvent(Element):
     """An end event that runs the end-event handler registered under ``type`` first."""
 
-    _type: str
+    # Required by __init__; a default here keeps __attrs_init__ compatible with Element's.
+    _type: str = attrs.field(default="", kw_only=True)
+
+    def __init__(
+        self,
+        type: str,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        outgoing: Iterable[Element] | None = None,
+    ) -> None:
+        self.__attrs_init__(type=type, id=id, name=name, outgoing=outgoing)
 
     def type(self) -> str:
         return self._type
@@ -145,7 +184,7 @@ class Component:
         return base
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ServiceActivity(Element):
     """A node that runs the component ``component_code``.
 
@@ -165,6 +204,31 @@ class ServiceActivity(Element):
         default=None, kw_only=True, alias="component_version"
     )
 
+    def __init__(
+        self,
+        component_code: str | None = None,
+        error_ignorable: bool = False,
+        timeout: int | None = None,
+        skippable: bool = True,
+        retryable: bool = True,
+        *args: Any,
+        optional: bool = False,
+        loop_config: dict[str, Any] | None = None,
+        component_version: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.__attrs_init__(
+            component_code=component_code,
+            error_ignorable=error_ignorable,
+            timeout=timeout,
+            skippable=skippable,
+            retryable=retryable,
+            optional=optional,
+            loop_config=loop_config,
+            component_version=component_version,
+            **_element_args(type(self).__name__, args, kwargs),
+        )
+
     def __attrs_post_init__(self) -> None:
         if self._component_version is not None:
             self.component.version = self._component_version
@@ -183,7 +247,7 @@ def _params(value: Params | Mapping[str, Any] | None) -> Params | dict[str, Any]
     return dict(value or {})
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class SubProcess(Element):
     """A node that runs the pipeline starting at ``start``; its tree id is this node's id."""
 
@@ -192,11 +256,28 @@ class SubProcess(Element):
     params: Params | dict[str, Any] = attrs.field(factory=dict, converter=_params)
     global_outputs: AttrDict = attrs.field(factory=AttrDict, converter=attr_dict)
 
+    def __init__(
+        self,
+        start: Element | None = None,
+        data: Data | dict[str, Any] | None = None,
+        params: Params | Mapping[str, Any] | None = None,
+        global_outputs: Mapping[str, Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self.__attrs_init__(
+            start=start,
+            data=data,
+            params=params,
+            global_outputs=global_outputs,
+            **_element_args(type(self).__name__, args, kwargs),
+        )
+
     def type(self) -> str:
         return "SubProcess"
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ParallelGateway(Element):
     """Forks one branch per outgoing edge; they join at its converge gateway."""
 
@@ -208,13 +289,28 @@ def _conditions(value: Mapping[int, str] | None) -> dict[int, str]:
     return dict(value or {})
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ConditionGateway(Element):
     """A gateway with a condition per outgoing edge, keyed by the edge's index."""
 
     conditions: dict[int, str] = attrs.field(factory=dict, converter=_conditions)
     default_condition_outgoing: int | None = None
     extra_info: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+
+    def __init__(
+        self,
+        conditions: Mapping[int, str] | None = None,
+        default_condition_outgoing: int | None = None,
+        *args: Any,
+        extra_info: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.__attrs_init__(
+            conditions=conditions,
+            default_condition_outgoing=default_condition_outgoing,
+            extra_info=extra_info,
+            **_element_args(type(self).__name__, args, kwargs),
+        )
 
     def add_condition(self, index: int, evaluate: str) -> None:
         self.conditions[index] = evaluate
@@ -244,7 +340,7 @@ class ConditionGateway(Element):
         return {"flow_id": outgoing[index]}
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ExclusiveGateway(ConditionGateway):
     """Takes exactly one outgoing edge, chosen by the conditions."""
 
@@ -252,7 +348,7 @@ class ExclusiveGateway(ConditionGateway):
         return "ExclusiveGateway"
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ConditionalParallelGateway(ConditionGateway):
     """Forks a branch for every outgoing edge whose condition is true."""
 
@@ -260,7 +356,7 @@ class ConditionalParallelGateway(ConditionGateway):
         return "ConditionalParallelGateway"
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, init=False)
 class ConvergeGateway(Element):
     """Joins the branches of a gateway."""
 

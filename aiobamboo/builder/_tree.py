@@ -24,8 +24,9 @@ from ._ids import unique_id
 
 __all__ = ["build_tree"]
 
-# Kinds whose ``incoming`` is a list. The original left ExecutableEndEvent out and
-# crashed when one had two incoming edges; every end event takes a list here.
+# Kinds whose ``incoming`` is always a list, as in the original. An
+# ExecutableEndEvent's is a flow id, as there, or a list where several enter
+# (the original kept only the last of them).
 _MULTI_INCOMING = (
     ServiceActivity,
     SubProcess,
@@ -33,7 +34,6 @@ _MULTI_INCOMING = (
     ParallelGateway,
     ConditionGateway,
     EmptyEndEvent,
-    ExecutableEndEvent,
 )
 
 

@@ -11,7 +11,7 @@ a worker thread, so an expensive template cannot stall other pipelines.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -99,6 +99,7 @@ async def hydrate(
             resolved,
             what="context variable",
             aliases=True,
+            sandbox=env.sandbox,
         )
         value = rendered[key]
         if var.type == COMPUTE:
@@ -107,6 +108,10 @@ async def hydrate(
                 raise ComponentError(f"lazy variable type {var.custom_type!r} is not registered")
             lazy = cls(value, run.root_data, name=key, inner_loop=inner_loop)
             value = await env.call(lazy.get_value)
+            if isinstance(value, Mapping) and not isinstance(value, dict):
+                # Read in templates by key or attribute, stored as the dict it
+                # holds; copied like any user code call (its methods are user code).
+                value = await env.call(dict, value)
         resolved[name] = value
     return resolved
 

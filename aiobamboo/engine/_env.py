@@ -17,6 +17,7 @@ import attrs
 
 from .. import states
 from ..component import ComponentLibrary
+from ..template import CONDITION_RULES, DEFAULT_SANDBOX, Sandbox, check_module_names
 from ._clock import Clock, SystemClock
 from ._run import P_SLEEPING, Process, Run, State
 from ._spec import NodeSpec
@@ -48,6 +49,11 @@ def _non_negative_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -
         raise ValueError(
             f"{attribute.name} must be a number of seconds >= 0 or None, got {value!r}"
         )
+
+
+def _condition_rules(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in CONDITION_RULES:
+        raise ValueError(f"{attribute.name} must be one of {CONDITION_RULES}, got {value!r}")
 
 
 def _a_clock(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -94,6 +100,16 @@ class Settings:
     event_retention: float | None = attrs.field(
         default=7 * 24 * 3600.0, validator=_non_negative_or_none
     )
+    #: How gateway conditions are evaluated unless ``run_pipeline`` says:
+    #: "standard" (normal precedence, no truncation) or "bamboo" (the
+    #: original's boolrule: left to right, floats truncated, its string rules).
+    condition_rules: str = attrs.field(default="standard", validator=_condition_rules)
+    #: Modules templates may use inside ``${...}``, among ``datetime``,
+    #: ``json``, ``math`` and ``time`` (the original's
+    #: ``MAKO_SANDBOX_IMPORT_MODULES``; its ``{module: alias}`` form is accepted
+    #: without renaming). Only their side-effect-free members are reachable,
+    #: within the sandbox's limits. None by default.
+    template_modules: tuple[str, ...] = attrs.field(default=(), converter=check_module_names)
     #: Where timers read the time and wait; tests pass
     #: :class:`aiobamboo.testing.ManualClock` to move it by hand.
     clock: Clock = attrs.field(factory=SystemClock, validator=_a_clock)
@@ -106,6 +122,11 @@ class Env:
         self.settings = settings
         self.components = components
         self.clock = settings.clock
+        self.sandbox = (
+            Sandbox(modules=settings.template_modules)
+            if settings.template_modules
+            else DEFAULT_SANDBOX
+        )
         self.limiter = anyio.CapacityLimiter(settings.thread_pool_size)
         #: Component coroutines that ignored their cancellation, kept referenced until they end.
         self.detached: set[asyncio.Task[Any]] = set()

@@ -257,6 +257,8 @@ class Run:
         self.spec = spec
         self.root_id = spec.root_id
         self.root_data = root_data
+        #: How this run's gateway conditions are evaluated (a run_pipeline option).
+        self.condition_rules = "standard"
         self.states: dict[str, State] = {}
         self.exec_data: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.node_inputs: dict[str, dict[str, Any]] = {}  # retry_node(data=...) overrides

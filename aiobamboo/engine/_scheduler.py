@@ -259,6 +259,8 @@ class Scheduler(Operations):
         if spec is None:
             spec = parse_tree(tree, options.get("subprocess_context"))
         run = Run(self.store, spec, options.get("root_pipeline_data") or {})
+        # Runs stored before the option existed evaluate as they always did.
+        run.condition_rules = options.get("condition_rules") or "standard"
         root_ctx = run.contexts.setdefault(spec.root_id, {})
         for key, value in (options.get("root_pipeline_context") or {}).items():
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
@@ -609,6 +611,7 @@ class Scheduler(Operations):
         subprocess_context: dict[str, Any] | None = None,
         cycle_tolerate: bool = False,
         start_node_id: str | None = None,
+        condition_rules: str | None = None,
     ) -> str:
         self.check_alive()
         options = {
@@ -617,6 +620,8 @@ class Scheduler(Operations):
             "subprocess_context": subprocess_context or {},
             "cycle_tolerate": cycle_tolerate,
             "start_node_id": start_node_id,
+            # Stored with the run, so every worker that loads it evaluates alike.
+            "condition_rules": condition_rules or self.settings.condition_rules,
         }
         # Encoded before the tree is validated (which changes it): a value that
         # cannot be stored is refused with the caller's tree untouched.

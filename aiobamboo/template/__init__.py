@@ -37,11 +37,15 @@ What differs, deliberately:
   Python's bitwise or, so such a fragment stays literal (unknown name ``h``).
 - ``ENABLE_RENDER_OBJ_BY_MAKO_STRING`` is not supported: ``${l[0]}`` renders
   to a string.
-- No module is ever importable (``MAKO_SANDBOX_IMPORT_MODULES`` has no
-  counterpart), lambdas are refused, and methods that mutate values
+- No module is importable. A :class:`Sandbox` made with ``modules=`` (the
+  counterpart of ``MAKO_SANDBOX_IMPORT_MODULES``; ``datetime``, ``json``,
+  ``math``, ``time``) exposes fixed tables of their safe members, never the
+  modules. Lambdas are refused, and methods that mutate values
   (``list.append``, ``dict.update``, ...) are refused.
 - Conditions use normal precedence and do not truncate numbers; see
-  :mod:`aiobamboo.template._condition` for every difference.
+  :mod:`aiobamboo.template._condition` for every difference. With
+  ``rules=BAMBOO_RULES`` they are evaluated by the original's boolrule rules
+  (left to right, floats truncated, its coercions), for migrated trees.
 - A value substituted into a condition stays a value: the condition is parsed
   with each fragment as a placeholder bound to its value, never with the
   value's text spliced in, so a value holding quotes or operators cannot add
@@ -61,20 +65,32 @@ What differs, deliberately:
 from __future__ import annotations
 
 from ._budget import RenderBudget, SliceExpired
-from ._condition import escape_value, evaluate_condition
+from ._condition import (
+    BAMBOO_RULES,
+    CONDITION_RULES,
+    STANDARD_RULES,
+    escape_value,
+    evaluate_condition,
+)
 from ._deps import dependency_order
+from ._modules import MODULE_NAMES, check_module_names
 from ._render import references, render, render_mapping
 from ._sandbox import DEFAULT_SANDBOX, SAFE_FUNCTION_NAMES, Sandbox, SandboxLimits
 from ._tokenizer import FRAGMENT_PATTERN, find_fragments
 
 __all__ = [
+    "BAMBOO_RULES",
+    "CONDITION_RULES",
     "DEFAULT_SANDBOX",
     "FRAGMENT_PATTERN",
+    "MODULE_NAMES",
     "SAFE_FUNCTION_NAMES",
+    "STANDARD_RULES",
     "RenderBudget",
     "Sandbox",
     "SandboxLimits",
     "SliceExpired",
+    "check_module_names",
     "dependency_order",
     "escape_value",
     "evaluate_condition",

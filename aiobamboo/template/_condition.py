@@ -66,7 +66,10 @@ left operand's type", without truncation); against a string, a substring test
 ``notissuperset``: a single value on either side is a one-item list, then
 every right item must equal some left item under the rules above.
 
-Differences from the original (boolrule on pyparsing 2):
+Differences from the original (boolrule on pyparsing 2), with the standard
+rules; ``rules=BAMBOO_RULES`` evaluates as boolrule does instead (left to
+right, no ``not`` and no bare ``true``, ``int()`` truncation, its string and
+set coercions), which removes differences 1 to 7; 8 to 10 remain:
 
 1. Precedence: ``not`` binds tightest, then ``and``, then ``or``. The original
    has no precedence: it runs left to right and stops early (true before
@@ -197,45 +200,59 @@ class _EscapedNamespace(Mapping[str, Any]):
         return len(self._namespace)
 
 
+#: Condition rules: normal precedence and no truncation (the default) ...
+STANDARD_RULES = "standard"
+#: ... or the original's boolrule: left to right, its truncation and coercions.
+BAMBOO_RULES = "bamboo"
+CONDITION_RULES = (STANDARD_RULES, BAMBOO_RULES)
+
+
 def evaluate_condition(
     expression: str,
     namespace: Mapping[str, Any],
     *,
     sandbox: Sandbox | None = None,
     budget: RenderBudget | None = None,
+    rules: str = STANDARD_RULES,
 ) -> bool:
     """Evaluate a gateway condition (see the module documentation).
 
     The fragments are evaluated within ``budget`` (a fresh
-    :class:`RenderBudget` if none is given), as a render is.
+    :class:`RenderBudget` if none is given), as a render is. ``rules`` is
+    :data:`STANDARD_RULES` or :data:`BAMBOO_RULES` (see :mod:`._boolrule`).
     """
+    if rules not in CONDITION_RULES:
+        raise ValueError(f"condition rules must be one of {CONDITION_RULES}, got {rules!r}")
     box = sandbox if sandbox is not None else DEFAULT_SANDBOX
     spent = budget if budget is not None else RenderBudget(box.limits)
     spent.begin()
     try:
-        return _evaluate_condition(expression, Renderer(_EscapedNamespace(namespace), box, spent))
+        return _evaluate_condition(
+            expression, Renderer(_EscapedNamespace(namespace), box, spent), rules == BAMBOO_RULES
+        )
     finally:
         spent.end()
 
 
-def _evaluate_condition(expression: str, renderer: Renderer) -> bool:
+def _evaluate_condition(expression: str, renderer: Renderer, bamboo: bool = False) -> bool:
     stripped = expression.strip()
+    evaluate = _evaluate_bamboo if bamboo else _evaluate
     if whole_fragment(stripped):
         # The value is the whole condition: no text of the author's around it
         # for it to change.
         rendered = renderer.string(stripped)
-        if isinstance(rendered, bool):
+        if isinstance(rendered, bool) and not bamboo:
             return rendered
         text = rendered if isinstance(rendered, str) else str(rendered)
         try:
-            tree = parse_condition(text)
+            tree = parse_condition(text, bamboo)
         except (ConditionSyntaxError, ExpressionLimitError) as exc:
             if text == stripped:
                 raise
             raise type(exc)(f"{exc} (condition {expression!r})") from None
         shown = repr(expression) if text == stripped else f"{expression!r} (rendered: {text!r})"
-        return _evaluate(tree, _Bindings(expression, (), {}, label=shown))
-    template = _parse_template(expression)
+        return evaluate(tree, _Bindings(expression, (), {}, label=shown))
+    template = _parse_template(expression, bamboo)
     pieces: dict[str, str] = {}
     if template.fragments:
         try:
@@ -246,7 +263,7 @@ def _evaluate_condition(expression: str, renderer: Renderer) -> bool:
     if template.error is not None:
         raise ConditionSyntaxError(f"{template.error}{bindings.rendered_note()}")
     assert template.tree is not None
-    return _evaluate(template.tree, bindings)
+    return evaluate(template.tree, bindings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,13 +397,14 @@ def _token_pattern(start: str, fill: str) -> re.Pattern[str]:
 
 
 @lru_cache(maxsize=2048)
-def _parse_template(expression: str) -> _Template:
+def _parse_template(expression: str, bamboo: bool = False) -> _Template:
     label = repr(expression)
     occurrences = list(FRAGMENT_PATTERN.finditer(expression))
     fragments = tuple(match[0] for match in occurrences)
+    parser = _BambooParser if bamboo else _Parser
     if not occurrences:
         try:
-            return _Template(parse_condition(expression), None, ())
+            return _Template(parse_condition(expression, bamboo), None, ())
         except ConditionSyntaxError as exc:
             return _Template(None, str(exc), ())
     free = list(islice((c for c in _PLACEHOLDER_CANDIDATES if c not in expression), 2))
@@ -430,7 +448,7 @@ def _parse_template(expression: str) -> _Template:
                 tokens.append(_Token("value", token.text, token.position, _Slot(True, body)))
             else:
                 tokens.append(token)
-        tree = _Parser(tokens, label).parse()
+        tree = parser(tokens, label).parse()
     except ConditionSyntaxError as exc:
         return _Template(None, str(exc), fragments)
     except RecursionError:
@@ -439,14 +457,14 @@ def _parse_template(expression: str) -> _Template:
 
 
 @lru_cache(maxsize=2048)
-def parse_condition(text: str) -> Node:
+def parse_condition(text: str, bamboo: bool = False) -> Node:
     """Parse condition text (already rendered) into a small tree; cached."""
     label = repr(text)
     if text.strip() == "*":
         return ("const", True)
     tokens = list(_tokenize(text, label, _TOKEN))
     try:
-        return _Parser(tokens, label).parse()
+        return (_BambooParser if bamboo else _Parser)(tokens, label).parse()
     except RecursionError:
         raise ExpressionLimitError(f"condition {label} is nested too deeply") from None
 
@@ -730,3 +748,135 @@ def _contains(haystack: Value, needle: Value) -> bool:
             raise TypeError("a tuple cannot be searched for in a string")
         return (needle if isinstance(needle, str) else _text(needle)) in haystack
     return _equal(needle, haystack)
+
+
+# -- the original's rules (boolrule) -------------------------------------------
+
+
+class _BambooParser(_Parser):
+    """boolrule's grammar: comparisons joined by ``and`` / ``or``, no precedence.
+
+    ``expression := condition (("and" | "or") condition)*`` and ``condition :=
+    operand OP operand | "(" expression ")"``. There is no ``not`` and no bare
+    ``true`` / ``false``: every condition is a comparison, as in the original.
+    The tree is ``("seq", [condition, ...], ["and" | "or", ...])``.
+    """
+
+    def parse(self) -> Node:
+        node = self._sequence(0)
+        token = self._peek()
+        if token.kind != "eof":
+            raise self._error(token, "'and', 'or' or the end")
+        return node
+
+    def _sequence(self, depth: int) -> Node:
+        items = [self._condition(depth)]
+        joins: list[str] = []
+        while self._peek().kind in ("and", "or"):
+            joins.append(self._next().kind)
+            items.append(self._condition(depth))
+        return ("seq", items, joins)
+
+    def _condition(self, depth: int) -> Node:
+        token = self._peek()
+        if token.kind == "lparen":
+            start = self._pos
+            items = self._try_tuple()
+            if items is not None and self._peek().kind == "op":
+                return self._comparison(items)
+            self._pos = start
+            if depth + 1 > MAX_CONDITION_DEPTH:
+                raise ExpressionLimitError(
+                    f"condition {self._label} nests parentheses more than "
+                    f"{MAX_CONDITION_DEPTH} deep"
+                )
+            self._next()
+            node = self._sequence(depth + 1)
+            closing = self._next()
+            if closing.kind != "rparen":
+                raise self._error(closing, "')'")
+            return node
+        if token.kind != "value":
+            raise self._error(token, "a value or '('")
+        self._next()
+        if self._peek().kind != "op":
+            raise self._error(self._peek(), "a comparison operator")
+        return self._comparison(token.value)
+
+
+def _evaluate_bamboo(node: Node, bindings: _Bindings) -> bool:
+    """boolrule's evaluation: left to right; true before ``or`` and false before
+    ``and`` end the whole (parenthesised) expression at once."""
+    kind = node[0]
+    if kind == "const":
+        return bool(node[1])
+    if kind == "seq":
+        _, items, joins = node
+        passed = _evaluate_bamboo(items[0], bindings)
+        for join, item in zip(joins, items[1:], strict=True):
+            if join == "or" and passed:
+                return True
+            if join == "and" and not passed:
+                return False
+            passed = _evaluate_bamboo(item, bindings)
+        return passed
+    _, op, left, right = node
+    left, right = bindings.resolve(left), bindings.resolve(right)
+    try:
+        return _compare_bamboo(op, left, right)
+    except TypeError as exc:
+        raise TemplateError(
+            f"cannot evaluate condition {bindings.shown()}: {_show(left)} {op} {_show(right)}: "
+            f"{exc}"
+        ) from exc
+
+
+def _bamboo_coerce(left: Value, right: Value, op: str) -> tuple[Value, Value]:
+    """The original's ``double_equals_trans``: ``int()`` truncates floats, and a
+    failed conversion leaves the rest of the conversions undone."""
+    if op in ("in", "notin"):
+        if isinstance(right, list) and right:
+            extra: list[Value] = []
+            if isinstance(left, int):
+                for item in right:
+                    try:
+                        extra.append(int(item))
+                    except (TypeError, ValueError, OverflowError):
+                        pass
+            elif isinstance(left, str):
+                extra = [str(item) for item in right]
+            right = right + extra
+    elif op in ("issuperset", "notissuperset"):
+        if isinstance(left, str):
+            left = [left]
+        if isinstance(right, str):
+            right = [right]
+    else:
+        try:
+            if isinstance(left, int):
+                right = int(right)
+            elif isinstance(right, int):
+                left = int(left)
+            if isinstance(left, str):
+                right = str(right)
+            elif isinstance(right, str):
+                left = str(left)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return left, right
+
+
+def _compare_bamboo(op: str, left: Value, right: Value) -> bool:
+    left, right = _bamboo_coerce(left, right, op)
+    if op == "==":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if op in _ORDERINGS:
+        return bool(_ORDERINGS[op](left, right))
+    if op == "in":
+        return left in right
+    if op == "notin":
+        return left not in right
+    found = set(left).issuperset(set(right))
+    return found if op == "issuperset" else not found

@@ -177,7 +177,7 @@ class Renderer:
             except (UnsafeExpressionError, ExpressionLimitError):
                 raise
             except TemplateError as exc:
-                logger.warning("template fragment left as it is: %s", exc)
+                _left_literal(exc)
                 continue
             pieces[fragment] = piece
             size += (len(piece) - len(fragment)) * count
@@ -208,7 +208,7 @@ class Renderer:
             except (UnsafeExpressionError, ExpressionLimitError):
                 raise
             except TemplateError as exc:
-                logger.warning("template fragment left as it is: %s", exc)
+                _left_literal(exc)
                 continue
             self.budget.charge(len(piece), fragment)
             pieces[fragment] = piece
@@ -224,6 +224,12 @@ class Renderer:
         self.budget.charge(size, text)  # over what is left of the whole render: raises
 
 
-def fragment_label(text: str) -> str:
+def _left_literal(exc: TemplateError) -> None:
+    # The message starts with the fragment (shortened); a value in the reason
+    # (a long key, a long expression) is cut short too.
+    logger.warning("template fragment left as it is: %s", fragment_label(str(exc), 500))
+
+
+def fragment_label(text: str, limit: int = 200) -> str:
     """``text`` shortened for a message."""
-    return text if len(text) <= 200 else f"{text[:200]}...({len(text)} characters)"
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"

@@ -21,12 +21,18 @@ While it runs:
     names resolve to the namespace first, then to the safe functions ``bool int
     float str list tuple dict set abs round pow sum min max len range slice
     enumerate zip sorted reversed all any`` (wrapped, with limits); attributes
-    are read only from values of allow-listed types (``str``, ``int``,
+    of a mapping (a dict, or a ``Mapping`` a lazy variable returned) read its
+    keys first (``${_system.task_id}`` is ``_system["task_id"]``); other
+    attributes are read only from values of allow-listed types (``str``, ``int``,
     ``float``, ``bool``, ``list``, ``tuple``, ``dict``, ``set``, ``frozenset``,
     ``datetime``/``date``/``time``/``timedelta``, ``Decimal``) and only
     allow-listed, side-effect-free attributes (no ``append``, ``update``,
     ``pop``, ...); a method may only be called, never passed around; only the
     safe functions and such methods can be called at all.
+
+Modules (off unless a :class:`Sandbox` is given ``modules``):
+    ``datetime``, ``json``, ``math`` and ``time`` as fixed tables of their
+    side-effect-free members (:mod:`._modules`), never the modules themselves.
 
 Limits (:class:`SandboxLimits`), each failure an :class:`ExpressionLimitError`:
     expression length, nesting depth, the length of every string, bytes or
@@ -59,7 +65,7 @@ import re
 import threading
 import time
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -69,6 +75,7 @@ from aiobamboo.exceptions import ExpressionLimitError, TemplateError, UnsafeExpr
 
 from ._analysis import Analysis, analyse, attribute_refusal
 from ._budget import RenderBudget, SliceExpired
+from ._modules import SafeNamespace, build_modules, check_module_names
 
 __all__ = ["DEFAULT_SANDBOX", "SAFE_FUNCTION_NAMES", "Sandbox", "SandboxLimits"]
 
@@ -310,6 +317,10 @@ _MAX_MODPOW_BITS = 4_096
 _SUBSCRIPTABLE = (str, bytes, bytearray, list, tuple, dict, range, Mapping, Sequence)
 
 
+#: A key a mapping does not hold.
+_ABSENT = object()
+
+
 def _allowed_attrs(value: Any) -> frozenset[str] | None:
     for klass in type(value).__mro__:
         found = _ALLOWED_ATTRS.get(klass)
@@ -366,7 +377,7 @@ class _SafeFunction:
 class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
     """One evaluation: simpleeval plus the checks of this module."""
 
-    def __init__(self, limits: SandboxLimits) -> None:
+    def __init__(self, limits: SandboxLimits, modules: tuple[str, ...] = ()) -> None:
         super().__init__(operators=self._operators(), functions={}, names={})
         self.ATTR_INDEX_FALLBACK = False
         self._namespace: Mapping[str, Any] = {}
@@ -403,6 +414,7 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
             "any": any,
         }
         self.functions = {name: _SafeFunction(name, fn, self) for name, fn in impls.items()}
+        self.modules: dict[str, SafeNamespace] = build_modules(modules, self)
 
     # -- bookkeeping -----------------------------------------------------
 
@@ -462,6 +474,23 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
             raise _Exceeded(
                 f"{what} would have length {size}, the limit is {self._limits.max_string_length}"
             )
+
+    # -- the checks module members apply (see _modules.Guard) ---------------
+
+    def check_int(self, value: int, what: str) -> None:
+        self._check_bits(value.bit_length(), what)
+
+    def check_decimal(self, value: decimal.Decimal) -> None:
+        self._check_decimal(value)
+
+    def check_length(self, size: int, what: str) -> None:
+        self._check_length(size, what)
+
+    def check_weight(self, *values: Any) -> None:
+        self._check_weight(*values)
+
+    def exceeded(self, reason: str) -> NoReturn:
+        raise _Exceeded(reason)
 
     def _check_bits(self, bits: int, what: str) -> None:
         if bits > self._limits.max_int_bits:
@@ -604,12 +633,17 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         function = self.functions.get(name)
         if function is not None:
             return function
+        module = self.modules.get(name)
+        if module is not None:
+            return module
         raise simpleeval.NameNotDefined(name, self.expr)
 
     def _attribute(self, value: Any, attr: str) -> Any:
         reason = attribute_refusal(attr)
         if reason is not None:
             raise _Refused(reason)
+        if isinstance(value, SafeNamespace):
+            return value.member(attr)
         allowed = _allowed_attrs(value)
         type_name = type(value).__name__
         if allowed is None:
@@ -621,10 +655,30 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         return getattr(value, attr)
 
     def _eval_attribute(self, node: ast.Attribute) -> Any:
-        result = self._attribute(self._eval(node.value), node.attr)
+        owner = self._eval(node.value)
+        if isinstance(owner, Mapping):
+            found = self._mapping_key(owner, node.attr)
+            if found is not _ABSENT:
+                return found
+        result = self._attribute(owner, node.attr)
         if callable(result):
             raise _Refused(f"method '.{node.attr}' can only be called, not used as a value")
         return result
+
+    def _mapping_key(self, owner: Mapping[Any, Any], attr: str) -> Any:
+        """``owner[attr]`` for ``owner.attr``: templates of the bamboo products read
+        context data (``${_system.task_id}``) with attribute syntax. Only keys are
+        read this way, never Python attributes; a dict's own methods are still
+        reached for calls and names its keys do not hold."""
+        reason = attribute_refusal(attr)
+        if reason is not None:
+            raise _Refused(reason)
+        self.tick()
+        if attr in owner:
+            return owner[attr]
+        if _allowed_attrs(owner) is None:
+            raise AttributeError(f"{type(owner).__name__!r} mapping has no key {attr!r}")
+        return _ABSENT
 
     def _eval_subscript(self, node: ast.Subscript) -> Any:
         container = self._eval(node.value)
@@ -646,6 +700,9 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
             method = self._attribute(owner, func.attr)
             args = [self._eval(arg) for arg in node.args]
             kwargs = {str(kw.arg): self._eval(kw.value) for kw in node.keywords}
+            if isinstance(method, SafeNamespace):
+                # A class of an allowed module: calling it constructs a value.
+                method = method.constructor
             if not callable(method):
                 raise TypeError(f"'.{func.attr}' is not callable")
             self._check_weight(*args, *kwargs.values())
@@ -946,20 +1003,31 @@ class Sandbox:
     errors such as ``ZeroDivisionError`` or ``TypeError``.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        modules: Iterable[str] | Mapping[str, str] = (),
+    ) -> None:
         self._limits = limits if limits is not None else SandboxLimits()
+        self._modules = check_module_names(modules)
         self._local = threading.local()
 
     def _evaluator(self) -> _Evaluator:
         evaluator: _Evaluator | None = getattr(self._local, "evaluator", None)
         if evaluator is None or evaluator.busy:
-            evaluator = _Evaluator(self._limits)
+            evaluator = _Evaluator(self._limits, self._modules)
             self._local.evaluator = evaluator
         return evaluator
 
     @property
     def limits(self) -> SandboxLimits:
         return self._limits
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The modules expressions may use (``datetime``, ``json``, ``math``, ``time``)."""
+        return self._modules
 
     def analyse(self, expression: str) -> Analysis:
         """The cached static analysis of ``expression`` (surrounding blanks ignored)."""

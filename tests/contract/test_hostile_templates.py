@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -25,8 +26,25 @@ from aiobamboo.builder import (
     Var,
     build_tree,
 )
+from aiobamboo.engine import Settings
+from aiobamboo.template import MODULE_NAMES
 
 from .helpers import activity, finish, flat_states, outputs, plain, run, splice, start, uid
+
+#: Every case runs on every runtime with the defaults, and with every template
+#: module allowed and the original's condition rules.
+SETTINGS = {
+    "defaults": None,
+    "modules": Settings(template_modules=MODULE_NAMES, condition_rules="bamboo"),
+}
+
+
+@pytest.fixture(params=list(SETTINGS))
+async def runtime(request: pytest.FixtureRequest, runtime_factory: Any) -> AsyncIterator[Any]:
+    settings = SETTINGS[request.param]
+    rt = await runtime_factory(**({} if settings is None else {"settings": settings}))
+    async with rt:
+        yield rt
 
 
 def _line(*nodes: Any, data: Data | None = None) -> dict[str, Any]:
@@ -175,3 +193,33 @@ async def test_an_unquoted_value_with_operators_fails_the_gateway(runtime: Any) 
     assert admin.id not in found
     assert guest.id not in found
     assert "not one value" in (await outputs(runtime, eg.id))["ex_data"]
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("${json.dumps(big * 10)}", "json.dumps() output"),
+        ("${json.dumps([big] * 100)}", "sandbox limit"),
+        ("${math.floor.__self__}", "refused"),
+        ("${json.loads.__globals__}", "refused"),
+        ("${math.isqrt(2**9999 * 2**9999)}", "sandbox limit"),
+    ],
+)
+async def test_a_hostile_template_through_modules_fails_its_node_only(
+    runtime: Any, template: str, reason: str
+) -> None:
+    modules_on = runtime.settings is not None and bool(runtime.settings.template_modules)
+    node = activity("echo", uid("mod"), text=splice(template))
+    tree = _line(node, data=Data(inputs={"${big}": plain("a" * 100_000)}))
+    root_id = await start(runtime, tree)
+    await _other_pipeline_runs(runtime)
+    statically_refused = "__" in template
+    if modules_on or statically_refused:
+        await finish(runtime, root_id, states.FAILED)
+        ex_data = (await outputs(runtime, node.id))["ex_data"]
+        assert reason in ex_data
+        assert template in ex_data
+    else:
+        # Without the modules the names are unknown: the fragment stays literal.
+        await finish(runtime, root_id)
+        assert (await outputs(runtime, node.id))["echo"] == template

@@ -330,10 +330,17 @@ def test_default_condition_out_of_range_is_a_clear_error() -> None:
 
 @pytest.mark.usefixtures("flow_ids")
 def test_executable_end_event_single_incoming() -> None:
+    # A flow id, not a list, as the original builds it.
     s = EmptyStartEvent(id="s")
     s.extend(ServiceActivity("echo", id="a")).extend(ExecutableEndEvent(type="Notify", id="end"))
     tree = build_tree(s, id="p")
-    assert tree["end_event"] == end(["f2"], etype="Notify")
+    assert tree["end_event"] == {
+        "incoming": "f2",
+        "outgoing": "",
+        "type": "Notify",
+        "id": "end",
+        "name": None,
+    }
     validate_and_process_pipeline(tree)
 
 

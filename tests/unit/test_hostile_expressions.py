@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from aiobamboo.exceptions import ExpressionLimitError, TemplateError, UnsafeExpressionError
-from aiobamboo.template import Sandbox, render
+from aiobamboo.template import MODULE_NAMES, Sandbox, render
 
 UNSAFE = "unsafe"
 LIMIT = "limit"
@@ -94,6 +94,12 @@ class Spy:
     def __getitem__(self, key: Any) -> Any:
         self.__dict__["touched"].append(("getitem", key))
         return self
+
+
+@pytest.fixture(params=["no modules", "modules"])
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    """Every case runs with the template modules off (the default) and all on."""
+    return Sandbox(modules=MODULE_NAMES) if request.param == "modules" else Sandbox()
 
 
 @pytest.fixture
@@ -281,7 +287,9 @@ HOSTILE: list[tuple[str, str]] = [
 @pytest.mark.parametrize(
     ("template", "outcome"), HOSTILE, ids=[f"{i:03d}" for i in range(len(HOSTILE))]
 )
-def test_hostile_expression(template: str, outcome: str, namespace: dict[str, Any]) -> None:
+def test_hostile_expression(
+    template: str, outcome: str, namespace: dict[str, Any], sandbox: Sandbox
+) -> None:
     global _recording
     _events.clear()
     error: Exception | None = None
@@ -289,7 +297,7 @@ def test_hostile_expression(template: str, outcome: str, namespace: dict[str, An
     started = time.perf_counter()
     _recording = True
     try:
-        result = render(f"pre {template} post", namespace)
+        result = render(f"pre {template} post", namespace, sandbox=sandbox)
     except (UnsafeExpressionError, ExpressionLimitError) as exc:
         error = exc
     finally:
@@ -334,7 +342,7 @@ DIRECT: list[tuple[str, str]] = [
 
 @pytest.mark.parametrize(("expression", "outcome"), DIRECT)
 def test_hostile_expression_evaluated_directly(
-    expression: str, outcome: str, namespace: dict[str, Any]
+    expression: str, outcome: str, namespace: dict[str, Any], sandbox: Sandbox
 ) -> None:
     global _recording
     expected = UnsafeExpressionError if outcome == UNSAFE else ExpressionLimitError
@@ -343,7 +351,7 @@ def test_hostile_expression_evaluated_directly(
     _recording = True
     try:
         with pytest.raises(expected):
-            Sandbox().evaluate(expression, namespace)
+            sandbox.evaluate(expression, namespace)
     finally:
         _recording = False
     assert time.perf_counter() - started < 1.0
@@ -364,7 +372,7 @@ def test_audit_hook_is_live() -> None:
 
 
 def test_starred_expansion_is_charged_before_the_list_is_built(
-    namespace: dict[str, Any],
+    namespace: dict[str, Any], sandbox: Sandbox
 ) -> None:
     import tracemalloc
 
@@ -372,17 +380,110 @@ def test_starred_expansion_is_charged_before_the_list_is_built(
     tracemalloc.start()
     try:
         with pytest.raises(ExpressionLimitError, match="the list display"):
-            Sandbox().evaluate(expression, namespace)
+            sandbox.evaluate(expression, namespace)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 4_000_000  # the refused list would take 160 MB of pointers alone
 
 
-def test_starred_expansion_within_the_limit_still_works(namespace: dict[str, Any]) -> None:
-    box = Sandbox()
+def test_starred_expansion_within_the_limit_still_works(
+    namespace: dict[str, Any], sandbox: Sandbox
+) -> None:
+    box = sandbox
     assert box.evaluate("[*items, *items, 4]", namespace) == [1, 2, 3, 1, 2, 3, 4]
     assert len(box.evaluate("[" + ", ".join(["*big"] * 9) + "]", namespace)) == 900_000
     assert box.evaluate("[*zip(items, items), *d]", namespace) == [(1, 1), (2, 2), (3, 3), "k"]
     with pytest.raises(TemplateError):
         box.evaluate("[*x]", namespace)  # an int cannot be expanded
+
+
+# Through the template modules: (expression, outcome with them off, with them on).
+# With them off the names are unknown and the fragment stays literal.
+MODULE_HOSTILE: list[tuple[str, str, str]] = [
+    ("${math.factorial(10**6)}", LITERAL, LITERAL),  # not a member
+    ("${math.comb(10**6, 5*10**5)}", LITERAL, LITERAL),
+    ("${math.prod(range(1, 10**5))}", LITERAL, LITERAL),
+    ("${math.lcm(2**9000, 3**5000)}", LITERAL, LITERAL),
+    ("${math.isqrt(2**20000)}", LITERAL, LIMIT),
+    ("${math.trunc(huge_decimal)}", LITERAL, LIMIT),
+    ("${math.floor(huge_decimal)}", LITERAL, LIMIT),
+    ("${math.gcd(huge_int, 3)}", LITERAL, LIMIT),
+    ("${math.__dict__}", UNSAFE, UNSAFE),
+    ("${math.floor.__self__}", UNSAFE, UNSAFE),
+    ("${math.floor}", LITERAL, UNSAFE),  # a function is never a value
+    ("${sorted(items, key=math.floor)}", LITERAL, UNSAFE),
+    ("${str(math).__class__}", UNSAFE, UNSAFE),
+    ("${json.loads.__globals__}", UNSAFE, UNSAFE),
+    ("${json.__loader__}", UNSAFE, UNSAFE),
+    ("${json.codecs.sys}", UNSAFE, UNSAFE),
+    ("${json.decoder}", LITERAL, LITERAL),  # not a member
+    ("${json.JSONDecoder}", LITERAL, LITERAL),
+    ("${json.loads}", LITERAL, UNSAFE),
+    ("${json.dumps(items, default=spy)}", LITERAL, LITERAL),  # no callables passed in
+    ("${json.dumps(items, cls=spy)}", LITERAL, LITERAL),
+    ("${json.loads(s, object_hook=spy)}", LITERAL, LITERAL),
+    ("${json.dumps(big * 10)}", LITERAL, LIMIT),
+    ("${json.dumps([big] * 100)}", LITERAL, LIMIT),
+    ("${json.loads('[' * 100000 + ']' * 100000)}", LITERAL, LIMIT),
+    ("${json.loads(long_json)}", LITERAL, LIMIT),
+    ("${datetime.datetime.strptime('2024', '%Y' * 1000)}", LITERAL, LIMIT),
+    ("${datetime.timedelta(days=10**12)}", LITERAL, LITERAL),
+    ("${datetime.datetime.__init__}", UNSAFE, UNSAFE),
+    ("${datetime.datetime.now}", LITERAL, UNSAFE),
+    ("${datetime.datetime.now().__class__}", UNSAFE, UNSAFE),
+    ("${datetime.sys}", UNSAFE, UNSAFE),
+    ("${datetime.datetime.now().strftime('%Y' * 100000)}", LITERAL, LIMIT),
+    ("${time.sleep(100)}", LITERAL, LITERAL),
+    ("${time.strftime('%Y' * 300000)}", LITERAL, LIMIT),
+    ("${time.localtime().__class__}", UNSAFE, UNSAFE),
+    ("${[math.exp(i) for i in range(10**9)]}", LIMIT, LIMIT),
+    ("${[json.dumps(big) for i in range(100)]}", LITERAL, LIMIT),
+]
+
+
+@pytest.fixture
+def module_namespace(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setattr(logging.getLogger("aiobamboo.template"), "disabled", True)
+    import decimal
+
+    return {
+        "items": [1, 2, 3],
+        "big": "a" * 100_000,
+        "s": '{"k": 1}',
+        "long_json": "[" + "1," * 600_000 + "1]",
+        "huge_decimal": decimal.Decimal("1e999999999"),
+        "huge_int": 1 << 20_000,
+        "spy": Spy(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "off", "on"), MODULE_HOSTILE, ids=[f"m{i:03d}" for i in range(len(MODULE_HOSTILE))]
+)
+def test_hostile_expression_through_modules(
+    template: str, off: str, on: str, sandbox: Sandbox, module_namespace: dict[str, Any]
+) -> None:
+    outcome = on if sandbox.modules else off
+    global _recording
+    _events.clear()
+    error: Exception | None = None
+    result: Any = None
+    started = time.perf_counter()
+    _recording = True
+    try:
+        result = render(f"pre {template} post", module_namespace, sandbox=sandbox)
+    except (UnsafeExpressionError, ExpressionLimitError) as exc:
+        error = exc
+    finally:
+        _recording = False
+    assert time.perf_counter() - started < 1.0
+    assert _events == []
+    assert module_namespace["spy"].__dict__["touched"] == []
+    if outcome == UNSAFE:
+        assert isinstance(error, UnsafeExpressionError), (error, result)
+    elif outcome == LIMIT:
+        assert isinstance(error, ExpressionLimitError), (error, result)
+    else:
+        assert error is None, error
+        assert result == f"pre {template} post"

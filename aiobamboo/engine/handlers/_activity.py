@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +57,9 @@ async def _render_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any
             budget=budget,
         )
         namespace.update(_counters(step))
-        inputs = await render_within(budget, render_values, render, namespace)
+        inputs = await render_within(
+            budget, render_values, render, namespace, sandbox=step.env.sandbox
+        )
     inputs.update({k: v.value for k, v in raw.items() if not v.need_render})
     inputs.update(_counters(step))
     return inputs
@@ -73,16 +76,50 @@ def _make_service(step: Step, cls: type[Service]) -> Service:
     return service
 
 
-async def _hook(step: Step, service: Service, name: str, *args: Any) -> None:
+async def _hook(
+    step: Step,
+    service: Service,
+    name: str,
+    data: DataObject,
+    parent: DataObject,
+    callback_data: Any = None,
+    *,
+    persist: bool = True,
+) -> bool:
+    """Run a hook of a service that asked for hooks; whether it succeeded.
+
+    A hook succeeds when it returns None or something true, as in the
+    original. What a successful hook did to ``data`` is stored at once, as the
+    original stores it, while this attempt still owns the node.
+    """
     if not service.need_run_hook():
-        return
+        return False
     method = getattr(service, name, None)
     if method is None:
-        return
+        return False
+    args: tuple[Any, ...] = (data, parent)
+    if callback_data is not None and _takes_callback_data(method):
+        args = (data, parent, callback_data)
     try:
-        await step.env.call(method, *args)
+        ok = succeeded(await step.env.call(method, *args))
     except Exception:
         logger.exception("hook %s of node %s raised", name, step.node.id)
+        return False
+    if ok and persist and step.owns_state():
+        try:
+            step.run.put_exec_data(step.node.id, dict(data.inputs), dict(data.outputs))
+        except ValueCodecError as exc:
+            logger.warning("hook %s of node %s: data not stored: %s", name, step.node.id, exc)
+    return ok
+
+
+def _takes_callback_data(method: Any) -> bool:
+    """Whether a hook can be given the callback's data as its third argument."""
+    try:
+        inspect.signature(method).bind(None, None, None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _extract_outputs(step: Step, outputs: dict[str, Any]) -> None:
@@ -164,12 +201,21 @@ async def _conclude(
     data: DataObject,
     parent: DataObject,
     success: bool,
-    fail_hook: str,
+    *,
+    scheduled: bool,
+    callback_data: Any = None,
 ) -> Outcome:
-    """Finish, finish with the error ignored, or fail."""
+    """Finish, finish with the error ignored, or fail; with the original's hooks.
+
+    ``node_finish`` follows a finished schedule, and an execute that leaves the
+    node (not one that loops back to it). The fail hook sees ``_result``; what
+    it changes is in the outputs extracted to the context, and in the stored
+    outputs after an execute (after a schedule, only when the hook succeeded).
+    """
     outputs = dict(data.outputs)
     node = step.node
     ignorable = node.error_ignorable or (node.loop is not None and node.loop.fail_skip)
+    fail_hook = "node_schedule_fail" if scheduled else "node_execute_fail"
     if success or ignorable:
         # Outputs go to the context before the node is FINISHED: one that
         # cannot be extracted fails the node, which then never runs again.
@@ -179,16 +225,21 @@ async def _conclude(
             logger.warning("node %s: outputs not extracted: %s", node.id, exc)
             data.outputs.update(_result=False, ex_data=format_exc(exc))
             _save(step, dict(data.inputs), dict(data.outputs))
-            await _hook(step, service, fail_hook, data, parent)
+            await _hook(step, service, fail_hook, data, parent, callback_data)
             return step.fail()
         step.finish(error_ignored=not success)
-        await _hook(step, service, "node_finish", data, parent)
-        if success:
-            return go(_next_node(step))
-        return go(node.first_target if node.error_ignorable else _next_node(step))
-    await _hook(step, service, fail_hook, data, parent)
+        if success or not node.error_ignorable:
+            next_id = _next_node(step)
+        else:
+            next_id = node.first_target
+        if scheduled or next_id != node.id:
+            await _hook(step, service, "node_finish", data, parent, callback_data)
+        return go(next_id)
+    await _hook(step, service, fail_hook, data, parent, callback_data, persist=scheduled)
+    if not scheduled:
+        _save(step, dict(data.inputs), dict(data.outputs))
     try:
-        _extract_outputs(step, outputs)
+        _extract_outputs(step, dict(data.outputs))
     except Exception as exc:
         logger.warning("node %s: outputs not extracted: %s", node.id, exc)
     return step.fail()
@@ -233,6 +284,8 @@ async def execute_activity(step: Step) -> Outcome:
     if success:
         await _hook(step, service, "post_execute", data, parent)
     elif ex_data is not None:
+        # The exception hook sees the traceback, as in the original.
+        data.outputs["ex_data"] = ex_data
         await _hook(step, service, "node_execute_exception", data, parent)
     if not step.is_current():
         return STALE
@@ -253,7 +306,7 @@ async def execute_activity(step: Step) -> Outcome:
         )
         run.put_schedule(sched)
         return await _schedule_loop(step, sched, cls)
-    return await _conclude(step, service, data, parent, success, "node_execute_fail")
+    return await _conclude(step, service, data, parent, success, scheduled=False)
 
 
 async def _call(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
@@ -379,6 +432,7 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
         if success:
             await _hook(step, service, "post_schedule", data, parent, callback_data)
         elif ex_data is not None:
+            data.outputs["ex_data"] = ex_data
             await _hook(step, service, "node_schedule_exception", data, parent, callback_data)
         if not step.is_current():
             _refuse_queued(step, sched, "was failed or revoked")
@@ -398,4 +452,6 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
                 sched,
                 "finished its schedule" if done else "failed",
             )
-            return await _conclude(step, service, data, parent, success, "node_schedule_fail")
+            return await _conclude(
+                step, service, data, parent, success, scheduled=True, callback_data=callback_data
+            )

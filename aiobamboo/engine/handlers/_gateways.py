@@ -47,7 +47,14 @@ async def _choose(step: Step, first_only: bool) -> _Chosen | Outcome:
     chosen: _Chosen = []
     for flow_id, expr, target in node.conditions:
         try:
-            ok = await render_within(budget, template.evaluate_condition, expr, namespace)
+            ok = await render_within(
+                budget,
+                template.evaluate_condition,
+                expr,
+                namespace,
+                rules=step.run.condition_rules,
+                sandbox=step.env.sandbox,
+            )
         except ConditionSyntaxError as exc:
             return step.fail(
                 {

@@ -36,7 +36,9 @@ async def execute_subprocess(step: Step) -> Outcome:
             inner_loop=step.state.inner_loop,
             budget=budget,
         )
-        params = await render_within(budget, render_values, render, namespace)
+        params = await render_within(
+            budget, render_values, render, namespace, sandbox=step.env.sandbox
+        )
         params.update({k: v.value for k, v in raw.items() if not v.need_render})
         for key, value in params.items():
             run.put_context(node.id, key, ContextVar(PLAIN, value))
