@@ -153,7 +153,9 @@ def test_a_pipeline_from_run_to_purge(cli: Cli) -> None:
     # Someone follows it live meanwhile; the watch ends with the pipeline.
     watch = cli.start("status", root, "--watch", "--interval", "0.1")
     assert watch.stdout is not None
-    first = "".join(iter(watch.stdout.readline, "\n"))  # its first drawing, up to a blank line
+    first = ""  # its first drawing, up to a blank line (or the end, if it failed)
+    while (line := watch.stdout.readline()) not in ("\n", ""):
+        first += line
     assert "approve" in first
     cli("callback", nodes["approve"]["id"], "--data", '{"approved": true}', "--import", "flows")
     nodes = _nodes(cli.json("status", root))
