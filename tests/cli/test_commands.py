@@ -239,6 +239,8 @@ def test_bad_input_is_refused_with_a_line_and_an_exit_code(cli: Cli) -> None:
     assert "--finished-before" in cli("purge", "--finished-before", "soon", code=2).stderr
     assert "callback data" in cli("callback", "n1", "--data", "{", code=2).stderr
     cli("--db", "x", code=2)  # options go after the command
+    assert "no database at missing.db" in cli("list", "--db", "missing.db", code=5).stderr
+    assert not (cli.folder / "missing.db").exists()
     (cli.folder / "not-a-db").write_text("this is not a database" * 100)
     assert "not-a-db" in cli("list", "--db", "not-a-db", code=5).stderr
 
