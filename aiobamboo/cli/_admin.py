@@ -94,7 +94,7 @@ async def handle_purge(args: argparse.Namespace) -> int:
 
 
 async def handle_migrate(args: argparse.Namespace) -> int:
-    async with session(args):
+    async with session(args, create=True):
         pass  # opening a runtime applies the migrations it lacks, under a lock
     if args.json:
         print_json({"database": database(args), "migrated": True})

@@ -112,17 +112,37 @@ def import_modules(names: Iterable[str]) -> None:
             raise CliError(f"cannot import {name}: {exc}", EXIT_USAGE) from exc
 
 
+def _missing_file(db: str) -> str | None:
+    """The path of a SQLite database ``db`` names that does not exist, else None."""
+    if scheme_of(db) != "sqlite":
+        return None
+    path = db.removeprefix("sqlite://")
+    if path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return None
+    return path
+
+
 @asynccontextmanager
-async def session(args: argparse.Namespace, *, execute: bool = False) -> AsyncIterator[Engine]:
+async def session(
+    args: argparse.Namespace, *, execute: bool = False, create: bool = False
+) -> AsyncIterator[Engine]:
     """An open runtime on the command's database.
 
     ``execute``: the command may run pipelines here. On a SQLite file that no
     worker holds, the runtime is then a worker (``runtime.worker`` is True)
     and the command carries the pipelines it touches on until they wait;
     otherwise (a worker holds the file, or Postgres without ``--embedded``)
-    it is a client and the workers do the work.
+    it is a client and the workers do the work. A SQLite file that does not
+    exist is created only by commands that may run pipelines, or with ``create``.
     """
     db = database(args)
+    missing = _missing_file(db)
+    if missing is not None and not (execute or create):
+        # A command that only reads or deletes does not make an empty database.
+        raise CliError(
+            f"there is no database at {missing} (name one with --db or ${DB_ENV})",
+            EXIT_DATABASE,
+        )
     library = ComponentLibrary.default
     embedded = execute and (getattr(args, "embedded", False) or scheme_of(db) == "sqlite")
     try:

@@ -153,7 +153,9 @@ def test_a_pipeline_from_run_to_purge(cli: Cli) -> None:
     # Someone follows it live meanwhile; the watch ends with the pipeline.
     watch = cli.start("status", root, "--watch", "--interval", "0.1")
     assert watch.stdout is not None
-    first = "".join(iter(watch.stdout.readline, "\n"))  # its first drawing, up to a blank line
+    first = ""  # its first drawing, up to a blank line (or the end, if it failed)
+    while (line := watch.stdout.readline()) not in ("\n", ""):
+        first += line
     assert "approve" in first
     cli("callback", nodes["approve"]["id"], "--data", '{"approved": true}', "--import", "flows")
     nodes = _nodes(cli.json("status", root))
@@ -237,6 +239,8 @@ def test_bad_input_is_refused_with_a_line_and_an_exit_code(cli: Cli) -> None:
     assert "--finished-before" in cli("purge", "--finished-before", "soon", code=2).stderr
     assert "callback data" in cli("callback", "n1", "--data", "{", code=2).stderr
     cli("--db", "x", code=2)  # options go after the command
+    assert "no database at missing.db" in cli("list", "--db", "missing.db", code=5).stderr
+    assert not (cli.folder / "missing.db").exists()
     (cli.folder / "not-a-db").write_text("this is not a database" * 100)
     assert "not-a-db" in cli("list", "--db", "not-a-db", code=5).stderr
 
