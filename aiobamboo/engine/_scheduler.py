@@ -937,6 +937,7 @@ OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] =
     "skip_conditional_parallel_gateway": Scheduler.skip_conditional_parallel_gateway,
     "forced_fail_activity": Scheduler.forced_fail_activity,
     "callback": Scheduler.callback,
+    "update_context_values": Scheduler.update_context_values,
 }
 
 
