@@ -34,7 +34,7 @@ from .engine._inspect import (
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
 from .host import Engine
-from .runtime import HistoryRow, StateRow
+from .runtime import ExecutionDataRow, HistoryRow, StateRow
 
 __all__ = [
     "ContextValue",
@@ -164,6 +164,15 @@ def _check_id(value: Any, what: str = "node_id") -> str:
     return value
 
 
+async def _known(scheduler: Scheduler, node_id: str) -> str:
+    """The root of the stored pipeline that holds ``node_id`` (a node or a pipeline id).
+
+    An id that no stored pipeline holds is refused the same way by every
+    function: ``NotFoundError("node(<id>) does not exist")``, the original's words.
+    """
+    return await scheduler.root_of(node_id)
+
+
 def _check_optional_id(value: Any, what: str) -> str | None:
     return None if value is None else _check_id(value, what)
 
@@ -271,6 +280,10 @@ async def wait_pipeline(
         scheduler = _scheduler(runtime)
         _check_id(pipeline_id, "pipeline_id")
         seconds = _check_timeout(timeout)
+        if await _known(scheduler, pipeline_id) != pipeline_id:
+            raise InvalidOperationError(
+                f"{pipeline_id} is not a root pipeline; wait_pipeline takes a root pipeline id"
+            )
         try:
             return await scheduler.wait_pipeline(pipeline_id, seconds)
         except TimeoutError:
@@ -492,14 +505,15 @@ def _state_entry(row: StateRow, *, parent_id: str | None = None) -> dict[str, An
 async def get_pipeline_states(
     runtime: Engine, root_id: str, flat_children: bool = True
 ) -> EngineAPIResult[dict[str, Any]]:
-    """The state tree of a root pipeline (``{}`` when it has no state)."""
+    """The state tree of a root pipeline (``{}`` for another node, or a pipeline with no state)."""
 
     async def call() -> dict[str, Any]:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
         _check_bool(flat_children, "flat_children")
-        rows = await store.get_states_by_root(_check_id(root_id, "root_id"))
+        rows = await scheduler.store.get_states_by_root(_check_id(root_id, "root_id"))
         root_row = next((r for r in rows if r.node_id == root_id), None)
         if root_row is None:
+            await _known(scheduler, root_id)
             return {}
         # As the original: the root entry's parent_id is the root id itself.
         root = _state_entry(root_row, parent_id=root_id)
@@ -519,9 +533,11 @@ async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[
     """A node's state with the states directly inside it (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
+        store = scheduler.store
         row = await store.get_state(_check_id(node_id))
         if row is None:
+            await _known(scheduler, node_id)
             return {}
         entry = _state_entry(row, parent_id=row.root_id)
         for child in await store.get_states_by_parent(node_id):
@@ -532,14 +548,31 @@ async def get_children_states(runtime: Engine, node_id: str) -> EngineAPIResult[
     return await _result(call)
 
 
+_NO_EXECUTION_DATA = ExecutionDataRow(node_id="", root_id="", inputs_json="{}", outputs_json="{}")
+
+
+async def _execution_row(runtime: Engine, node_id: Any, required: bool) -> ExecutionDataRow:
+    """The node's execution data; empty (or refused if ``required``) when it has none."""
+    scheduler = _scheduler(runtime)
+    row = await scheduler.store.get_execution_data(_check_id(node_id))
+    if row is not None:
+        return row
+    await _known(scheduler, node_id)
+    if required:
+        raise NotFoundError(f"execution data of node({node_id}) does not exist")
+    return _NO_EXECUTION_DATA
+
+
 async def get_execution_data_inputs(
     runtime: Engine, node_id: str
 ) -> EngineAPIResult[dict[str, Any]]:
     """The node's rendered inputs (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
-        row = await _scheduler(runtime).store.get_execution_data(_check_id(node_id))
-        return codec.loads(row.inputs_json) if row else {}
+        inputs: dict[str, Any] = codec.loads(
+            (await _execution_row(runtime, node_id, False)).inputs_json
+        )
+        return inputs
 
     return await _result(call)
 
@@ -550,8 +583,10 @@ async def get_execution_data_outputs(
     """The node's outputs (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
-        row = await _scheduler(runtime).store.get_execution_data(_check_id(node_id))
-        return codec.loads(row.outputs_json) if row else {}
+        outputs: dict[str, Any] = codec.loads(
+            (await _execution_row(runtime, node_id, False)).outputs_json
+        )
+        return outputs
 
     return await _result(call)
 
@@ -560,9 +595,7 @@ async def get_execution_data(runtime: Engine, node_id: str) -> EngineAPIResult[d
     """``{"inputs", "outputs"}``; refused when the node has no execution data."""
 
     async def call() -> dict[str, Any]:
-        row = await _scheduler(runtime).store.get_execution_data(_check_id(node_id))
-        if row is None:
-            raise NotFoundError(f"execution data of node({node_id}) does not exist")
+        row = await _execution_row(runtime, node_id, True)
         return {"inputs": codec.loads(row.inputs_json), "outputs": codec.loads(row.outputs_json)}
 
     return await _result(call)
@@ -616,11 +649,15 @@ def _history(row: HistoryRow, short: bool) -> dict[str, Any]:
 
 
 async def _histories(runtime: Engine, node_id: Any, loop: Any) -> list[HistoryRow]:
-    store = _scheduler(runtime).store
+    scheduler = _scheduler(runtime)
     _check_id(node_id)
-    if _check_loop(loop) != -1 and not 0 <= loop <= _MAX_STORED_LOOP:
-        return []  # -1 means every loop; no attempt has a loop outside the stored range
-    return await store.get_histories(node_id, loop)
+    rows: list[HistoryRow] = []
+    # -1 means every loop; no attempt has a loop outside the stored range.
+    if _check_loop(loop) == -1 or 0 <= loop <= _MAX_STORED_LOOP:
+        rows = await scheduler.store.get_histories(node_id, loop)
+    if not rows:
+        await _known(scheduler, node_id)
+    return rows
 
 
 async def get_node_histories(
@@ -763,7 +800,7 @@ async def get_node_debug_info(runtime: Engine, node_id: str) -> EngineAPIResult[
 
     async def call() -> dict[str, Any]:
         scheduler = _scheduler(runtime)
-        root_id = await scheduler.root_of(_check_id(node_id))
+        root_id = await _known(scheduler, _check_id(node_id))
         run_row = await scheduler.store.get_run(root_id)
         if run_row is None:
             raise NotFoundError(f"node({node_id}) does not exist")
@@ -797,7 +834,7 @@ async def get_node_debug_info(runtime: Engine, node_id: str) -> EngineAPIResult[
 async def _execution_time(runtime: Engine, node_id: Any, what: str) -> EngineAPIResult[Any]:
     async def call() -> dict[str, Any]:
         scheduler = _scheduler(runtime)
-        await scheduler.root_of(_check_id(node_id, what))
+        await _known(scheduler, _check_id(node_id, what))
         return execution_time(node_id, await scheduler.store.get_state(node_id))
 
     return await _result(call)

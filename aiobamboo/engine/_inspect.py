@@ -101,7 +101,7 @@ async def stored_run(scheduler: Scheduler, root_id: str) -> Run:
     """The run as storage last committed it, rebuilt for reading (never driven)."""
     snap = await scheduler.store.load_run(root_id)
     if snap is None:
-        raise NotFoundError(f"pipeline({root_id}) does not exist")
+        raise NotFoundError(f"node({root_id}) does not exist")
     run = scheduler._build(codec.loads(snap.run.tree_json), codec.loads(snap.run.options_json))
     run.restore(snap)
     return run
@@ -112,7 +112,7 @@ def _pipeline_of(run: Run, pipeline_id: str) -> None:
         return
     node = run.spec.nodes.get(pipeline_id)
     if node is None:
-        raise NotFoundError(f"pipeline({pipeline_id}) does not exist")
+        raise NotFoundError(f"node({pipeline_id}) does not exist")
     raise InvalidOperationError(f"{pipeline_id} is not a pipeline or a sub-process")
 
 
@@ -253,7 +253,7 @@ async def preview_inputs(
     for sub_id in subprocess_stack:
         sub = spec.nodes.get(sub_id)
         if sub is None or sub.pipeline_id != top:
-            raise NotFoundError(f"sub-process {sub_id} is not in pipeline {top}")
+            raise NotFoundError(f"node({sub_id}) does not exist in pipeline {top}")
         if sub.kind != SUBPROCESS:
             raise InvalidOperationError(f"{sub_id} is not a sub-process, actual: {sub.type}")
         params = await _render(scheduler, run, top, sub)
@@ -262,7 +262,7 @@ async def preview_inputs(
         top = sub_id
     node = spec.nodes.get(node_id)
     if node is None or node.pipeline_id != top:
-        raise NotFoundError(f"node({node_id}) is not in pipeline {top}")
+        raise NotFoundError(f"node({node_id}) does not exist in pipeline {top}")
     if node.kind not in (ACTIVITY, SUBPROCESS):
         raise InvalidOperationError(f"can not preview inputs for node type: {node.type}")
     return await _render(scheduler, run, top, node)

@@ -907,7 +907,7 @@ class Scheduler(Operations):
         """The resting state of a run that is not in this process's memory, if it rests."""
         row = await self.store.get_run(root_id)
         if row is None:
-            raise NotFoundError(f"pipeline({root_id}) does not exist")
+            raise NotFoundError(f"node({root_id}) does not exist")
         state = await self.store.get_state(root_id)
         if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
             return state.state, f"pipeline {root_id} is {state.state}"
