@@ -472,3 +472,16 @@ async def test_extras_from_a_client_through_a_worker(runtime_factory: Any) -> No
         other_tree, other_id = _flag_tree()
         preview = await api.preview_node_inputs(client, other_tree, other_id)
         assert preview.data == {"ok": False}, preview.message
+
+
+async def test_context_values_survive_a_restart(runtime_factory: Any) -> None:
+    needs_shared_storage(runtime_factory.kind)
+    tree, node_id = _flag_tree()
+    async with opened(runtime_factory) as first:
+        root = await start(first, tree)
+        await wait_state(first, node_id, states.FAILED)
+        assert (await api.update_context_values(first, root, {"flag": True})).result
+    async with opened(runtime_factory) as second:
+        assert (await api.retry_node(second, node_id)).result
+        await wait_state(second, root, states.FINISHED)
+        assert (await inputs(second, node_id))["ok"] is True
