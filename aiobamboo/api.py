@@ -810,10 +810,6 @@ async def get_node_debug_info(runtime: Engine, node_id: str) -> EngineAPIResult[
             )
         options = codec.loads(run_row.options_json)
         spec = parse_tree(codec.loads(run_row.tree_json), options.get("subprocess_context"))
-        if node_id not in spec.nodes and node_id in spec.pipelines:
-            raise InvalidOperationError(
-                f"{node_id} is a pipeline: get_pipeline_debug_info describes it"
-            )
         described = node_description(spec, node_id)
         err: list[str] = []
         data = await get_data(runtime, node_id)
@@ -824,7 +820,7 @@ async def get_node_debug_info(runtime: Engine, node_id: str) -> EngineAPIResult[
         if row is None:
             err.append(f"node({node_id}) has no state: it has not been reached")
         else:
-            state = _state_entry(row, parent_id=root_id if row.node_id == root_id else None)
+            state = _state_entry(row)
             del state["children"]
         return {"node": described, "data": data.data, "state": state, "err": err}
 
