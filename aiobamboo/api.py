@@ -22,13 +22,26 @@ import attrs
 from . import codec, states, template
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
+from .engine._inspect import (
+    ContextValue,
+    ContextValueType,
+    ProcessInfo,
+    context_value_type,
+    execution_time,
+    node_description,
+    pipeline_debug_info,
+    preview_inputs,
+)
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError, WaitTimeoutError
 from .host import Engine
-from .runtime import HistoryRow, StateRow
+from .runtime import ExecutionDataRow, HistoryRow, StateRow
 
 __all__ = [
+    "ContextValue",
+    "ContextValueType",
     "EngineAPIResult",
+    "ProcessInfo",
     "callback",
     "forced_fail_activity",
     "get_children_states",
@@ -36,12 +49,17 @@ __all__ = [
     "get_execution_data",
     "get_execution_data_inputs",
     "get_execution_data_outputs",
+    "get_node_debug_info",
+    "get_node_execution_time",
     "get_node_histories",
     "get_node_short_histories",
+    "get_pipeline_debug_info",
+    "get_pipeline_execution_time",
     "get_pipeline_states",
     "list_pipelines",
     "pause_node_appoint",
     "pause_pipeline",
+    "preview_node_inputs",
     "purge_pipelines",
     "resume_node_appoint",
     "resume_pipeline",
@@ -53,6 +71,7 @@ __all__ = [
     "skip_exclusive_gateway",
     "skip_node",
     "subscribe",
+    "update_context_values",
     "wait_pipeline",
 ]
 
@@ -159,6 +178,15 @@ def _check_id(value: Any, what: str = "node_id") -> str:
         except UnicodeEncodeError:
             raise InvalidOperationError(f"{what} is not valid Unicode text") from None
     return value
+
+
+async def _known(scheduler: Scheduler, node_id: str) -> str:
+    """The root of the stored pipeline that holds ``node_id`` (a node or a pipeline id).
+
+    An id that no stored pipeline holds is refused the same way by every
+    function: ``NotFoundError("node(<id>) does not exist")``, the original's words.
+    """
+    return await scheduler.root_of(node_id)
 
 
 def _check_optional_id(value: Any, what: str) -> str | None:
@@ -286,6 +314,10 @@ async def wait_pipeline(
         scheduler = _scheduler(runtime)
         _check_id(pipeline_id, "pipeline_id")
         seconds = _check_timeout(timeout)
+        if await _known(scheduler, pipeline_id) != pipeline_id:
+            raise InvalidOperationError(
+                f"{pipeline_id} is not a root pipeline; wait_pipeline takes a root pipeline id"
+            )
         try:
             return await scheduler.wait_pipeline(pipeline_id, seconds)
         except WaitTimeoutError:
@@ -370,11 +402,15 @@ async def resume_node_appoint(runtime: Engine, node_id: str) -> EngineAPIResult[
 
 
 async def retry_node(
-    runtime: Engine, node_id: str, data: dict[str, Any] | None = None
+    runtime: Engine, node_id: str, data: dict[str, Any] | None = None, loop_retry: bool = False
 ) -> EngineAPIResult[None]:
     """Run a FAILED node again.
 
     ``data`` replaces its inputs; keys listed in ``data["_escape_render_keys"]`` stay unrendered.
+    ``loop_retry`` (a loop-enabled activity whose ``loop_config`` has ``retryable``):
+    run the failed iteration again, keeping the loop counters and ``retry``, with the
+    iteration's entry dropped from the loop's output list; a plain retry of a loop
+    node starts the loop again with an empty list.
     """
 
     def check() -> list[Any]:
@@ -387,7 +423,7 @@ async def retry_node(
                     'data["_escape_render_keys"] must be a list of input names, '
                     f"got {_show(escape)}"
                 )
-        return [data]
+        return [data, _check_bool(loop_retry, "loop_retry")]
 
     return await _operate("retry_node", runtime, node_id, "node_id", check)
 
@@ -397,9 +433,19 @@ async def retry_subprocess(runtime: Engine, node_id: str) -> EngineAPIResult[Non
     return await _operate("retry_subprocess", runtime, node_id, "node_id")
 
 
-async def skip_node(runtime: Engine, node_id: str) -> EngineAPIResult[None]:
-    """Mark a FAILED activity (or start event) FINISHED and go on after it."""
-    return await _operate("skip_node", runtime, node_id, "node_id")
+async def skip_node(
+    runtime: Engine, node_id: str, loop_skip: bool = False
+) -> EngineAPIResult[None]:
+    """Mark a FAILED activity (or start event) FINISHED and go on after it.
+
+    ``loop_skip`` (a loop-enabled activity whose ``loop_config`` has ``skippable``):
+    go on with the loop's next iteration while it has iterations left.
+    """
+
+    def check() -> list[Any]:
+        return [_check_bool(loop_skip, "loop_skip")]
+
+    return await _operate("skip_node", runtime, node_id, "node_id", check)
 
 
 async def skip_exclusive_gateway(
@@ -540,7 +586,7 @@ def _check_with_names(value: Any) -> bool:
 async def get_pipeline_states(
     runtime: Engine, root_id: str, flat_children: bool = True, *, with_names: bool = False
 ) -> EngineAPIResult[dict[str, Any]]:
-    """The state tree of a root pipeline (``{}`` when it has no state).
+    """The state tree of a root pipeline (``{}`` for another node, or a pipeline with no state).
 
     ``with_names=True`` adds each entry's ``name`` (as given to the builder,
     ``""`` when none was) and ``type`` (the tree's node type:
@@ -556,6 +602,7 @@ async def get_pipeline_states(
         rows = await store.get_states_by_root(_check_id(root_id, "root_id"))
         root_row = next((r for r in rows if r.node_id == root_id), None)
         if root_row is None:
+            await _known(scheduler, root_id)
             return {}
         # As the original: the root entry's parent_id is the root id itself.
         root = _state_entry(root_row, parent_id=root_id)
@@ -587,6 +634,7 @@ async def get_children_states(
         _check_with_names(with_names)
         row = await store.get_state(_check_id(node_id))
         if row is None:
+            await _known(scheduler, node_id)
             return {}
         entry = _state_entry(row, parent_id=row.root_id)
         for child in await store.get_states_by_parent(node_id):
@@ -600,14 +648,31 @@ async def get_children_states(
     return await _result(call)
 
 
+_NO_EXECUTION_DATA = ExecutionDataRow(node_id="", root_id="", inputs_json="{}", outputs_json="{}")
+
+
+async def _execution_row(runtime: Engine, node_id: Any, required: bool) -> ExecutionDataRow:
+    """The node's execution data; empty (or refused if ``required``) when it has none."""
+    scheduler = _scheduler(runtime)
+    row = await scheduler.store.get_execution_data(_check_id(node_id))
+    if row is not None:
+        return row
+    await _known(scheduler, node_id)
+    if required:
+        raise NotFoundError(f"execution data of node({node_id}) does not exist")
+    return _NO_EXECUTION_DATA
+
+
 async def get_execution_data_inputs(
     runtime: Engine, node_id: str
 ) -> EngineAPIResult[dict[str, Any]]:
     """The node's rendered inputs (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
-        row = await _scheduler(runtime).store.get_execution_data(_check_id(node_id))
-        return codec.loads(row.inputs_json) if row else {}
+        inputs: dict[str, Any] = codec.loads(
+            (await _execution_row(runtime, node_id, False)).inputs_json
+        )
+        return inputs
 
     return await _result(call)
 
@@ -618,8 +683,10 @@ async def get_execution_data_outputs(
     """The node's outputs (``{}`` when it has none)."""
 
     async def call() -> dict[str, Any]:
-        row = await _scheduler(runtime).store.get_execution_data(_check_id(node_id))
-        return codec.loads(row.outputs_json) if row else {}
+        outputs: dict[str, Any] = codec.loads(
+            (await _execution_row(runtime, node_id, False)).outputs_json
+        )
+        return outputs
 
     return await _result(call)
 
@@ -628,9 +695,7 @@ async def get_execution_data(runtime: Engine, node_id: str) -> EngineAPIResult[d
     """``{"inputs", "outputs"}``; refused when the node has no execution data."""
 
     async def call() -> dict[str, Any]:
-        row = await _scheduler(runtime).store.get_execution_data(_check_id(node_id))
-        if row is None:
-            raise NotFoundError(f"execution data of node({node_id}) does not exist")
+        row = await _execution_row(runtime, node_id, True)
         return {"inputs": codec.loads(row.inputs_json), "outputs": codec.loads(row.outputs_json)}
 
     return await _result(call)
@@ -684,11 +749,15 @@ def _history(row: HistoryRow, short: bool) -> dict[str, Any]:
 
 
 async def _histories(runtime: Engine, node_id: Any, loop: Any) -> list[HistoryRow]:
-    store = _scheduler(runtime).store
+    scheduler = _scheduler(runtime)
     _check_id(node_id)
-    if _check_loop(loop) != -1 and not 0 <= loop <= _MAX_STORED_LOOP:
-        return []  # -1 means every loop; no attempt has a loop outside the stored range
-    return await store.get_histories(node_id, loop)
+    rows: list[HistoryRow] = []
+    # -1 means every loop; no attempt has a loop outside the stored range.
+    if _check_loop(loop) == -1 or 0 <= loop <= _MAX_STORED_LOOP:
+        rows = await scheduler.store.get_histories(node_id, loop)
+    if not rows:
+        await _known(scheduler, node_id)
+    return rows
 
 
 async def get_node_histories(
@@ -821,6 +890,100 @@ async def list_pipelines(
     return await _result(call)
 
 
+# -- the original's extras -----------------------------------------------------------
+
+
+def _context_values(values: Any) -> list[dict[str, Any]]:
+    """``context_values`` as plain records that travel to the run's owner as a command."""
+    if isinstance(values, dict):
+        _check_dict(values, "context_values")
+        values = [ContextValue(key, ContextValueType.PLAIN, value) for key, value in values.items()]
+    if not isinstance(values, list | tuple):
+        raise InvalidOperationError(
+            "context_values must be a list of ContextValue or a dict of plain values, "
+            f"got {_show(values)}"
+        )
+    records = []
+    for item in values:
+        if isinstance(item, ContextValue):
+            key, kind, value, code = item.key, item.type, item.value, item.code
+        elif isinstance(item, dict) and {"key", "type", "value"} <= item.keys():
+            key, kind, value, code = item["key"], item["type"], item["value"], item.get("code")
+        else:
+            raise InvalidOperationError(
+                f"each of context_values must be a ContextValue, got {_show(item)}"
+            )
+        _check_id(key, "context value key")
+        kind = context_value_type(kind)
+        if kind == ContextValueType.COMPUTE and not isinstance(code, str):
+            raise InvalidOperationError(f"context value {key}: a COMPUTE value needs its code")
+        if code is not None and not isinstance(code, str):
+            raise InvalidOperationError(f"context value {key}: code must be a string")
+        codec.check(value, key)
+        records.append({"key": key, "type": int(kind), "value": value, "code": code})
+    return records
+
+
+async def update_context_values(
+    runtime: Engine, pipeline_id: str, context_values: Any
+) -> EngineAPIResult[None]:
+    """Overwrite values of a running pipeline's (or sub-process's) context, durably.
+
+    ``context_values``: a list of :class:`ContextValue` (type, value and code
+    replace those of the existing key), or a dict ``{key: value}`` of plain
+    values. Keys are ``"${name}"`` or ``"name"``; an unknown key refuses the
+    whole update. Nodes rendered afterwards read the new values: fix a value,
+    then retry the node or gateway that failed on it.
+    """
+
+    def check() -> list[Any]:
+        return [_context_values(context_values)]
+
+    return await _operate("update_context_values", runtime, pipeline_id, "pipeline_id", check)
+
+
+async def preview_node_inputs(
+    runtime: Engine,
+    pipeline: dict[str, Any],
+    node_id: str,
+    subprocess_stack: list[str] | None = None,
+    root_pipeline_data: dict[str, Any] | None = None,
+    parent_params: dict[str, Any] | None = None,
+) -> EngineAPIResult[dict[str, Any]]:
+    """The inputs an activity (or the params a sub-process) would be rendered with.
+
+    Works on the tree alone (a copy is validated and processed); nothing runs
+    and nothing is stored, but lazy variables are evaluated. ``subprocess_stack``
+    lists the sub-process ids from the root down to the node's pipeline;
+    ``parent_params`` (``{key: {"type": "plain", "value": ...}}``) override the
+    top pipeline's context values; ``root_pipeline_data`` is what lazy
+    variables see as the root pipeline's data.
+    """
+
+    async def call() -> dict[str, Any]:
+        scheduler = _scheduler(runtime)
+        if not isinstance(pipeline, dict):
+            raise InvalidOperationError("pipeline must be a dict (the tree build_tree returns)")
+        _check_id(node_id)
+        stack = [] if subprocess_stack is None else subprocess_stack
+        if not isinstance(stack, list | tuple):
+            raise InvalidOperationError(
+                f"subprocess_stack must be a list of sub-process ids, got {_show(stack)}"
+            )
+        for sub_id in stack:
+            _check_id(sub_id, "each of subprocess_stack")
+        return await preview_inputs(
+            scheduler,
+            pipeline,
+            node_id,
+            list(stack),
+            _check_dict(root_pipeline_data, "root_pipeline_data") or {},
+            _check_dict(parent_params, "parent_params") or {},
+        )
+
+    return await _result(call)
+
+
 async def purge_pipelines(
     runtime: Engine, finished_before: _dt.datetime | float
 ) -> EngineAPIResult[int]:
@@ -847,3 +1010,81 @@ async def purge_pipelines(
             await anyio.lowlevel.checkpoint()  # let commits waiting for the store go first
 
     return await _result(call)
+
+
+async def get_pipeline_debug_info(
+    runtime: Engine, pipeline_id: str
+) -> EngineAPIResult[dict[str, Any]]:
+    """``{"context_values": [ContextValue], "processes": [ProcessInfo]}``, as last stored.
+
+    ``pipeline_id`` is a root pipeline or a sub-process: its own context, and the
+    processes whose pipeline stack holds it.
+    """
+
+    async def call() -> dict[str, Any]:
+        scheduler = _scheduler(runtime)
+        return await pipeline_debug_info(scheduler, _check_id(pipeline_id, "pipeline_id"))
+
+    return await _result(call)
+
+
+async def get_node_debug_info(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+    """``{"node", "data", "state", "err"}``: the node as the engine reads it from the tree,
+    :func:`get_data`'s answer, its state entry (as in a state tree), and why
+    either of those two is ``None``.
+    """
+
+    async def call() -> dict[str, Any]:
+        scheduler = _scheduler(runtime)
+        root_id = await _known(scheduler, _check_id(node_id))
+        run_row = await scheduler.store.get_run(root_id)
+        if run_row is None:
+            raise NotFoundError(f"node({node_id}) does not exist")
+        if node_id == root_id:
+            raise InvalidOperationError(
+                f"{node_id} is a pipeline: get_pipeline_debug_info describes it"
+            )
+        options = codec.loads(run_row.options_json)
+        spec = parse_tree(codec.loads(run_row.tree_json), options.get("subprocess_context"))
+        described = node_description(spec, node_id)
+        err: list[str] = []
+        data = await get_data(runtime, node_id)
+        if not data.result:
+            err.append(data.message)
+        row = await scheduler.store.get_state(node_id)
+        state = None
+        if row is None:
+            err.append(f"node({node_id}) has no state: it has not been reached")
+        else:
+            state = _state_entry(row)
+            del state["children"]
+        return {"node": described, "data": data.data, "state": state, "err": err}
+
+    return await _result(call)
+
+
+async def _execution_time(runtime: Engine, node_id: Any, what: str) -> EngineAPIResult[Any]:
+    async def call() -> dict[str, Any]:
+        scheduler = _scheduler(runtime)
+        await _known(scheduler, _check_id(node_id, what))
+        return execution_time(node_id, await scheduler.store.get_state(node_id))
+
+    return await _result(call)
+
+
+async def get_pipeline_execution_time(
+    runtime: Engine, pipeline_id: str
+) -> EngineAPIResult[dict[str, Any]]:
+    """``{"state", "start_time", "archived_time", "execution_time"}``.
+
+    ``execution_time`` is seconds from the start to the archive time, or to now
+    while it runs; refused for a pipeline or node that has not started. The
+    same as :func:`get_node_execution_time` (any id is accepted by both, as in
+    the original).
+    """
+    return await _execution_time(runtime, pipeline_id, "pipeline_id")
+
+
+async def get_node_execution_time(runtime: Engine, node_id: str) -> EngineAPIResult[dict[str, Any]]:
+    """As :func:`get_pipeline_execution_time`, for a node."""
+    return await _execution_time(runtime, node_id, "node_id")

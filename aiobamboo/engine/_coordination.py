@@ -38,6 +38,7 @@ OperationName = Literal[
     "skip_conditional_parallel_gateway",
     "forced_fail_activity",
     "callback",
+    "update_context_values",
 ]
 
 #: Operations a command may name (everything else is refused, whatever the database says).

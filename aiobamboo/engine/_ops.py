@@ -15,7 +15,18 @@ from typing import Any
 from .. import codec, states
 from ..exceptions import InvalidOperationError, InvalidTransitionError, NotFoundError
 from ._run import P_DEAD, P_RUNNING, P_SLEEPING, P_SUSPENDED, Process, Run, State, new_id
-from ._spec import ACTIVITY, CONDITIONAL_PARALLEL, CONVERGE, EXCLUSIVE, START, SUBPROCESS, NodeSpec
+from ._spec import (
+    ACTIVITY,
+    CONDITIONAL_PARALLEL,
+    CONVERGE,
+    EXCLUSIVE,
+    PLAIN,
+    START,
+    SUBPROCESS,
+    ContextVar,
+    NodeSpec,
+    context_key,
+)
 
 
 def _transit(st: State, to: str) -> None:
@@ -43,6 +54,23 @@ def _failed_asleep(run: Run, node_id: str) -> tuple[State, Process]:
     if proc is None:
         raise InvalidOperationError(f"can not find sleep process with current node id: {node_id}")
     return st, proc
+
+
+def _reset_loop_outputs(run: Run, node: NodeSpec, proc: Process, *, drop_last: bool) -> None:
+    """Retrying a loop node: its list of iteration outputs loses the failed iteration's entry
+    (a loop retry runs that iteration again) or, for a plain retry, starts afresh.
+
+    The original means to drop the last entry but slices the wrong list and always
+    empties it; here the last entry alone goes.
+    """
+    assert node.loop is not None
+    pipeline_id = proc.stack[-1] if proc.stack else run.root_id
+    key = node.loop.outputs_key
+    current = run.contexts.get(pipeline_id, {}).get(key)
+    if current is None:
+        return
+    kept = list(current.value)[:-1] if drop_last and isinstance(current.value, list) else []
+    run.put_context(pipeline_id, key, ContextVar(PLAIN, kept))
 
 
 def _refresh(st: State, to: str) -> None:
@@ -158,10 +186,15 @@ class Operations:
         run.emit_state(st)
         await self._resume_suspended_by(run, node_id)
 
-    async def retry_node(self, node_id: str, data: dict[str, Any] | None = None) -> None:
+    async def retry_node(
+        self, node_id: str, data: dict[str, Any] | None = None, loop_retry: bool = False
+    ) -> None:
         run = await self.active_run(node_id)
         node = _node(run, node_id)
-        if not node.can_retry:
+        if loop_retry:
+            if node.loop is None or not node.loop.retryable or not node.loop.loop_times:
+                raise InvalidOperationError(f"node({node_id}) is not loop retryable")
+        elif not node.can_retry:
             raise InvalidOperationError(
                 f"can not retry node({node_id}) with can_retry({node.can_retry})"
             )
@@ -174,7 +207,9 @@ class Operations:
             inputs = {k: {"need_render": k not in escape, "value": v} for k, v in data.items()}
             codec.check(inputs, "data")
             run.put_node_inputs(node_id, inputs)
-        self._retry(run, st, proc)
+        if node.loop is not None:
+            _reset_loop_outputs(run, node, proc, drop_last=loop_retry)
+        self._retry(run, st, proc, loop_retry=loop_retry)
         await run.checkpoint("operation")
         proc.wake()
 
@@ -190,10 +225,12 @@ class Operations:
         await run.checkpoint("operation")
         proc.wake()
 
-    def _retry(self, run: Run, st: State, proc: Process) -> None:
+    def _retry(self, run: Run, st: State, proc: Process, *, loop_retry: bool = False) -> None:
         run.add_history(st.node_id)
-        _refresh(st, states.READY)
-        st.retry += 1
+        # A loop retry runs the failed iteration again: same loop counters, no retry counted.
+        _refresh(st, states.LOOP_READY if loop_retry else states.READY)
+        if not loop_retry:
+            st.retry += 1
         st.started_time = None
         st.archived_time = None
         run.put_state(st)
@@ -216,16 +253,27 @@ class Operations:
         await run.checkpoint("operation")
         proc.wake()
 
-    async def skip_node(self, node_id: str) -> None:
+    async def skip_node(self, node_id: str, loop_skip: bool = False) -> None:
         run = await self.active_run(node_id)
         node = _node(run, node_id)
-        if not node.can_skip:
+        if loop_skip:
+            if node.loop is None or not node.loop.skippable or not node.loop.loop_times:
+                raise InvalidOperationError(f"node({node_id}) can not loop skip")
+        elif not node.can_skip:
             raise InvalidOperationError("can not skip this node")
         if node.kind not in (ACTIVITY, START):
             raise InvalidOperationError(f"can not use skip_node api for {node.type}")
         st, proc = _failed_asleep(run, node_id)
+        loop = node.loop
+        # A loop skip goes on with the next iteration while the loop has iterations left.
+        again = (
+            loop_skip
+            and loop is not None
+            and loop.loop_times is not None
+            and st.inner_loop < loop.loop_times
+        )
         self._skip(run, st)
-        await self._continue_at(run, proc, node.first_target)
+        await self._continue_at(run, proc, node.id if again else node.first_target)
 
     async def skip_exclusive_gateway(self, node_id: str, flow_id: str) -> None:
         run = await self.active_run(node_id)
@@ -273,6 +321,32 @@ class Operations:
         run.fork(proc, [(node.targets[f], converge_gateway_id) for f in flow_ids])
         await run.checkpoint("operation")
         proc.wake()
+
+    async def update_context_values(
+        self, pipeline_id: str, context_values: list[dict[str, Any]]
+    ) -> None:
+        """Overwrite type, value and code of existing context keys of a pipeline or sub-process.
+
+        ``context_values``: ``{"key", "type", "value", "code"}`` each, ``type`` 1
+        (plain), 2 (splice) or 3 (lazy, ``code`` its registered type). All or
+        nothing: an unknown key refuses the whole update. Nodes rendered from
+        here on (a retried node or gateway included) read the new values.
+        """
+        run = await self.active_run(pipeline_id)
+        if pipeline_id != run.root_id and _node(run, pipeline_id).kind != SUBPROCESS:
+            raise InvalidOperationError(f"{pipeline_id} is not a pipeline or a sub-process")
+        context = run.contexts.get(pipeline_id, {})
+        updates: list[tuple[str, ContextVar]] = []
+        for item in context_values:
+            key = context_key(item["key"])
+            if key not in context:
+                raise NotFoundError(f"context key {key} does not exist in pipeline({pipeline_id})")
+            var = ContextVar(item["type"], item["value"], item.get("code"))
+            codec.check(var.value, key)
+            updates.append((key, var))
+        for key, var in updates:
+            run.put_context(pipeline_id, key, var)
+        await run.checkpoint("operation")
 
     async def forced_fail_activity(
         self, node_id: str, ex_data: str, send_post_set_state_signal: bool = True

@@ -389,12 +389,14 @@ class Run:
         )
 
     def emit_state(self, st: State) -> None:
+        # The root's parent is the root itself, as in state trees (and the original's).
+        parent_id = self.root_id if st.node_id == self.root_id else st.parent_id
         self.emit(
             "state",
             st.node_id,
             str(st.state),
             version=st.version,
-            parent_id=st.parent_id,
+            parent_id=parent_id,
             loop=st.loop,
         )
         if st.state == states.FAILED:

@@ -993,7 +993,7 @@ class Scheduler(Operations):
         """The resting state of a run that is not in this process's memory, if it rests."""
         row = await self.store.get_run(root_id)
         if row is None:
-            raise NotFoundError(f"pipeline({root_id}) does not exist")
+            raise NotFoundError(f"node({root_id}) does not exist")
         state = await self.store.get_state(root_id)
         if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
             return state.state, f"pipeline {root_id} is {state.state}"
@@ -1023,6 +1023,7 @@ OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] =
     "skip_conditional_parallel_gateway": Scheduler.skip_conditional_parallel_gateway,
     "forced_fail_activity": Scheduler.forced_fail_activity,
     "callback": Scheduler.callback,
+    "update_context_values": Scheduler.update_context_values,
 }
 
 

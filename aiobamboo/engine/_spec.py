@@ -290,8 +290,9 @@ def _parse_activity(
             enable=True,
             loop_times=raw_loop.get("loop_times"),
             fail_skip=bool(raw_loop.get("fail_skip", False)),
-            retryable=bool(raw_loop.get("retryable", True)),
-            skippable=bool(raw_loop.get("skippable", True)),
+            # Off unless the tree turns them on, as in the original.
+            retryable=bool(raw_loop.get("retryable", False)),
+            skippable=bool(raw_loop.get("skippable", False)),
             outputs_key=raw_loop.get("outputs_key") or "outputs",
         )
     return NodeSpec(

@@ -218,7 +218,9 @@ async def check_refusals(factory: RuntimeFactory) -> None:
         unknown = await api.pause_pipeline(runtime, _uid("p"))
         assert not unknown.result, "an unknown pipeline was paused"
         assert "does not exist" in unknown.message, unknown.message
-        assert (await api.get_pipeline_states(runtime, _uid("p"))).data == {}
+        unknown_states = await api.get_pipeline_states(runtime, _uid("p"))
+        assert not unknown_states.result, "the states of an unknown pipeline were answered"
+        assert "does not exist" in unknown_states.message, unknown_states.message
         await _wait_for(runtime, tree["id"], states.FINISHED)
 
 

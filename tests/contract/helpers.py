@@ -64,6 +64,16 @@ async def run(
     return root_id
 
 
+async def not_stored(runtime: Any, node_id: str) -> None:
+    """Assert that no stored pipeline holds ``node_id``: every read refuses it as unknown."""
+    from aiobamboo.exceptions import NotFoundError
+
+    res = await api.get_pipeline_states(runtime, node_id)
+    assert not res.result, res.data
+    assert isinstance(res.exc, NotFoundError), res.message
+    assert res.message == f"node({node_id}) does not exist"
+
+
 async def flat_states(runtime: Any, root_id: str) -> dict[str, dict[str, Any]]:
     """``{node_id: entry}`` for the root and every node with a state, at any depth."""
     res = await api.get_pipeline_states(runtime, root_id)

@@ -42,7 +42,7 @@ from aiobamboo.exceptions import AiobambooError
 from .helpers import finish, start, uid, wait_for
 
 #: Every coroutine of the API; subscribe (a context manager) is exercised apart.
-FUNCTIONS = sorted(n for n in api.__all__ if n not in ("EngineAPIResult", "subscribe"))
+FUNCTIONS = sorted(n for n in api.__all__ if inspect.iscoroutinefunction(getattr(api, n)))
 KEYWORDS = sorted(
     (
         {p for n in FUNCTIONS for p in inspect.signature(getattr(api, n)).parameters}

@@ -23,6 +23,7 @@ from .helpers import (
     activity,
     finish,
     flat_states,
+    not_stored,
     open_gate,
     plain,
     run,
@@ -149,12 +150,10 @@ async def test_pipeline_states_nested_when_not_flat(runtime: Any) -> None:
     assert count(top) == len(flat)
 
 
-async def test_pipeline_states_of_an_unknown_root_is_empty(runtime: Any) -> None:
-    res = await api.get_pipeline_states(runtime, uid("nope"))
-    assert res.result, res.message
-    assert res.data == {}
+async def test_pipeline_states_of_an_unknown_root_is_refused(runtime: Any) -> None:
+    await not_stored(runtime, uid("nope"))
     res = await api.get_pipeline_states(runtime, uid("nope"), flat_children=False)
-    assert res.data == {}
+    assert not res.result
 
 
 async def test_unreached_nodes_have_no_state_while_running(runtime: Any) -> None:
@@ -207,7 +206,7 @@ async def test_children_states_one_level_deep(runtime: Any) -> None:
 
     leaf = (await api.get_children_states(runtime, ids["a"])).data[ids["a"]]
     assert leaf["children"] == {}
-    assert (await api.get_children_states(runtime, uid("nope"))).data == {}
+    assert not (await api.get_children_states(runtime, uid("nope"))).result
 
 
 # -- execution data ----------------------------------------------------------------------
@@ -231,7 +230,11 @@ async def test_execution_data_of_nodes_that_never_ran(runtime: Any) -> None:
     assert ran.data["inputs"] == {"text": "A", "_loop": 1, "_inner_loop": 1}
     assert ran.data["outputs"]["echo"] == "A"
 
-    for node_id in (never.id, pg.id, uid("unknown")):
+    unknown = uid("unknown")
+    for getter in (api.get_execution_data_inputs, api.get_execution_data_outputs):
+        refused = await getter(runtime, unknown)
+        assert refused.message == f"node({unknown}) does not exist"
+    for node_id in (never.id, pg.id):
         missing = await api.get_execution_data(runtime, node_id)
         assert missing.result is False, node_id
         assert missing.message
@@ -311,7 +314,7 @@ async def test_run_pipeline_refuses_an_invalid_tree(runtime: Any) -> None:
     assert res.result is False
     assert res.exc is not None
     assert res.message != "success"
-    assert (await api.get_pipeline_states(runtime, tree["id"])).data == {}
+    await not_stored(runtime, tree["id"])
 
     res = await api.run_pipeline(runtime, {"id": "not a tree"})
     assert res.result is False
@@ -354,7 +357,7 @@ async def test_run_pipeline_refuses_bad_arguments(runtime: Any) -> None:
         res = await api.run_pipeline(runtime, tree, **kwargs)
         assert res.result is False, kwargs
         assert fragment in res.message
-        assert (await api.get_pipeline_states(runtime, tree["id"])).data == {}
+        await not_stored(runtime, tree["id"])
 
 
 async def test_run_pipeline_refuses_a_start_node_that_is_not_allowed(runtime: Any) -> None:
@@ -366,7 +369,7 @@ async def test_run_pipeline_refuses_a_start_node_that_is_not_allowed(runtime: An
         tree = build_tree(s)
         res = await api.run_pipeline(runtime, tree, start_node_id=bad_start)
         assert res.result is False, bad_start
-        assert (await api.get_pipeline_states(runtime, tree["id"])).data == {}
+        await not_stored(runtime, tree["id"])
 
 
 async def test_run_pipeline_from_an_allowed_start_node(runtime: Any) -> None:

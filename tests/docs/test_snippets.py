@@ -133,7 +133,11 @@ SETUPS: dict[str, Callable[[], Any]] = {
 }
 
 #: The pages whose Python blocks this test runs: every page that has any.
-PAGES = sorted(p.name for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+#: Pages whose blocks a test of their own runs (in a fresh directory, as the page says).
+OWN_TESTS = {"migrating-from-bamboo.md"}
+PAGES = sorted(
+    p.name for p in DOCS.glob("*.md") if p.name not in OWN_TESTS and BLOCK.search(p.read_text())
+)
 
 
 @pytest.mark.parametrize("page", PAGES)
