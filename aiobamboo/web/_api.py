@@ -349,10 +349,17 @@ async def _signed_callback(web: WebAPI, request: WebRequest) -> WebResponse:
     except InvalidCallbackToken as exc:
         raise HttpError(403, str(exc)) from None
     data = decode_json(request.body)
+    gone = HttpError(
+        410, f"this callback URL is for an attempt of node {target.node_id} that is over"
+    )
+    states = _data(await api.get_children_states(web.runtime, target.node_id))
+    current = states.get(target.node_id)
+    if current is None or current["version"] != target.version:
+        # The node was retried, skipped or looped since the URL was made.
+        raise gone
     res = await api.callback(web.runtime, target.node_id, target.version, data)
     if not res.result and isinstance(res.exc, NotFoundError):
-        # The node was retried or looped since the URL was made: that attempt is over.
-        raise HttpError(410, f"this callback URL is for an attempt that is over: {res.message}")
+        raise gone  # it moved on between the check and the callback
     _data(res, "body")
     return WebResponse(200, {"id": target.node_id, "result": True})
 

@@ -15,8 +15,11 @@ import pytest
 from conftest import RUNTIME_KINDS, _drop_schema, open_runtime
 from contract import components, components_flow
 
+from . import components_web
+
 assert components  # registers the test components
 assert components_flow
+assert components_web
 
 #: Every runtime kind, plus client runtimes (worker=False) whose worker runs beside them.
 WEB_RUNTIME_KINDS = [
