@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._api import ROUTES, Route, WebAPI
-from ._json import dumps, json_default
+from ._json import json_default, json_dumps
 from .signing import CallbackSigner, InvalidCallbackToken
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ __all__ = [
     "WebAPI",
     "create_aiohttp_app",
     "create_asgi_app",
-    "dumps",
     "json_default",
+    "json_dumps",
 ]
 
 

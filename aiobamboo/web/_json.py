@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["dumps", "json_default"]
+__all__ = ["dumps", "json_default", "json_dumps"]
 
 
 def json_default(value: Any) -> Any:
@@ -42,3 +42,8 @@ def _no_nan(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_no_nan(v) for v in value]
     return value
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text with datetimes in ISO 8601: ``web.json_response(data, dumps=json_dumps)``."""
+    return dumps(value).decode("utf-8")
