@@ -63,6 +63,8 @@ class Route:
     #: The status of success.
     success: int = 200
     tag: str = "pipelines"
+    #: Part of the OpenAPI description (the pages are not).
+    in_schema: bool = True
 
 
 def _refusal(res: EngineAPIResult[Any], field: str | None = None) -> HttpError:
@@ -410,9 +412,11 @@ async def _events(web: WebAPI, request: WebRequest) -> EventStream:
 
     async def chunks() -> AsyncIterator[bytes]:
         sent = 0
-        yield b"retry: 2000\n\n"
         try:
             async with subscription as events:
+                # Sent once the cursor is set: a client that reads the states when the
+                # stream opens misses no change after them.
+                yield b"retry: 2000\n\n"
                 while limit is None or sent < limit:
                     event = None
                     with anyio.move_on_after(HEARTBEAT_SECONDS):
@@ -428,6 +432,34 @@ async def _events(web: WebAPI, request: WebRequest) -> EventStream:
             logger.info("event stream ended: %s", exc)
 
     return EventStream(chunks)
+
+
+# -- the live page ---------------------------------------------------------------------------
+
+
+async def _graph(web: WebAPI, request: WebRequest) -> WebResponse:
+    from ._graph import pipeline_graph
+
+    pipeline_id = request.path_params["id"]
+    try:
+        return WebResponse(200, await pipeline_graph(web.runtime, pipeline_id))
+    except NotFoundError as exc:
+        raise HttpError(404, str(exc)) from None
+
+
+HTML_TYPE = "text/html; charset=utf-8"
+
+
+async def _list_page(web: WebAPI, request: WebRequest) -> WebResponse:
+    from ._page import list_page
+
+    return WebResponse(200, list_page(), content_type=HTML_TYPE)
+
+
+async def _pipeline_page(web: WebAPI, request: WebRequest) -> WebResponse:
+    from ._page import pipeline_page
+
+    return WebResponse(200, pipeline_page(), content_type=HTML_TYPE)
 
 
 # -- the description -----------------------------------------------------------------------
@@ -466,6 +498,14 @@ def _routes() -> tuple[Route, ...]:
             "get_pipeline",
             _get_pipeline,
             "The pipeline's state tree, with node names and types",
+            responses={404: "no such pipeline"},
+        ),
+        Route(
+            "GET",
+            "/api/pipelines/{id}/graph",
+            "get_pipeline_graph",
+            _graph,
+            "The pipeline's nodes and flows, sub-processes nested, for drawing",
             responses={404: "no such pipeline"},
         ),
     ]
@@ -542,6 +582,15 @@ def _routes() -> tuple[Route, ...]:
             _openapi,
             "This description",
             tag="meta",
+        ),
+        Route("GET", "/", "list_page", _list_page, "The live list of pipelines", in_schema=False),
+        Route(
+            "GET",
+            "/pipelines/{id}",
+            "pipeline_page",
+            _pipeline_page,
+            "The live drawing of a pipeline",
+            in_schema=False,
         ),
     ]
     return tuple(routes)

@@ -35,6 +35,8 @@ def _error(description: str) -> dict[str, Any]:
 def describe(routes: Sequence[Any]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        if not route.in_schema:
+            continue
         operation: dict[str, Any] = {
             "operationId": route.name,
             "summary": route.summary,

@@ -64,11 +64,14 @@ def _handler(web: WebAPI, route: Route) -> Any:
                 return stream  # the client went away
             await stream.write_eof()
             return stream
+        content_type, _, parameters = answer.content_type.partition(";")
+        charset = parameters.partition("charset=")[2].strip() or None
         return aioweb.Response(
             body=answer.body(),
             status=answer.status,
             headers=dict(answer.headers),
-            content_type=answer.content_type,
+            content_type=content_type.strip(),
+            charset=charset,
         )
 
     return handler
