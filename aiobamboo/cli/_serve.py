@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 
-from ..component import ComponentLibrary
 from ..exceptions import ConfigurationError, StorageError
 from ._common import (
     EXIT_DATABASE,
@@ -57,6 +56,15 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="run no pipelines here: worker processes of the same database run them",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=(
+            "web processes (default: %(default)s); on a SQLite file the first to lock it "
+            "drives the pipelines and another takes over when it dies"
+        ),
+    )
     serve.set_defaults(handler=handle_serve)
 
 
@@ -73,6 +81,33 @@ def _server_class() -> type[Any]:
     return Server
 
 
+def _serve_processes(args: argparse.Namespace, db: str, token: str | None, level: str) -> int:
+    """Several uvicorn worker processes; each builds the application from the environment."""
+    import uvicorn
+
+    os.environ.update(
+        {
+            "AIOBAMBOO_DB": db,
+            "AIOBAMBOO_SCHEMA": args.schema,
+            "AIOBAMBOO_IMPORT": ",".join(args.imports),
+            "AIOBAMBOO_CLIENT": "1" if args.client else "",
+            TOKEN_ENV: token or "",
+        }
+    )
+    # Blocks this process, which only supervises the workers (restarting a dead one).
+    uvicorn.run(
+        "aiobamboo.web.serving:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        lifespan="on",
+        log_level=level,
+        timeout_graceful_shutdown=3,
+    )
+    return EXIT_OK
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -86,12 +121,12 @@ async def handle_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..web import CallbackSigner, create_asgi_app
+        from ..web import CallbackSigner
+        from ..web.serving import create_app
     except ImportError as exc:
         raise CliError(
             f"serve needs the web extra (pip install 'aiobamboo[web]'): {exc}", EXIT_USAGE
         ) from exc
-    from ..host import open_url
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(args.host) and token is None:
@@ -102,20 +137,27 @@ async def handle_serve(args: argparse.Namespace) -> int:
         )
     import_modules(args.imports)
     db = database(args)
+    if args.workers < 1:
+        raise CliError("--workers must be 1 or more", EXIT_USAGE)
+    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    if args.workers > 1:
+        return _serve_processes(args, db, token, log_level)
     try:
-        signer = CallbackSigner.from_env()
-        runtime = open_url(
-            db, worker=not args.client, components=ComponentLibrary.default, schema=args.schema
+        app = create_app(
+            db,
+            schema=args.schema,
+            client=args.client,
+            token=token,
+            callback_signer=CallbackSigner.from_env(),
         )
     except ConfigurationError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    app = create_asgi_app(runtime, token=token, callback_signer=signer, manage_runtime=True)
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         lifespan="on",
-        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
+        log_level=log_level,
         # Event streams stay open: do not wait for their clients for ever at shutdown.
         timeout_graceful_shutdown=3,
     )
