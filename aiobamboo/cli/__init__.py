@@ -33,7 +33,7 @@ LOG_ENV = "AIOBAMBOO_LOG"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _admin, _bench, _inspect, _operate, _run
+    from . import _admin, _bench, _inspect, _operate, _run, _serve
 
     parser = argparse.ArgumentParser(
         prog="aiobamboo",
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _operate.add_parsers(commands)
     _admin.add_parsers(commands)
     _bench.add_parser(commands)
+    _serve.add_parser(commands)
     return parser
 
 
@@ -68,7 +69,7 @@ def _quiet_stdout() -> None:
 
 def _configure_logging(command: str) -> None:
     """Engine logs on stderr from AIOBAMBOO_LOG's level (default: errors only; a worker: info)."""
-    default = "INFO" if command == "worker" else "ERROR"
+    default = "INFO" if command in ("worker", "serve") else "ERROR"
     level = os.environ.get(LOG_ENV, default).upper()
     if level not in logging.getLevelNamesMapping():
         level = default

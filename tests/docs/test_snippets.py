@@ -126,8 +126,46 @@ async def _testing() -> AsyncIterator[dict[str, Any]]:
     yield {"library": ComponentLibrary()}
 
 
+@asynccontextmanager
+async def _web() -> AsyncIterator[dict[str, Any]]:
+    """web.md's blocks are excerpts of the files in examples/ (which a test runs whole):
+    they get the imports and the names those files define before them."""
+    import os
+    from contextlib import asynccontextmanager as acm
+
+    from aiohttp import web
+    from fastapi import FastAPI
+
+    from aiobamboo.component import Service
+    from aiobamboo.web import create_aiohttp_app, create_asgi_app
+    from aiobamboo_sqlite import SQLiteRuntime
+
+    secret = "AIOBAMBOO_CALLBACK_SECRET"
+    had = os.environ.get(secret)
+    os.environ[secret] = "a secret for the docs test"
+    try:
+        yield {
+            "os": os,
+            "asynccontextmanager": acm,
+            "web": web,
+            "FastAPI": FastAPI,
+            "Service": Service,
+            "SQLiteRuntime": SQLiteRuntime,
+            "create_asgi_app": create_asgi_app,
+            "create_aiohttp_app": create_aiohttp_app,
+            "runtime": SQLiteRuntime("flows.db"),
+            "token": "a long random string",
+        }
+    finally:
+        if had is None:
+            del os.environ[secret]
+        else:
+            os.environ[secret] = had
+
+
 SETUPS: dict[str, Callable[[], Any]] = {
     "operating.md": _operating,
+    "web.md": _web,
     "events.md": _events,
     "testing.md": _testing,
 }
