@@ -573,25 +573,28 @@ class _Parser:
         node = self._primary(depth)
         return ("not", node) if negations % 2 else node
 
+    def _parenthesised(self, depth: int, inner: Callable[[int], Node]) -> Node:
+        """At a '(': a tuple compared to something, or ``inner`` between parentheses."""
+        start = self._pos
+        items = self._try_tuple()
+        if items is not None and self._peek().kind == "op":
+            return self._comparison(items)
+        self._pos = start
+        if depth + 1 > MAX_CONDITION_DEPTH:
+            raise ExpressionLimitError(
+                f"condition {self._label} nests parentheses more than {MAX_CONDITION_DEPTH} deep"
+            )
+        self._next()
+        node = inner(depth + 1)
+        closing = self._next()
+        if closing.kind != "rparen":
+            raise self._error(closing, "')'")
+        return node
+
     def _primary(self, depth: int) -> Node:
         token = self._peek()
         if token.kind == "lparen":
-            start = self._pos
-            items = self._try_tuple()
-            if items is not None and self._peek().kind == "op":
-                return self._comparison(items)
-            self._pos = start
-            if depth + 1 > MAX_CONDITION_DEPTH:
-                raise ExpressionLimitError(
-                    f"condition {self._label} nests parentheses more than "
-                    f"{MAX_CONDITION_DEPTH} deep"
-                )
-            self._next()
-            node = self._or(depth + 1)
-            closing = self._next()
-            if closing.kind != "rparen":
-                raise self._error(closing, "')'")
-            return node
+            return self._parenthesised(depth, self._or)
         if token.kind != "value":
             raise self._error(token, "a value, 'not' or '('")
         self._next()
@@ -780,22 +783,7 @@ class _BambooParser(_Parser):
     def _condition(self, depth: int) -> Node:
         token = self._peek()
         if token.kind == "lparen":
-            start = self._pos
-            items = self._try_tuple()
-            if items is not None and self._peek().kind == "op":
-                return self._comparison(items)
-            self._pos = start
-            if depth + 1 > MAX_CONDITION_DEPTH:
-                raise ExpressionLimitError(
-                    f"condition {self._label} nests parentheses more than "
-                    f"{MAX_CONDITION_DEPTH} deep"
-                )
-            self._next()
-            node = self._sequence(depth + 1)
-            closing = self._next()
-            if closing.kind != "rparen":
-                raise self._error(closing, "')'")
-            return node
+            return self._parenthesised(depth, self._sequence)
         if token.kind != "value":
             raise self._error(token, "a value or '('")
         self._next()
