@@ -49,12 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how long a dead worker's pipelines wait before another takes them (Postgres)",
     )
 
+    worker.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="log records at this level and above (default: %(default)s)",
+    )
+    worker.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="one text or JSON line per record, on stderr (default: %(default)s)",
+    )
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo
 
         anyio.run(run_demo, args.db)
         return 0
+    from .observe.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
     for module in args.imports:
         importlib.import_module(module)
     return anyio.run(_worker, args)

@@ -18,6 +18,7 @@ import attrs
 from .. import states
 from ..component import ComponentLibrary
 from ._clock import Clock, SystemClock
+from ._observer import Observer
 from ._run import P_SLEEPING, Process, Run, State
 from ._spec import NodeSpec
 
@@ -94,6 +95,11 @@ class Settings:
     #: Where timers read the time and wait; tests pass
     #: :class:`aiobamboo.testing.ManualClock` to move it by hand.
     clock: Clock = attrs.field(factory=SystemClock, validator=_a_clock)
+    #: Told of the engine's work (metrics, traces): see :mod:`aiobamboo.observe`.
+    #: None, the default, costs nothing.
+    observer: Observer | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Observer))
+    )
 
 
 class Env:
@@ -103,6 +109,7 @@ class Env:
         self.settings = settings
         self.components = components
         self.clock = settings.clock
+        self.observer = settings.observer
         self.limiter = anyio.CapacityLimiter(settings.thread_pool_size)
         #: Component coroutines that ignored their cancellation, kept referenced until they end.
         self.detached: set[asyncio.Task[Any]] = set()
