@@ -430,7 +430,11 @@ async def callback(runtime: Engine, node_id: str, version: str, data: Any) -> En
         codec.check(data, "callback data")
         return [version_id, data]
 
-    return await _operate("callback", runtime, node_id, "node_id", check)
+    res = await _operate("callback", runtime, node_id, "node_id", check)
+    scheduler = runtime.scheduler if isinstance(runtime, Engine) else None
+    if scheduler is not None and scheduler.env.observer is not None:
+        scheduler.env.observer.callback_answered(res.result)
+    return res
 
 
 # -- reads -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, assert_never
+from typing import Any, Final, Literal, assert_never
 
 import anyio
 import attrs
@@ -138,6 +138,8 @@ class Scheduler(Operations):
             self._host = None
             host.result()
         host.add_done_callback(self._host_done)
+        if self.env.observer is not None:
+            self.env.observer.attach(self)
         threshold = self.settings.loop_stall_warning
         if threshold is not None and threshold > 0:
             self._watchdog = Watchdog.start_for(asyncio.get_running_loop(), threshold)
@@ -202,6 +204,11 @@ class Scheduler(Operations):
             pass
         except Exception:
             pass  # the scheduler had stopped on its own, and said so then
+        observer = self.env.observer
+        if observer is not None:
+            for run in self.runs.values():
+                observer.run_left(run, "stopped")
+            observer.detach(self)
         self.runs.clear()
         self._node_roots.clear()
         self._scopes.clear()
@@ -245,10 +252,14 @@ class Scheduler(Operations):
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
         run.on_broken = self._recover
         run.on_idle = self._note_idle
+        run.observer = self.env.observer
         return run
 
-    def _register(self, run: Run) -> None:
+    def _register(self, run: Run, how: Literal["started", "loaded"] = "loaded") -> None:
         self.runs[run.root_id] = run
+        observer = self.env.observer
+        if observer is not None:
+            observer.run_held(run, how)
         for node_id in run.spec.nodes:
             self._node_roots[node_id] = run.root_id
         for pipeline_id in run.spec.pipelines:
@@ -257,20 +268,23 @@ class Scheduler(Operations):
             scope = self._scopes[run.root_id] = anyio.CancelScope()
             self._tg.start_soon(self._supervise, run, scope)
 
-    def drop(self, root_id: str) -> None:
+    def drop(self, root_id: str, how: Literal["parked", "dropped"] = "dropped") -> None:
         """Stop driving a run (its lease was lost): its coroutines are cancelled."""
         run = self.runs.get(root_id)
         if run is not None:
-            self._unregister(run)
+            self._unregister(run, how)
         scope = self._scopes.pop(root_id, None)
         if scope is not None:
             scope.cancel()
 
-    def _unregister(self, run: Run) -> None:
+    def _unregister(self, run: Run, how: Literal["ended", "parked", "dropped"] = "dropped") -> None:
         self._idle.pop(run.root_id, None)
         self._awaiting_commands.discard(run.root_id)
         if self.runs.get(run.root_id) is run:
             del self.runs[run.root_id]
+            observer = self.env.observer
+            if observer is not None:
+                observer.run_left(run, how)
             for node_id in run.spec.nodes:
                 self._node_roots.pop(node_id, None)
             for pipeline_id in run.spec.pipelines:
@@ -384,7 +398,7 @@ class Scheduler(Operations):
         if self._scopes.get(run.root_id) is scope:
             del self._scopes[run.root_id]
         if run.finished or run.revoked:
-            self._unregister(run)
+            self._unregister(run, "ended")
             self._recoveries.pop(run.root_id, None)
 
     def _recover(self, run: Run, exc: BaseException) -> None:
@@ -489,7 +503,7 @@ class Scheduler(Operations):
         park_after = self.settings.park_after or 0.0
         if wake - self.clock.now() <= park_after:
             return False  # a timer fires soon: cheaper to wait for it here
-        self.drop(root_id)
+        self.drop(root_id, "parked")
         run.notify_changed()  # wait_pipeline callers look again, at storage
         self._parking[root_id] = anyio.Event()
         return True
@@ -606,6 +620,12 @@ class Scheduler(Operations):
             if isinstance(claimed, str):
                 self._starting.discard(claimed)
         root_id: str = pipeline["id"]
+        observer = self.env.observer
+        if observer is not None:
+            stored = observer.pipeline_starting(root_id)
+            if stored:
+                options["observe"] = stored
+                options_json = codec.dumps(options, "options")
         row = RunRow(
             root_id=root_id,
             tree_json=tree_json,
@@ -640,8 +660,10 @@ class Scheduler(Operations):
             if self.worker:
                 self._reload_soon(root_id)
             raise
+        if self.env.observer is not None:
+            self.env.observer.pipeline_started(run)
         if self.worker:
-            self._register(run)
+            self._register(run, "started")
         return root_id
 
     # -- lookups ---------------------------------------------------------------
