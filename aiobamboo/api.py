@@ -21,6 +21,7 @@ import attrs
 from . import codec
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
+from .engine._explain import explain as explain_run
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError
 from .host import Engine
@@ -29,6 +30,7 @@ from .runtime import HistoryRow, StateRow
 __all__ = [
     "EngineAPIResult",
     "callback",
+    "explain",
     "forced_fail_activity",
     "get_children_states",
     "get_data",
@@ -438,6 +440,27 @@ async def callback(runtime: Engine, node_id: str, version: str, data: Any) -> En
 
 
 # -- reads -------------------------------------------------------------------------
+
+
+async def explain(runtime: Engine, pipeline_id: str) -> EngineAPIResult[dict[str, Any]]:
+    """Why a pipeline is not moving: what each process waits on and what would unblock it.
+
+    ``data`` is a dict (``docs/observability.md`` describes every key):
+    ``pipeline_id``, ``status``, ``state``, ``moving``, ``held_by`` (here,
+    parked, another worker, nobody), ``waits`` (one entry per waiting
+    process: a callback, a poll, a failed node with its ``ex_data``, a paused
+    node or pipeline, a converge gateway and the branches it waits for, a
+    running node; each with the operations of this module that would unblock
+    it), ``wakes`` and a one-line ``summary``. Read from storage when the run
+    is not in this process's memory: it loads nothing and works on client
+    runtimes. Any node id of the pipeline may be given.
+    """
+
+    async def call() -> dict[str, Any]:
+        scheduler = _scheduler(runtime)
+        return await explain_run(scheduler, _check_id(pipeline_id, "pipeline_id"))
+
+    return await _result(call)
 
 
 def _state_entry(row: StateRow, *, parent_id: str | None = None) -> dict[str, Any]:

@@ -43,6 +43,7 @@ __all__ = [
     "NodeDataRow",
     "ProcessRow",
     "ReadModel",
+    "RunHolder",
     "RunRow",
     "RunSnapshot",
     "Runtime",
@@ -72,6 +73,19 @@ class RunRow:
     options_json: str
     status: str
     created_time: float
+
+
+@attrs.frozen
+class RunHolder:
+    """Who holds a run: ``owner`` (a store's ``owner_id``) until ``lease_until``, or nobody.
+
+    ``parked``: it waits on the outside world in no process's memory. A run
+    held by nobody and not parked waits for a worker to claim it.
+    """
+
+    owner: str | None
+    lease_until: float | None
+    parked: bool = attrs.field(converter=bool)
 
 
 @attrs.frozen
@@ -307,6 +321,10 @@ class NamedQueryReads:
         row = await self._one("node_root", node_id)
         return row[0] if row else None
 
+    async def get_run_holder(self, root_id: str) -> RunHolder | None:
+        row = await self._one("run_holder", root_id)
+        return RunHolder(*row) if row else None
+
     async def get_state(self, node_id: str) -> StateRow | None:
         row = await self._one("get_state", node_id)
         return StateRow(*row) if row else None
@@ -476,6 +494,9 @@ class Coordination(Protocol):
 
     async def wait_for_signal(self, at_most: float) -> None:
         """Return when another process signalled new work, or after ``at_most`` seconds."""
+
+    async def get_run_holder(self, root_id: str) -> RunHolder | None:
+        """Who holds the run now, and whether it is parked; None for an unknown run."""
 
 
 @runtime_checkable
