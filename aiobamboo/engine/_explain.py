@@ -188,8 +188,10 @@ def _converge(run: Run, proc: Process) -> dict[str, Any]:
 
 def _suspended(run: Run, proc: Process) -> dict[str, Any]:
     by = proc.suspended_by or proc.current_node_id
-    if by == proc.current_node_id and run.state_of(by) == states.SUSPENDED and (
-        by not in run.spec.pipelines
+    if (
+        by == proc.current_node_id
+        and run.state_of(by) == states.SUSPENDED
+        and (by not in run.spec.pipelines)
     ):
         wait = _base(run, proc, "node_paused", by)
         wait["detail"] = f"paused before node {by} (pause_node_appoint)"
