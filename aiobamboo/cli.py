@@ -62,6 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["text", "json"],
         help="one text or JSON line per record, on stderr (default: %(default)s)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (needs the metrics extra)",
+    )
+    worker.add_argument(
+        "--metrics-addr",
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="address the metrics server listens on (default: %(default)s)",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -72,6 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .observe.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
+    args.observer = None
+    if args.metrics_port is not None:
+        try:
+            from .observe.metrics import PrometheusObserver, serve_metrics
+        except ImportError as exc:
+            parser.error(f"--metrics-port needs the metrics extra (prometheus_client): {exc}")
+        try:
+            serve_metrics(args.metrics_port, args.metrics_addr)
+        except OSError as exc:
+            parser.error(f"cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {exc}")
+        args.observer = PrometheusObserver()
     for module in args.imports:
         importlib.import_module(module)
     return anyio.run(_worker, args)
@@ -81,7 +105,11 @@ async def _worker(args: Any) -> int:
     from .worker import run_worker
 
     return await run_worker(
-        args.db, schema=args.schema, concurrency=args.concurrency, lease_seconds=args.lease_seconds
+        args.db,
+        schema=args.schema,
+        concurrency=args.concurrency,
+        lease_seconds=args.lease_seconds,
+        observer=args.observer,
     )
 
 
