@@ -292,6 +292,8 @@ class Run:
         self.on_idle: Callable[[Run], None] | None = None
         #: Told of state changes and of the run's end (``Settings.observer``).
         self.observer: Observer | None = None
+        #: What the observer stored with the run when it started (a trace's context).
+        self.observed: dict[str, Any] | None = None
         self._inflight = 0
         self._changed: anyio.Event | None = None
         #: The pending batch's number; ``_durable`` is the last number stored.

@@ -253,6 +253,7 @@ class Scheduler(Operations):
         run.on_broken = self._recover
         run.on_idle = self._note_idle
         run.observer = self.env.observer
+        run.observed = options.get("observe")
         return run
 
     def _register(self, run: Run, how: Literal["started", "loaded"] = "loaded") -> None:
