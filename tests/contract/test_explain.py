@@ -10,10 +10,13 @@ from aiobamboo import api, states
 from aiobamboo.builder import (
     ConditionalParallelGateway,
     ConvergeGateway,
+    Data,
     EmptyEndEvent,
     EmptyStartEvent,
     ExclusiveGateway,
+    Params,
     SubProcess,
+    Var,
     build_tree,
 )
 from aiobamboo.exceptions import NotFoundError
@@ -242,6 +245,25 @@ async def test_a_paused_sub_process(runtime: Any) -> None:
     assert wait["unblock"][0]["args"] == {"pipeline_id": sub.id}
     await apply(runtime, wait["unblock"][0])
     await wait_outcome(runtime, root_id, states.FINISHED)
+
+
+async def test_a_failed_sub_process_offers_retry_subprocess(runtime: Any) -> None:
+    sub_start = EmptyStartEvent()
+    sub_start.extend(act("echo", text=Var(Var.SPLICE, "${p}"))).extend(EmptyEndEvent())
+    sub = SubProcess(
+        start=sub_start,
+        data=Data(inputs={"${p}": Var(Var.PLAIN, "default")}),
+        params=Params({"${p}": Var(Var.SPLICE, "${src}")}),
+    )
+    s = EmptyStartEvent()
+    s.extend(sub).extend(EmptyEndEvent())
+    tree = build_tree(s, data=Data(inputs={"${src}": Var(Var.LAZY, "x", custom_type="broken")}))
+    root_id = await start(runtime, tree)
+    wait = wait_of(await explained(runtime, root_id, "failed", sub.id), "failed", sub.id)
+    assert wait["node_type"] == "SubProcess"
+    assert "context hydrate failed" in wait["ex_data"]
+    assert operations(wait) == ["retry_subprocess"]
+    assert wait["unblock"][0]["args"] == {"node_id": sub.id}
 
 
 async def test_a_running_node_is_moving(runtime: Any) -> None:
