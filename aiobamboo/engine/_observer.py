@@ -81,6 +81,9 @@ class Observer:
     def callback_answered(self, accepted: bool) -> None:
         """``api.callback`` accepted a callback (stored) or refused it."""
 
+    def command_answered(self, op: str, seconds: float, applied: bool) -> None:
+        """An operation sent to the worker holding its run came back, applied or not."""
+
 
 class Observers(Observer):
     """Several observers as one: each is told everything, in the order given."""
@@ -140,6 +143,10 @@ class Observers(Observer):
     def callback_answered(self, accepted: bool) -> None:
         for obs in self.observers:
             obs.callback_answered(accepted)
+
+    def command_answered(self, op: str, seconds: float, applied: bool) -> None:
+        for obs in self.observers:
+            obs.command_answered(op, seconds, applied)
 
 
 @contextmanager

@@ -710,7 +710,16 @@ class Scheduler(Operations):
             return
         if await self._hold(root) is None:
             await self._check_active(root, node_id)
-            await send_command(self, root, op, [node_id, *args])
+            observer = self.env.observer
+            if observer is None:
+                await send_command(self, root, op, [node_id, *args])
+                return
+            started, applied = time.perf_counter(), False
+            try:
+                await send_command(self, root, op, [node_id, *args])
+                applied = True
+            finally:
+                observer.command_answered(op, time.perf_counter() - started, applied)
         else:
             await self.apply_operation(op, [node_id, *args])
 

@@ -130,6 +130,13 @@ class _Families:
             "api.callback calls answered, by outcome (accepted, refused)",
             ("outcome",),
         )
+        self.command_seconds = histogram(
+            "aiobamboo_command_seconds",
+            "Round trip of an operation sent to the worker holding its run (a client's "
+            "callback, retry, ...), by operation and outcome (applied, refused)",
+            DURATION_BUCKETS,
+            ("op", "outcome"),
+        )
         #: The schedulers observed into this registry, for the runs-in-memory gauge.
         self.schedulers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.runs_in_memory.set_function(self._runs_in_memory)
@@ -216,6 +223,10 @@ class PrometheusObserver(Observer):
 
     def callback_answered(self, accepted: bool) -> None:
         self.families.callbacks.labels("accepted" if accepted else "refused").inc()
+
+    def command_answered(self, op: str, seconds: float, applied: bool) -> None:
+        outcome = "applied" if applied else "refused"
+        self.families.command_seconds.labels(op, outcome).observe(seconds)
 
 
 def serve_metrics(

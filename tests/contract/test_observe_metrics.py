@@ -13,7 +13,7 @@ from aiobamboo.storage import GroupCommitter
 
 from .helpers import activity, run, start, waiting_version
 from .ops_helpers import linear, ok, wait_outcome
-from .parking_helpers import opened
+from .parking_helpers import needs_shared_storage, opened
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -87,3 +87,26 @@ async def test_two_runtimes_share_one_registrys_families(runtime_factory: Any) -
     async with opened(runtime_factory, settings=Settings(observer=first)) as runtime:
         await run(runtime, linear(activity("echo", text="x")))
     assert value(registry, "aiobamboo_pipelines_started_total") == 1
+
+
+async def test_operations_a_client_sends_to_the_worker(runtime_factory: Any) -> None:
+    needs_shared_storage(runtime_factory.kind)
+    registry = CollectorRegistry()
+    client_settings = Settings(observer=PrometheusObserver(registry))
+    async with (
+        opened(runtime_factory) as worker,
+        opened(runtime_factory, worker=False, settings=client_settings) as client,
+    ):
+        waiting = activity("callback")
+        root_id = await start(worker, linear(waiting))
+        await waiting_version(worker, waiting.id)
+        ok(await api.pause_pipeline(client, root_id))
+        refused = await api.pause_pipeline(client, root_id)
+        assert not refused.result
+    applied = {"op": "pause_pipeline", "outcome": "applied"}
+    assert value(registry, "aiobamboo_command_seconds_count", **applied) == 1
+    assert value(registry, "aiobamboo_command_seconds_sum", **applied) > 0
+    assert (
+        value(registry, "aiobamboo_command_seconds_count", op="pause_pipeline", outcome="refused")
+        == 1
+    )
