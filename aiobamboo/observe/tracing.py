@@ -44,6 +44,8 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 #: Where the trace context is kept in what the observer stores with a run.
 _KEY = "traceparent"
 _ENDED = (FINISHED, FAILED, REVOKED)
+#: Pipeline spans of run_pipeline calls under way, at most.
+_STARTING_AT_MOST = 10_000
 
 
 class _RunTrace:
@@ -78,6 +80,9 @@ class TracingObserver(Observer):
         previous = self._starting.pop(root_id, None)
         if previous is not None:  # a start that failed before it was stored
             previous.end()
+        if len(self._starting) >= _STARTING_AT_MOST:
+            # Starts that failed are never told: end the oldest rather than keep them.
+            self._starting.pop(next(iter(self._starting))).end()
         self._starting[root_id] = span
         return {_KEY: carrier.get(_KEY)} if carrier.get(_KEY) else None
 
