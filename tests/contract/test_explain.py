@@ -330,3 +330,32 @@ async def test_a_run_nobody_holds_waits_for_a_worker(runtime_factory: Any) -> No
         assert data["held_by"]["where"] == "nobody"
         assert "waits for a worker" in data["summary"]
         assert data["state"] == states.RUNNING
+
+
+async def test_a_multi_callback_wait_counts_the_callbacks_taken(runtime: Any) -> None:
+    node = act("multi_callback", count=3)
+    root_id = await start(runtime, linear(node))
+    wait = wait_of(await explained(runtime, root_id, "callback", node.id), "callback", node.id)
+    assert "its next callback" in wait["detail"]
+    ok(await api.callback(runtime, node.id, wait["version"], 1))
+    data = await explained(runtime, root_id, "callback", node.id, callbacks_taken=1)
+    assert operations(wait_of(data, "callback", node.id)) == ["callback", "forced_fail_activity"]
+    ok(await api.revoke_pipeline(runtime, root_id))
+
+
+async def test_a_run_whose_worker_died_is_taken_over_after_its_lease() -> None:
+    from aiobamboo.testing import MemoryRuntime
+
+    node = act("callback")
+    async with MemoryRuntime() as worker:
+        root_id = await start(worker, linear(node))
+        await explained(worker, root_id, "callback", node.id)
+        storage = worker.storage
+        async with MemoryRuntime(storage, worker=False) as client:
+            # As the worker's lease would be, had its process died a while ago.
+            lease = storage.leases[root_id]
+            lease.owner, lease.until = "w-dead", 1.0
+            data = ok(await api.explain(client, root_id))
+            assert data["held_by"]["where"] == "expired"
+            assert data["held_by"]["owner"] == "w-dead"
+            assert "lease ran out" in data["summary"]
