@@ -22,6 +22,7 @@ import attrs
 from . import codec, states, template
 from .engine import RunEvent, Scheduler
 from .engine._coordination import OperationName
+from .engine._explain import explain as explain_run
 from .engine._inspect import (
     ContextValue,
     ContextValueType,
@@ -43,6 +44,7 @@ __all__ = [
     "EngineAPIResult",
     "ProcessInfo",
     "callback",
+    "explain",
     "forced_fail_activity",
     "get_children_states",
     "get_data",
@@ -522,7 +524,11 @@ async def callback(
             version_id = _check_id(version, "version")
         await scheduler.operate("callback", node_id, version_id, data)
 
-    return await _result(call)
+    res = await _result(call)
+    scheduler = runtime.scheduler if isinstance(runtime, Engine) else None
+    if scheduler is not None and scheduler.env.observer is not None:
+        scheduler.env.observer.callback_answered(res.result)
+    return res
 
 
 async def _current_attempt(scheduler: Scheduler, node_id: str) -> str:
@@ -538,6 +544,27 @@ async def _current_attempt(scheduler: Scheduler, node_id: str) -> str:
 
 
 # -- reads -------------------------------------------------------------------------
+
+
+async def explain(runtime: Engine, pipeline_id: str) -> EngineAPIResult[dict[str, Any]]:
+    """Why a pipeline is not moving: what each process waits on and what would unblock it.
+
+    ``data`` is a dict (``docs/observability.md`` describes every key):
+    ``pipeline_id``, ``status``, ``state``, ``moving``, ``held_by`` (here,
+    parked, another worker, nobody), ``waits`` (one entry per waiting
+    process: a callback, a poll, a failed node with its ``ex_data``, a paused
+    node or pipeline, a converge gateway and the branches it waits for, a
+    running node; each with the operations of this module that would unblock
+    it), ``wakes`` and a one-line ``summary``. Read from storage when the run
+    is not in this process's memory: it loads nothing and works on client
+    runtimes. Any node id of the pipeline may be given.
+    """
+
+    async def call() -> dict[str, Any]:
+        scheduler = _scheduler(runtime)
+        return await explain_run(scheduler, _check_id(pipeline_id, "pipeline_id"))
+
+    return await _result(call)
 
 
 def _state_entry(row: StateRow, *, parent_id: str | None = None) -> dict[str, Any]:

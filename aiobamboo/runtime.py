@@ -45,6 +45,7 @@ __all__ = [
     "ProcessRow",
     "ReadModel",
     "Retention",
+    "RunHolder",
     "RunRow",
     "RunSnapshot",
     "RunSummary",
@@ -92,6 +93,19 @@ class RunSummary:
     created_time: float
     started_time: float | None
     archived_time: float | None
+
+
+@attrs.frozen
+class RunHolder:
+    """Who holds a run: ``owner`` (a store's ``owner_id``) until ``lease_until``, or nobody.
+
+    ``parked``: it waits on the outside world in no process's memory. A run
+    held by nobody and not parked waits for a worker to claim it.
+    """
+
+    owner: str | None
+    lease_until: float | None
+    parked: bool = attrs.field(converter=bool)
 
 
 @attrs.frozen
@@ -327,6 +341,10 @@ class NamedQueryReads:
         row = await self._one("node_root", node_id)
         return row[0] if row else None
 
+    async def get_run_holder(self, root_id: str) -> RunHolder | None:
+        row = await self._one("run_holder", root_id)
+        return RunHolder(*row) if row else None
+
     async def get_state(self, node_id: str) -> StateRow | None:
         row = await self._one("get_state", node_id)
         return StateRow(*row) if row else None
@@ -496,6 +514,9 @@ class Coordination(Protocol):
 
     async def wait_for_signal(self, at_most: float) -> None:
         """Return when another process signalled new work, or after ``at_most`` seconds."""
+
+    async def get_run_holder(self, root_id: str) -> RunHolder | None:
+        """Who holds the run now, and whether it is parked; None for an unknown run."""
 
 
 @runtime_checkable

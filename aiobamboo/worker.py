@@ -8,13 +8,19 @@ import signal
 import anyio
 
 from .engine import Settings
+from .engine._observer import Observer
 from .host import Engine, open_url
 
 logger = logging.getLogger("aiobamboo.worker")
 
 
 def open_runtime(
-    db: str, *, schema: str = "aiobamboo", concurrency: int = 10_000, lease_seconds: float = 15.0
+    db: str,
+    *,
+    schema: str = "aiobamboo",
+    concurrency: int = 10_000,
+    lease_seconds: float = 15.0,
+    observer: Observer | None = None,
 ) -> Engine:
     """A worker runtime for ``db``: a ``postgresql://`` DSN, or a SQLite path.
 
@@ -24,14 +30,19 @@ def open_runtime(
     return open_url(
         db,
         worker=True,
-        settings=Settings(concurrency=concurrency),
+        settings=Settings(concurrency=concurrency, observer=observer),
         schema=schema,
         lease_seconds=lease_seconds,
     )
 
 
 async def run_worker(
-    db: str, *, schema: str = "aiobamboo", concurrency: int = 10_000, lease_seconds: float = 15.0
+    db: str,
+    *,
+    schema: str = "aiobamboo",
+    concurrency: int = 10_000,
+    lease_seconds: float = 15.0,
+    observer: Observer | None = None,
 ) -> int:
     """Run until SIGTERM or SIGINT, then hand the held runs back; the exit status.
 
@@ -39,7 +50,13 @@ async def run_worker(
     pipelines must not look alive, so that its supervisor restarts it.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    runtime = open_runtime(db, schema=schema, concurrency=concurrency, lease_seconds=lease_seconds)
+    runtime = open_runtime(
+        db,
+        schema=schema,
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        observer=observer,
+    )
     failure: BaseException | None = None
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with runtime:

@@ -7,6 +7,7 @@
     python -m benchmarks.run --compare benchmarks/results/base.json
     python -m benchmarks.run S7 --runs 1 --runtime sqlite postgres
     python -m benchmarks.run S7 --runs 1 --count 2000           # a quick check
+    python -m benchmarks.run S1 S2 --observe tracing            # under an observer
 
 Each run is a fresh child process with a fresh database, so peak RSS is that
 scenario's own. Times are medians; compare ratios within one run of this
@@ -44,6 +45,8 @@ S7_CALLBACKS_PER_S = {"sqlite": 2_000, "postgres": 3_000}
 S7_RSS_MB = 150
 S7_RSS_GROWTH = 1.3
 EXTRA_KEYS = ("callbacks_per_s", "callback_p50_ms", "callback_p99_ms", "start_to_all_waiting_s")
+#: Carries --observe to the child processes.
+OBSERVE_ENV = "AIOBAMBOO_BENCH_OBSERVE"
 PG_DSN = os.environ.get("AIOBAMBOO_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
 #: The S7 worker's --concurrency: runs it holds in memory at once.
@@ -70,7 +73,7 @@ async def _child(scenario: str, runtime_kind: str, count: int | None, concurrenc
     driver = SCENARIOS[scenario]
     if count is not None:
         driver = functools.partial(driver, count=count)
-    settings = Settings(rerun_limit=10_000)
+    settings = Settings(rerun_limit=10_000, observer=_observer())
     if runtime_kind == "sqlite":
         from aiobamboo_sqlite import SQLiteRuntime
 
@@ -88,6 +91,32 @@ async def _child(scenario: str, runtime_kind: str, count: int | None, concurrenc
             return await driver(pg_runtime)
     finally:
         await _drop_schema(schema)
+
+
+def _observer() -> Any:
+    """What ``--observe`` asks the scenarios to run under; None: nothing observes.
+
+    ``tracing`` exports every span to an in-memory exporter, so the figure is
+    the engine's own cost of tracing, not an exporter's.
+    """
+    kind = os.environ.get(OBSERVE_ENV)
+    if kind == "tracing":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from aiobamboo.observe.tracing import TracingObserver
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        return TracingObserver(provider)
+    if kind == "metrics":
+        from prometheus_client import CollectorRegistry
+
+        from aiobamboo.observe.metrics import PrometheusObserver
+
+        return PrometheusObserver(CollectorRegistry())
+    return None
 
 
 async def _s7_child(runtime_kind: str, count: int | None, concurrency: int) -> dict[str, Any]:
@@ -275,8 +304,15 @@ def main() -> None:
         default=S7_WORKER_CONCURRENCY,
         help="--concurrency of the S7 Postgres worker (default: %(default)s)",
     )
+    parser.add_argument(
+        "--observe",
+        choices=["tracing", "metrics"],
+        help="run S1-S6 under an observer: tracing to an in-memory exporter, or metrics",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.observe:
+        os.environ[OBSERVE_ENV] = args.observe
     if args.child:
         result = anyio.run(_child, args.child, args.runtime[0], args.count, args.worker_concurrency)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

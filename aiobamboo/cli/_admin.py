@@ -19,6 +19,7 @@ from ._common import (
     session,
     unwrap,
 )
+from ._observing import add_observing_options, configure_observing
 
 
 def add_parsers(commands: Any) -> None:
@@ -66,6 +67,7 @@ def add_parsers(commands: Any) -> None:
         default=15.0,
         help="how long a dead worker's pipelines wait before another takes them (Postgres)",
     )
+    add_observing_options(worker)
     worker.set_defaults(handler=handle_worker)
 
     demo = commands.add_parser(
@@ -106,12 +108,14 @@ async def handle_migrate(args: argparse.Namespace) -> int:
 async def handle_worker(args: argparse.Namespace) -> int:
     from ..worker import run_worker
 
+    observer = configure_observing(args)
     import_modules(args.imports)
     return await run_worker(
         database(args),
         schema=args.schema,
         concurrency=args.concurrency,
         lease_seconds=args.lease_seconds,
+        observer=observer,
     )
 
 

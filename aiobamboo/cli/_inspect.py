@@ -71,6 +71,18 @@ def add_parsers(commands: Any) -> None:
     add_database_options(history)
     history.set_defaults(handler=handle_history)
 
+    explain = commands.add_parser(
+        "explain",
+        help="why a pipeline is not moving, and what would unblock it",
+        description=(
+            "What each process of a pipeline waits on (a callback, a poll, a failed node, "
+            "a pause, a converge gateway) and the operations that would unblock it."
+        ),
+    )
+    explain.add_argument("pipeline_id", metavar="ID", help="the pipeline, or any node of it")
+    add_database_options(explain)
+    explain.set_defaults(handler=handle_explain)
+
 
 async def _tree(runtime: Engine, pipeline_id: str) -> dict[str, Any]:
     """The state tree; ``{}`` for a pipeline stored but not started by a worker yet."""
@@ -182,4 +194,21 @@ async def handle_history(args: argparse.Namespace) -> int:
     if args.full:
         for e in entries:
             print(f"\n{e['version']}: inputs {e['inputs']!r}\n  outputs {e['outputs']!r}")
+    return EXIT_OK
+
+
+async def handle_explain(args: argparse.Namespace) -> int:
+    async with session(args) as runtime:
+        found = unwrap(await api.explain(runtime, args.pipeline_id)) or {}
+    if args.json:
+        print_json(found)
+        return EXIT_OK
+    print(found.get("summary", ""))
+    for wait in found.get("waits", []):
+        since = f" since {local_time(wait['since'], date=True)}" if wait.get("since") else ""
+        print(f"\n- {wait['kind'].replace('_', ' ')} at {wait['node_id']}{since}")
+        if wait.get("detail"):
+            print(f"  {wait['detail']}")
+        for way in wait.get("unblock", []):
+            print(f"  unblock: {way['call']}")
     return EXIT_OK

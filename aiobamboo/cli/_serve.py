@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from ..engine import Settings
 from ..exceptions import ConfigurationError, StorageError
 from ._common import (
     EXIT_DATABASE,
@@ -24,6 +25,7 @@ from ._common import (
     database,
     import_modules,
 )
+from ._observing import add_observing_options, configure_observing
 
 #: The environment variable with the API token when ``--token`` is not given.
 TOKEN_ENV = "AIOBAMBOO_TOKEN"
@@ -65,6 +67,7 @@ def add_parser(commands: Any) -> None:
             "drives the pipelines and another takes over when it dies"
         ),
     )
+    add_observing_options(serve)
     serve.set_defaults(handler=handle_serve)
 
 
@@ -135,10 +138,15 @@ async def handle_serve(args: argparse.Namespace) -> int:
             "(or serve on 127.0.0.1)",
             EXIT_USAGE,
         )
-    import_modules(args.imports)
     db = database(args)
     if args.workers < 1:
         raise CliError("--workers must be 1 or more", EXIT_USAGE)
+    if args.workers > 1 and args.metrics_port is not None:
+        raise CliError(
+            "--metrics-port serves the metrics of one process: not with --workers", EXIT_USAGE
+        )
+    observer = configure_observing(args)
+    import_modules(args.imports)
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     if args.workers > 1:
         return _serve_processes(args, db, token, log_level)
@@ -149,6 +157,7 @@ async def handle_serve(args: argparse.Namespace) -> int:
             client=args.client,
             token=token,
             callback_signer=CallbackSigner.from_env(),
+            settings=Settings(observer=observer),
         )
     except ConfigurationError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc

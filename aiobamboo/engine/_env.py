@@ -19,6 +19,7 @@ from .. import states
 from ..component import ComponentLibrary
 from ..template import CONDITION_RULES, DEFAULT_SANDBOX, Sandbox, check_module_names
 from ._clock import Clock, SystemClock
+from ._observer import Observer
 from ._run import P_SLEEPING, Process, Run, State
 from ._spec import NodeSpec
 
@@ -113,6 +114,11 @@ class Settings:
     #: Where timers read the time and wait; tests pass
     #: :class:`aiobamboo.testing.ManualClock` to move it by hand.
     clock: Clock = attrs.field(factory=SystemClock, validator=_a_clock)
+    #: Told of the engine's work (metrics, traces): see :mod:`aiobamboo.observe`.
+    #: None, the default, costs nothing.
+    observer: Observer | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Observer))
+    )
 
 
 class Env:
@@ -127,6 +133,7 @@ class Env:
             if settings.template_modules
             else DEFAULT_SANDBOX
         )
+        self.observer = settings.observer
         self.limiter = anyio.CapacityLimiter(settings.thread_pool_size)
         #: Component coroutines that ignored their cancellation, kept referenced until they end.
         self.detached: set[asyncio.Task[Any]] = set()

@@ -176,11 +176,11 @@ async def _guarded(
     """Run the handler; an engine bug fails the node instead of the scheduler."""
     step = Step(env, run, proc, node, st)
     try:
-        if resume and node.kind == ACTIVITY:
-            sched = run.schedules.get((node.id, st.version))
-            if sched is not None and not sched.finished and not sched.expired:
-                return await resume_schedule(step, sched)
-        return await HANDLERS[node.kind](step)
+        observer = env.observer
+        if observer is None:
+            return await _handle(step, resume)
+        with observer.node_step(step):
+            return await _handle(step, resume)
     except (StorageError, StaleWriteError):
         raise
     except BaseException as exc:
@@ -195,6 +195,15 @@ async def _guarded(
         # Also when the step itself already moved the node on (FINISHED, then
         # failed extracting its outputs): a FINISHED node must not run again.
         return step.fail({**run.exec_outputs(node.id), "ex_data": format_exc(exc)})
+
+
+async def _handle(step: Step, resume: bool) -> Outcome:
+    node = step.node
+    if resume and node.kind == ACTIVITY:
+        sched = step.run.schedules.get((node.id, step.state.version))
+        if sched is not None and not sched.finished and not sched.expired:
+            return await resume_schedule(step, sched)
+    return await HANDLERS[node.kind](step)
 
 
 def _enter(run: Run, proc: Process, node: NodeSpec, st: State | None) -> State:

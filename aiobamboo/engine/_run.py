@@ -41,6 +41,7 @@ from ..runtime import (
     TimerRow,
     WriteBatch,
 )
+from ._observer import Observer
 from ._spec import ContextVar, RunSpec
 
 
@@ -90,6 +91,10 @@ CommitReason = Literal[
 
 
 logger = logging.getLogger("aiobamboo.engine")
+#: One line per state change at DEBUG, one per failed node at WARNING, each
+#: with ``pipeline_id``, ``node_id``, ``state``, ``version`` and ``loop`` as
+#: record attributes (``extra``), for structured formatters.
+state_logger = logging.getLogger("aiobamboo.engine.states")
 
 _random = random.Random()  # seeded from os.urandom; re-seeded in a forked child by Python
 
@@ -287,6 +292,10 @@ class Run:
         self.pins = 0
         #: Told when a process starts waiting where the run may park.
         self.on_idle: Callable[[Run], None] | None = None
+        #: Told of state changes and of the run's end (``Settings.observer``).
+        self.observer: Observer | None = None
+        #: What the observer stored with the run when it started (a trace's context).
+        self.observed: dict[str, Any] | None = None
         self._inflight = 0
         self._changed: anyio.Event | None = None
         #: The pending batch's number; ``_durable`` is the last number stored.
@@ -401,18 +410,59 @@ class Run:
         )
         if st.state == states.FAILED:
             self.emit("pipeline_failed", st.node_id, str(st.state))
+            if state_logger.isEnabledFor(logging.WARNING):
+                self._log_failure(st)
+        elif state_logger.isEnabledFor(logging.DEBUG):
+            state_logger.debug(
+                "%s %s: %s",
+                "pipeline" if st.node_id == self.root_id else "node",
+                st.node_id,
+                st.state,
+                extra=self._log_fields(st),
+            )
+        observer = self.observer
+        if observer is not None:
+            observer.state_changed(self, st)
+
+    def _log_fields(self, st: State) -> dict[str, Any]:
+        return {
+            "pipeline_id": self.root_id,
+            "node_id": st.node_id,
+            "state": str(st.state),
+            "version": st.version,
+            "loop": st.loop,
+        }
+
+    def _log_failure(self, st: State) -> None:
+        ex_data = self.exec_outputs(st.node_id).get("ex_data")
+        fields = self._log_fields(st)
+        fields["ex_data"] = ex_data
+        # The message carries the last line (the exception itself); the whole
+        # traceback is the record's ex_data.
+        lines = str(ex_data).strip().splitlines() if ex_data else []
+        state_logger.warning(
+            "node %s of pipeline %s failed: %s",
+            st.node_id,
+            self.root_id,
+            lines[-1] if lines else "no ex_data",
+            extra=fields,
+        )
 
     def mark_finished(self) -> None:
         self.finished = True
         self.status = RUN_FINISHED
         self.batch.run_status = RUN_FINISHED
         self.emit("pipeline_finished", self.root_id, str(states.FINISHED))
+        if self.observer is not None:
+            self.observer.pipeline_ended(self, "finished")
 
     def mark_revoked(self) -> None:
         self.revoked = True
         self.status = RUN_REVOKED
         self.batch.run_status = RUN_REVOKED
         self.emit("pipeline_revoked", self.root_id, str(states.REVOKED))
+        if self.observer is not None:
+            self.observer.pipeline_ended(self, "revoked")
 
     # -- parking -------------------------------------------------------------
     @contextmanager

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, assert_never
+from typing import Any, Final, Literal, assert_never
 
 import anyio
 import attrs
@@ -157,6 +157,8 @@ class Scheduler(Operations):
             self._host = None
             host.result()
         host.add_done_callback(self._host_done)
+        if self.env.observer is not None:
+            self.env.observer.attach(self)
         threshold = self.settings.loop_stall_warning
         if threshold is not None and threshold > 0:
             self._watchdog = Watchdog.start_for(asyncio.get_running_loop(), threshold)
@@ -221,6 +223,11 @@ class Scheduler(Operations):
             pass
         except Exception:
             pass  # the scheduler had stopped on its own, and said so then
+        observer = self.env.observer
+        if observer is not None:
+            for run in self.runs.values():
+                observer.run_left(run, "stopped")
+            observer.detach(self)
         self.runs.clear()
         self._node_roots.clear()
         self._scopes.clear()
@@ -266,10 +273,15 @@ class Scheduler(Operations):
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
         run.on_broken = self._recover
         run.on_idle = self._note_idle
+        run.observer = self.env.observer
+        run.observed = options.get("observe")
         return run
 
-    def _register(self, run: Run) -> None:
+    def _register(self, run: Run, how: Literal["started", "loaded"] = "loaded") -> None:
         self.runs[run.root_id] = run
+        observer = self.env.observer
+        if observer is not None:
+            observer.run_held(run, how)
         for node_id in run.spec.nodes:
             self._node_roots[node_id] = run.root_id
         for pipeline_id in run.spec.pipelines:
@@ -278,20 +290,23 @@ class Scheduler(Operations):
             scope = self._scopes[run.root_id] = anyio.CancelScope()
             self._tg.start_soon(self._supervise, run, scope)
 
-    def drop(self, root_id: str) -> None:
+    def drop(self, root_id: str, how: Literal["parked", "dropped"] = "dropped") -> None:
         """Stop driving a run (its lease was lost): its coroutines are cancelled."""
         run = self.runs.get(root_id)
         if run is not None:
-            self._unregister(run)
+            self._unregister(run, how)
         scope = self._scopes.pop(root_id, None)
         if scope is not None:
             scope.cancel()
 
-    def _unregister(self, run: Run) -> None:
+    def _unregister(self, run: Run, how: Literal["ended", "parked", "dropped"] = "dropped") -> None:
         self._idle.pop(run.root_id, None)
         self._awaiting_commands.discard(run.root_id)
         if self.runs.get(run.root_id) is run:
             del self.runs[run.root_id]
+            observer = self.env.observer
+            if observer is not None:
+                observer.run_left(run, how)
             for node_id in run.spec.nodes:
                 self._node_roots.pop(node_id, None)
             for pipeline_id in run.spec.pipelines:
@@ -411,7 +426,7 @@ class Scheduler(Operations):
         if self._scopes.get(run.root_id) is scope:
             del self._scopes[run.root_id]
         if run.finished or run.revoked:
-            self._unregister(run)
+            self._unregister(run, "ended")
             self._recoveries.pop(run.root_id, None)
 
     def _recover(self, run: Run, exc: BaseException) -> None:
@@ -526,7 +541,7 @@ class Scheduler(Operations):
         park_after = self.settings.park_after or 0.0
         if wake - self.clock.now() <= park_after:
             return False  # a timer fires soon: cheaper to wait for it here
-        self.drop(root_id)
+        self.drop(root_id, "parked")
         run.notify_changed()  # wait_pipeline callers look again, at storage
         self._parking[root_id] = anyio.Event()
         return True
@@ -661,6 +676,12 @@ class Scheduler(Operations):
         else:
             tree_json, spec = _prepare(*prepare)
         root_id: str = pipeline["id"]
+        observer = self.env.observer
+        if observer is not None:
+            stored = observer.pipeline_starting(root_id)
+            if stored:
+                options["observe"] = stored
+                options_json = codec.dumps(options, "options")
         row = RunRow(
             root_id=root_id,
             tree_json=tree_json,
@@ -695,14 +716,16 @@ class Scheduler(Operations):
             if self.worker:
                 self._reload_soon(root_id)
             raise
+        if self.env.observer is not None:
+            self.env.observer.pipeline_started(run)
         if not self.worker:
             return root_id
         if self.held < self.settings.concurrency:
-            self._register(run)
+            self._register(run, "started")
         elif not await self._give_back(root_id):
             # Storage refused to take it back: drive it here all the same rather
             # than leave it held by this worker and driven by nobody.
-            self._register(run)
+            self._register(run, "started")
         return root_id
 
     async def _give_back(self, root_id: str) -> bool:
@@ -773,7 +796,16 @@ class Scheduler(Operations):
             return
         if await self._hold(root) is None:
             await self._check_active(root, node_id)
-            await send_command(self, root, op, [node_id, *args])
+            observer = self.env.observer
+            if observer is None:
+                await send_command(self, root, op, [node_id, *args])
+                return
+            started, applied = time.perf_counter(), False
+            try:
+                await send_command(self, root, op, [node_id, *args])
+                applied = True
+            finally:
+                observer.command_answered(op, time.perf_counter() - started, applied)
         else:
             await self.apply_operation(op, [node_id, *args])
 

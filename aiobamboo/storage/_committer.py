@@ -20,7 +20,9 @@ What is acknowledged is never dropped:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 from ..exceptions import StorageError
 from ..runtime import WriteBatch
@@ -38,6 +40,9 @@ _Queued = tuple[WriteBatch, "asyncio.Future[None]"]
 
 #: How long closing waits for the queued commits to be written.
 CLOSE_TIMEOUT = 10.0
+
+#: Told of every group written (or failed): its number of batches and the seconds it took.
+GroupListener = Callable[[int, float], None]
 
 
 def _settle(group: list[_Queued], outcomes: list[BatchOutcome]) -> None:
@@ -61,6 +66,9 @@ class GroupCommitter:
     from any task and the committer outlives each of them. The futures are
     asyncio's because every store driver is asyncio-only.
     """
+
+    #: Process-wide listeners (metrics): empty, the default, costs one check a group.
+    listeners: ClassVar[list[GroupListener]] = []
 
     def __init__(
         self, write_group: WriteGroup, *, what: str, close_timeout: float = CLOSE_TIMEOUT
@@ -116,6 +124,7 @@ class GroupCommitter:
                 await self._wakeup.wait()
                 continue
             group, self._queue = self._queue, []
+            started = time.perf_counter() if self.listeners else 0.0
             try:
                 outcomes = await self._write_group([batch for batch, _ in group])
             except asyncio.CancelledError:
@@ -129,3 +138,6 @@ class GroupCommitter:
                 _fail(group, error)
             else:
                 _settle(group, outcomes)
+            finally:
+                for listener in self.listeners:
+                    listener(len(group), time.perf_counter() - started)

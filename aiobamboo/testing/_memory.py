@@ -33,6 +33,7 @@ from ..runtime import (
     HistoryRow,
     NodeDataRow,
     ProcessRow,
+    RunHolder,
     RunRow,
     RunSnapshot,
     RunSummary,
@@ -318,6 +319,13 @@ class MemoryStore:
 
     async def get_node_root(self, node_id: str) -> str | None:
         return (await self._read()).nodes.get(node_id)
+
+    async def get_run_holder(self, root_id: str) -> RunHolder | None:
+        storage = await self._read()
+        if root_id not in storage.runs:
+            return None
+        lease = storage.leases.get(root_id) or _Lease()
+        return RunHolder(lease.owner, lease.until, lease.parked)
 
     async def get_state(self, node_id: str) -> StateRow | None:
         return (await self._read()).states.get(node_id)

@@ -208,7 +208,16 @@ async def check_coordination_parks_and_wakes(factory: RuntimeFactory) -> None:
         await runtime.store.commit(batch)
         store: Coordination = runtime.store
         assert await store.claim_runs(1, [root]) == [root]
+        held = await store.get_run_holder(root)
+        assert held is not None, "get_run_holder lost a run"
+        assert held.owner == store.owner_id, held
+        assert not held.parked, held
         assert await store.park_runs([root]) == [root], "a held run was not parked"
+        parked = await store.get_run_holder(root)
+        assert parked is not None, "get_run_holder lost a parked run"
+        assert parked.owner is None, parked
+        assert parked.parked, parked
+        assert await store.get_run_holder(_uid("p")) is None, "an unknown run has a holder"
         assert root not in await store.claim_runs(100), "a parked run was claimed as ready"
         assert await store.claim_woken(100, 999.0) == [], "a timer woke a run before it was due"
         assert await store.claim_woken(100, 1000.0) == [root], "a due timer did not wake its run"

@@ -447,6 +447,10 @@ async def _graph(web: WebAPI, request: WebRequest) -> WebResponse:
         raise HttpError(404, str(exc)) from None
 
 
+async def _explain(web: WebAPI, request: WebRequest) -> WebResponse:
+    return WebResponse(200, _data(await api.explain(web.runtime, request.path_params["id"])))
+
+
 HTML_TYPE = "text/html; charset=utf-8"
 
 
@@ -506,6 +510,14 @@ def _routes() -> tuple[Route, ...]:
             "get_pipeline_graph",
             _graph,
             "The pipeline's nodes and flows, sub-processes nested, for drawing",
+            responses={404: "no such pipeline"},
+        ),
+        Route(
+            "GET",
+            "/api/pipelines/{id}/explain",
+            "explain_pipeline",
+            _explain,
+            "Why the pipeline is not moving: what each process waits on, and what unblocks it",
             responses={404: "no such pipeline"},
         ),
     ]

@@ -17,10 +17,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 
 from ..component import ComponentLibrary
+from ..engine import Settings
 from ..failover import FailoverRuntime
 from ..host import Engine, open_url, scheme_of
 from .asgi import create_asgi_app
@@ -29,16 +31,17 @@ from .signing import CallbackSigner
 __all__ = ["app_from_env", "create_app", "open_serving_runtime"]
 
 
-def open_serving_runtime(db: str, *, schema: str = "aiobamboo", client: bool = False) -> Engine:
+def open_serving_runtime(
+    db: str, *, schema: str = "aiobamboo", client: bool = False, settings: Settings | None = None
+) -> Engine:
     """The runtime one web process serves: a client, a failover runtime or a worker."""
     library = ComponentLibrary.default
+    options: dict[str, Any] = {"components": library, "schema": schema, "settings": settings}
     if client:
-        return open_url(db, worker=False, components=library, schema=schema)
+        return open_url(db, worker=False, **options)
     if scheme_of(db) == "sqlite" and db.removeprefix("sqlite://") != ":memory:":
-        return FailoverRuntime(
-            lambda worker: open_url(db, worker=worker, components=library, schema=schema)
-        )
-    return open_url(db, worker=True, components=library, schema=schema)
+        return FailoverRuntime(lambda worker: open_url(db, worker=worker, **options))
+    return open_url(db, worker=True, **options)
 
 
 def import_components(names: Sequence[str]) -> None:
@@ -56,9 +59,10 @@ def create_app(
     client: bool = False,
     token: str | None = None,
     callback_signer: CallbackSigner | None = None,
+    settings: Settings | None = None,
 ) -> Starlette:
     """The API and the pages over ``db``, opening and closing the runtime in the lifespan."""
-    runtime = open_serving_runtime(db, schema=schema, client=client)
+    runtime = open_serving_runtime(db, schema=schema, client=client, settings=settings)
     return create_asgi_app(
         runtime, token=token, callback_signer=callback_signer, manage_runtime=True
     )

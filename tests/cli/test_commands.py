@@ -157,6 +157,11 @@ def test_a_pipeline_from_run_to_purge(cli: Cli) -> None:
     while (line := watch.stdout.readline()) not in ("\n", ""):
         first += line
     assert "approve" in first
+    # explain says what it waits for, and which call would move it.
+    explained = cli("explain", root).stdout
+    assert f"callback at {nodes['approve']['id']}" in explained, explained
+    assert f"unblock: callback(runtime, '{nodes['approve']['id']}'" in explained, explained
+    assert cli.json("explain", root)["waits"][0]["kind"] == "callback"
     cli("callback", nodes["approve"]["id"], "--data", '{"approved": true}', "--import", "flows")
     nodes = _nodes(cli.json("status", root))
     assert nodes["check"]["state"] == "FAILED"  # its input says not ok

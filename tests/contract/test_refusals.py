@@ -55,6 +55,7 @@ WITH_AN_ID: dict[str, Call] = {
     "get_node_debug_info": lambda rt, i: api.get_node_debug_info(rt, i),
     "get_pipeline_execution_time": lambda rt, i: api.get_pipeline_execution_time(rt, i),
     "get_node_execution_time": lambda rt, i: api.get_node_execution_time(rt, i),
+    "explain": lambda rt, i: api.explain(rt, i),
     # The id names a node of the tree passed in, not a stored one.
     "preview_node_inputs": lambda rt, i: api.preview_node_inputs(rt, _tree(), i),
 }

@@ -163,7 +163,27 @@ async def _web() -> AsyncIterator[dict[str, Any]]:
             os.environ[secret] = had
 
 
+@asynccontextmanager
+async def _observability() -> AsyncIterator[dict[str, Any]]:
+    """observability.md explains operating.md's waiting pipeline, and builds runtimes
+    (not opened); its metrics server is not started, so no port is taken."""
+    from unittest import mock
+
+    from aiobamboo_postgres import PostgresRuntime
+    from aiobamboo_sqlite import SQLiteRuntime
+
+    with mock.patch("aiobamboo.observe.metrics.serve_metrics"):
+        async with _operating() as names:
+            yield {
+                **names,
+                "SQLiteRuntime": SQLiteRuntime,
+                "PostgresRuntime": PostgresRuntime,
+                "dsn": "postgresql://postgres@127.0.0.1:5432/test",
+            }
+
+
 SETUPS: dict[str, Callable[[], Any]] = {
+    "observability.md": _observability,
     "operating.md": _operating,
     "web.md": _web,
     "events.md": _events,

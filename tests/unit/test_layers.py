@@ -16,6 +16,7 @@ FORBIDDEN = {
     "validator": {"engine", "runtime", "api", "component"},
     "template": {"engine", "runtime", "api", "builder", "validator", "component"},
     "engine": {"api", "host"},
+    "observe": {"api", "host"},
     "runtime": {"engine", "api", "builder", "validator", "template", "host"},
 }
 DRIVERS = {"aiosqlite", "asyncpg", "sqlite3", "aiobamboo_sqlite", "aiobamboo_postgres"}

@@ -80,6 +80,10 @@ async def test_run_call_back_and_read(http: Http) -> None:
     assert waiting["state"]["type"] == "ServiceActivity"
     assert waiting["outputs"]["waiting"] is True
 
+    explained = await http.get(f"/api/pipelines/{tree['id']}/explain")
+    assert [(w["kind"], w["node_id"]) for w in explained["waits"]] == [("callback", node_id)]
+    assert explained["waits"][0]["unblock"][0]["operation"] == "callback"
+
     await http.post(f"/api/nodes/{node_id}/callback", {"data": {"approved": True}})
     finished = await wait_pipeline(http, tree["id"], "FINISHED")
     assert finished["id"] == tree["id"]
@@ -121,6 +125,8 @@ async def test_unknown_ids_are_404(http: Http) -> None:
     status, body = await http.request("GET", "/api/nodes/n-unknown")
     assert status == 404
     assert "does not exist" in body["error"]
+    status, body = await http.request("GET", "/api/pipelines/p-unknown/explain")
+    assert status == 404
     for path in (
         "/api/pipelines/p-unknown/pause",
         "/api/pipelines/p-unknown/revoke",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from ...component import DataObject, Service
 from ...exceptions import ValueCodecError
 from .._context import hydrate, new_budget, references_of, render_values, render_within
 from .._env import STALE, Outcome, Step, format_exc, go, logger
+from .._observer import CallOutcome, Phase
 from .._run import CALLBACK, MULTIPLE_CALLBACK, P_RUNNING, P_SLEEPING, POLL, Schedule, new_id
 from .._spec import PLAIN, ContextVar, InputSpec
 
@@ -280,7 +282,7 @@ async def execute_activity(step: Step) -> Outcome:
         return STALE
     await _hook(step, service, "node_enter", data, parent)
     await _hook(step, service, "pre_execute", data, parent)
-    success, ex_data = await _call(step, service.execute, data, parent)
+    success, ex_data = await _call(step, "execute", service.execute, data, parent)
     if success:
         await _hook(step, service, "post_execute", data, parent)
     elif ex_data is not None:
@@ -309,12 +311,33 @@ async def execute_activity(step: Step) -> Outcome:
     return await _conclude(step, service, data, parent, success, scheduled=False)
 
 
-async def _call(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
+async def _call(step: Step, phase: Phase, fn: Any, *args: Any) -> tuple[bool, str | None]:
     """Call a component method; an operator may abandon it (forced fail, revoke).
 
     An abandoned call is cancelled (a plain ``def`` one is left to finish on
     its thread); its result is never looked at, since the attempt is stale.
     """
+    observer = step.env.observer
+    if observer is None:
+        return await _call_abandonable(step, fn, *args)
+    started = time.perf_counter()
+    success, ex_data = await _call_abandonable(step, fn, *args)
+    if success:
+        outcome: CallOutcome = "success"
+    elif ex_data is None:
+        outcome = "failure"
+    elif ex_data == _ABANDONED:
+        outcome = "abandoned"
+    else:
+        outcome = "raised"
+    observer.component_called(step, phase, time.perf_counter() - started, outcome)
+    return success, ex_data
+
+
+_ABANDONED = "abandoned by an operator"
+
+
+async def _call_abandonable(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
     key = (step.node.id, step.state.version)
     with anyio.CancelScope() as scope:
         step.run.in_flight[key] = scope
@@ -326,7 +349,7 @@ async def _call(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
         finally:
             step.run.in_flight.pop(key, None)
     if scope.cancelled_caught:
-        return False, "abandoned by an operator"
+        return False, _ABANDONED
     return success, None
 
 
@@ -374,6 +397,9 @@ async def _next_trigger(step: Step, sched: Schedule) -> tuple[bool, Any]:
                 return False, None
             if waiter.event.is_set():
                 run.waiters.pop(key, None)
+        observer = step.env.observer
+        if observer is not None and sched.times and not run.callbacks.get(key):
+            observer.timer_fired(run, sched.node_id, step.env.clock.now() - due)
         sched.due = None
         if not step.is_current():
             return False, None
@@ -428,7 +454,9 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
         service = _make_service(step, cls)
         data = DataObject(run.exec_inputs(node.id), run.exec_outputs(node.id))
         await _hook(step, service, "pre_schedule", data, parent, callback_data)
-        success, ex_data = await _call(step, service.schedule, data, parent, callback_data)
+        success, ex_data = await _call(
+            step, "schedule", service.schedule, data, parent, callback_data
+        )
         if success:
             await _hook(step, service, "post_schedule", data, parent, callback_data)
         elif ex_data is not None:

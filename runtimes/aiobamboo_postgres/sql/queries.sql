@@ -229,6 +229,10 @@ fence AS (
 -- ($1 root_id)
 SELECT root_id, tree, options, status, created_time FROM {schema}.runs WHERE root_id = $1;
 
+-- name: run_holder
+-- ($1 root_id): who holds the run, until when, and whether it is parked
+SELECT owner, lease_until, parked FROM {schema}.runs WHERE root_id = $1;
+
 -- name: active_runs
 -- ()
 SELECT root_id FROM {schema}.runs WHERE status = 'active' ORDER BY created_time;

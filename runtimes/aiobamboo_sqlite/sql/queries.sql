@@ -205,6 +205,10 @@ WHERE root_id IN (SELECT value FROM json_each(?)) AND due_time IS NOT NULL;
 -- (root_id)
 SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?;
 
+-- name: run_holder
+-- (root_id): who holds the run, until when, and whether it is parked
+SELECT owner, lease_until, parked FROM runs WHERE root_id = ?;
+
 -- name: active_runs
 -- ()
 SELECT root_id FROM runs WHERE status = 'active' ORDER BY created_time;

@@ -1,0 +1,60 @@
+"""Logging and metrics options of the long-running commands (``worker``, ``serve``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import EXIT_USAGE, CliError
+
+
+def add_observing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="log records at this level and above (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="one text or JSON line per record, on stderr (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (needs the metrics extra)",
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="address the metrics server listens on (default: %(default)s)",
+    )
+
+
+def configure_observing(args: argparse.Namespace) -> Any:
+    """Set up logging as asked; start the metrics server if asked, and return its observer."""
+    from ..observe.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    if args.metrics_port is None:
+        return None
+    try:
+        from ..observe.metrics import PrometheusObserver, serve_metrics
+    except ImportError as exc:
+        raise CliError(
+            f"--metrics-port needs the metrics extra (pip install 'aiobamboo[metrics]'): {exc}",
+            EXIT_USAGE,
+        ) from exc
+    try:
+        serve_metrics(args.metrics_port, args.metrics_addr)
+    except OSError as exc:
+        raise CliError(
+            f"cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {exc}", EXIT_USAGE
+        ) from exc
+    return PrometheusObserver()
