@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from aiobamboo.exceptions import InvalidTreeError
+from aiobamboo.timing import RetryPolicy, TimerEvent
 
 from ._data import AttrDict, Data, Params, attr_dict, var_to_dict
 from ._ids import unique_id
@@ -152,6 +153,12 @@ class ServiceActivity(Element):
     ``component_version`` (omitted from the tree when ``None``, so the runtime uses
     ``"legacy"``), ``optional`` and ``loop_config`` are keyword-only additions; the
     original builder always writes ``"optional": False`` and never ``loop_config``.
+
+    Time (see ``docs/time.md``): ``timeout`` seconds are enforced, by
+    ``timeout_action`` (``"forced_fail"``, the default, or
+    ``"forced_fail_and_skip"``, written as the original's ``timeout_config``);
+    ``retry_policy`` retries a failed attempt automatically; ``timer_events``
+    are the node's boundary timer events.
     """
 
     component: Component = attrs.field(default=None, converter=_component, alias="component_code")
@@ -161,6 +168,9 @@ class ServiceActivity(Element):
     retryable: bool = True
     optional: bool = attrs.field(default=False, kw_only=True)
     loop_config: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    timeout_action: str | None = attrs.field(default=None, kw_only=True)
+    retry_policy: RetryPolicy | None = attrs.field(default=None, kw_only=True)
+    timer_events: list[TimerEvent] = attrs.field(factory=list, kw_only=True)
     _component_version: str | None = attrs.field(
         default=None, kw_only=True, alias="component_version"
     )

@@ -40,6 +40,7 @@ from ._run import (
     new_id,
 )
 from ._spec import PLAIN, ContextVar, RunSpec, context_key, parse_tree
+from ._timer_wheel import TimerWheel
 from ._watchdog import Watchdog
 
 #: Seconds a recovery is remembered: a run that fails again within them waits twice as long.
@@ -113,6 +114,8 @@ class Scheduler(Operations):
         self._failed: asyncio.Event | None = None
         #: Root id -> (when, back-off) of its last recovery after a failed commit.
         self._recoveries: dict[str, tuple[float, float]] = {}
+        #: Fires the node timers (timeouts, retries, timer events) of runs held here.
+        self.timer_wheel = TimerWheel(self)
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -177,6 +180,8 @@ class Scheduler(Operations):
             if self.worker:
                 tg.start_soon(claim_loop, self)
                 tg.start_soon(renew_loop, self)
+                tg.start_soon(self.timer_wheel.loop)
+                tg.start_soon(self.timer_wheel.save_loop)
                 if self.settings.park_after is not None:
                     tg.start_soon(self._park_loop)
             started.set()
@@ -239,7 +244,7 @@ class Scheduler(Operations):
     ) -> Run:
         if spec is None:
             spec = parse_tree(tree, options.get("subprocess_context"))
-        run = Run(self.store, spec, options.get("root_pipeline_data") or {})
+        run = Run(self.store, spec, options.get("root_pipeline_data") or {}, self.clock)
         root_ctx = run.contexts.setdefault(spec.root_id, {})
         for key, value in (options.get("root_pipeline_context") or {}).items():
             root_ctx[context_key(key)] = ContextVar(PLAIN, value)
@@ -256,6 +261,7 @@ class Scheduler(Operations):
         if self._tg is not None and self.worker:
             scope = self._scopes[run.root_id] = anyio.CancelScope()
             self._tg.start_soon(self._supervise, run, scope)
+            self.timer_wheel.adopt(run)
 
     def drop(self, root_id: str) -> None:
         """Stop driving a run (its lease was lost): its coroutines are cancelled."""
@@ -966,6 +972,8 @@ def quiescence(run: Run) -> tuple[str, str] | None:
                 st = run.states.get(proc.current_node_id)
                 if st is None or st.state != states.FAILED:
                     return None  # waiting for a poll or callback: it will progress
+                if run.timers is not None and run.timers.retry_pending(st.node_id):
+                    return None  # retried automatically when its timer comes due
                 failed.append(proc.current_node_id)
             case unknown:
                 assert_never(unknown)
