@@ -173,6 +173,9 @@ class ParsedTimerEvent:
         """When it fires next, counted from ``now`` (POSIX seconds)."""
         if self.date is not None:
             return self.date
+        if isinstance(self.duration, datetime.timedelta):
+            return now + self.duration.total_seconds()
+        # Months and years: counted on the calendar, from the UTC date of ``now``.
         start = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
         try:
             return float((start + self.duration).timestamp())
