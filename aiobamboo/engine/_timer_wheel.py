@@ -7,7 +7,7 @@ import itertools
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class _Entry:
     due: float
     seq: int
-    run: Any = attrs.field(order=False)
+    #: The run's id, not the run: a parked run must not stay in memory through its timers.
+    root_id: str = attrs.field(order=False)
     timer: NodeTimer = attrs.field(order=False)
 
 
@@ -71,19 +72,21 @@ class TimerWheel:
             heapq.heapify(self._heap)
             self._compact_at = max(1024, 2 * len(self._heap))
         earliest = self._heap[0].due if self._heap else math.inf
-        heapq.heappush(self._heap, _Entry(timer.due, next(self._seq), run, timer))
+        heapq.heappush(self._heap, _Entry(timer.due, next(self._seq), run.root_id, timer))
         if timer.due < earliest and self._wake is not None:
             self._wake.set()
 
+    def _held(self, entry: _Entry) -> Run | None:
+        """The run in memory whose live timer the entry is, if it still is."""
+        if entry.timer.due != entry.due:
+            return None
+        run = self.scheduler.runs.get(entry.root_id)
+        if run is None or run.timers is None or not run.timers.live(entry.timer):
+            return None
+        return run
+
     def _fresh(self, entry: _Entry) -> bool:
-        run: Run = entry.run
-        timers = run.timers
-        return (
-            entry.timer.due == entry.due
-            and self.scheduler.runs.get(run.root_id) is run
-            and timers is not None
-            and timers.live(entry.timer)
-        )
+        return self._held(entry) is not None
 
     async def loop(self) -> None:
         while True:
@@ -92,10 +95,10 @@ class TimerWheel:
             heap = self._heap
             while heap and heap[0].due <= now:
                 entry = heapq.heappop(heap)
-                if self._fresh(entry):
-                    tg = self.scheduler.task_group
-                    if tg is not None:
-                        tg.start_soon(fire, self.scheduler, entry.run, entry.timer)
+                run = self._held(entry)
+                tg = self.scheduler.task_group
+                if run is not None and tg is not None:
+                    tg.start_soon(fire, self.scheduler, run, entry.timer)
             while heap and not self._fresh(heap[0]):
                 heapq.heappop(heap)
             until = heap[0].due if heap else math.inf
