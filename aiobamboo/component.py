@@ -191,6 +191,14 @@ class Service:
     def schedule(self, data: DataObject, parent_data: DataObject, callback_data: Any = None) -> Any:
         raise NotImplementedError
 
+    def rollback(self, data: DataObject, parent_data: DataObject, retry_data: Any = None) -> Any:
+        """Undo what ``execute`` did, for a rollback in TOKEN mode; false if it could not.
+
+        ``retry_data`` is what ``retry_rollback_failed_node`` was given. The
+        default has nothing to undo.
+        """
+        return True
+
     def need_schedule(self) -> bool:
         return type(self).__need_schedule__
 

@@ -38,6 +38,8 @@ OperationName = Literal[
     "skip_conditional_parallel_gateway",
     "forced_fail_activity",
     "callback",
+    "rollback",
+    "retry_rollback_failed_node",
 ]
 
 #: Operations a command may name (everything else is refused, whatever the database says).

@@ -28,6 +28,7 @@ from ._env import Env, Settings, is_cancellation, logger
 from ._events import EventStream
 from ._ops import Operations
 from ._process import drive
+from ._rollback import Rollbacks
 from ._run import (
     CALLBACK,
     P_SLEEPING,
@@ -75,7 +76,7 @@ def _all_node_ids(tree: dict[str, Any]) -> list[str]:
     return ids
 
 
-class Scheduler(Operations):
+class Scheduler(Operations, Rollbacks):
     """Executes pipelines stored in ``store``; one per runtime."""
 
     def __init__(
@@ -943,6 +944,8 @@ OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] =
     "skip_conditional_parallel_gateway": Scheduler.skip_conditional_parallel_gateway,
     "forced_fail_activity": Scheduler.forced_fail_activity,
     "callback": Scheduler.callback,
+    "rollback": Scheduler.rollback,
+    "retry_rollback_failed_node": Scheduler.retry_rollback_failed_node,
 }
 
 
@@ -958,6 +961,9 @@ def quiescence(run: Run) -> tuple[str, str] | None:
     root = run.states.get(run.root_id)
     if root is not None and root.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
         return str(root.state), f"pipeline {run.root_id} is {root.state}"
+    if root is not None and root.state == states.ROLL_BACK_FAILED:
+        failed_back = sorted(n for n, st in run.states.items() if st.state == root.state)
+        return str(root.state), "rollback failed at: " + ", ".join(failed_back)
     failed: list[str] = []
     paused: list[str] = []
     for proc in run.processes.values():

@@ -56,3 +56,45 @@ class BrokenAction(TimerEventAction):
 
 def notified(node_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [n for n in NOTIFIED if n[0] == node_id]
+
+
+#: Rollback hook calls: (node id, retry_data), in call order.
+UNDONE: list[tuple[str, Any]] = []
+#: How many more rollbacks of a node id fail (set by the test).
+UNDO_FAILURES: Counter[str] = Counter()
+
+
+#: Rollback hooks that block until the test sets their gate: node id -> event.
+UNDO_GATES: dict[str, Any] = {}
+
+
+class UndoableService(Service):
+    """Succeeds; its rollback hook records the call, and fails while UNDO_FAILURES says so.
+
+    A hook whose node id has a gate in UNDO_GATES waits for it first.
+    """
+
+    async def execute(self, data: Any, parent_data: Any) -> bool:
+        ATTEMPTS[self.id] += 1
+        data.outputs.done = ATTEMPTS[self.id]
+        return True
+
+    async def rollback(self, data: Any, parent_data: Any, retry_data: Any = None) -> bool:
+        UNDONE.append((self.id, retry_data))
+        gate = UNDO_GATES.get(self.id)
+        if gate is not None:
+            await gate.wait()
+        if UNDO_FAILURES[self.id] > 0:
+            UNDO_FAILURES[self.id] -= 1
+            return False
+        return True
+
+
+class UndoableComponent(Component):
+    code = "time_undoable"
+    name = "Undoable"
+    bound_service = UndoableService
+
+
+def undone(*node_ids: str) -> list[str]:
+    return [n for n, _ in UNDONE if n in node_ids]
