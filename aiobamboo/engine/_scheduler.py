@@ -962,7 +962,9 @@ def quiescence(run: Run) -> tuple[str, str] | None:
     if root is not None and root.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
         return str(root.state), f"pipeline {run.root_id} is {root.state}"
     if root is not None and root.state == states.ROLL_BACK_FAILED:
-        failed_back = sorted(n for n, st in run.states.items() if st.state == root.state)
+        failed_back = sorted(
+            n for n, st in run.states.items() if st.state == root.state and n != run.root_id
+        )
         return str(root.state), "rollback failed at: " + ", ".join(failed_back)
     failed: list[str] = []
     paused: list[str] = []

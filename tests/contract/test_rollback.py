@@ -82,6 +82,7 @@ async def test_a_failing_hook_stops_the_rollback_until_it_is_retried(runtime: An
     ok(await api.rollback(runtime, root, c.id, a.id))
     res = await api.wait_pipeline(runtime, root, timeout=15)
     assert res.data == "ROLL_BACK_FAILED", res.message
+    assert res.message == f"rollback failed at: {b.id}"
     assert await state_of(runtime, root, b.id) == "ROLL_BACK_FAILED"
     assert await state_of(runtime, root, a.id) == "ROLLING_BACK"
     assert await state_of(runtime, root, root) == "ROLL_BACK_FAILED"
