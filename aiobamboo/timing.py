@@ -19,6 +19,7 @@ with timer events.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -235,6 +236,8 @@ def _isodate() -> Any:
     return isodate
 
 
+# Trees repeat the same few expressions on many nodes; each is parsed once.
+@functools.lru_cache(maxsize=1024)
 def _duration(text: str) -> Any:
     isodate = _isodate()
     try:
@@ -246,6 +249,18 @@ def _duration(text: str) -> Any:
     ):
         raise TimingError(f"{text!r:.100} is not a positive duration")
     return duration
+
+
+@functools.lru_cache(maxsize=1024)
+def _date(text: str) -> float:
+    isodate = _isodate()
+    try:
+        when = isodate.parse_datetime(text)
+    except (isodate.ISO8601Error, ValueError, TypeError) as exc:
+        raise TimingError(f"{text!r:.100} is not an ISO 8601 date and time ({exc})") from None
+    if when.tzinfo is None:
+        raise TimingError(f"{text!r:.100} has no time zone (add Z or +hh:mm)")
+    return float(when.timestamp())
 
 
 def _event(index: int, raw: Any) -> ParsedTimerEvent | None:
@@ -267,16 +282,7 @@ def _event(index: int, raw: Any) -> ParsedTimerEvent | None:
     action = builtin_action(action) or action
     try:
         if timer_type == TIME_DATE:
-            isodate = _isodate()
-            try:
-                when = isodate.parse_datetime(defined)
-            except (isodate.ISO8601Error, ValueError, TypeError) as exc:
-                raise TimingError(
-                    f"{defined!r:.100} is not an ISO 8601 date and time ({exc})"
-                ) from None
-            if when.tzinfo is None:
-                raise TimingError(f"{defined!r:.100} has no time zone (add Z or +hh:mm)")
-            return ParsedTimerEvent(index, timer_type, action, date=when.timestamp())
+            return ParsedTimerEvent(index, timer_type, action, date=_date(defined))
         if timer_type == TIME_DURATION:
             return ParsedTimerEvent(index, timer_type, action, duration=_duration(defined))
         cycle = _CYCLE.match(defined)

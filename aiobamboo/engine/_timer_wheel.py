@@ -114,7 +114,8 @@ class TimerWheel:
                 continue
             delay = saving[0][0] + SAVE_AFTER - time.monotonic()
             if delay > 0:
-                await anyio.sleep(delay)
+                # A little longer, so that one round takes the timers armed meanwhile too.
+                await anyio.sleep(delay + SAVE_AFTER / 2)
                 continue
             ripe = time.monotonic() - SAVE_AFTER
             runs: dict[int, Run] = {}
