@@ -33,6 +33,7 @@ from .engine._inspect import (
     pipeline_debug_info,
     preview_inputs,
 )
+from .engine._rollback import allowed_targets
 from .engine._spec import parse_tree
 from .exceptions import AiobambooError, InvalidOperationError, NotFoundError, WaitTimeoutError
 from .host import Engine
@@ -44,8 +45,10 @@ __all__ = [
     "EngineAPIResult",
     "ProcessInfo",
     "callback",
+    "cancel_reserved_rollback",
     "explain",
     "forced_fail_activity",
+    "get_allowed_rollback_node_id_list",
     "get_children_states",
     "get_data",
     "get_execution_data",
@@ -63,11 +66,14 @@ __all__ = [
     "pause_pipeline",
     "preview_node_inputs",
     "purge_pipelines",
+    "reserve_rollback",
     "resume_node_appoint",
     "resume_pipeline",
     "retry_node",
+    "retry_rollback_failed_node",
     "retry_subprocess",
     "revoke_pipeline",
+    "rollback",
     "run_pipeline",
     "skip_conditional_parallel_gateway",
     "skip_exclusive_gateway",
@@ -541,6 +547,135 @@ async def _current_attempt(scheduler: Scheduler, node_id: str) -> str:
             f"node({node_id}) is {row.state}, not RUNNING: it waits for no callback"
         )
     return row.version
+
+
+# -- rollback ---------------------------------------------------------------------------
+
+
+def _check_mode(mode: Any) -> str:
+    if mode not in ("TOKEN", "ANY"):
+        raise InvalidOperationError(f"mode must be 'TOKEN' or 'ANY', got {_show(mode)}")
+    return str(mode)
+
+
+def _check_id_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InvalidOperationError(f"{what} must be a list of node ids, got {_show(value)}")
+    return list(value)
+
+
+async def rollback(
+    runtime: Engine,
+    root_pipeline_id: str,
+    start_node_id: str,
+    target_node_id: str,
+    skip_rollback_nodes: list[str] | None = None,
+    mode: str = "TOKEN",
+    skip_check_token: bool = False,
+) -> EngineAPIResult[None]:
+    """Roll back from the FAILED ``start_node_id`` to the FINISHED ``target_node_id``, run again.
+
+    TOKEN mode calls the ``rollback`` hook of each activity on the way back
+    (``skip_rollback_nodes`` and skipped nodes excepted); ANY mode jumps, and
+    with ``skip_check_token`` may leave the start's token. Returns once the
+    pipeline runs again from the target, or is ROLL_BACK_FAILED.
+    """
+
+    def check() -> list[Any]:
+        return [
+            _check_id(start_node_id, "start_node_id"),
+            _check_id(target_node_id, "target_node_id"),
+            _check_id_list(skip_rollback_nodes, "skip_rollback_nodes"),
+            _check_mode(mode),
+            _check_bool(skip_check_token, "skip_check_token"),
+        ]
+
+    return await _operate("rollback", runtime, root_pipeline_id, "root_pipeline_id", check)
+
+
+async def retry_rollback_failed_node(
+    runtime: Engine,
+    root_pipeline_id: str,
+    node_id: str,
+    retry_data: dict[str, Any] | None = None,
+    mode: str = "TOKEN",
+) -> EngineAPIResult[None]:
+    """Call the rollback hook of a ROLL_BACK_FAILED node again (``retry_data`` passed to it)."""
+
+    def check() -> list[Any]:
+        codec.check(retry_data, "retry_data")
+        return [_check_id(node_id), _check_dict(retry_data, "retry_data"), _check_mode(mode)]
+
+    return await _operate(
+        "retry_rollback_failed_node", runtime, root_pipeline_id, "root_pipeline_id", check
+    )
+
+
+async def reserve_rollback(
+    runtime: Engine,
+    root_pipeline_id: str,
+    start_node_id: str,
+    target_node_id: str,
+    mode: str = "TOKEN",
+    skip_check_token: bool = False,
+) -> EngineAPIResult[None]:
+    """Not supported yet: refused with the reason (roll back once the node failed)."""
+
+    async def call() -> None:
+        _scheduler(runtime)
+        raise InvalidOperationError(
+            "reserve_rollback is not supported by this engine yet; call rollback "
+            "once the start node has failed"
+        )
+
+    return await _result(call)
+
+
+async def cancel_reserved_rollback(
+    runtime: Engine,
+    root_pipeline_id: str,
+    start_node_id: str,
+    target_node_id: str,
+    mode: str = "TOKEN",
+) -> EngineAPIResult[None]:
+    """Not supported yet, as :func:`reserve_rollback`: there is no reservation to cancel."""
+
+    async def call() -> None:
+        _scheduler(runtime)
+        raise InvalidOperationError(
+            "reserve_rollback is not supported by this engine yet: no reservation to cancel"
+        )
+
+    return await _result(call)
+
+
+async def get_allowed_rollback_node_id_list(
+    runtime: Engine,
+    root_pipeline_id: str,
+    start_node_id: str,
+    mode: str = "TOKEN",
+    skip_check_token: bool = False,
+) -> EngineAPIResult[list[str]]:
+    """The activities that ran which a rollback from ``start_node_id`` may go back to.
+
+    Those of the start's token; in ANY mode with ``skip_check_token``, every one.
+    """
+
+    async def call() -> list[str]:
+        scheduler = _scheduler(runtime)
+        root = _check_id(root_pipeline_id, "root_pipeline_id")
+        start = _check_id(start_node_id, "start_node_id")
+        any_node = _check_mode(mode) == "ANY" and _check_bool(skip_check_token, "skip_check_token")
+        snap = await scheduler.store.load_run(root)
+        if snap is None:
+            raise NotFoundError(f"pipeline({root}) does not exist")
+        spec = parse_tree(codec.loads(snap.run.tree_json))
+        node_states = {row.node_id: row.state for row in snap.states}
+        return allowed_targets(spec, node_states, start, any_node=any_node)
+
+    return await _result(call)
 
 
 # -- reads -------------------------------------------------------------------------

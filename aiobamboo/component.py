@@ -31,6 +31,7 @@ __all__ = [
     "Service",
     "SquareIntervalGenerator",
     "StaticIntervalGenerator",
+    "TimerEventAction",
 ]
 
 DEFAULT_VERSION = "legacy"
@@ -190,6 +191,14 @@ class Service:
     def schedule(self, data: DataObject, parent_data: DataObject, callback_data: Any = None) -> Any:
         raise NotImplementedError
 
+    def rollback(self, data: DataObject, parent_data: DataObject, retry_data: Any = None) -> Any:
+        """Undo what ``execute`` did, for a rollback in TOKEN mode; false if it could not.
+
+        ``retry_data`` is what ``retry_rollback_failed_node`` was given. The
+        default has nothing to undo.
+        """
+        return True
+
     def need_schedule(self) -> bool:
         return type(self).__need_schedule__
 
@@ -270,6 +279,25 @@ class EndEventHandler(_Registered):
         raise NotImplementedError
 
 
+class TimerEventAction(_Registered):
+    """What a node's timer event does when it fires, named by its ``code``.
+
+    Registered like a component; a timer event names it in ``action``. The
+    engine makes one per firing, with the node's ids, and calls :meth:`do`
+    (a plain ``def`` on a worker thread, an ``async def`` on the loop) with the
+    node's execution data and the root pipeline's data. What ``do`` returns is
+    logged; what it raises is logged and changes nothing else.
+    """
+
+    def __init__(self, root_pipeline_id: str, node_id: str, version: str) -> None:
+        self.root_pipeline_id = root_pipeline_id
+        self.node_id = node_id
+        self.version = version
+
+    def do(self, data: DataObject, parent_data: DataObject) -> Any:
+        raise NotImplementedError
+
+
 class ComponentLibrary:
     """A registry of components, lazy variables and end-event handlers."""
 
@@ -279,6 +307,7 @@ class ComponentLibrary:
         self._components: dict[tuple[str, str], type[Component]] = {}
         self._variables: dict[str, type[LazyVariable]] = {}
         self._end_events: dict[str, type[EndEventHandler]] = {}
+        self._timer_actions: dict[str, type[TimerEventAction]] = {}
 
     def register(self, cls: type[Any]) -> type[Any]:
         """Add a class; the same class twice is a no-op, another under a taken code raises."""
@@ -288,9 +317,12 @@ class ComponentLibrary:
             self._put(self._variables, cls.code, cls)
         elif isinstance(cls, type) and issubclass(cls, EndEventHandler):
             self._put(self._end_events, cls.code, cls)
+        elif isinstance(cls, type) and issubclass(cls, TimerEventAction):
+            self._put(self._timer_actions, cls.code, cls)
         else:
             raise ComponentError(
-                f"{cls!r} is not a Component, LazyVariable or EndEventHandler subclass"
+                f"{cls!r} is not a Component, LazyVariable, EndEventHandler "
+                "or TimerEventAction subclass"
             )
         return cls
 
@@ -313,6 +345,7 @@ class ComponentLibrary:
             self._components,
             self._variables,
             self._end_events,
+            self._timer_actions,
         )
         for registry in registries:
             for key in [k for k, v in registry.items() if v is cls]:
@@ -330,6 +363,9 @@ class ComponentLibrary:
 
     def get_end_event_handler(self, code: str) -> type[EndEventHandler] | None:
         return self._end_events.get(code)
+
+    def get_timer_action(self, code: str) -> type[TimerEventAction] | None:
+        return self._timer_actions.get(code)
 
     def components(self) -> Iterator[tuple[tuple[str, str], type[Component]]]:
         yield from self._components.items()

@@ -31,6 +31,7 @@ from ._elements import ParallelGateway as ParallelGateway
 from ._elements import ServiceActivity as ServiceActivity
 from ._elements import SubProcess as SubProcess
 from ._ids import unique_id as unique_id
+from ._token import generate_pipeline_token as generate_pipeline_token
 from ._tree import build_tree as build_tree
 
 __all__ = [
@@ -52,5 +53,6 @@ __all__ = [
     "SubProcess",
     "Var",
     "build_tree",
+    "generate_pipeline_token",
     "unique_id",
 ]

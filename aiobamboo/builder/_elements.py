@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from aiobamboo.exceptions import InvalidTreeError
+from aiobamboo.timing import RetryPolicy, TimerEvent
 
 from ._data import AttrDict, Data, Params, attr_dict, var_to_dict
 from ._ids import unique_id
@@ -191,6 +192,12 @@ class ServiceActivity(Element):
     ``component_version`` (omitted from the tree when ``None``, so the runtime uses
     ``"legacy"``), ``optional`` and ``loop_config`` are keyword-only additions; the
     original builder always writes ``"optional": False`` and never ``loop_config``.
+
+    Time (see ``docs/time.md``): ``timeout`` seconds are enforced, by
+    ``timeout_action`` (``"forced_fail"``, the default, or
+    ``"forced_fail_and_skip"``, written as the original's ``timeout_config``);
+    ``retry_policy`` retries a failed attempt automatically; ``timer_events``
+    are the node's boundary timer events.
     """
 
     component: Component = attrs.field(default=None, converter=_component, alias="component_code")
@@ -200,6 +207,9 @@ class ServiceActivity(Element):
     retryable: bool = True
     optional: bool = attrs.field(default=False, kw_only=True)
     loop_config: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    timeout_action: str | None = attrs.field(default=None, kw_only=True)
+    retry_policy: RetryPolicy | None = attrs.field(default=None, kw_only=True)
+    timer_events: list[TimerEvent] = attrs.field(factory=list, kw_only=True)
     _component_version: str | None = attrs.field(
         default=None, kw_only=True, alias="component_version"
     )
@@ -215,6 +225,9 @@ class ServiceActivity(Element):
         optional: bool = False,
         loop_config: dict[str, Any] | None = None,
         component_version: str | None = None,
+        timeout_action: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timer_events: list[TimerEvent] | None = None,
         **kwargs: Any,
     ) -> None:
         self.__attrs_init__(
@@ -226,6 +239,9 @@ class ServiceActivity(Element):
             optional=optional,
             loop_config=loop_config,
             component_version=component_version,
+            timeout_action=timeout_action,
+            retry_policy=retry_policy,
+            timer_events=list(timer_events or []),
             **_element_args(type(self).__name__, args, kwargs),
         )
 

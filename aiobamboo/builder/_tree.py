@@ -194,6 +194,16 @@ class _TreeBuilder:
         }
         if elem.loop_config is not None:
             node["loop_config"] = dict(elem.loop_config)
+        if elem.timeout_action is not None:
+            node["timeout_config"] = {
+                "enable": elem.timeout is not None,
+                "seconds": elem.timeout,
+                "action": elem.timeout_action,
+            }
+        if elem.retry_policy is not None:
+            node["retry_policy"] = elem.retry_policy.to_dict()
+        if elem.timer_events:
+            node["events"] = {"timer_events": [event.to_dict() for event in elem.timer_events]}
         return node
 
     def _grow_subprocess(self, elem: SubProcess) -> dict[str, Any]:

@@ -39,6 +39,8 @@ OperationName = Literal[
     "forced_fail_activity",
     "callback",
     "update_context_values",
+    "rollback",
+    "retry_rollback_failed_node",
 ]
 
 #: Operations a command may name (everything else is refused, whatever the database says).

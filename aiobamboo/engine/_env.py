@@ -369,6 +369,8 @@ class Step:
         st.archived_time = time.time()
         self.run.put_state(st)
         self.run.emit_state(st)
+        if self.run.timers is not None:
+            self.run.timers.failed_by_itself(st)
         self.proc.status = P_SLEEPING
         self.run.put_process(self.proc)
         return SLEEP

@@ -364,11 +364,24 @@ class Operations:
             raise InvalidOperationError(f"can not find process with current node id: {node_id}")
         outputs = {**run.exec_outputs(node_id), "ex_data": ex_data, "_forced_failed": True}
         codec.check(outputs, "outputs")
+        old_version = self.force_fail(run, st, proc, ex_data, emit=send_post_set_state_signal)
+        await run.checkpoint("operation")
+        run.abandon(node_id, old_version)
+
+    def force_fail(
+        self, run: Run, st: State, proc: Process, ex_data: str, *, emit: bool = True
+    ) -> str:
+        """Fail a RUNNING activity where it is, its attempt's schedule expired; the old version.
+
+        The caller commits, then abandons the component call of the old version.
+        """
+        node_id = st.node_id
+        outputs = {**run.exec_outputs(node_id), "ex_data": ex_data, "_forced_failed": True}
         old_version = st.version
         _refresh(st, states.FAILED)
         st.archived_time = time.time()
         run.put_state(st)
-        if send_post_set_state_signal:
+        if emit:
             run.emit_state(st)
         run.put_exec_data(node_id, run.exec_inputs(node_id), outputs)
         proc.status = P_SLEEPING
@@ -377,5 +390,4 @@ class Operations:
         if sched is not None and not sched.finished and not sched.expired:
             sched.expired = True
             run.put_schedule(sched)
-        await run.checkpoint("operation")
-        run.abandon(node_id, old_version)
+        return old_version

@@ -52,6 +52,8 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
         if node_id == proc.destination_id:
             _arrive(run, proc)
             await run.checkpoint("process-ended")
+            # The branches still waiting may have been all that kept the run moving.
+            run.recheck_idle()
             return
         # A pause stops a process between nodes: one reloaded in the middle of its
         # node (waiting for a poll or callback) finishes the node first, as it

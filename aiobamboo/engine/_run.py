@@ -41,6 +41,8 @@ from ..runtime import (
     TimerRow,
     WriteBatch,
 )
+from ._clock import Clock, SystemClock
+from ._node_timers import RunTimers
 from ._observer import Observer
 from ._spec import ContextVar, RunSpec
 
@@ -87,6 +89,7 @@ CommitReason = Literal[
     "callback",  # a callback was accepted, or refused after it was stored
     "operation",  # an operator action
     "settle",  # changes left pending when a process or the run stopped
+    "timer",  # a node timer fired: a timeout, an automatic retry, a timer event
 ]
 
 
@@ -257,7 +260,13 @@ class Waiter:
 class Run:
     """One root pipeline run held in memory by its owner."""
 
-    def __init__(self, store: Runtime, spec: RunSpec, root_data: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        store: Runtime,
+        spec: RunSpec,
+        root_data: dict[str, Any],
+        clock: Clock | None = None,
+    ) -> None:
         self.store = store
         self.spec = spec
         self.root_id = spec.root_id
@@ -278,6 +287,10 @@ class Run:
         self.waiters: dict[tuple[str, str], Waiter] = {}
         #: Component calls in flight, by (node id, version): operators may abandon them.
         self.in_flight: dict[tuple[str, str], anyio.CancelScope] = {}
+        #: Timeouts, automatic retries and timer events, if any node has them.
+        self.timers: RunTimers | None = None
+        if spec.timed:
+            self.timers = RunTimers(self, spec.timed, clock or SystemClock())
         self.revoked = False
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
@@ -478,6 +491,11 @@ class Run:
         finally:
             self.idle.pop(proc_id, None)
 
+    def recheck_idle(self) -> None:
+        """Something that kept the run from parking ended: look at it again if it rests."""
+        if self.idle and self.on_idle is not None:
+            self.on_idle(self)
+
     def wake_time(self) -> float | None:
         """When a timer wakes the run (inf: only the outside world), if it may park now.
 
@@ -514,12 +532,18 @@ class Run:
             wake = min(wake, rest[0])
         if any(self.callbacks.values()):
             return None
+        if self.timers is not None:
+            if self.timers.unsettled():
+                return None  # its rows are written soon; then it may park
+            wake = min(wake, self.timers.next_due())
         return wake
 
     # -- states --------------------------------------------------------------
     def put_state(self, state: State) -> None:
         self.states[state.node_id] = state
         self.batch.states[state.node_id] = state.row()
+        if self.timers is not None and state.node_id in self.spec.timed:
+            self.timers.state_changed(state)
 
     def state_of(self, node_id: str) -> str | None:
         st = self.states.get(node_id)
@@ -782,6 +806,8 @@ class Run:
                 self.callbacks.setdefault(key, deque()).append(cbrow)
                 if key in self.schedules:
                     self.schedules[key].callback_accepted = True
+        if self.timers is not None:
+            self.timers.restore(snap.timers)
         root_state = self.states.get(self.root_id)
         self.revoked = root_state is not None and root_state.state == states.REVOKED
         self.finished = root_state is not None and root_state.state == states.FINISHED

@@ -28,6 +28,7 @@ from ._env import Env, Settings, is_cancellation, logger
 from ._events import EventStream
 from ._ops import Operations
 from ._process import drive
+from ._rollback import Rollbacks
 from ._run import (
     CALLBACK,
     P_SLEEPING,
@@ -40,6 +41,7 @@ from ._run import (
     new_id,
 )
 from ._spec import PLAIN, ContextVar, RunSpec, context_key, parse_tree
+from ._timer_wheel import TimerWheel
 from ._watchdog import Watchdog
 
 #: Seconds a recovery is remembered: a run that fails again within them waits twice as long.
@@ -85,7 +87,7 @@ def _all_node_ids(tree: dict[str, Any]) -> list[str]:
     return ids
 
 
-class Scheduler(Operations):
+class Scheduler(Operations, Rollbacks):
     """Executes pipelines stored in ``store``; one per runtime."""
 
     def __init__(
@@ -132,6 +134,8 @@ class Scheduler(Operations):
         self._failed: asyncio.Event | None = None
         #: Root id -> (when, back-off) of its last recovery after a failed commit.
         self._recoveries: dict[str, tuple[float, float]] = {}
+        #: Fires the node timers (timeouts, retries, timer events) of runs held here.
+        self.timer_wheel = TimerWheel(self)
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -198,6 +202,8 @@ class Scheduler(Operations):
             if self.worker:
                 tg.start_soon(claim_loop, self)
                 tg.start_soon(renew_loop, self)
+                tg.start_soon(self.timer_wheel.loop)
+                tg.start_soon(self.timer_wheel.save_loop)
                 if self.settings.park_after is not None:
                     tg.start_soon(self._park_loop)
             started.set()
@@ -265,7 +271,7 @@ class Scheduler(Operations):
     ) -> Run:
         if spec is None:
             spec = parse_tree(tree, options.get("subprocess_context"))
-        run = Run(self.store, spec, options.get("root_pipeline_data") or {})
+        run = Run(self.store, spec, options.get("root_pipeline_data") or {}, self.clock)
         # Runs stored before the option existed evaluate as they always did.
         run.condition_rules = options.get("condition_rules") or "standard"
         root_ctx = run.contexts.setdefault(spec.root_id, {})
@@ -289,6 +295,7 @@ class Scheduler(Operations):
         if self._tg is not None and self.worker:
             scope = self._scopes[run.root_id] = anyio.CancelScope()
             self._tg.start_soon(self._supervise, run, scope)
+            self.timer_wheel.adopt(run)
 
     def drop(self, root_id: str, how: Literal["parked", "dropped"] = "dropped") -> None:
         """Stop driving a run (its lease was lost): its coroutines are cancelled."""
@@ -1056,6 +1063,8 @@ OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] =
     "forced_fail_activity": Scheduler.forced_fail_activity,
     "callback": Scheduler.callback,
     "update_context_values": Scheduler.update_context_values,
+    "rollback": Scheduler.rollback,
+    "retry_rollback_failed_node": Scheduler.retry_rollback_failed_node,
 }
 
 
@@ -1071,6 +1080,11 @@ def quiescence(run: Run) -> tuple[str, str] | None:
     root = run.states.get(run.root_id)
     if root is not None and root.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
         return str(root.state), f"pipeline {run.root_id} is {root.state}"
+    if root is not None and root.state == states.ROLL_BACK_FAILED:
+        failed_back = sorted(
+            n for n, st in run.states.items() if st.state == root.state and n != run.root_id
+        )
+        return str(root.state), "rollback failed at: " + ", ".join(failed_back)
     failed: list[str] = []
     paused: list[str] = []
     for proc in run.processes.values():
@@ -1085,6 +1099,8 @@ def quiescence(run: Run) -> tuple[str, str] | None:
                 st = run.states.get(proc.current_node_id)
                 if st is None or st.state != states.FAILED:
                     return None  # waiting for a poll or callback: it will progress
+                if run.timers is not None and run.timers.retry_pending(st.node_id):
+                    return None  # retried automatically when its timer comes due
                 failed.append(proc.current_node_id)
             case unknown:
                 assert_never(unknown)

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from .. import template
+from ..timing import NodeTiming, parse_timing
 
 
 class NodeKind(enum.StrEnum):
@@ -98,6 +99,8 @@ class NodeSpec:
     extra_info: dict[str, Any] = attrs.Factory(dict)
     subprocess: PipelineSpec | None = None
     loop: LoopConfig | None = None
+    #: Timeout, retry policy and timer events of an activity.
+    timing: NodeTiming | None = None
 
     @property
     def first_target(self) -> str:
@@ -119,6 +122,8 @@ class RunSpec:
     root_id: str
     nodes: dict[str, NodeSpec]
     pipelines: dict[str, PipelineSpec]
+    #: The activities with a timing, by node id.
+    timed: dict[str, NodeTiming] = attrs.Factory(dict)
 
     @property
     def root(self) -> PipelineSpec:
@@ -225,6 +230,8 @@ def _parse_pipeline(
         else:
             act = _parse_activity(node, pid, targets_of(node), context)
             spec.nodes[act.id] = act
+            if act.timing is not None:
+                spec.timed[act.id] = act.timing
 
     for node in (tree.get("gateways") or {}).values():
         gw = NodeSpec(
@@ -309,6 +316,7 @@ def _parse_activity(
         version=component.get("version"),
         inputs=inputs,
         loop=loop,
+        timing=parse_timing(node),
     )
 
 

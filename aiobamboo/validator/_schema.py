@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from aiobamboo.exceptions import ConnectionValidateError, InvalidTreeError
+from aiobamboo.timing import TimingError, parse_timing
 
 from ._model import ACTIVITY_TYPES, GATEWAY_TYPES, START_TYPE, Kind, PipelineGraph
 from ._problems import Problems
@@ -255,6 +256,10 @@ class _TreeChecker:
             self.problems.add(f"{where}: 'timeout' must be an integer or None", nid)
         if "loop_config" in raw:
             self._loop_config(raw["loop_config"], where, nid)
+        try:
+            parse_timing(raw)
+        except TimingError as exc:
+            self.problems.add(f"{where}: {exc}", nid)
 
     def _loop_config(self, config: object, where: str, nid: str) -> None:
         if config is None:

@@ -182,7 +182,80 @@ async def _observability() -> AsyncIterator[dict[str, Any]]:
             }
 
 
+@asynccontextmanager
+async def _rollback() -> AsyncIterator[dict[str, Any]]:
+    """rollback.md's pipeline, create_host, configure, deploy, has failed at deploy; its
+    create_host node runs a service like the page's CreateHost, on a fake cloud."""
+    from aiobamboo import api
+    from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, build_tree
+    from aiobamboo.component import Component, ComponentLibrary, Service
+    from aiobamboo.testing import MemoryRuntime
+
+    class Cloud:
+        hosts = 0
+
+        async def create_host(self) -> str:
+            self.hosts += 1
+            return f"host-{self.hosts}"
+
+        async def delete_host(self, host_id: str) -> None:
+            self.hosts -= 1
+
+    cloud = Cloud()
+
+    class CreateHost(Service):
+        async def execute(self, data: Any, parent_data: Any) -> bool:
+            data.outputs.host_id = await cloud.create_host()
+            return True
+
+        async def rollback(self, data: Any, parent_data: Any, retry_data: Any = None) -> bool:
+            await cloud.delete_host(data.outputs.host_id)
+            return True
+
+    class Configure(Service):
+        async def execute(self, data: Any, parent_data: Any) -> bool:
+            return True
+
+    class Deploy(Service):
+        async def execute(self, data: Any, parent_data: Any) -> bool:
+            return False
+
+    library = ComponentLibrary()
+    for code, service in (
+        ("create_host", CreateHost),
+        ("configure", Configure),
+        ("deploy", Deploy),
+    ):
+        component = type(
+            f"{code}_component", (Component,), {"code": code, "bound_service": service}
+        )
+        library.register(component)
+    start = EmptyStartEvent()
+    create_host = ServiceActivity(component_code="create_host")
+    deploy = ServiceActivity(component_code="deploy")
+    configure = ServiceActivity(component_code="configure")
+    start.extend(create_host).extend(configure).extend(deploy).extend(EmptyEndEvent())
+    tree = build_tree(start)
+    async with MemoryRuntime(components=library) as runtime:
+        (await api.run_pipeline(runtime, tree)).unwrap()
+        with anyio.fail_after(10):
+            while True:  # until deploy has failed
+                found = (await api.get_children_states(runtime, deploy.id)).data or {}
+                if found.get(deploy.id, {}).get("state") == "FAILED":
+                    break
+                await anyio.sleep(0.01)
+        yield {
+            "runtime": runtime,
+            "root_id": tree["id"],
+            "deploy": deploy,
+            "create_host": create_host,
+            "cloud": cloud,
+        }
+        assert cloud.hosts == 0, "the rollback did not delete the host create_host made"
+
+
 SETUPS: dict[str, Callable[[], Any]] = {
+    "rollback.md": _rollback,
     "observability.md": _observability,
     "operating.md": _operating,
     "web.md": _web,

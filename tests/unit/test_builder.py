@@ -106,6 +106,7 @@ def test_public_names() -> None:
         "RewritableNodeOutput",
         "InitializedRewritableNodeOutput",
         "build_tree",
+        "generate_pipeline_token",
         "unique_id",
     }
     for name in builder.__all__:
