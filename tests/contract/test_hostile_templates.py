@@ -135,9 +135,11 @@ async def test_a_cpu_heavy_template_fails_its_node_without_blocking_the_loop(
     ex_data = (await outputs(runtime, node.id))["ex_data"]
     assert "took longer than 1.0 s in total" in ex_data
     assert "${len([1 for x in range(9999)]) + " in ex_data  # names the fragment
-    assert elapsed < 4.0  # one budget for the node, not 0.3 s for each of 300 fragments
+    # One budget for the node, not 0.3 s for each of 300 fragments (90 s); the
+    # bounds leave room for a loaded machine and still tell the two apart.
+    assert elapsed < 10.0
     # Rendered on the loop, the node would hold it for the whole second.
-    assert max(gaps) < 0.5, max(gaps)
+    assert max(gaps) < 0.75, max(gaps)
 
 
 async def test_a_cheap_template_still_renders(runtime: Any) -> None:

@@ -55,8 +55,8 @@ async def test_a_large_tree_is_validated_off_the_event_loop() -> None:
         assert waited.data == "FAILED", waited.message
     # Validated and processed in place, as on the event loop.
     assert all(isinstance(node["incoming"], list) for node in tree["activities"].values())
-    # On the loop, one gap would have been about as long as the whole call.
-    assert max(gaps) < 0.5, (max(gaps), took)
+    # On the loop, one gap would have been about as long as the whole call
+    # (relative, so that a loaded machine slows both alike).
     assert max(gaps) < took / 2, (max(gaps), took)
 
 

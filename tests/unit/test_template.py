@@ -593,7 +593,9 @@ async def test_an_expensive_render_moves_to_a_thread_and_the_loop_keeps_ticking(
     assert threads[0] == threading.main_thread().name  # tried on the loop first
     assert threads[-1] != threading.main_thread().name  # finished in a worker thread
     assert budget.slice_left <= 0
-    assert max(gaps) < min(0.4, took / 2), (max(gaps), took)
+    # Relative, so that a loaded machine slows both alike: on the loop, one gap
+    # would be about as long as the whole render.
+    assert max(gaps) < took / 2, (max(gaps), took)
 
 
 async def test_a_render_error_in_a_thread_names_the_key() -> None:
