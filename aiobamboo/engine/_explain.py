@@ -51,7 +51,7 @@ async def explain(scheduler: Scheduler, pipeline_id: str) -> dict[str, Any]:
     store = scheduler.store
     row = await store.get_run(root_id)
     if row is None:
-        raise NotFoundError(f"pipeline({pipeline_id}) does not exist")
+        raise NotFoundError(f"node({pipeline_id}) does not exist")
     holder = await store.get_run_holder(root_id)
     run = scheduler.runs.get(root_id)
     here = run is not None
