@@ -23,13 +23,11 @@ from .. import __version__
 from ._common import (
     EXIT_CLOSED_PIPE,
     EXIT_INTERRUPTED,
+    LOG_ENV,
     CliError,
 )
 
 __all__ = ["main"]
-
-#: The environment variable with the level of the engine's logs on stderr.
-LOG_ENV = "AIOBAMBOO_LOG"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,9 @@ DB_ENV = "AIOBAMBOO_DB"
 DEFAULT_DB = "aiobamboo.db"
 
 # Exit codes (docs/cli.md lists them for users).
+#: The environment variable with the level of the engine's logs on stderr.
+LOG_ENV = "AIOBAMBOO_LOG"
+
 EXIT_OK = 0
 EXIT_REFUSED = 1  # an operation was refused, or run --wait ended otherwise than FINISHED
 EXIT_USAGE = 2  # bad arguments or input files (argparse uses 2 as well)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from ._common import EXIT_USAGE, CliError
+from ._common import EXIT_USAGE, LOG_ENV, CliError
+
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def add_observing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
-        default="INFO",
+        default=None,
         type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="log records at this level and above (default: %(default)s)",
+        choices=LEVELS,
+        help=f"log records at this level and above (default: ${LOG_ENV}, else INFO)",
     )
     parser.add_argument(
         "--log-format",
@@ -41,7 +44,8 @@ def configure_observing(args: argparse.Namespace) -> Any:
     """Set up logging as asked; start the metrics server if asked, and return its observer."""
     from ..observe.logs import configure_logging
 
-    configure_logging(args.log_level, args.log_format)
+    level = args.log_level or os.environ.get(LOG_ENV, "").upper()
+    configure_logging(level if level in LEVELS else "INFO", args.log_format)
     if args.metrics_port is None:
         return None
     try:

@@ -42,6 +42,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     env = {**os.environ, "AIOBAMBOO_DB": str(tmp_path / "flows.db"), "AIOBAMBOO_LOG": "WARNING"}
     env.pop("PYTHONPATH", None)
     port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # closed once the process has ended
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -57,7 +58,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
         ],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
+        # A file, not a pipe: nobody reads the output while the test runs, and a
+        # full pipe would block the server's processes on their next log line.
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -66,10 +69,11 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        log.close()
 
 
 async def request(client: httpx.AsyncClient, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -101,7 +105,7 @@ async def test_two_web_processes_on_one_file_survive_killing_the_driver(
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         with anyio.fail_after(30):
             while True:
-                assert proc.poll() is None, proc.communicate()[0]
+                assert proc.poll() is None, (proc.args, "exited; see serve.log beside the db")
                 try:
                     if (await client.get("/api/openapi.json")).status_code == 200:
                         break
