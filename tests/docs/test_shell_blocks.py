@@ -46,6 +46,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -437,15 +438,24 @@ class Page:
 
 
 def _wait_for_line(proc: subprocess.Popen[str], text: str, line: str) -> None:
+    """Until the process writes ``text``; read on a thread, so a silent process cannot hang us."""
     assert proc.stdout is not None
+    stdout = proc.stdout
     seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for out in stdout:
+            seen.append(out)
+            if text in out:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 30
-    for out in proc.stdout:  # the process writes until it is stopped
-        seen.append(out)
-        if text in out:
-            return
+    while not found.wait(0.1):
+        assert proc.poll() is None or found.is_set(), f"{line!r} ended: {''.join(seen)}"
         assert time.monotonic() < deadline, f"{line!r} did not report {text!r}: {''.join(seen)}"
-    raise AssertionError(f"{line!r} ended before it reported {text!r}: {''.join(seen)}")
 
 
 def _wait_for_http(proc: subprocess.Popen[str], port: int, line: str) -> None:
@@ -538,3 +548,31 @@ def test_a_failing_command_fails_the_test(tmp_path: Path) -> None:
     runner = Page("cli.md", tmp_path)
     with pytest.raises(AssertionError, match="exited 3"):
         runner.run_block("aiobamboo migrate\naiobamboo status no-such-pipeline\n")
+
+
+SAMPLE = re.compile(r"^```text\n\$ (aiobamboo run .*?)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+PROGRESS = re.compile(r"^\d\d:\d\d:\d\d  (.+?) +(\w+) +([A-Z_]+)$")
+
+
+def test_the_sample_output_of_run_wait_has_the_shape_of_the_real_one(tmp_path: Path) -> None:
+    """cli.md shows ``run --wait`` on the demo, which waits for an approval: the real output,
+    cut short by ``--timeout``, has the same first line and the same kind of lines."""
+    [(command, sample)] = SAMPLE.findall((DOCS / "cli.md").read_text())
+    runner = Page("cli.md", tmp_path)
+    argv = [shutil.which("aiobamboo", path=runner.env["PATH"]) or "aiobamboo"]
+    argv += [*shlex.split(command)[1:], "--timeout", "3"]
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=runner.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 4, done  # the timeout ran out while the approval waits
+    real = done.stdout.splitlines()
+    shown = [line for line in sample.splitlines() if line != "..."]
+    assert re.fullmatch(r"pipeline p[0-9a-f]{32}", real[0]), real
+    assert re.fullmatch(r"pipeline p[0-9a-f]{32}", shown[0]), shown
+    steps = [PROGRESS.match(line) for line in real[1:]]
+    assert all(steps), real
+    seen = {m.groups() for m in steps if m}
+    for line in shown[1:]:
+        match = PROGRESS.match(line)
+        assert match, f"cli.md's sample line {line!r} does not look like run --wait's"
+        assert match.groups() in seen, f"{line!r} is not in the real output:\n{done.stdout}"
