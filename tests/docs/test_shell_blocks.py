@@ -379,7 +379,7 @@ class Page:
         if words[:2] == ["aiobamboo", "bench"]:
             words = _set_option(words, "--pipelines", "20")
         argv = [shutil.which(words[0], path=env["PATH"]) or words[0], *words[1:]]
-        if words[0] == "uvicorn" or words[1] in ("serve", "worker"):
+        if words[0] == "uvicorn" or words[1:2] in (["serve"], ["worker"]):
             self._run_until_ready(line, argv, env)
             return
         done = subprocess.run(
