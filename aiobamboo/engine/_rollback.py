@@ -6,7 +6,9 @@ target; ANY mode jumps there at once. The nodes a rollback goes through are
 marked with the rollback states, which are also its durable plan: each node
 waits ROLLING_BACK for its hook, is ROLL_BACK_SUCCESS once the hook succeeded,
 ROLL_BACK_FAILED when it failed (the pipeline too, until
-``retry_rollback_failed_node``).
+``retry_rollback_failed_node``). A rollback reserved on a running node
+(``reserve_rollback``) starts when that node finishes: its process calls
+``take_reserved`` instead of going on.
 """
 
 from __future__ import annotations

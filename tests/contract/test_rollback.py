@@ -340,3 +340,20 @@ async def test_a_client_reserves_and_cancels_through_the_worker(runtime_factory:
         assert worker is not client
         await _call_back(client, root, w.id)
         await _rolled_back_then_finished(client, root, a, b, w)
+
+
+async def test_a_reservation_that_no_longer_applies_lets_the_pipeline_go_on(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, a.id))
+    # Paused when w finishes: a paused pipeline is not rolled back, and the
+    # reservation is used up; the pipeline stops at its next node as paused ones do.
+    ok(await api.pause_pipeline(runtime, root))
+    await _call_back(runtime, root, w.id)
+    await wait_state(runtime, root, w.id, "FINISHED")
+    assert await wait_outcome(runtime, root) == "SUSPENDED"
+    ok(await api.resume_pipeline(runtime, root))
+    await wait_outcome(runtime, root, "FINISHED")
+    assert undone(a.id, b.id, w.id) == []
+    assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (1, 1, 1)
