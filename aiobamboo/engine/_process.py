@@ -71,9 +71,12 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
             await run.checkpoint("process-suspended")
             continue
         outcome = await _step(env, run, proc, node_id)
+        # A rollback reserved at the node starts when the process leaves it
+        # (not when a looping node comes round again).
         if (
             outcome.kind == "next"
             and run.reserved_rollback is not None
+            and outcome.next_node_id != node_id
             and await take_reserved(env, run, proc, node_id)
         ):
             continue

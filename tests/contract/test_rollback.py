@@ -218,16 +218,22 @@ async def _call_back(runtime: Any, root: str, node_id: str, attempt: int = 1) ->
             await anyio.sleep(0.002)
 
 
-async def _rolled_back_then_finished(runtime: Any, root: str, a: Any, b: Any, w: Any) -> None:
-    """w was called back with a rollback to a reserved: check it, then let the run end."""
+async def _rolled_back_then_finished(
+    runtime: Any, root: str, a: Any, b: Any, w: Any, hooks: list[str] | None = None
+) -> None:
+    """w was called back with a rollback to a reserved: check it, then let the run end.
+
+    ``hooks``: the hook calls expected; by default the finished start is undone
+    too, then b, then a. Then the pipeline runs from a.
+    """
+    expected = hooks or [w.id, b.id, a.id]
     await _waits(runtime, root, w.id, attempt=2)
-    # The finished start is undone too, then b, then a; then the pipeline runs from a.
-    assert undone(a.id, b.id, w.id) == [w.id, b.id, a.id]
+    assert undone(a.id, b.id, w.id) == expected
     assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (2, 2, 2)
     await _call_back(runtime, root, w.id, attempt=2)
     await wait_outcome(runtime, root, "FINISHED")
     # The reservation was used once: the second finish of w went on.
-    assert undone(a.id, b.id, w.id) == [w.id, b.id, a.id]
+    assert undone(a.id, b.id, w.id) == expected
     assert (await wait_state(runtime, root, a.id, "FINISHED"))["retry"] == 1
 
 
@@ -357,3 +363,18 @@ async def test_a_reservation_that_no_longer_applies_lets_the_pipeline_go_on(runt
     await wait_outcome(runtime, root, "FINISHED")
     assert undone(a.id, b.id, w.id) == []
     assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (1, 1, 1)
+
+
+async def test_a_failing_hook_of_a_reserved_rollback_is_retried(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    UNDO_FAILURES[b.id] = 1
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, a.id))
+    await _call_back(runtime, root, w.id)
+    res = await api.wait_pipeline(runtime, root, timeout=TIMEOUT)
+    assert res.data == "ROLL_BACK_FAILED", res.message
+    assert await state_of(runtime, root, w.id) == "ROLL_BACK_SUCCESS"
+    assert undone(a.id, b.id, w.id) == [w.id, b.id]
+    ok(await api.retry_rollback_failed_node(runtime, root, b.id))
+    await _rolled_back_then_finished(runtime, root, a, b, w, [w.id, b.id, b.id, a.id])
