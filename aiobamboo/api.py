@@ -682,7 +682,7 @@ async def get_allowed_rollback_node_id_list(
         any_node = _check_mode(mode) == "ANY" and _check_bool(skip_check_token, "skip_check_token")
         snap = await scheduler.store.load_run(root)
         if snap is None:
-            raise NotFoundError(f"pipeline({root}) does not exist")
+            raise NotFoundError(f"node({root}) does not exist")
         spec = parse_tree(codec.loads(snap.run.tree_json))
         node_states = {row.node_id: row.state for row in snap.states}
         return allowed_targets(spec, node_states, start, any_node=any_node)

@@ -56,6 +56,13 @@ WITH_AN_ID: dict[str, Call] = {
     "get_pipeline_execution_time": lambda rt, i: api.get_pipeline_execution_time(rt, i),
     "get_node_execution_time": lambda rt, i: api.get_node_execution_time(rt, i),
     "explain": lambda rt, i: api.explain(rt, i),
+    "rollback": lambda rt, i: api.rollback(rt, i, "n1", "n2"),
+    "reserve_rollback": lambda rt, i: api.reserve_rollback(rt, i, "n1", "n2"),
+    "cancel_reserved_rollback": lambda rt, i: api.cancel_reserved_rollback(rt, i, "n1", "n2"),
+    "retry_rollback_failed_node": lambda rt, i: api.retry_rollback_failed_node(rt, i, "n1"),
+    "get_allowed_rollback_node_id_list": lambda rt, i: api.get_allowed_rollback_node_id_list(
+        rt, i, "n1"
+    ),
     # The id names a node of the tree passed in, not a stored one.
     "preview_node_inputs": lambda rt, i: api.preview_node_inputs(rt, _tree(), i),
 }
