@@ -186,7 +186,7 @@ class Rollbacks:
         if proc is None:
             raise InvalidOperationError(f"no process waits at node {start_id}")
         path = _checked_path(run, proc, start_id, target_id, mode, skip_check_token)
-        await self._begin(run, proc, path, skip_rollback_nodes, mode)
+        await self._begin(run, proc, start_id, path, skip_rollback_nodes, mode)
 
     async def reserve_rollback(
         self, root_id: str, start_id: str, target_id: str, mode: str, skip_check_token: bool
@@ -225,13 +225,18 @@ class Rollbacks:
         await run.checkpoint("operation")
 
     async def _begin(
-        self, run: Run, proc: Process, path: list[str], skip_rollback_nodes: list[str], mode: str
+        self,
+        run: Run,
+        proc: Process,
+        start_id: str,
+        path: list[str],
+        skip_rollback_nodes: list[str],
+        mode: str,
     ) -> None:
         """Mark the path's nodes and call their hooks (TOKEN), or jump to the target (ANY)."""
         if mode == ANY:
             await self._restart_at(run, proc, path, path[-1])
             return
-        start_id = path[0]
         skip = set(skip_rollback_nodes)
         root = run.states[run.root_id]
         root.state = states.ROLLING_BACK
@@ -459,7 +464,7 @@ async def take_reserved(env: Env, run: Run, proc: Process, node_id: str) -> bool
         return False
     proc.status = P_SLEEPING
     run.put_process(proc)
-    await _Reserved(env)._begin(run, proc, path, [], res.mode)
+    await _Reserved(env)._begin(run, proc, node_id, path, [], res.mode)
     return True
 
 
