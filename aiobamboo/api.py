@@ -621,16 +621,22 @@ async def reserve_rollback(
     mode: str = "TOKEN",
     skip_check_token: bool = False,
 ) -> EngineAPIResult[None]:
-    """Not supported yet: refused with the reason (roll back once the node failed)."""
+    """Roll back from the RUNNING ``start_node_id`` to ``target_node_id`` once it finishes.
 
-    async def call() -> None:
-        _scheduler(runtime)
-        raise InvalidOperationError(
-            "reserve_rollback is not supported by this engine yet; call rollback "
-            "once the start node has failed"
-        )
+    Checked now as :func:`rollback` checks (tokens, target FINISHED); one
+    reservation per pipeline. When the node finishes, the pipeline rolls back
+    instead of going on (TOKEN mode undoes the start too). Stored with the run.
+    """
 
-    return await _result(call)
+    def check() -> list[Any]:
+        return [
+            _check_id(start_node_id, "start_node_id"),
+            _check_id(target_node_id, "target_node_id"),
+            _check_mode(mode),
+            _check_bool(skip_check_token, "skip_check_token"),
+        ]
+
+    return await _operate("reserve_rollback", runtime, root_pipeline_id, "root_pipeline_id", check)
 
 
 async def cancel_reserved_rollback(
@@ -640,15 +646,21 @@ async def cancel_reserved_rollback(
     target_node_id: str,
     mode: str = "TOKEN",
 ) -> EngineAPIResult[None]:
-    """Not supported yet, as :func:`reserve_rollback`: there is no reservation to cancel."""
+    """Cancel the rollback reserved at ``start_node_id``: the pipeline goes on when it finishes.
 
-    async def call() -> None:
-        _scheduler(runtime)
-        raise InvalidOperationError(
-            "reserve_rollback is not supported by this engine yet: no reservation to cancel"
-        )
+    As the original, a start node with nothing reserved is not an error.
+    """
 
-    return await _result(call)
+    def check() -> list[Any]:
+        return [
+            _check_id(start_node_id, "start_node_id"),
+            _check_id(target_node_id, "target_node_id"),
+            _check_mode(mode),
+        ]
+
+    return await _operate(
+        "cancel_reserved_rollback", runtime, root_pipeline_id, "root_pipeline_id", check
+    )
 
 
 async def get_allowed_rollback_node_id_list(

@@ -41,6 +41,8 @@ OperationName = Literal[
     "update_context_values",
     "rollback",
     "retry_rollback_failed_node",
+    "reserve_rollback",
+    "cancel_reserved_rollback",
 ]
 
 #: Operations a command may name (everything else is refused, whatever the database says).

@@ -15,6 +15,7 @@ import anyio
 from .. import states
 from ..exceptions import StaleWriteError, StorageError
 from ._env import SLEEP, Env, Outcome, Step, format_exc, is_cancellation, logger
+from ._rollback import take_reserved
 from ._run import (
     P_DEAD,
     P_JOINING,
@@ -70,6 +71,15 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
             await run.checkpoint("process-suspended")
             continue
         outcome = await _step(env, run, proc, node_id)
+        # A rollback reserved at the node starts when the process leaves it
+        # (not when a looping node comes round again).
+        if (
+            outcome.kind == "next"
+            and run.reserved_rollback is not None
+            and outcome.next_node_id != node_id
+            and await take_reserved(env, run, proc, node_id)
+        ):
+            continue
         await _apply(run, proc, outcome)
 
 

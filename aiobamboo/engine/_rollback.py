@@ -6,7 +6,9 @@ target; ANY mode jumps there at once. The nodes a rollback goes through are
 marked with the rollback states, which are also its durable plan: each node
 waits ROLLING_BACK for its hook, is ROLL_BACK_SUCCESS once the hook succeeded,
 ROLL_BACK_FAILED when it failed (the pipeline too, until
-``retry_rollback_failed_node``).
+``retry_rollback_failed_node``). A rollback reserved on a running node
+(``reserve_rollback``) starts when that node finishes: its process calls
+``take_reserved`` instead of going on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..builder._token import BRANCH, CONVERGE, END, FORK, STEP, SUBPROCESS, toke
 from ..component import DataObject
 from ..exceptions import InvalidOperationError
 from ._env import Env, format_exc, is_cancellation, logger
+from ._reserved_rollback import Reservation, as_row
 from ._run import P_RUNNING, P_SLEEPING, Process, Run, State, new_id
 from ._spec import ACTIVITY, CONDITIONAL_PARALLEL, EXCLUSIVE, PARALLEL, RunSpec
 from ._spec import CONVERGE as CONVERGE_KIND
@@ -177,53 +180,65 @@ class Rollbacks:
         skip_check_token: bool,
     ) -> None:
         run = await self.active_run(root_id)
-        root = _root_state(run, root_id)
-        if root.state not in (states.RUNNING, states.ROLL_BACK_FAILED):
-            raise InvalidOperationError(
-                f"pipeline {root_id} is {root.state}: only a RUNNING pipeline can be rolled back"
-            )
-        if mode not in MODES:
-            raise InvalidOperationError(f"mode must be TOKEN or ANY, got {mode!r:.100}")
+        _check_pipeline(run, root_id, mode)
         _activity_state(run, start_id, (states.FAILED,), "start")
-        _activity_state(run, target_id, (states.FINISHED,), "target")
         proc = run.process_at(start_id, P_SLEEPING)
         if proc is None:
             raise InvalidOperationError(f"no process waits at node {start_id}")
-        if run.spec.nodes[start_id].pipeline_id != run.spec.nodes[target_id].pipeline_id:
+        path = _checked_path(run, proc, start_id, target_id, mode, skip_check_token)
+        await self._begin(run, proc, start_id, path, skip_rollback_nodes, mode)
+
+    async def reserve_rollback(
+        self, root_id: str, start_id: str, target_id: str, mode: str, skip_check_token: bool
+    ) -> None:
+        """Roll back from ``start_id`` (RUNNING now) to ``target_id`` once it finishes."""
+        run = await self.active_run(root_id)
+        _check_pipeline(run, root_id, mode)
+        st = _activity_state(run, start_id, (states.RUNNING,), "start")
+        proc = run.process_at(start_id)
+        if proc is None:
+            raise InvalidOperationError(f"no process is at node {start_id}")
+        _checked_path(run, proc, start_id, target_id, mode, skip_check_token, reserving=True)
+        if run.reserved_rollback is not None:
             raise InvalidOperationError(
-                f"nodes {start_id} and {target_id} are not in the same pipeline"
+                f"pipeline {root_id} already has a rollback reserved at node "
+                f"{run.reserved_rollback.start_id}: cancel it first"
             )
-        tokens = spec_tokens(run.spec)
-        same_token = tokens.get(start_id) == tokens.get(target_id)
-        if (mode == TOKEN or not skip_check_token) and not same_token:
-            raise InvalidOperationError(
-                f"nodes {start_id} and {target_id} have different rollback tokens"
-            )
-        if not same_token and proc.parent_id is not None:
-            raise InvalidOperationError(
-                f"node {target_id} is outside the parallel branch of node {start_id}"
-            )
-        if mode == TOKEN:
-            token = tokens.get(start_id)
-            running = [
-                n
-                for n, st in run.states.items()
-                if st.state == states.RUNNING and tokens.get(n) == token
-            ]
-            if running:
-                raise InvalidOperationError(
-                    f"nodes {', '.join(sorted(running))} of the same token are still running"
-                )
-        ran = {n for n, st in run.states.items() if st.state in _RAN and n in run.spec.nodes}
-        path = _path(run.spec, ran, start_id, target_id)
-        if target_id not in path:
-            raise InvalidOperationError(
-                f"node {target_id} did not run on the way to node {start_id}: nothing to roll back"
-            )
+        res = Reservation(new_id("rb"), start_id, target_id, mode, skip_check_token, st.version)
+        run.reserved_rollback = res
+        run.batch.timers[res.id] = as_row(res, run.root_id, live=True)
+        await run.checkpoint("operation")
+
+    async def cancel_reserved_rollback(
+        self, root_id: str, start_id: str, target_id: str, mode: str
+    ) -> None:
+        """Drop the rollback reserved at ``start_id``; nothing reserved there is no error."""
+        run = await self.active_run(root_id)
+        _check_pipeline(run, root_id, mode)
+        _activity_state(run, start_id, (states.RUNNING, states.FAILED), "start")
+        _activity_state(run, target_id, (states.FINISHED,), "target")
+        res = run.reserved_rollback
+        if res is None or res.start_id != start_id:
+            return
+        run.reserved_rollback = None
+        run.batch.timers[res.id] = as_row(res, run.root_id, live=False)
+        await run.checkpoint("operation")
+
+    async def _begin(
+        self,
+        run: Run,
+        proc: Process,
+        start_id: str,
+        path: list[str],
+        skip_rollback_nodes: list[str],
+        mode: str,
+    ) -> None:
+        """Mark the path's nodes and call their hooks (TOKEN), or jump to the target (ANY)."""
         if mode == ANY:
-            await self._restart_at(run, proc, path, target_id)
+            await self._restart_at(run, proc, path, path[-1])
             return
         skip = set(skip_rollback_nodes)
+        root = run.states[run.root_id]
         root.state = states.ROLLING_BACK
         run.put_state(root)
         run.emit_state(root)
@@ -231,7 +246,10 @@ class Rollbacks:
             st = run.states[node_id]
             if run.spec.nodes[node_id].kind != ACTIVITY:
                 continue
-            hooked = not (node_id in skip or st.skip or st.error_ignored or node_id == start_id)
+            # A failed start has nothing to undo; a finished one (a reserved
+            # rollback) is undone like the others.
+            failed_start = node_id == start_id and st.state == states.FAILED
+            hooked = not (node_id in skip or st.skip or st.error_ignored or failed_start)
             _set(run, st, states.ROLLING_BACK if hooked else states.ROLL_BACK_SUCCESS)
         await run.checkpoint("operation")
         await self._roll_back(run, path, None, None)
@@ -356,6 +374,107 @@ class Rollbacks:
         proc.wake()
 
 
+def _check_pipeline(run: Run, root_id: str, mode: str) -> None:
+    root = _root_state(run, root_id)
+    if root.state not in (states.RUNNING, states.ROLL_BACK_FAILED):
+        raise InvalidOperationError(
+            f"pipeline {root_id} is {root.state}: only a RUNNING pipeline can be rolled back"
+        )
+    if mode not in MODES:
+        raise InvalidOperationError(f"mode must be TOKEN or ANY, got {mode!r:.100}")
+
+
+def _checked_path(
+    run: Run,
+    proc: Process,
+    start_id: str,
+    target_id: str,
+    mode: str,
+    skip_check_token: bool,
+    *,
+    reserving: bool = False,
+) -> list[str]:
+    """The rollback's path, start first; refuses a rollback the mode does not allow.
+
+    ``reserving``: the start still runs, and the nodes of its token may too.
+    """
+    _activity_state(run, target_id, (states.FINISHED,), "target")
+    if run.spec.nodes[start_id].pipeline_id != run.spec.nodes[target_id].pipeline_id:
+        raise InvalidOperationError(
+            f"nodes {start_id} and {target_id} are not in the same pipeline"
+        )
+    tokens = spec_tokens(run.spec)
+    same_token = tokens.get(start_id) == tokens.get(target_id)
+    if (mode == TOKEN or not skip_check_token) and not same_token:
+        raise InvalidOperationError(
+            f"nodes {start_id} and {target_id} have different rollback tokens"
+        )
+    if not same_token and proc.parent_id is not None:
+        raise InvalidOperationError(
+            f"node {target_id} is outside the parallel branch of node {start_id}"
+        )
+    if mode == TOKEN and not reserving:
+        token = tokens.get(start_id)
+        running = [
+            n
+            for n, st in run.states.items()
+            if st.state == states.RUNNING and tokens.get(n) == token and n != start_id
+        ]
+        if running:
+            raise InvalidOperationError(
+                f"nodes {', '.join(sorted(running))} of the same token are still running"
+            )
+    ran = {n for n, st in run.states.items() if st.state in _RAN and n in run.spec.nodes}
+    path = _path(run.spec, ran | {start_id}, start_id, target_id)
+    if target_id not in path:
+        raise InvalidOperationError(
+            f"node {target_id} did not run on the way to node {start_id}: nothing to roll back"
+        )
+    return path
+
+
+async def take_reserved(env: Env, run: Run, proc: Process, node_id: str) -> bool:
+    """``node_id`` just finished: start the rollback reserved there, if any.
+
+    True when the rollback took the process (it waits at the node, or runs
+    again from the target). A reservation that no longer applies (the pipeline
+    was paused, the target was rolled back meanwhile...) is dropped with a
+    warning, and the process goes on: False.
+    """
+    res = run.reserved_rollback
+    if res is None or res.start_id != node_id:
+        return False
+    st = run.states.get(node_id)
+    if st is None or st.state != states.FINISHED:
+        return False
+    # Used, whatever comes of it; stored with the rollback's first commit, or
+    # with the process's next step.
+    run.reserved_rollback = None
+    run.batch.timers[res.id] = as_row(res, run.root_id, live=False)
+    try:
+        _check_pipeline(run, run.root_id, res.mode)
+        path = _checked_path(run, proc, node_id, res.target_id, res.mode, res.skip_check_token)
+    except InvalidOperationError as exc:
+        logger.warning(
+            "run %s: the rollback reserved at node %s does not apply, the pipeline goes on: %s",
+            run.root_id,
+            node_id,
+            exc,
+        )
+        return False
+    proc.status = P_SLEEPING
+    run.put_process(proc)
+    await _Reserved(env)._begin(run, proc, node_id, path, [], res.mode)
+    return True
+
+
+class _Reserved(Rollbacks):
+    """The rollback machinery run by a process whose node finished (no scheduler at hand)."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+
 def _root_state(run: Run, root_id: str) -> State:
     if root_id != run.root_id:
         raise InvalidOperationError(f"{root_id} is not a root pipeline")
@@ -389,4 +508,12 @@ def _marked_path(run: Run, marked: set[str]) -> list[str]:
     raise InvalidOperationError("the rollback in progress can not be found")
 
 
-__all__ = ["ANY", "MODES", "TOKEN", "Rollbacks", "allowed_targets", "spec_tokens"]
+__all__ = [
+    "ANY",
+    "MODES",
+    "TOKEN",
+    "Rollbacks",
+    "allowed_targets",
+    "spec_tokens",
+    "take_reserved",
+]

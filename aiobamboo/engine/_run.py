@@ -44,6 +44,7 @@ from ..runtime import (
 from ._clock import Clock, SystemClock
 from ._node_timers import RunTimers
 from ._observer import Observer
+from ._reserved_rollback import Reservation, from_rows
 from ._spec import ContextVar, RunSpec
 
 
@@ -291,6 +292,8 @@ class Run:
         self.timers: RunTimers | None = None
         if spec.timed:
             self.timers = RunTimers(self, spec.timed, clock or SystemClock())
+        #: The rollback to take place when its start node finishes (``reserve_rollback``).
+        self.reserved_rollback: Reservation | None = None
         self.revoked = False
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
@@ -808,6 +811,7 @@ class Run:
                     self.schedules[key].callback_accepted = True
         if self.timers is not None:
             self.timers.restore(snap.timers)
+        self.reserved_rollback = from_rows(snap.timers)
         root_state = self.states.get(self.root_id)
         self.revoked = root_state is not None and root_state.state == states.REVOKED
         self.finished = root_state is not None and root_state.state == states.FINISHED

@@ -1065,6 +1065,8 @@ OPERATION_TABLE: Final[Mapping[OperationName, Callable[..., Awaitable[None]]]] =
     "update_context_values": Scheduler.update_context_values,
     "rollback": Scheduler.rollback,
     "retry_rollback_failed_node": Scheduler.retry_rollback_failed_node,
+    "reserve_rollback": Scheduler.reserve_rollback,
+    "cancel_reserved_rollback": Scheduler.cancel_reserved_rollback,
 }
 
 

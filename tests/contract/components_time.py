@@ -98,3 +98,24 @@ class UndoableComponent(Component):
 
 def undone(*node_ids: str) -> list[str]:
     return [n for n, _ in UNDONE if n in node_ids]
+
+
+class UndoableCallbackService(UndoableService):
+    """Waits for a callback (its outputs say so once it waits), then succeeds; undoable."""
+
+    __need_schedule__ = True
+
+    async def execute(self, data: Any, parent_data: Any) -> bool:
+        ATTEMPTS[self.id] += 1
+        data.outputs.waiting = ATTEMPTS[self.id]
+        return True
+
+    async def schedule(self, data: Any, parent_data: Any, callback_data: Any = None) -> bool:
+        data.outputs.called_back = callback_data
+        return True
+
+
+class UndoableCallbackComponent(Component):
+    code = "time_undoable_callback"
+    name = "Undoable, waits for a callback"
+    bound_service = UndoableCallbackService

@@ -56,24 +56,24 @@ WITH_AN_ID: dict[str, Call] = {
     "get_pipeline_execution_time": lambda rt, i: api.get_pipeline_execution_time(rt, i),
     "get_node_execution_time": lambda rt, i: api.get_node_execution_time(rt, i),
     "explain": lambda rt, i: api.explain(rt, i),
-    # The rollback functions: an unknown pipeline, with nodes of it.
-    "rollback": lambda rt, i: api.rollback(rt, i, i, i),
-    "retry_rollback_failed_node": lambda rt, i: api.retry_rollback_failed_node(rt, i, i),
+    # The rollback functions: an unknown pipeline.
+    "rollback": lambda rt, i: api.rollback(rt, i, "n1", "n2"),
+    "reserve_rollback": lambda rt, i: api.reserve_rollback(rt, i, "n1", "n2"),
+    "cancel_reserved_rollback": lambda rt, i: api.cancel_reserved_rollback(rt, i, "n1", "n2"),
+    "retry_rollback_failed_node": lambda rt, i: api.retry_rollback_failed_node(rt, i, "n1"),
     "get_allowed_rollback_node_id_list": lambda rt, i: api.get_allowed_rollback_node_id_list(
-        rt, i, i
+        rt, i, "n1"
     ),
     # The id names a node of the tree passed in, not a stored one.
     "preview_node_inputs": lambda rt, i: api.preview_node_inputs(rt, _tree(), i),
 }
 #: Coroutines that take no id.
 WITHOUT_AN_ID = {"run_pipeline", "list_pipelines", "purge_pipelines"}
-#: Coroutines that refuse every call, whatever the ids, saying they are not supported yet.
-NOT_SUPPORTED = {"reserve_rollback", "cancel_reserved_rollback"}
 
 
 def test_every_function_with_an_id_is_covered() -> None:
     coroutines = {n for n in api.__all__ if inspect.iscoroutinefunction(getattr(api, n))}
-    assert coroutines == set(WITH_AN_ID) | WITHOUT_AN_ID | NOT_SUPPORTED
+    assert coroutines == set(WITH_AN_ID) | WITHOUT_AN_ID
 
 
 async def _check_unknown_ids(runtime: Any) -> None:

@@ -19,11 +19,14 @@ from aiobamboo.builder import (
     ParallelGateway,
     build_tree,
 )
+from aiobamboo.engine import Settings
 
 from . import components_time
 from .components_time import ATTEMPTS, UNDO_FAILURES, UNDO_GATES, UNDONE, undone
 from .ops_helpers import (
+    TIMEOUT,
     act,
+    entry,
     histories,
     ok,
     refused,
@@ -111,8 +114,12 @@ async def test_rollbacks_that_do_not_apply_are_refused(runtime: Any) -> None:
     refused(await api.rollback(runtime, root, c.id, "e" + "0" * 32), "not a service activity")
     refused(await api.rollback(runtime, root, c.id, a.id, mode="SOME"), "mode")
     refused(await api.rollback(runtime, a.id, c.id, a.id), "not a root pipeline")
-    refused(await api.reserve_rollback(runtime, root, c.id, a.id), "not supported")
-    refused(await api.cancel_reserved_rollback(runtime, root, c.id, a.id), "not supported")
+    refused(await api.reserve_rollback(runtime, root, c.id, a.id), "start node", "not RUNNING")
+    refused(await api.reserve_rollback(runtime, root, b.id, a.id), "start node", "not RUNNING")
+    refused(await api.reserve_rollback(runtime, root, c.id, a.id, mode="SOME"), "mode")
+    # As the original: nothing reserved at the node is nothing to cancel, not an error.
+    ok(await api.cancel_reserved_rollback(runtime, root, c.id, a.id))
+    refused(await api.cancel_reserved_rollback(runtime, root, b.id, a.id), "not RUNNING or FAILED")
     # Nothing changed: the pipeline still waits at its failed node.
     assert await wait_outcome(runtime, root) == "FAILED"
     assert UNDONE == [] or undone(a.id, b.id, c.id) == []
@@ -172,3 +179,202 @@ async def test_a_rollback_interrupted_by_a_restart_is_taken_up_again(runtime_fac
         await wait_outcome(rt, root, "FINISHED")
         assert undone(a.id, b.id) == [b.id, b.id, a.id]
         assert ATTEMPTS[c.id] == 2
+
+
+# -- reserved rollbacks ------------------------------------------------------------------
+
+
+def _waiting_chain() -> tuple[dict[str, Any], Any, Any, Any]:
+    """start -> a -> b -> w (waits for a callback) -> end."""
+    a, b = act("time_undoable"), act("time_undoable")
+    w = act("time_undoable_callback")
+    s = EmptyStartEvent()
+    s.extend(a).extend(b).extend(w).extend(EmptyEndEvent())
+    return build_tree(s), a, b, w
+
+
+async def _waits(runtime: Any, root: str, node_id: str, attempt: int = 1) -> str:
+    """Wait until the ``attempt``-th run of ``node_id`` waits for its callback; its version."""
+
+    async def check() -> str | None:
+        found = await entry(runtime, root, node_id)
+        if found is None or found["state"] != "RUNNING" or ATTEMPTS[node_id] < attempt:
+            return None
+        return str(found["version"])
+
+    return await wait_until(check, f"{node_id} to wait for its callback ({attempt})")
+
+
+async def _call_back(runtime: Any, root: str, node_id: str, attempt: int = 1) -> None:
+    """Call back the ``attempt``-th run of ``node_id``, once its process sleeps there."""
+    with anyio.fail_after(TIMEOUT):
+        while True:
+            version = await _waits(runtime, root, node_id, attempt)
+            res = await api.callback(runtime, node_id, version, {"attempt": attempt})
+            if res.result:
+                return
+            # Not asleep yet, or the version read was not committed yet: once more.
+            assert "sleep process" in res.message or "version" in res.message, res.message
+            await anyio.sleep(0.002)
+
+
+async def _rolled_back_then_finished(
+    runtime: Any, root: str, a: Any, b: Any, w: Any, hooks: list[str] | None = None
+) -> None:
+    """w was called back with a rollback to a reserved: check it, then let the run end.
+
+    ``hooks``: the hook calls expected; by default the finished start is undone
+    too, then b, then a. Then the pipeline runs from a.
+    """
+    expected = hooks or [w.id, b.id, a.id]
+    await _waits(runtime, root, w.id, attempt=2)
+    assert undone(a.id, b.id, w.id) == expected
+    assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (2, 2, 2)
+    await _call_back(runtime, root, w.id, attempt=2)
+    await wait_outcome(runtime, root, "FINISHED")
+    # The reservation was used once: the second finish of w went on.
+    assert undone(a.id, b.id, w.id) == expected
+    assert (await wait_state(runtime, root, a.id, "FINISHED"))["retry"] == 1
+
+
+async def test_a_reserved_rollback_takes_place_when_the_node_finishes(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, a.id))
+    refused(await api.reserve_rollback(runtime, root, w.id, b.id), "already has a rollback")
+    # Nothing happens before the node finishes.
+    assert await state_of(runtime, root, w.id) == "RUNNING"
+    assert undone(a.id, b.id, w.id) == []
+    await _call_back(runtime, root, w.id)
+    await _rolled_back_then_finished(runtime, root, a, b, w)
+
+
+async def test_a_reserved_rollback_in_any_mode_jumps_back_without_hooks(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, b.id, mode="ANY"))
+    await _call_back(runtime, root, w.id)
+    await _waits(runtime, root, w.id, attempt=2)
+    assert undone(a.id, b.id, w.id) == []
+    assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (1, 2, 2)
+    await _call_back(runtime, root, w.id, attempt=2)
+    await wait_outcome(runtime, root, "FINISHED")
+
+
+async def test_a_cancelled_reservation_does_not_roll_back(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, a.id))
+    ok(await api.cancel_reserved_rollback(runtime, root, w.id, a.id))
+    # Cancelled, another may be reserved; and cancelled again.
+    ok(await api.reserve_rollback(runtime, root, w.id, b.id, mode="ANY"))
+    ok(await api.cancel_reserved_rollback(runtime, root, w.id, b.id, mode="ANY"))
+    await _call_back(runtime, root, w.id)
+    await wait_outcome(runtime, root, "FINISHED")
+    assert undone(a.id, b.id, w.id) == []
+    assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (1, 1, 1)
+
+
+async def test_reserving_what_can_not_be_rolled_back_is_refused(runtime: Any) -> None:
+    s, pg, cg = EmptyStartEvent(), ParallelGateway(), ConvergeGateway()
+    before = act("time_undoable")
+    left, right = act("time_undoable_callback"), act("time_undoable")
+    s.extend(before).extend(pg)
+    pg.extend(left).extend(cg)
+    pg.extend(right).extend(cg)
+    cg.extend(EmptyEndEvent())
+    root = await start(runtime, build_tree(s))
+    await _waits(runtime, root, left.id)
+    await wait_state(runtime, root, right.id, "FINISHED")
+    # The start must be running, the target finished, both of one token.
+    refused(await api.reserve_rollback(runtime, root, right.id, before.id), "not RUNNING")
+    refused(await api.reserve_rollback(runtime, root, left.id, left.id), "not FINISHED")
+    refused(await api.reserve_rollback(runtime, root, left.id, before.id), "different rollback")
+    refused(
+        await api.reserve_rollback(runtime, root, left.id, before.id, "ANY", True),
+        "outside the parallel branch",
+    )
+    refused(await api.reserve_rollback(runtime, root, left.id, right.id), "different rollback")
+    refused(await api.reserve_rollback(runtime, left.id, left.id, before.id), "not a root")
+    await _call_back(runtime, root, left.id)
+    await wait_outcome(runtime, root, "FINISHED")
+    assert undone(before.id, left.id, right.id) == []
+
+
+async def test_a_reservation_survives_a_restart(runtime_factory: Any) -> None:
+    needs_shared_storage(runtime_factory.kind)
+    tree, a, b, w = _waiting_chain()
+    async with opened(runtime_factory) as rt:
+        root = await start(rt, tree)
+        await _waits(rt, root, w.id)
+        ok(await api.reserve_rollback(rt, root, w.id, a.id))
+    async with opened(runtime_factory) as rt:
+        await _call_back(rt, root, w.id)
+        await _rolled_back_then_finished(rt, root, a, b, w)
+
+
+async def test_a_cancellation_survives_a_restart(runtime_factory: Any) -> None:
+    needs_shared_storage(runtime_factory.kind)
+    tree, a, b, w = _waiting_chain()
+    async with opened(runtime_factory) as rt:
+        root = await start(rt, tree)
+        await _waits(rt, root, w.id)
+        ok(await api.reserve_rollback(rt, root, w.id, a.id))
+        ok(await api.cancel_reserved_rollback(rt, root, w.id, a.id))
+    async with opened(runtime_factory) as rt:
+        await _call_back(rt, root, w.id)
+        await wait_outcome(rt, root, "FINISHED")
+        assert undone(a.id, b.id, w.id) == []
+
+
+async def test_a_client_reserves_and_cancels_through_the_worker(runtime_factory: Any) -> None:
+    needs_shared_storage(runtime_factory.kind)
+    tree, a, b, w = _waiting_chain()
+    async with (
+        opened(runtime_factory) as worker,
+        opened(runtime_factory, worker=False, settings=Settings(poll_interval=0.05)) as client,
+    ):
+        root = await start(client, tree)
+        await _waits(client, root, w.id)
+        refused(await api.reserve_rollback(client, root, b.id, a.id), "not RUNNING")
+        ok(await api.reserve_rollback(client, root, w.id, b.id))
+        ok(await api.cancel_reserved_rollback(client, root, w.id, b.id))
+        ok(await api.reserve_rollback(client, root, w.id, a.id))
+        assert worker is not client
+        await _call_back(client, root, w.id)
+        await _rolled_back_then_finished(client, root, a, b, w)
+
+
+async def test_a_reservation_that_no_longer_applies_lets_the_pipeline_go_on(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, a.id))
+    # Paused when w finishes: a paused pipeline is not rolled back, and the
+    # reservation is used up; the pipeline stops at its next node as paused ones do.
+    ok(await api.pause_pipeline(runtime, root))
+    await _call_back(runtime, root, w.id)
+    await wait_state(runtime, root, w.id, "FINISHED")
+    assert await wait_outcome(runtime, root) == "SUSPENDED"
+    ok(await api.resume_pipeline(runtime, root))
+    await wait_outcome(runtime, root, "FINISHED")
+    assert undone(a.id, b.id, w.id) == []
+    assert (ATTEMPTS[a.id], ATTEMPTS[b.id], ATTEMPTS[w.id]) == (1, 1, 1)
+
+
+async def test_a_failing_hook_of_a_reserved_rollback_is_retried(runtime: Any) -> None:
+    tree, a, b, w = _waiting_chain()
+    UNDO_FAILURES[b.id] = 1
+    root = await start(runtime, tree)
+    await _waits(runtime, root, w.id)
+    ok(await api.reserve_rollback(runtime, root, w.id, a.id))
+    await _call_back(runtime, root, w.id)
+    res = await api.wait_pipeline(runtime, root, timeout=TIMEOUT)
+    assert res.data == "ROLL_BACK_FAILED", res.message
+    assert await state_of(runtime, root, w.id) == "ROLL_BACK_SUCCESS"
+    assert undone(a.id, b.id, w.id) == [w.id, b.id]
+    ok(await api.retry_rollback_failed_node(runtime, root, b.id))
+    await _rolled_back_then_finished(runtime, root, a, b, w, [w.id, b.id, b.id, a.id])
