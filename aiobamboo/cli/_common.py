@@ -16,6 +16,7 @@ import anyio
 
 from ..api import EngineAPIResult
 from ..component import ComponentLibrary
+from ..engine import Settings
 from ..exceptions import (
     AiobambooError,
     ConfigurationError,
@@ -150,7 +151,12 @@ async def session(
     embedded = execute and (getattr(args, "embedded", False) or scheme_of(db) == "sqlite")
     try:
         if embedded:
-            runtime = open_url(db, worker=True, components=library, schema=args.schema)
+            # It drives only the pipelines this command starts or operates on:
+            # the others may need components this process did not import.
+            settings = Settings(claim_runs=False, park_after=None)
+            runtime = open_url(
+                db, worker=True, components=library, schema=args.schema, settings=settings
+            )
             try:
                 await runtime.__aenter__()
             except StorageError as exc:
@@ -171,11 +177,10 @@ async def session(
 
 
 async def settle(runtime: Engine, quiet: float = 0.5) -> None:
-    """In a worker runtime, return once no pipeline was held in memory for ``quiet`` seconds.
+    """In a worker runtime, return once every pipeline it holds has rested ``quiet`` seconds.
 
     Then every pipeline this process took waits (for a callback, an operator,
-    a later poll) or has ended. The quiet time covers a run that an operation
-    woke in storage (a callback to a parked run) until the claim loop takes it.
+    a later poll) or has ended.
     """
     scheduler = runtime.scheduler
     if not runtime.worker or scheduler is None:
@@ -183,7 +188,7 @@ async def settle(runtime: Engine, quiet: float = 0.5) -> None:
     quiet_since: float | None = None
     while True:
         now = anyio.current_time()
-        if scheduler.held:
+        if not scheduler.at_rest():
             quiet_since = None
         elif quiet_since is None:
             quiet_since = now

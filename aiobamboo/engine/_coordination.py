@@ -94,7 +94,8 @@ async def claim_loop(scheduler: Scheduler) -> None:
     purged = time.monotonic()
     while True:
         try:
-            while (room := settings.concurrency - scheduler.held) > 0:
+            # Without claim_runs, only the commands of the runs held here (below).
+            while settings.claim_runs and (room := settings.concurrency - scheduler.held) > 0:
                 # A few at a time, so that idle workers woken together share the work.
                 want = min(room, CLAIM_BATCH)
                 # Each claim is registered at once (load_soon), with no await in

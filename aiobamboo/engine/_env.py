@@ -114,6 +114,14 @@ class Settings:
     #: Where timers read the time and wait; tests pass
     #: :class:`aiobamboo.testing.ManualClock` to move it by hand.
     clock: Clock = attrs.field(factory=SystemClock, validator=_a_clock)
+    #: Whether a worker claims runs it did not start: a client's, a released
+    #: or a dead worker's, a parked one woken by a callback or a timer. False
+    #: makes a worker that drives only the runs it starts and those it is asked
+    #: to operate on (claimed by id), and applies the commands sent to those, as
+    #: the ``aiobamboo`` command does on a SQLite file no worker holds: it may
+    #: lack the components of the others. Pair it with ``park_after=None``, so
+    #: that its runs stay where the commands sent to them are applied.
+    claim_runs: bool = True
     #: Told of the engine's work (metrics, traces): see :mod:`aiobamboo.observe`.
     #: None, the default, costs nothing.
     observer: Observer | None = attrs.field(

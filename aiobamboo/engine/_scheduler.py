@@ -325,6 +325,16 @@ class Scheduler(Operations, Rollbacks):
         if self.room is not None and self.held < self.settings.concurrency:
             self.room.set()
 
+    def at_rest(self) -> bool:
+        """Whether every run held here waits on the outside world (or none is held).
+
+        A callback, an operator or a timer moves them next: nothing of them is
+        in motion now.
+        """
+        if self._loading or self._parking:
+            return False
+        return all(run.wake_time() is not None for run in self.runs.values())
+
     @property
     def held(self) -> int:
         """Runs held here: driven, being loaded, or leaving memory."""
@@ -799,7 +809,13 @@ class Scheduler(Operations, Rollbacks):
         self.check_alive()
         op = operation_name(name)
         root = await self.root_of(node_id)
-        if op == "callback" and await self._deliver_parked(root, node_id, *args):
+        # Stored for a parked run, a callback waits for a claim loop that claims
+        # woken runs; a worker that claims none loads the run itself, below.
+        if (
+            op == "callback"
+            and self.settings.claim_runs
+            and await self._deliver_parked(root, node_id, *args)
+        ):
             return
         if await self._hold(root) is None:
             await self._check_active(root, node_id)

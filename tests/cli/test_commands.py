@@ -14,6 +14,14 @@ from typing import Any
 
 import pytest
 
+from aiobamboo.builder import (
+    ConvergeGateway,
+    EmptyEndEvent,
+    EmptyStartEvent,
+    ParallelGateway,
+    build_tree,
+)
+
 FLOWS = textwrap.dedent(
     """
     from aiobamboo.builder import EmptyEndEvent, EmptyStartEvent, ServiceActivity, Var, build_tree
@@ -196,6 +204,23 @@ def test_a_pipeline_from_run_to_purge(cli: Cli) -> None:
     assert cli.json("list")["pipelines"] == []
     cli("status", root, code=3)
     assert "up to date" in cli("migrate").stdout
+
+
+def test_a_command_drives_only_the_pipelines_it_starts_or_operates_on(cli: Cli) -> None:
+    """A command acting as the worker of a file no worker holds leaves the other
+    pipelines alone: it may not know their components (here, nothing is imported)."""
+    waiting = cli.json("run", "flows:build", "--import", "flows", "--data", "who=a")["id"]
+    approve = _nodes(cli.json("status", waiting))["approve"]
+    assert approve["state"] == "RUNNING"
+    # A pipeline with no component: start, fork, join, end.
+    start, fork, join = EmptyStartEvent(), ParallelGateway(), ConvergeGateway()
+    start.extend(fork).connect(join)
+    join.extend(EmptyEndEvent())
+    (cli.folder / "plain.json").write_text(json.dumps(build_tree(start)))
+    cli("run", "plain.json", "--wait")
+    assert _nodes(cli.json("status", waiting))["approve"]["state"] == "RUNNING"
+    cli("callback", approve["id"], "--data", '{"approved": true}', "--import", "flows")
+    assert _nodes(cli.json("status", waiting))["approve"]["state"] == "FINISHED"
 
 
 def test_run_wait_prints_progress_and_exits_by_the_end_state(cli: Cli) -> None:

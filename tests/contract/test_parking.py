@@ -706,6 +706,40 @@ async def test_a_full_worker_parks_its_waiting_runs_without_waiting_park_after(
             assert res.data == "FINISHED", res.message
 
 
+@pytest.mark.parametrize("claim_runs", [True, False])
+async def test_a_worker_that_claims_no_runs_leaves_the_others_alone(
+    runtime_factory: Any, claim_runs: bool
+) -> None:
+    """A released run that waits on a callback, and a worker that lacks its component:
+    claiming it fails the node; with claim_runs=False the worker leaves it alone, and
+    an operation on it (here from a worker that has the component) still works."""
+    needs_shared_storage(runtime_factory.kind)
+    if runtime_factory.kind == "sqlite-parking":
+        pytest.skip("this runtime kind parks every run: a parked run is never claimed")
+    from aiobamboo.component import ComponentLibrary
+
+    waiter = act("callback", count=1)
+    settings = Settings(park_after=None, poll_interval=0.05)
+    async with opened(runtime_factory, settings=settings) as first:
+        root = await start(first, linear(waiter))
+        version = await waiting(first, root, waiter.id)
+    # Closed with the run in memory: it is released, ready for any worker.
+    lacking = Settings(park_after=None, poll_interval=0.05, claim_runs=claim_runs)
+    async with opened(runtime_factory, settings=lacking, components=ComponentLibrary()) as other:
+        await anyio.sleep(0.5)  # ten claim rounds
+        found = await tree_states(other, root)
+        if claim_runs:
+            assert found[waiter.id]["state"] == "FAILED"
+            return
+        assert found[waiter.id]["state"] == "RUNNING"
+        assert not other.scheduler.runs
+    keeper = Settings(park_after=None, poll_interval=0.05, claim_runs=False)
+    async with opened(runtime_factory, settings=keeper) as again:
+        ok(await deliver(again, waiter.id, version, {"x": 1}))
+        res = await api.wait_pipeline(again, root, timeout=30)
+        assert res.data == "FINISHED", res.message
+
+
 async def test_a_command_taken_as_its_run_parks_is_applied_once(runtime_factory: Any) -> None:
     """The worker takes a client's callback command, and the run parks before it is applied.
 
