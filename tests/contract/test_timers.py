@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
 from aiobamboo import api
-from aiobamboo.engine import Settings
 from aiobamboo.testing import ManualClock
 from conftest import PG_DSN, require_postgres
 
@@ -25,33 +23,14 @@ from . import components_timers
 from .components_timers import HOUR, POLLS
 from .ops_helpers import act, linear, ok, start, state_of, wait_outcome, wait_state, wait_until
 from .parking_helpers import ClaimSpy, in_memory, needs_shared_storage, opened, rest, wait_parked
+from .timing_helpers import clock, engine, settings
 
 assert components_timers  # registers the hourly poll
+assert clock  # fixtures of the timer suites
+assert engine
 
-#: How often a worker looks for due timers of parked runs.
-POLL_INTERVAL = 0.1
 #: Longer than a few claim rounds: a timer that should not fire would have by then.
 QUIET = 0.4
-
-
-def settings(clock: ManualClock, park_after: float | None) -> Settings:
-    return Settings(clock=clock, park_after=park_after, poll_interval=POLL_INTERVAL)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(params=[0.0, None], ids=["parked", "in-memory"])
-async def engine(
-    request: pytest.FixtureRequest, runtime_factory: Any, clock: ManualClock
-) -> AsyncIterator[Any]:
-    park_after = request.param
-    if park_after is None and runtime_factory.kind == "sqlite-parking":
-        pytest.skip("this runtime kind parks every run")
-    async with opened(runtime_factory, settings=settings(clock, park_after)) as rt:
-        yield rt
 
 
 async def polled(node_id: str, times: int, limit: float = 15.0) -> float:
