@@ -668,23 +668,18 @@ class Scheduler(Operations, Rollbacks):
             self._starting.add(claimed)
         try:
             async with self._start_slots:
-                return await self._start(
-                    pipeline, options, options_json, cycle_tolerate, start_node_id
-                )
+                return await self._start(pipeline, options, options_json)
         finally:
             if isinstance(claimed, str):
                 self._starting.discard(claimed)
 
     async def _start(
-        self,
-        pipeline: dict[str, Any],
-        options: dict[str, Any],
-        options_json: str,
-        cycle_tolerate: bool,
-        start_node_id: str | None,
+        self, pipeline: dict[str, Any], options: dict[str, Any], options_json: str
     ) -> str:
         """Validate, build and store a new run; drive it if this worker has room for it."""
-        prepare = (pipeline, cycle_tolerate, start_node_id, options["subprocess_context"])
+        start_node_id = options["start_node_id"]
+        subprocess_context = options["subprocess_context"]
+        prepare = (pipeline, options["cycle_tolerate"], start_node_id, subprocess_context)
         if validator.count_nodes(pipeline) > THREAD_VALIDATION_NODES:
             # Validation costs tens of microseconds a node: a large tree is
             # validated, encoded and parsed in a worker thread, so that the event
@@ -733,15 +728,13 @@ class Scheduler(Operations, Rollbacks):
             if self.worker:
                 self._reload_soon(root_id)
             raise
-        if self.env.observer is not None:
-            self.env.observer.pipeline_started(run)
-        if not self.worker:
-            return root_id
-        if self.held < self.settings.concurrency:
-            self._register(run, "started")
-        elif not await self._give_back(root_id):
-            # Storage refused to take it back: drive it here all the same rather
-            # than leave it held by this worker and driven by nobody.
+        if observer is not None:
+            observer.pipeline_started(run)
+        # A full worker gives the run back for the claim loop; if storage refuses
+        # that, it drives the run all the same rather than hold it driven by nobody.
+        if self.worker and (
+            self.held < self.settings.concurrency or not await self._give_back(root_id)
+        ):
             self._register(run, "started")
         return root_id
 
