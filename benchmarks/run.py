@@ -5,13 +5,17 @@
     python -m benchmarks.run --runtime sqlite postgres
     python -m benchmarks.run --save benchmarks/results/base.json
     python -m benchmarks.run --compare benchmarks/results/base.json
+    python -m benchmarks.run S1 S4 --runs 5 --compare main  # another revision, in the same run
     python -m benchmarks.run S7 --runs 1 --runtime sqlite postgres
     python -m benchmarks.run S7 --runs 1 --count 2000           # a quick check
     python -m benchmarks.run S1 S2 --observe tracing            # under an observer
 
 Each run is a fresh child process with a fresh database, so peak RSS is that
 scenario's own. Times are medians; compare ratios within one run of this
-script, since the machines are noisy.
+script, since the machines are noisy. ``--compare REVISION`` does that: it
+extracts the revision (``git archive``) and alternates its runs with this
+tree's, printing both medians' ratio ("vs base": this tree's time over the
+revision's; "speed-up": its inverse).
 
 S7 on SQLite runs embedded, in the child process, with default settings. On
 Postgres it runs as deployed: one ``aiobamboo worker`` process holds the
@@ -188,15 +192,35 @@ def run_child(
     runtime_kind: str,
     count: int | None = None,
     concurrency: int = S7_WORKER_CONCURRENCY,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
+    """One run of ``scenario`` in a fresh process; ``tree``: the code of another revision."""
     command = [sys.executable, "-m", "benchmarks.run", "--child", scenario]
     command += ["--runtime", runtime_kind, "--worker-concurrency", str(concurrency)]
     if count is not None:
         command += ["--count", str(count)]
-    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = None
+    if tree is not None:
+        # Ahead of the installed (editable) checkout on sys.path: the child, and
+        # the worker it may start, import that revision's code only.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "runtimes")])}
+    out = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=tree or ROOT, env=env
+    )
     if out.returncode != 0:
         raise SystemExit(f"{scenario} on {runtime_kind} failed:\n{out.stderr[-4000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def checkout(revision: str, into: Path) -> Path:
+    """The files of ``revision`` (any git revision) in ``into``, for --compare."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision], cwd=ROOT, capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--compare {revision}: neither a file nor a git revision")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -210,7 +234,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(results: dict[str, dict[str, Any]], baseline: dict[str, Any] | None) -> str:
     head = f"{'scenario':<14}{'median s':>10}{'nodes/s':>11}{'peak RSS MB':>13}{'budget s':>10}"
-    head += "  extra" if baseline is None else f"{'vs base':>9}  extra"
+    head += "  extra" if baseline is None else f"{'vs base':>9}{'speed-up':>10}  extra"
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         scenario = name.split("/")[0]
@@ -223,7 +247,8 @@ def table(results: dict[str, dict[str, Any]], baseline: dict[str, Any] | None) -
         if baseline is not None:
             base = baseline.get(name)
             ratio = f"{r['seconds'] / base['seconds']:.2f}x" if base else "-"
-            line += f"{ratio:>9}"
+            faster = f"{base['seconds'] / r['seconds']:.2f}x" if base else "-"
+            line += f"{ratio:>9}{faster:>10}"
         lines.append(f"{line}  {extra}")
     return "\n".join(lines)
 
@@ -286,6 +311,34 @@ def _meta(argv: list[str]) -> dict[str, str]:
     }
 
 
+def _measure(
+    args: argparse.Namespace, base_tree: Path | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Medians per scenario and runtime; with ``base_tree``, that revision's too.
+
+    The two trees' runs alternate, so both see the same moments of a noisy machine.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    base: dict[str, dict[str, Any]] = {}
+    for scenario in args.scenarios:
+        for kind in args.runtime:
+            name = f"{scenario}/{kind}"
+            runs, base_runs = [], []
+            for _ in range(args.runs):
+                if base_tree is not None:
+                    base_runs.append(
+                        run_child(scenario, kind, args.count, args.worker_concurrency, base_tree)
+                    )
+                runs.append(run_child(scenario, kind, args.count, args.worker_concurrency))
+            results[name] = summarise(runs)
+            said = f"{name}: {results[name]['seconds']:.3f} s"
+            if base_runs:
+                base[name] = summarise(base_runs)
+                said += f" (base {base[name]['seconds']:.3f} s)"
+            print(said, file=sys.stderr)
+    return results, base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -294,7 +347,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--runtime", nargs="+", default=["sqlite"], choices=["sqlite", "postgres"])
     parser.add_argument("--save", help="write the results as JSON")
-    parser.add_argument("--compare", help="a JSON file from --save to compare against")
+    parser.add_argument(
+        "--compare",
+        help="a JSON file from --save, or a git revision measured in the same run "
+        "(its runs interleaved with this tree's)",
+    )
     parser.add_argument(
         "--count", type=int, help="pipelines of S5 and S7 (default 10,000 and 100,000)"
     )
@@ -319,19 +376,16 @@ def main() -> None:
         print(json.dumps(result))
         return
     meta = _meta(sys.argv)  # before the runs: the code they load
-    results: dict[str, dict[str, Any]] = {}
-    for scenario in args.scenarios:
-        for kind in args.runtime:
-            runs = [
-                run_child(scenario, kind, args.count, args.worker_concurrency)
-                for _ in range(args.runs)
-            ]
-            results[f"{scenario}/{kind}"] = summarise(runs)
-            print(
-                f"{scenario}/{kind}: {results[f'{scenario}/{kind}']['seconds']:.3f} s",
-                file=sys.stderr,
-            )
-    baseline = json.loads(open(args.compare).read()) if args.compare else None
+    with tempfile.TemporaryDirectory() as tmp:
+        base_tree = None
+        if args.compare and not os.path.exists(args.compare):
+            base_tree = checkout(args.compare, Path(tmp))
+        results, base_results = _measure(args, base_tree)
+    if base_tree is not None:
+        baseline: dict[str, Any] | None = base_results
+        meta["compared_with"] = args.compare
+    else:
+        baseline = json.loads(open(args.compare).read()) if args.compare else None
     others = {k: v for k, v in results.items() if not k.startswith("S7/")}
     if others:
         print(table(others, baseline))
@@ -340,6 +394,8 @@ def main() -> None:
         print(s7_table(parked))
     if args.save:
         saved: dict[str, Any] = {**results, "_meta": meta}
+        if base_tree is not None:
+            saved["_base"] = base_results
         with open(args.save, "w") as fh:
             json.dump(saved, fh, indent=2)
 
