@@ -107,6 +107,12 @@ _random = random.Random()  # seeded from os.urandom; re-seeded in a forked child
 _event_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+#: Root states in which the run is at rest whatever its processes do.
+_RESTING_ROOT = frozenset(
+    (states.FINISHED, states.REVOKED, states.SUSPENDED, states.ROLL_BACK_FAILED)
+)
+
+
 def new_id(prefix: str) -> str:
     """``prefix`` + 32 random hex digits: the original's id shape, without a syscall per id."""
     return f"{prefix}{_random.getrandbits(128):032x}"
@@ -351,7 +357,19 @@ class Run:
                 await self._commit(reason)
             else:
                 break  # nothing recorded since the last commit, which is stored
-        self.notify_changed()
+        if self._changed is not None and self._may_rest():
+            self.notify_changed()
+
+    def _may_rest(self) -> bool:
+        """Whether ``wait_pipeline`` could find the run at rest now.
+
+        Only then are its callers woken after a commit: while a process runs,
+        they would look and wait again, a pass of the event loop per node.
+        """
+        root = self.states.get(self.root_id)
+        if root is not None and root.state in _RESTING_ROOT:
+            return True
+        return all(p.status != P_RUNNING for p in self.processes.values())
 
     async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)

@@ -1,8 +1,17 @@
 """The group committer: every store's queue of batches, written a group at a time.
 
-Concurrent node steps each call ``commit(batch)``; one committer task takes
-everything queued and hands it to the store's ``write_group`` as one group,
-so a busy moment costs one transaction instead of one per step.
+Concurrent node steps each call ``commit(batch)``; everything queued while a
+group is being written goes out as the next group, so a busy moment costs one
+transaction instead of one per step. A store gives either
+
+- ``write_group``, a coroutine: a committer task awaits it, group after group; or
+- ``submit_group``, which starts the write at once (on a thread of the store's)
+  and calls back on the event loop when it ends. There is no committer task
+  then: the commit that finds nothing in flight submits its group itself, and
+  the callback that settles a group submits the next. A lone commit then costs
+  the write and two passes of the event loop, instead of waking a committer
+  task, which wakes the thread, which wakes the committer, which wakes the
+  caller.
 
 What is acknowledged is never dropped:
 
@@ -20,6 +29,7 @@ What is acknowledged is never dropped:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
@@ -27,7 +37,7 @@ from typing import ClassVar
 from ..exceptions import StorageError
 from ..runtime import WriteBatch
 
-__all__ = ["BatchOutcome", "GroupCommitter", "WriteGroup"]
+__all__ = ["BatchOutcome", "GroupCommitter", "GroupDone", "SubmitGroup", "WriteGroup"]
 
 #: Per batch of a group: None when stored, else the error its commit raises.
 BatchOutcome = BaseException | None
@@ -35,6 +45,14 @@ BatchOutcome = BaseException | None
 #: Writes a group atomically per batch; says which batches were refused, in order.
 #: Raises when the group as a whole could not be written.
 WriteGroup = Callable[[list[WriteBatch]], Awaitable[list[BatchOutcome]]]
+
+#: Told on the event loop that a submitted group ended: its outcomes, or the error
+#: that failed the group as a whole.
+GroupDone = Callable[[list[BatchOutcome] | None, BaseException | None], None]
+
+#: Starts writing a group without awaiting, and calls ``done`` when the write ends.
+#: Raises when it cannot start.
+SubmitGroup = Callable[[list[WriteBatch], GroupDone], None]
 
 _Queued = tuple[WriteBatch, "asyncio.Future[None]"]
 
@@ -71,36 +89,112 @@ class GroupCommitter:
     listeners: ClassVar[list[GroupListener]] = []
 
     def __init__(
-        self, write_group: WriteGroup, *, what: str, close_timeout: float = CLOSE_TIMEOUT
+        self,
+        write_group: WriteGroup | None = None,
+        *,
+        what: str,
+        close_timeout: float = CLOSE_TIMEOUT,
+        submit_group: SubmitGroup | None = None,
     ) -> None:
+        if (write_group is None) == (submit_group is None):
+            raise TypeError("give the committer either write_group or submit_group")
         self._write_group = write_group
+        self._submit_group = submit_group
         self._what = what  # names the store in error messages
         self.close_timeout = close_timeout
         self._queue: list[_Queued] = []
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        # Submitting stores: whether commits are taken, the group being written,
+        # and what closing waits for (set when nothing is queued or in flight).
+        self._open = False
+        self._inflight: list[_Queued] | None = None
+        self._drained: asyncio.Event | None = None
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
     def start(self) -> None:
+        if self._submit_group is not None:
+            self._open = True
+            return
         if self._task is None:
             self._closing = False
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def commit(self, batch: WriteBatch) -> None:
         """Store ``batch``; return once it is stored, or raise why it was not."""
-        if self._task is None:
+        if self._task is None and not self._open:
             raise StorageError("the runtime is not open")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, future))
-        self._wakeup.set()
+        if self._submit_group is None:
+            self._wakeup.set()
+        elif self._inflight is None:
+            self._submit()
         await future
+
+    def _submit(self) -> None:
+        """Hand the queue to the store as one group, unless a group is in flight."""
+        assert self._submit_group is not None
+        while self._inflight is None and self._queue:
+            group, self._queue = self._queue, []
+            self._inflight = group
+            started = time.perf_counter() if self.listeners else 0.0
+            done = functools.partial(self._landed, group, started)
+            try:
+                self._submit_group([batch for batch, _ in group], done)
+            except Exception as exc:
+                self._inflight = None
+                _fail(group, self._failure(exc))
+
+    def _landed(
+        self,
+        group: list[_Queued],
+        started: float,
+        outcomes: list[BatchOutcome] | None,
+        error: BaseException | None,
+    ) -> None:
+        if self._inflight is not group:
+            return  # closing gave up on it; its commits were failed then
+        self._inflight = None
+        if error is not None or outcomes is None:
+            _fail(group, self._failure(error or StorageError(f"{self._what}: no outcome")))
+        else:
+            _settle(group, outcomes)
+        for listener in self.listeners:
+            listener(len(group), time.perf_counter() - started)
+        self._submit()
+        if self._drained is not None and self._inflight is None and not self._queue:
+            self._drained.set()
+
+    def _failure(self, exc: BaseException) -> StorageError:
+        if isinstance(exc, StorageError):
+            return exc
+        error = StorageError(f"{self._what} commit failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    async def _close_submitting(self) -> None:
+        self._open = False
+        if self._inflight is not None or self._queue:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), self.close_timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._drained = None
+        group, self._inflight = self._inflight, None
+        if group is not None:
+            _fail(group, StorageError(f"{self._what} was closed during this commit"))
 
     async def aclose(self) -> None:
         """Write what is queued (for up to ``close_timeout`` seconds), then stop."""
+        if self._submit_group is not None:
+            await self._close_submitting()
         task, self._task = self._task, None
         if task is not None:
             self._closing = True
@@ -116,6 +210,7 @@ class GroupCommitter:
         self._queue.clear()
 
     async def _run(self) -> None:
+        assert self._write_group is not None
         while True:
             if not self._queue:
                 if self._closing:
@@ -130,12 +225,8 @@ class GroupCommitter:
             except asyncio.CancelledError:
                 _fail(group, StorageError(f"{self._what} was closed during this commit"))
                 raise
-            except StorageError as exc:
-                _fail(group, exc)
             except Exception as exc:
-                error = StorageError(f"{self._what} commit failed: {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-                _fail(group, error)
+                _fail(group, self._failure(exc))
             else:
                 _settle(group, outcomes)
             finally:

@@ -39,7 +39,7 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo.storage import BatchOutcome, Broadcast, GroupCommitter, Merged, merge
+from aiobamboo.storage import BatchOutcome, Broadcast, GroupCommitter, GroupDone, Merged, merge
 
 from ._file import lock_database, open_error
 from ._migrate import migrate
@@ -440,7 +440,9 @@ class SQLiteStore(NamedQueryReads):
         self.lease_seconds = 3600.0
         self.conn: SQLiteThread | None = None
         self._lock_file: IO[bytes] | None = None
-        self._committer = GroupCommitter(self._write_group, what=f"SQLite database {self.path}")
+        self._committer = GroupCommitter(
+            submit_group=self._submit_group, what=f"SQLite database {self.path}"
+        )
         self._signal = asyncio.Event()
         self._events = Broadcast()
 
@@ -499,17 +501,24 @@ class SQLiteStore(NamedQueryReads):
     async def commit(self, batch: WriteBatch) -> None:
         await self._committer.commit(batch)
 
-    async def _write_group(self, batches: list[WriteBatch]) -> list[BatchOutcome]:
-        conn = self._connection()
-        try:
-            results = await conn.call(_apply_group, batches, self._new_run_owner())
-        except sqlite3.Error as exc:
-            raise StorageError(f"sqlite commit to {self.path} failed: {exc}") from exc
-        if any(b.new_run is not None for b in batches):
-            self._signal.set()
-        if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
-            self._events.bump()
-        return list(results)
+    def _submit_group(self, batches: list[WriteBatch], done: GroupDone) -> None:
+        """Start writing ``batches`` on the connection's thread; ``done`` is told the outcome."""
+
+        def landed(results: list[BatchOutcome] | None, error: BaseException | None) -> None:
+            if error is not None or results is None:
+                if isinstance(error, sqlite3.Error):
+                    failure = StorageError(f"sqlite commit to {self.path} failed: {error}")
+                    failure.__cause__ = error
+                    error = failure
+                done(None, error)
+                return
+            if any(b.new_run is not None for b in batches):
+                self._signal.set()
+            if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
+                self._events.bump()
+            done(results, None)
+
+        self._connection().submit(_apply_group, (batches, self._new_run_owner()), landed)
 
     # -- reads -----------------------------------------------------------------
     async def _all(self, name: str, *args: Any) -> list[Any]:

@@ -11,6 +11,7 @@ to keep in step with.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import sqlite3
 import threading
@@ -21,8 +22,11 @@ __all__ = ["SQLiteThread"]
 
 T = TypeVar("T")
 
-#: A call for the thread: the function, its arguments, and where its outcome goes.
-_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+#: Told on the event loop how a call ended: its result, or the error it raised.
+Report = Callable[[Any, BaseException | None], None]
+
+#: A call for the thread: the function, its arguments, and who is told its outcome where.
+_Call = tuple[Callable[..., Any], tuple[Any, ...], Report, asyncio.AbstractEventLoop]
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -35,9 +39,9 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 
 def _report(call: _Call, result: Any, error: BaseException | None) -> None:
-    _, _, future, loop = call
+    _, _, report, loop = call
     try:
-        loop.call_soon_threadsafe(_resolve, future, result, error)
+        loop.call_soon_threadsafe(report, result, error)
     except RuntimeError:
         pass  # the loop is closed: nobody is left to tell
 
@@ -69,12 +73,20 @@ class SQLiteThread:
                 await self._join()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._thread is None:
-            raise sqlite3.ProgrammingError("the connection is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((fn, args, future, loop))
+        self.submit(fn, args, functools.partial(_resolve, future))
         return await future
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], report: Report) -> None:
+        """Queue ``fn(connection, *args)``; ``report(result, error)`` runs on this loop after.
+
+        Without a future to await, the outcome reaches its user one pass of the
+        event loop sooner: ``report`` itself is what the thread schedules.
+        """
+        if self._thread is None:
+            raise sqlite3.ProgrammingError("the connection is closed")
+        self._calls.put((fn, args, report, asyncio.get_running_loop()))
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         await self.call(_execute, sql, params)
@@ -98,7 +110,7 @@ class SQLiteThread:
             await asyncio.to_thread(thread.join)
 
     def _serve(self, ready: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> None:
-        opening: _Call = (sqlite3.connect, (), ready, loop)
+        opening: _Call = (sqlite3.connect, (), functools.partial(_resolve, ready), loop)
         try:
             # Autocommit: the runtime opens its own transactions (BEGIN IMMEDIATE).
             conn = sqlite3.connect(self.path, isolation_level=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import anyio
 import pytest
@@ -132,3 +133,138 @@ def test_merging_keeps_call_order_and_the_processes_written_after_a_run_ends() -
     assert merged.run_status == {"r": RUN_REVOKED}
     assert merged
     assert not merge([WriteBatch(root_id="r")])
+
+
+class SubmittingStore:
+    """A store that writes on a "thread": ``release()`` ends the write in flight."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+        self.pending: list[tuple[list[WriteBatch], Any]] = []
+        self.hold = False
+        self.fail_with: Exception | None = None
+
+    def submit_group(self, batches: list[WriteBatch], done: Any) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.pending.append((batches, done))
+        if not self.hold:
+            asyncio.get_running_loop().call_soon(self.release)
+
+    def release(self) -> None:
+        batches, done = self.pending.pop(0)
+        self.groups.append([b.root_id for b in batches])
+        done(
+            [
+                InvalidOperationError(b.root_id) if b.root_id.startswith("bad") else None
+                for b in batches
+            ],
+            None,
+        )
+
+
+def _submitting(store: SubmittingStore, **options: Any) -> GroupCommitter:
+    committer = GroupCommitter(submit_group=store.submit_group, what="fake", **options)
+    committer.start()
+    return committer
+
+
+def test_a_committer_takes_one_way_of_writing() -> None:
+    with pytest.raises(TypeError):
+        GroupCommitter(what="fake")
+
+
+async def test_submitting_commits_made_meanwhile_go_out_as_the_next_group() -> None:
+    store = SubmittingStore()
+    store.hold = True
+    committer = _submitting(store)
+    first = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0)  # "a" is submitted at once, alone
+    later = [
+        asyncio.ensure_future(committer.commit(WriteBatch(root_id=r))) for r in ("b", "bad", "c")
+    ]
+    await asyncio.sleep(0)
+    assert len(store.pending) == 1  # one group in flight at a time
+    store.hold = False
+    store.release()
+    outcomes = await asyncio.gather(first, *later, return_exceptions=True)
+    await committer.aclose()
+    assert store.groups == [["a"], ["b", "bad", "c"]]
+    assert [outcomes[0], outcomes[1], outcomes[3]] == [None, None, None]
+    assert isinstance(outcomes[2], InvalidOperationError)
+
+
+async def test_submitting_a_group_that_fails_fails_each_batch_and_goes_on() -> None:
+    store = SubmittingStore()
+    committer = _submitting(store)
+    store.fail_with = RuntimeError("disk on fire")
+    with pytest.raises(StorageError, match="fake commit failed: RuntimeError: disk on fire"):
+        await committer.commit(WriteBatch(root_id="a"))
+    store.fail_with = None
+    await committer.commit(WriteBatch(root_id="b"))
+    await committer.aclose()
+    assert store.groups == [["b"]]
+
+
+async def test_submitting_a_write_that_ends_in_error_fails_its_commits() -> None:
+    def broken(batches: list[WriteBatch], done: Any) -> None:
+        asyncio.get_running_loop().call_soon(done, None, StorageError("the file is gone"))
+
+    committer = GroupCommitter(submit_group=broken, what="fake")
+    committer.start()
+    with pytest.raises(StorageError, match="the file is gone"):
+        await committer.commit(WriteBatch(root_id="a"))
+    await committer.aclose()
+
+
+async def test_submitting_closing_waits_for_the_queue_then_refuses() -> None:
+    store = SubmittingStore()
+    store.hold = True
+    committer = _submitting(store)
+    first = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0)
+    later = asyncio.ensure_future(committer.commit(WriteBatch(root_id="b")))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(committer.aclose())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    store.hold = False
+    store.release()
+    with anyio.fail_after(5):
+        await closing
+    assert await first is None
+    assert await later is None
+    assert store.groups == [["a"], ["b"]]
+    with pytest.raises(StorageError, match="not open"):
+        await committer.commit(WriteBatch(root_id="c"))
+
+
+async def test_submitting_a_write_that_outlasts_closing_fails_clearly() -> None:
+    store = SubmittingStore()
+    store.hold = True  # never released
+    committer = _submitting(store, close_timeout=0.05)
+    first = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0)
+    later = asyncio.ensure_future(committer.commit(WriteBatch(root_id="b")))
+    await asyncio.sleep(0)
+    with anyio.fail_after(5):
+        await committer.aclose()
+        with pytest.raises(StorageError, match="closed during this commit"):
+            await first
+        with pytest.raises(StorageError, match="closed before this commit"):
+            await later
+    store.release()  # the write ends after all: nobody is told twice
+
+
+async def test_submitting_a_cancelled_caller_leaves_its_batch_in_the_group() -> None:
+    store = SubmittingStore()
+    store.hold = True
+    committer = _submitting(store)
+    task = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store.release()
+    await committer.aclose()
+    assert store.groups == [["a"]]
