@@ -105,6 +105,8 @@ _random = random.Random()  # seeded from os.urandom; re-seeded in a forked child
 
 #: One encoder for every event: ``json.dumps`` with options builds a new one per call.
 _event_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: A string as JSON, as that encoder writes it.
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 #: Root states in which the run is at rest whatever its processes do.
@@ -434,13 +436,21 @@ class Run:
     def emit_state(self, st: State) -> None:
         # The root's parent is the root itself, as in state trees (and the original's).
         parent_id = self.root_id if st.node_id == self.root_id else st.parent_id
-        self.emit(
-            "state",
-            st.node_id,
-            str(st.state),
-            version=st.version,
-            parent_id=parent_id,
-            loop=st.loop,
+        # Two state events a node: their data is spelled out here rather than
+        # run through the encoder (the same text as _event_json of the dict).
+        data_json = (
+            f'{{"version":{_json_str(st.version)},"parent_id":{_json_str(parent_id)},'
+            f'"loop":{int(st.loop)}}}'
+        )
+        self.batch.events.append(
+            EventRow(
+                root_id=self.root_id,
+                node_id=st.node_id,
+                kind="state",
+                state=str(st.state),
+                data_json=data_json,
+                time=time.time(),
+            )
         )
         if st.state == states.FAILED:
             self.emit("pipeline_failed", st.node_id, str(st.state))
