@@ -1039,12 +1039,16 @@ class Scheduler(Operations, Rollbacks):
 
     async def _wait_stored(self, root_id: str) -> tuple[str, str] | None:
         """The resting state of a run that is not in this process's memory, if it rests."""
+        # The root's state first: a run that has ended (the usual case here)
+        # then costs one read. Its run row is written in the same commit.
+        state = await self.store.get_state(root_id)
+        if state is not None and state.root_id != root_id:
+            state = None  # a node's id, not a pipeline's: found out by the run's row below
+        if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
+            return state.state, f"pipeline {root_id} is {state.state}"
         row = await self.store.get_run(root_id)
         if row is None:
             raise NotFoundError(f"node({root_id}) does not exist")
-        state = await self.store.get_state(root_id)
-        if state is not None and state.state in (states.FINISHED, states.REVOKED, states.SUSPENDED):
-            return state.state, f"pipeline {root_id} is {state.state}"
         if row.status == RUN_ACTIVE:
             snap = await self.store.load_run(root_id)
             if snap is not None:

@@ -132,6 +132,21 @@ async def test_wait_pipeline_times_out_with_a_timeout_error(runtime: Any) -> Non
         res.unwrap()
 
 
+async def test_wait_pipeline_of_an_ended_pipeline_and_of_a_node_id(runtime: Any) -> None:
+    """An ended pipeline answers from storage too; a node's id is not a pipeline's."""
+    act = activity("echo", text="x")
+    s = EmptyStartEvent()
+    s.extend(act).extend(EmptyEndEvent())
+    root = await start(runtime, build_tree(s))
+    assert (await api.wait_pipeline(runtime, root, timeout=5)).data == states.FINISHED
+    again = await api.wait_pipeline(runtime, root, timeout=5)
+    assert again.data == states.FINISHED, again.message
+    res = await api.wait_pipeline(runtime, act.id, timeout=5)
+    assert not res.result
+    assert isinstance(res.exc, InvalidOperationError), res.message
+    assert "is not a root pipeline" in res.message
+
+
 async def test_state_tree_with_names_and_types(runtime: Any) -> None:
     inner = activity("echo", text="in")
     inner.name = "inner step"
