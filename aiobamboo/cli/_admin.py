@@ -17,6 +17,7 @@ from ._common import (
     parse_when,
     print_json,
     session,
+    tune_gc,
     unwrap,
 )
 from ._observing import add_observing_options, configure_observing
@@ -110,6 +111,7 @@ async def handle_worker(args: argparse.Namespace) -> int:
 
     observer = configure_observing(args)
     import_modules(args.imports)
+    tune_gc()
     return await run_worker(
         database(args),
         schema=args.schema,

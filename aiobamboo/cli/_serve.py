@@ -24,6 +24,7 @@ from ._common import (
     add_import_option,
     database,
     import_modules,
+    tune_gc,
 )
 from ._observing import add_observing_options, configure_observing
 
@@ -147,6 +148,7 @@ async def handle_serve(args: argparse.Namespace) -> int:
         )
     observer = configure_observing(args)
     import_modules(args.imports)
+    tune_gc()
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     if args.workers > 1:
         return _serve_processes(args, db, token, log_level)

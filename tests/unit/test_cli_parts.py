@@ -1,8 +1,10 @@
-"""The pure parts of the command line: dates, --data, the drawn tree, exit codes."""
+"""The pure parts of the command line: dates, --data, the drawn tree, exit codes, gc."""
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,9 +15,12 @@ from aiobamboo.cli._common import (
     EXIT_REFUSED,
     EXIT_TIMEOUT,
     EXIT_USAGE,
+    GC_ENV,
+    WORKER_GC_THRESHOLD,
     CliError,
     exit_code_for,
     parse_when,
+    tune_gc,
 )
 from aiobamboo.cli._draw import draw_tree, is_over
 from aiobamboo.cli._run import apply_data
@@ -108,3 +113,30 @@ def test_exit_codes_follow_the_kind_of_refusal() -> None:
     assert exit_code_for(StorageError("x")) == EXIT_DATABASE
     assert exit_code_for(InvalidOperationError("x")) == EXIT_REFUSED
     assert exit_code_for(None) == EXIT_REFUSED
+
+
+@pytest.fixture
+def gc_settings() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("gc_settings")
+def test_worker_processes_collect_garbage_less_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(GC_ENV, raising=False)
+    gc.set_threshold(700, 10, 10)
+    tune_gc()
+    assert gc.get_threshold() == (WORKER_GC_THRESHOLD, 10, 10)
+    assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("gc_settings")
+def test_the_garbage_collector_settings_can_be_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GC_ENV, "default")
+    gc.set_threshold(700, 10, 10)
+    tune_gc()
+    assert gc.get_threshold() == (700, 10, 10)
