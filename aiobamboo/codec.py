@@ -331,11 +331,17 @@ def _plain(value: Any) -> bool:
 _PLAIN_SCALARS = frozenset((str, int, bool, type(None)))
 
 
+#: Encoders of values known to hold no reference cycle (a plain value, see
+#: :func:`_plain`, or what :func:`encode` built), so they skip the JSON
+#: encoder's own cycle bookkeeping; made once instead of once a call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def dumps(value: Any, path: str = "value") -> str:
     """Encode to JSON text, or raise :class:`ValueCodecError` naming the path."""
     if _plain(value):
         try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            text = _ENCODE(value)
         except ValueError:
             # An int too long to convert: encode finds it and names its path.
             pass
@@ -344,7 +350,7 @@ def dumps(value: Any, path: str = "value") -> str:
             if text.isascii() or _is_utf8(text):
                 return text
     try:
-        return json.dumps(encode(value, path), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODE(encode(value, path))
     except ValueError as exc:
         raise ValueCodecError(f"{_short(path)}: {exc}") from None
 

@@ -264,24 +264,22 @@ def _hoisted_inputs(
     """Inputs, with each lazy one hoisted into a COMPUTE value of the pipeline.
 
     The hoisted key is ``${<key>_<node id>}``; the input becomes a reference to it.
+    A splice input is rendered unless it says ``need_render: False``; plain ones
+    (and unknown types) are taken as they are.
     """
-    inputs = _inputs(raw)
+    inputs: dict[str, InputSpec] = {}
     for key, var in raw.items():
-        if isinstance(var, dict) and var.get("type") == "lazy":
+        if not isinstance(var, dict):
+            inputs[key] = InputSpec(False, var)
+            continue
+        vtype = var.get("type", "plain")
+        if vtype == "lazy":
             hoisted = context_key(f"{bare_name(key)}_{node_id}")
             context[hoisted] = ContextVar(COMPUTE, var.get("value"), var.get("custom_type"))
             inputs[key] = InputSpec(True, hoisted)
-    return inputs
-
-
-def _inputs(raw: dict[str, Any]) -> dict[str, InputSpec]:
-    inputs: dict[str, InputSpec] = {}
-    for key, var in raw.items():
-        vtype, value, _ = _var_value(var)
-        need_render = vtype == SPLICE
-        if isinstance(var, dict) and var.get("need_render") is False:
-            need_render = False
-        inputs[key] = InputSpec(need_render, value)
+        else:
+            need_render = vtype == "splice" and var.get("need_render") is not False
+            inputs[key] = InputSpec(need_render, var.get("value"))
     return inputs
 
 
@@ -316,7 +314,13 @@ def _parse_activity(
         version=component.get("version"),
         inputs=inputs,
         loop=loop,
-        timing=parse_timing(node),
+        # parse_timing reads only these keys: when none is set there is no timing.
+        timing=parse_timing(node)
+        if node.get("timeout_config") is not None
+        or node.get("timeout") is not None
+        or node.get("retry_policy") is not None
+        or node.get("events") is not None
+        else None,
     )
 
 

@@ -28,6 +28,10 @@ class Kind(enum.Enum):
     CONDITIONAL_PARALLEL = "ConditionalParallelGateway"
     CONVERGE = "ConvergeGateway"
 
+    # Members are singletons compared by identity; Enum's own __hash__ is Python
+    # code, run for every set and dict lookup of a kind, once per node per phase.
+    __hash__ = object.__hash__
+
 
 START_TYPE = "EmptyStartEvent"
 ACTIVITY_TYPES = {"ServiceActivity": Kind.ACTIVITY, "SubProcess": Kind.SUBPROCESS}

@@ -36,9 +36,11 @@ def analyse_tree(tree: object, *, cycle_tolerate: bool, process: bool) -> list[A
         if process:
             _normalise_incoming(graph)
         check_connections(graph)
-        if not cycle_tolerate:
-            check_no_cycle(graph)
         walk = depth_first(graph)
+        # A walk that reaches every node and closes no loop proves there is no
+        # cycle; only otherwise are the cycles looked for (and named).
+        if not cycle_tolerate and (walk.back or len(walk.reached) != len(graph.kinds)):
+            check_no_cycle(graph)
         check_reachability(graph, walk)
         match = match_gateways(graph, walk)
         if process:
