@@ -15,7 +15,7 @@ from aiobamboo.timing import TimingError, parse_timing
 
 from ._model import ACTIVITY_TYPES, GATEWAY_TYPES, START_TYPE, Kind, PipelineGraph
 from ._problems import Problems
-from ._vars import check_data, check_var_map
+from ._vars import check_data, check_var_map, sound_var_map
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -184,12 +184,16 @@ class _TreeChecker:
             self.problems.add(f"{where} must be a dict, got {_kind_name(raw)}", *_ids(key))
             return None
         nid = raw.get("id")
-        if not is_id(nid):
+        if not (isinstance(nid, str) and nid != ""):
             self.problems.add(f"{where}: 'id' must be a non-empty string", *_ids(key))
             return None
         if key is not None and nid != key:
             self.problems.add(f"{where}: its id {nid} differs from its key {key}", key, nid)
-        kind = self._node_kind(raw.get("type"), where, nid, kinds)
+        ntype = raw.get("type")
+        if kinds is not None and type(ntype) is str and ntype in kinds:
+            kind: Kind | None = kinds[ntype]
+        else:
+            kind = self._node_kind(ntype, where, nid, kinds)
         incoming = self._flow_ids(raw, "incoming", where, nid)
         outgoing = self._flow_ids(raw, "outgoing", where, nid)
         if "name" in raw and raw["name"] is not None and not isinstance(raw["name"], str):
@@ -232,11 +236,15 @@ class _TreeChecker:
             return []
         if isinstance(value, str):
             return [value] if value else []
-        if isinstance(value, list) and all(isinstance(item, str) and item != "" for item in value):
-            if len(set(value)) != len(value):
-                self.problems.add(f"{where}: {key!r} lists a flow twice", nid)
-                return None
-            return list(value)
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str) or item == "":
+                    break
+            else:
+                if len(set(value)) != len(value):
+                    self.problems.add(f"{where}: {key!r} lists a flow twice", nid)
+                    return None
+                return list(value)
         self.problems.add(
             f"{where}: {key!r} must be a flow id or a list of flow ids, got {_kind_name(value)}",
             nid,
@@ -261,13 +269,13 @@ class _TreeChecker:
                 self.problems.add(f"{where}: component 'code' must be a string", nid)
             if "version" in component and not isinstance(component["version"], str):
                 self.problems.add(f"{where}: component 'version' must be a string", nid)
-            check_var_map(
-                component.get("inputs", ...), f"{where} component inputs", self.problems, nid
-            )
+            inputs = component.get("inputs", ...)
+            if not sound_var_map(inputs):
+                check_var_map(inputs, f"{where} component inputs", self.problems, nid)
         for key in _FLAG_KEYS:
             if key in raw and not isinstance(raw[key], bool):
                 self.problems.add(f"{where}: {key!r} must be true or false", nid)
-        if "timeout" in raw and not _optional_int(raw["timeout"]):
+        if "timeout" in raw and raw["timeout"] is not None and not _optional_int(raw["timeout"]):
             self.problems.add(f"{where}: 'timeout' must be an integer or None", nid)
         if "loop_config" in raw:
             self._loop_config(raw["loop_config"], where, nid)
@@ -299,7 +307,9 @@ class _TreeChecker:
             self.problems.add(f"{where}: loop_config 'outputs_key' must be a string", nid)
 
     def _subprocess(self, raw: dict[str, Any], where: str, nid: str) -> None:
-        check_var_map(raw.get("params", ...), f"{where} params", self.problems, nid)
+        params = raw.get("params", ...)
+        if not sound_var_map(params):
+            check_var_map(params, f"{where} params", self.problems, nid)
         if "pipeline" not in raw:
             self.problems.add(f"{where}: key 'pipeline' is missing", nid)
         else:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ._problems import Problems
 
-__all__ = ["check_data", "check_var", "check_var_map"]
+__all__ = ["check_data", "check_var", "check_var_map", "sound_var_map"]
 
 _VAR_TYPES = ("plain", "splice", "lazy")
 _VAR_FLAGS = ("need_render", "is_param", "need_initialization")
@@ -66,6 +66,16 @@ def check_var_map(value: object, where: str, problems: Problems, *ids: str) -> N
             check_var(var, f"{where} {key!r}"[:200], problems, *ids)
 
 
+def sound_var_map(value: object) -> bool:
+    """Whether :func:`check_var_map` would find nothing wrong (see :func:`_sound`)."""
+    if type(value) is not dict:
+        return False
+    for key, var in value.items():
+        if type(key) is not str or not _sound(var):
+            return False
+    return True
+
+
 def _sound(var: object) -> bool:
     """Whether :func:`check_var` would find nothing wrong with ``var``, checked without
     naming it: True only when it surely would not, else it looks and names what.
@@ -90,7 +100,9 @@ def check_data(data: dict[str, Any], where: str, problems: Problems, *ids: str) 
 
     ``outputs`` may also be a dict of keys, as some of the original's examples write it.
     """
-    check_var_map(data.get("inputs", ...), f"{where} inputs", problems, *ids)
+    inputs = data.get("inputs", ...)
+    if not sound_var_map(inputs):
+        check_var_map(inputs, f"{where} inputs", problems, *ids)
     outputs = data.get("outputs", ...)
     if outputs is ...:
         problems.add(f"{where}: key 'outputs' is missing", *ids)
