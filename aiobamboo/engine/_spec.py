@@ -268,18 +268,21 @@ def _hoisted_inputs(
     (and unknown types) are taken as they are.
     """
     inputs: dict[str, InputSpec] = {}
+    spec = InputSpec  # a local: this loop runs once per input of every activity
     for key, var in raw.items():
         if not isinstance(var, dict):
-            inputs[key] = InputSpec(False, var)
+            inputs[key] = spec(False, var)
             continue
-        vtype = var.get("type", "plain")
-        if vtype == "lazy":
+        get = var.get
+        vtype = get("type", "plain")
+        if vtype == "splice":
+            inputs[key] = spec(get("need_render") is not False, get("value"))
+        elif vtype == "lazy":
             hoisted = context_key(f"{bare_name(key)}_{node_id}")
-            context[hoisted] = ContextVar(COMPUTE, var.get("value"), var.get("custom_type"))
-            inputs[key] = InputSpec(True, hoisted)
+            context[hoisted] = ContextVar(COMPUTE, get("value"), get("custom_type"))
+            inputs[key] = spec(True, hoisted)
         else:
-            need_render = vtype == "splice" and var.get("need_render") is not False
-            inputs[key] = InputSpec(need_render, var.get("value"))
+            inputs[key] = spec(False, get("value"))
     return inputs
 
 
