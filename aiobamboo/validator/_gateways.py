@@ -106,6 +106,8 @@ class _Branch:
 
 def match_gateways(graph: PipelineGraph, walk: Walk) -> Match:
     """Resolve every gateway, or raise `ConvergeMatchError` naming each that fails."""
+    if not graph.has_gateways:
+        return Match({}, {})
     closing_early: set[str] = set()
     while True:
         matcher = _Matcher(graph, walk, frozenset(closing_early))

@@ -73,5 +73,9 @@ class PipelineGraph:
             return f"end event {node_id}"
         return f"{kind.value} {node_id}"
 
+    @property
+    def has_gateways(self) -> bool:
+        return bool(self.tree["gateways"])
+
     def successors(self, node_id: str) -> list[str]:
         return [self.target[flow] for flow in self.outgoing[node_id]]

@@ -31,6 +31,7 @@ _GROUPS = dict.fromkeys(GATEWAY_TYPES.values(), "gateway") | {
     Kind.SUBPROCESS: "activity",
 }
 _FLAG_KEYS = ("error_ignorable", "skippable", "retryable", "optional")
+_START_KINDS = {START_TYPE: Kind.START}
 _LOOP_FLAG_KEYS = ("enable", "fail_skip", "retryable", "skippable")
 
 
@@ -108,7 +109,7 @@ class _TreeChecker:
             )
 
     def _pipeline(self, tree: object, expected_id: str | None) -> PipelineGraph | None:
-        before = len(self.problems)
+        before = len(self.problems.items)
         where = "pipeline tree" if expected_id is None else f"pipeline of SubProcess {expected_id}"
         if not isinstance(tree, dict):
             self.problems.add(f"{where} must be a dict, got {_kind_name(tree)}", *_ids(expected_id))
@@ -127,12 +128,12 @@ class _TreeChecker:
                     else f"must be a dict, not {_kind_name(tree[key])}"
                 )
                 self.problems.add(f"{label}: key {key!r} {problem}", pid)
-        if len(self.problems) > before:
+        if len(self.problems.items) > before:
             return None
         nodes = self._nodes(tree, label)
         sources, targets = self._flows(tree["flows"], label)
         check_data(tree["data"], f"{label} data", self.problems, pid)
-        if len(self.problems) > before:
+        if len(self.problems.items) > before:
             return None
         return self._graph(pid, tree, nodes, sources, targets, label)
 
@@ -157,14 +158,12 @@ class _TreeChecker:
 
     def _nodes(self, tree: dict[str, Any], label: str) -> list[_Node]:
         found: list[_Node | None] = [
-            self._node(
-                tree["start_event"], f"start event of {label}", None, {START_TYPE: Kind.START}
-            ),
+            self._node(tree["start_event"], f"start event of {label}", None, _START_KINDS),
             self._node(tree["end_event"], f"end event of {label}", None, None),
         ]
         for group, kinds in (("activities", ACTIVITY_TYPES), ("gateways", GATEWAY_TYPES)):
             for key, raw in tree[group].items():
-                if not is_id(key):
+                if not (isinstance(key, str) and key != ""):
                     self.problems.add(f"{label}: {group} has a key that is not a non-empty string")
                     continue
                 found.append(self._node(raw, f"{group} entry {key} of {label}", key, kinds))
@@ -194,9 +193,10 @@ class _TreeChecker:
             kind: Kind | None = kinds[ntype]
         else:
             kind = self._node_kind(ntype, where, nid, kinds)
-        incoming = self._flow_ids(raw, "incoming", where, nid)
-        outgoing = self._flow_ids(raw, "outgoing", where, nid)
-        if "name" in raw and raw["name"] is not None and not isinstance(raw["name"], str):
+        incoming = _flow_list(raw.get("incoming")) or self._flow_ids(raw, "incoming", where, nid)
+        outgoing = _flow_list(raw.get("outgoing")) or self._flow_ids(raw, "outgoing", where, nid)
+        name = raw.get("name")
+        if name is not None and not isinstance(name, str):
             self.problems.add(f"{where}: 'name' must be a string or None", nid)
         if kind is None or incoming is None or outgoing is None:
             return None
@@ -273,7 +273,8 @@ class _TreeChecker:
             if not sound_var_map(inputs):
                 check_var_map(inputs, f"{where} component inputs", self.problems, nid)
         for key in _FLAG_KEYS:
-            if key in raw and not isinstance(raw[key], bool):
+            flag = raw.get(key, False)
+            if flag is not True and flag is not False:
                 self.problems.add(f"{where}: {key!r} must be true or false", nid)
         if "timeout" in raw and raw["timeout"] is not None and not _optional_int(raw["timeout"]):
             self.problems.add(f"{where}: 'timeout' must be an integer or None", nid)
@@ -353,8 +354,9 @@ class _TreeChecker:
         sources: dict[str, str] = {}
         targets: dict[str, str] = {}
         owners, problems = self.owners, self.problems
+        # is_id inline: this loop runs once a flow.
         for fid, flow in flows.items():
-            if not is_id(fid):
+            if not (isinstance(fid, str) and fid != ""):
                 problems.add(f"{label}: flows has a key that is not a non-empty string")
                 continue
             if not isinstance(flow, dict):
@@ -363,7 +365,7 @@ class _TreeChecker:
             if flow.get("id") != fid:
                 problems.add(f"flow {fid} of {label}: its 'id' must equal its key", fid)
             source, target = flow.get("source"), flow.get("target")
-            if not (is_id(source) and is_id(target)):
+            if not (isinstance(source, str) and isinstance(target, str) and source and target):
                 problems.add(f"flow {fid} of {label}: 'source' and 'target' must be node ids", fid)
                 continue
             if "is_default" in flow and not isinstance(flow["is_default"], bool):
@@ -415,8 +417,8 @@ class _TreeChecker:
             not agree
             or listed_out != len(sources)
             or listed_in != len(targets)
-            or any(source not in kinds for source in sources.values())
-            or any(target not in kinds for target in targets.values())
+            or not all(map(kinds.__contains__, sources.values()))
+            or not all(map(kinds.__contains__, targets.values()))
         ):
             self._links(nodes, sources, targets, label)
             return None
@@ -490,6 +492,20 @@ class _TreeChecker:
                 node.id,
                 fid,
             )
+
+
+def _flow_list(value: object) -> list[str] | None:
+    """The flows of a well-formed, non-empty ``incoming`` or ``outgoing``, as
+    :meth:`_TreeChecker._flow_ids` reads them; None for anything else, which it
+    then reads (empty, missing, None) or refuses, naming the node."""
+    if type(value) is str:
+        return [value] if value else None
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is not str or item == "":
+            return None
+    return list(value) if value and len(set(value)) == len(value) else None
 
 
 def _owner(ident: str, what: str, label: str | None) -> str:

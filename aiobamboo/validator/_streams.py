@@ -102,7 +102,9 @@ def describe_label(graph: PipelineGraph, label: Label) -> str:
 
 def check_streams(graph: PipelineGraph, walk: Walk, match: Match) -> None:
     """Raise `ConvergeMatchError` or `StreamValidateError` naming every offending node."""
-    if not match.parallel_owner and all(kind not in PARALLEL for kind in graph.kinds.values()):
+    if not graph.has_gateways or (
+        not match.parallel_owner and all(kind not in PARALLEL for kind in graph.kinds.values())
+    ):
         # Streams only split at parallel gateways: without one every node is on
         # the main stream, so no flow crosses and no branch can end the pipeline.
         return
