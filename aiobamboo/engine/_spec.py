@@ -192,7 +192,8 @@ def _parse_pipeline(
     def targets_of(node: dict[str, Any]) -> dict[str, str]:
         outgoing = node.get("outgoing") or []
         if isinstance(outgoing, str):
-            outgoing = [outgoing]
+            # Most nodes have one outgoing flow, which a built tree writes as a string.
+            return {outgoing: flows[outgoing]["target"]}
         return {fid: flows[fid]["target"] for fid in outgoing}
 
     start = tree["start_event"]
@@ -290,7 +291,8 @@ def _parse_activity(
     node: dict[str, Any], pid: str, targets: dict[str, str], context: dict[str, ContextVar]
 ) -> NodeSpec:
     component = node.get("component") or {}
-    inputs = _hoisted_inputs(component.get("inputs") or {}, node["id"], context)
+    raw_inputs = component.get("inputs")
+    inputs = _hoisted_inputs(raw_inputs, node["id"], context) if raw_inputs else {}
     loop = None
     raw_loop = node.get("loop_config")
     if isinstance(raw_loop, dict) and raw_loop.get("enable"):
