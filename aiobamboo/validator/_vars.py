@@ -62,36 +62,40 @@ def check_var_map(value: object, where: str, problems: Problems, *ids: str) -> N
         if not isinstance(key, str):
             problems.add(f"{where}: keys must be strings", *ids)
             continue
-        if not _sound(var):
-            check_var(var, f"{where} {key!r}"[:200], problems, *ids)
+        check_var(var, f"{where} {key!r}"[:200], problems, *ids)
 
 
 def sound_var_map(value: object) -> bool:
-    """Whether :func:`check_var_map` would find nothing wrong (see :func:`_sound`)."""
+    """Whether :func:`check_var_map` would find nothing wrong with ``value``,
+    checked without naming anything: True only when it surely would not, else
+    it looks and names what.
+
+    Trees hold a variable per input of every activity, so this is the hot path;
+    most variables hold just a type and a value.
+    """
     if type(value) is not dict:
         return False
     for key, var in value.items():
-        if type(key) is not str or not _sound(var):
+        if type(key) is not str or type(var) is not dict:
             return False
-    return True
-
-
-def _sound(var: object) -> bool:
-    """Whether :func:`check_var` would find nothing wrong with ``var``, checked without
-    naming it: True only when it surely would not, else it looks and names what.
-
-    Trees hold a variable per input of every activity, so this is the hot path.
-    """
-    if type(var) is not dict:
-        return False
-    vtype = var.get("type")
-    if vtype not in _VAR_TYPES or (vtype == "lazy" and not isinstance(var.get("custom_type"), str)):
-        return False
-    if "value" not in var or "source_act" in var:
-        return False
-    for key in _VAR_FLAGS:
-        if key in var and not isinstance(var[key], bool):
+        vtype = var.get("type")
+        if type(vtype) is not str:
             return False
+        if vtype == "lazy":
+            if not isinstance(var.get("custom_type"), str):
+                return False
+        elif vtype != "plain" and vtype != "splice":
+            return False
+        if len(var) == 2:
+            # "type" and one more key: sound if that one is the value.
+            if "value" not in var:
+                return False
+            continue
+        if "value" not in var or "source_act" in var:
+            return False
+        for flag in _VAR_FLAGS:
+            if flag in var and not isinstance(var[flag], bool):
+                return False
     return True
 
 
