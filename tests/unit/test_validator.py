@@ -1191,6 +1191,25 @@ def test_start_helpers_reject_invalid_trees() -> None:
         validate_pipeline_start_node({"start_event": 1}, "x")
 
 
+def test_validation_checks_the_start_node_on_its_own_analysis() -> None:
+    """``start_node_id`` refuses what validate_pipeline_start_node refuses, after
+    the tree's own errors, and processes the tree all the same."""
+    for node_id in ("s", "g"):
+        tree = diamond_tree()
+        validate_and_process_pipeline(tree, start_node_id=node_id)
+        assert node(tree, "g")["converge_gateway_id"] == "c"
+    tree = diamond_tree()
+    with pytest.raises(StartPositionInvalidError) as info:
+        validate_and_process_pipeline(tree, start_node_id="a")
+    assert str(info.value) == "this node_id is not allowed as a starting node: a"
+    with pytest.raises(StartPositionInvalidError):
+        validate_pipeline_start_node(diamond_tree(), "a")
+    broken = diamond_tree()
+    redirect(broken, flow_between(broken, "b", "c"), "end")
+    with pytest.raises(ConvergeMatchError):
+        validate_and_process_pipeline(broken, start_node_id="nowhere")
+
+
 def test_executable_end_event_and_multiple_incoming() -> None:
     s, g = start(), ExclusiveGateway(conditions={0: "1", 1: "1"}, id="g")
     s.extend(g).connect(ServiceActivity(id="a"), ServiceActivity(id="b")).to(g)
