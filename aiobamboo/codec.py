@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -331,11 +332,45 @@ def _plain(value: Any) -> bool:
 _PLAIN_SCALARS = frozenset((str, int, bool, type(None)))
 
 
+def _encoder() -> Callable[[Any], str]:
+    """JSON text of a value known to hold no reference cycle (a plain value, see
+    :func:`_plain`, or what :func:`encode` built), exactly as ``json.dumps(value,
+    ensure_ascii=False, separators=(",", ":"))`` writes it.
+
+    It skips the encoder's cycle bookkeeping, and calls the C encoder made once
+    here rather than once a call as ``JSONEncoder.encode`` does (half the cost
+    of a small value). That encoder's constructor is not a public interface: if
+    it is missing or behaves otherwise, ``JSONEncoder.encode`` serves.
+    """
+    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return plain.encode
+    try:
+        chunks = make(
+            None, plain.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+        )
+        probe = {"a": [1, -2.5, None, True, "é\n", {}], "": [[]]}
+        if "".join(chunks(probe, 0)) != plain.encode(probe) or "".join(chunks("x", 0)) != '"x"':
+            return plain.encode
+    except Exception:
+        return plain.encode
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return encode
+
+
+_ENCODE = _encoder()
+
+
 def dumps(value: Any, path: str = "value") -> str:
     """Encode to JSON text, or raise :class:`ValueCodecError` naming the path."""
     if _plain(value):
         try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            text = _ENCODE(value)
         except ValueError:
             # An int too long to convert: encode finds it and names its path.
             pass
@@ -344,7 +379,7 @@ def dumps(value: Any, path: str = "value") -> str:
             if text.isascii() or _is_utf8(text):
                 return text
     try:
-        return json.dumps(encode(value, path), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODE(encode(value, path))
     except ValueError as exc:
         raise ValueCodecError(f"{_short(path)}: {exc}") from None
 

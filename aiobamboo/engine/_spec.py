@@ -192,7 +192,8 @@ def _parse_pipeline(
     def targets_of(node: dict[str, Any]) -> dict[str, str]:
         outgoing = node.get("outgoing") or []
         if isinstance(outgoing, str):
-            outgoing = [outgoing]
+            # Most nodes have one outgoing flow, which a built tree writes as a string.
+            return {outgoing: flows[outgoing]["target"]}
         return {fid: flows[fid]["target"] for fid in outgoing}
 
     start = tree["start_event"]
@@ -264,24 +265,25 @@ def _hoisted_inputs(
     """Inputs, with each lazy one hoisted into a COMPUTE value of the pipeline.
 
     The hoisted key is ``${<key>_<node id>}``; the input becomes a reference to it.
+    A splice input is rendered unless it says ``need_render: False``; plain ones
+    (and unknown types) are taken as they are.
     """
-    inputs = _inputs(raw)
-    for key, var in raw.items():
-        if isinstance(var, dict) and var.get("type") == "lazy":
-            hoisted = context_key(f"{bare_name(key)}_{node_id}")
-            context[hoisted] = ContextVar(COMPUTE, var.get("value"), var.get("custom_type"))
-            inputs[key] = InputSpec(True, hoisted)
-    return inputs
-
-
-def _inputs(raw: dict[str, Any]) -> dict[str, InputSpec]:
     inputs: dict[str, InputSpec] = {}
+    spec = InputSpec  # a local: this loop runs once per input of every activity
     for key, var in raw.items():
-        vtype, value, _ = _var_value(var)
-        need_render = vtype == SPLICE
-        if isinstance(var, dict) and var.get("need_render") is False:
-            need_render = False
-        inputs[key] = InputSpec(need_render, value)
+        if not isinstance(var, dict):
+            inputs[key] = spec(False, var)
+            continue
+        get = var.get
+        vtype = get("type", "plain")
+        if vtype == "splice":
+            inputs[key] = spec(get("need_render") is not False, get("value"))
+        elif vtype == "lazy":
+            hoisted = context_key(f"{bare_name(key)}_{node_id}")
+            context[hoisted] = ContextVar(COMPUTE, get("value"), get("custom_type"))
+            inputs[key] = spec(True, hoisted)
+        else:
+            inputs[key] = spec(False, get("value"))
     return inputs
 
 
@@ -289,7 +291,8 @@ def _parse_activity(
     node: dict[str, Any], pid: str, targets: dict[str, str], context: dict[str, ContextVar]
 ) -> NodeSpec:
     component = node.get("component") or {}
-    inputs = _hoisted_inputs(component.get("inputs") or {}, node["id"], context)
+    raw_inputs = component.get("inputs")
+    inputs = _hoisted_inputs(raw_inputs, node["id"], context) if raw_inputs else {}
     loop = None
     raw_loop = node.get("loop_config")
     if isinstance(raw_loop, dict) and raw_loop.get("enable"):
@@ -316,7 +319,13 @@ def _parse_activity(
         version=component.get("version"),
         inputs=inputs,
         loop=loop,
-        timing=parse_timing(node),
+        # parse_timing reads only these keys: when none is set there is no timing.
+        timing=parse_timing(node)
+        if node.get("timeout_config") is not None
+        or node.get("timeout") is not None
+        or node.get("retry_policy") is not None
+        or node.get("events") is not None
+        else None,
     )
 
 

@@ -45,6 +45,7 @@ from ._problems import Problems
 __all__ = ["Match", "Resolution", "match_gateways"]
 
 _Stop = tuple[str, frozenset[str]]
+_NOTHING: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -105,6 +106,8 @@ class _Branch:
 
 def match_gateways(graph: PipelineGraph, walk: Walk) -> Match:
     """Resolve every gateway, or raise `ConvergeMatchError` naming each that fails."""
+    if not graph.has_gateways:
+        return Match({}, {})
     closing_early: set[str] = set()
     while True:
         matcher = _Matcher(graph, walk, frozenset(closing_early))
@@ -127,19 +130,20 @@ class _Matcher:
         # Single-branch parallel gateways that could close at an earlier converge.
         self.rebindable: set[str] = set()
         self.rebind: set[str] = set()
-        self.forward_in = {
-            node: frozenset(f for f in graph.incoming[node] if f not in walk.back)
-            for node, kind in graph.kinds.items()
-            if kind is Kind.CONVERGE
-        }
         self.resolutions: dict[str, Resolution] = {}
         self.failed: set[str] = set()
         self.parallel_owner: dict[str, str] = {}
         self.problems = Problems()
 
+    def _forward_in(self, converge: str) -> frozenset[str]:
+        """The flows into ``converge`` that close no loop."""
+        back = self.walk.back
+        return frozenset(f for f in self.graph.incoming[converge] if f not in back)
+
     def run(self) -> None:
+        kinds = self.graph.kinds
         for node in reversed(self.walk.order):
-            if self.graph.kinds[node] in SPLITTING:
+            if kinds[node] in SPLITTING:
                 self._resolve(node)
 
     def _resolve(self, gateway: str) -> None:
@@ -171,18 +175,24 @@ class _Matcher:
         self, flow: str, parallel: bool, trail: _Trail
     ) -> tuple[str, str | None, frozenset[str], str]:
         """Walk from ``flow`` to the branch's outcome, noting the ``trail`` on the way."""
-        graph, nothing = self.graph, frozenset[str]()
+        graph, nothing = self.graph, _NOTHING
+        back, target, kinds, outgoing = self.walk.back, graph.target, graph.kinds, graph.outgoing
         while True:
-            if flow in self.walk.back:
-                return "loop", None, nothing, graph.target[flow]
-            node = graph.target[flow]
-            kind = graph.kinds[node]
+            if flow in back:
+                return "loop", None, nothing, target[flow]
+            node = target[flow]
+            kind = kinds[node]
+            if kind is Kind.ACTIVITY or kind is Kind.SUBPROCESS:
+                # Nothing to note: a branch passes activities (checked first, the
+                # most common node). No flow enters the start event.
+                flow = outgoing[node][0]
+                continue
             if kind is Kind.END:
                 return "end", None, nothing, ""
             if kind is Kind.CONVERGE:
                 return "converge", node, frozenset({flow}), ""
             if kind not in SPLITTING:
-                flow = graph.outgoing[node][0]
+                flow = outgoing[node][0]
                 continue
             if node in self.failed:
                 return "failed", None, nothing, node
@@ -260,7 +270,7 @@ class _Matcher:
         self.resolutions[gateway] = Resolution(
             converge,
             inflows,
-            inflows == self.forward_in[converge],
+            inflows == self._forward_in(converge),
             escapes=any(branch.sealed for branch in branches),
         )
 
@@ -281,7 +291,7 @@ class _Matcher:
             return
         converge, inflows = picked
         self.resolutions[gateway] = Resolution(
-            converge, inflows, inflows == self.forward_in[converge], reaches_end, escapes
+            converge, inflows, inflows == self._forward_in(converge), reaches_end, escapes
         )
 
     def _fail(self, gateway: str, message: str, *more: str) -> None:

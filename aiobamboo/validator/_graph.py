@@ -86,6 +86,9 @@ class Walk:
 
 
 def depth_first(graph: PipelineGraph) -> Walk:
+    order = _loop_free_order(graph)
+    if order is not None:
+        return Walk(order=order, back=frozenset())
     on_path: set[str] = {graph.start}
     done: set[str] = set()
     back: set[str] = set()
@@ -105,6 +108,33 @@ def depth_first(graph: PipelineGraph) -> Walk:
             on_path.discard(node)
             done.add(node)
     return Walk(order=_topological(graph, done, back), back=frozenset(back))
+
+
+def _loop_free_order(graph: PipelineGraph) -> list[str] | None:
+    """The walk's order when the pipeline has no loop and every node is reached; else None.
+
+    Kahn's algorithm over every flow: it orders every node exactly when the graph
+    has no cycle and each node is reached from the start event (whose incoming
+    flows, if any, leave it and its successors waiting). Then the depth-first
+    walk would find no back flow and reach every node, and :func:`_topological`
+    would run this same loop, so the cheaper one stands in for both.
+    """
+    target, outgoing = graph.target, graph.outgoing
+    waiting: dict[str, int] = {}
+    for node in target.values():
+        waiting[node] = waiting.get(node, 0) + 1
+    start = graph.start
+    if start in waiting:
+        return None
+    order = [start]
+    for node in order:
+        for flow in outgoing[node]:
+            nxt = target[flow]
+            left = waiting[nxt] - 1
+            waiting[nxt] = left
+            if left == 0:
+                order.append(nxt)
+    return order if len(order) == len(graph.kinds) else None
 
 
 def _topological(graph: PipelineGraph, reached: set[str], back: set[str]) -> list[str]:
@@ -144,13 +174,20 @@ def reaching(graph: PipelineGraph, goal: str, skip: frozenset[str] = frozenset()
 
 
 def check_reachability(graph: PipelineGraph, walk: Walk) -> None:
-    """Every node is reached from the start event, and can reach the end event."""
+    """Every node is reached from the start event, and can reach the end event.
+
+    ``graph`` has passed :func:`aiobamboo.validator._connection.check_connections`.
+    """
     isolated = [node for node in graph.kinds if node not in walk.reached]
     if isolated:
         problems = Problems()
         for node in isolated:
             problems.add(f"{graph.describe(node)} is not reachable from the start event", node)
         problems.raise_if_any(IsolateNodeError, f"pipeline {graph.id} has isolated nodes")
+    if not walk.back:
+        # Without a loop every walk forward ends, and only at the end event: every
+        # other node has an outgoing flow (the connection rules, checked before).
+        return
     to_end = reaching(graph, graph.end)
     trapped = [node for node in walk.order if node not in to_end]
     if trapped:

@@ -28,6 +28,10 @@ class Kind(enum.Enum):
     CONDITIONAL_PARALLEL = "ConditionalParallelGateway"
     CONVERGE = "ConvergeGateway"
 
+    # Members are singletons compared by identity; Enum's own __hash__ is Python
+    # code, run for every set and dict lookup of a kind, once per node per phase.
+    __hash__ = object.__hash__
+
 
 START_TYPE = "EmptyStartEvent"
 ACTIVITY_TYPES = {"ServiceActivity": Kind.ACTIVITY, "SubProcess": Kind.SUBPROCESS}
@@ -68,6 +72,10 @@ class PipelineGraph:
         if kind is Kind.END:
             return f"end event {node_id}"
         return f"{kind.value} {node_id}"
+
+    @property
+    def has_gateways(self) -> bool:
+        return bool(self.tree["gateways"])
 
     def successors(self, node_id: str) -> list[str]:
         return [self.target[flow] for flow in self.outgoing[node_id]]

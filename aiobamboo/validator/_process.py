@@ -36,9 +36,11 @@ def analyse_tree(tree: object, *, cycle_tolerate: bool, process: bool) -> list[A
         if process:
             _normalise_incoming(graph)
         check_connections(graph)
-        if not cycle_tolerate:
-            check_no_cycle(graph)
         walk = depth_first(graph)
+        # A walk that reaches every node and closes no loop proves there is no
+        # cycle; only otherwise are the cycles looked for (and named).
+        if not cycle_tolerate and (walk.back or len(walk.reached) != len(graph.kinds)):
+            check_no_cycle(graph)
         check_reachability(graph, walk)
         match = match_gateways(graph, walk)
         if process:
@@ -48,7 +50,9 @@ def analyse_tree(tree: object, *, cycle_tolerate: bool, process: bool) -> list[A
     return analyses
 
 
-def validate_and_process_pipeline(pipeline: dict[str, Any], cycle_tolerate: bool = False) -> None:
+def validate_and_process_pipeline(
+    pipeline: dict[str, Any], cycle_tolerate: bool = False, *, start_node_id: str | None = None
+) -> None:
     """Validate a pipeline tree, and prepare it for the engine, in place.
 
     Checks, in order, each phase reporting every offending node at once:
@@ -63,8 +67,16 @@ def validate_and_process_pipeline(pipeline: dict[str, Any], cycle_tolerate: bool
 
     Raises a subclass of `aiobamboo.exceptions.InvalidTreeError` whose ``node_ids``
     names every offending node or flow.
+
+    With ``start_node_id``, then checks it as
+    :func:`~aiobamboo.validator.validate_pipeline_start_node` does, on the
+    analysis just made rather than on a second one.
     """
-    analyse_tree(pipeline, cycle_tolerate=cycle_tolerate, process=True)
+    analyses = analyse_tree(pipeline, cycle_tolerate=cycle_tolerate, process=True)
+    if start_node_id is not None:
+        from ._start import check_start_node
+
+        check_start_node(pipeline, analyses[-1], start_node_id)
 
 
 def _normalise_incoming(graph: PipelineGraph) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from aiobamboo.exceptions import ConnectionValidateError, InvalidTreeError
 from aiobamboo.timing import TimingError, parse_timing
 
 from ._model import ACTIVITY_TYPES, GATEWAY_TYPES, START_TYPE, Kind, PipelineGraph
 from ._problems import Problems
-from ._vars import check_data, check_var_map
+from ._vars import check_data, check_var_map, sound_var_map
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -33,6 +31,7 @@ _GROUPS = dict.fromkeys(GATEWAY_TYPES.values(), "gateway") | {
     Kind.SUBPROCESS: "activity",
 }
 _FLAG_KEYS = ("error_ignorable", "skippable", "retryable", "optional")
+_START_KINDS = {START_TYPE: Kind.START}
 _LOOP_FLAG_KEYS = ("enable", "fail_skip", "retryable", "skippable")
 
 
@@ -49,28 +48,37 @@ def _kind_name(value: object) -> str:
     return type(value).__name__
 
 
-@attrs.frozen
 class _Node:
-    id: str
-    kind: Kind
-    type: str
-    incoming: list[str]
-    outgoing: list[str]
-    raw: dict[str, Any]
+    # A plain slotted class: one is made per node of every tree validated.
+    __slots__ = ("id", "incoming", "kind", "outgoing", "raw", "type")
+
+    def __init__(
+        self,
+        id: str,
+        kind: Kind,
+        type: str,
+        incoming: list[str],
+        outgoing: list[str],
+        raw: dict[str, Any],
+    ) -> None:
+        self.id = id
+        self.kind = kind
+        self.type = type
+        self.incoming = incoming
+        self.outgoing = outgoing
+        self.raw = raw
 
 
-@attrs.frozen
-class _Flow:
-    id: str
-    source: str
-    target: str
+#: Who used an id first: ``(what, label)`` reads "<what> <id> of <label>", or
+#: "<what> <id>" without a label; put into words only when the id is used again.
+_Owner = tuple[str, str | None]
 
 
 class _TreeChecker:
     def __init__(self) -> None:
         self.problems = Problems()
         self.links = Problems()
-        self.owners: dict[str, str] = {}
+        self.owners: dict[str, _Owner] = {}
         self.seen: set[int] = set()
         self.pending: list[tuple[object, str | None]] = []
 
@@ -88,16 +96,20 @@ class _TreeChecker:
         # Parents were checked before their subprocesses; validation runs inner first.
         return graphs[::-1]
 
-    def _claim(self, ident: str, where: str) -> None:
+    def _claim(self, ident: str, what: str, label: str | None) -> None:
         """Record a use of ``ident``; every use after the first is a problem."""
         owner = self.owners.get(ident)
         if owner is None:
-            self.owners[ident] = where
+            self.owners[ident] = (what, label)
         else:
-            self.problems.add(f"id {ident} is used twice: by {owner} and by {where}", ident)
+            self.problems.add(
+                f"id {ident} is used twice: by {_owner(ident, *owner)} and by "
+                f"{_owner(ident, what, label)}",
+                ident,
+            )
 
     def _pipeline(self, tree: object, expected_id: str | None) -> PipelineGraph | None:
-        before = len(self.problems)
+        before = len(self.problems.items)
         where = "pipeline tree" if expected_id is None else f"pipeline of SubProcess {expected_id}"
         if not isinstance(tree, dict):
             self.problems.add(f"{where} must be a dict, got {_kind_name(tree)}", *_ids(expected_id))
@@ -116,14 +128,14 @@ class _TreeChecker:
                     else f"must be a dict, not {_kind_name(tree[key])}"
                 )
                 self.problems.add(f"{label}: key {key!r} {problem}", pid)
-        if len(self.problems) > before:
+        if len(self.problems.items) > before:
             return None
         nodes = self._nodes(tree, label)
-        flows = self._flows(tree["flows"], label)
+        sources, targets = self._flows(tree["flows"], label)
         check_data(tree["data"], f"{label} data", self.problems, pid)
-        if len(self.problems) > before:
+        if len(self.problems.items) > before:
             return None
-        return self._graph(pid, tree, nodes, flows, label)
+        return self._graph(pid, tree, nodes, sources, targets, label)
 
     def _pipeline_id(self, tree: dict[str, Any], expected_id: str | None, where: str) -> str:
         pid = tree.get("id")
@@ -134,7 +146,7 @@ class _TreeChecker:
             )
             return expected_id or "?"
         if expected_id is None:
-            self._claim(pid, f"pipeline {pid}")
+            self._claim(pid, "pipeline", None)
         elif pid != expected_id:
             self.problems.add(
                 f"the pipeline of SubProcess {expected_id} has id {pid}; "
@@ -146,20 +158,22 @@ class _TreeChecker:
 
     def _nodes(self, tree: dict[str, Any], label: str) -> list[_Node]:
         found: list[_Node | None] = [
-            self._node(
-                tree["start_event"], f"start event of {label}", None, {START_TYPE: Kind.START}
-            ),
+            self._node(tree["start_event"], f"start event of {label}", None, _START_KINDS),
             self._node(tree["end_event"], f"end event of {label}", None, None),
         ]
         for group, kinds in (("activities", ACTIVITY_TYPES), ("gateways", GATEWAY_TYPES)):
             for key, raw in tree[group].items():
-                if not is_id(key):
+                if not (isinstance(key, str) and key != ""):
                     self.problems.add(f"{label}: {group} has a key that is not a non-empty string")
                     continue
                 found.append(self._node(raw, f"{group} entry {key} of {label}", key, kinds))
         nodes = [node for node in found if node is not None]
+        owners = self.owners
         for node in nodes:
-            self._claim(node.id, f"{_GROUPS[node.kind]} {node.id} of {label}")
+            if node.id in owners:
+                self._claim(node.id, _GROUPS[node.kind], label)
+            else:
+                owners[node.id] = (_GROUPS[node.kind], label)
         return nodes
 
     def _node(
@@ -169,15 +183,20 @@ class _TreeChecker:
             self.problems.add(f"{where} must be a dict, got {_kind_name(raw)}", *_ids(key))
             return None
         nid = raw.get("id")
-        if not is_id(nid):
+        if not (isinstance(nid, str) and nid != ""):
             self.problems.add(f"{where}: 'id' must be a non-empty string", *_ids(key))
             return None
         if key is not None and nid != key:
             self.problems.add(f"{where}: its id {nid} differs from its key {key}", key, nid)
-        kind = self._node_kind(raw.get("type"), where, nid, kinds)
-        incoming = self._flow_ids(raw, "incoming", where, nid)
-        outgoing = self._flow_ids(raw, "outgoing", where, nid)
-        if "name" in raw and raw["name"] is not None and not isinstance(raw["name"], str):
+        ntype = raw.get("type")
+        if kinds is not None and type(ntype) is str and ntype in kinds:
+            kind: Kind | None = kinds[ntype]
+        else:
+            kind = self._node_kind(ntype, where, nid, kinds)
+        incoming = _flow_list(raw.get("incoming")) or self._flow_ids(raw, "incoming", where, nid)
+        outgoing = _flow_list(raw.get("outgoing")) or self._flow_ids(raw, "outgoing", where, nid)
+        name = raw.get("name")
+        if name is not None and not isinstance(name, str):
             self.problems.add(f"{where}: 'name' must be a string or None", nid)
         if kind is None or incoming is None or outgoing is None:
             return None
@@ -217,11 +236,15 @@ class _TreeChecker:
             return []
         if isinstance(value, str):
             return [value] if value else []
-        if isinstance(value, list) and all(is_id(item) for item in value):
-            if len(set(value)) != len(value):
-                self.problems.add(f"{where}: {key!r} lists a flow twice", nid)
-                return None
-            return list(value)
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str) or item == "":
+                    break
+            else:
+                if len(set(value)) != len(value):
+                    self.problems.add(f"{where}: {key!r} lists a flow twice", nid)
+                    return None
+                return list(value)
         self.problems.add(
             f"{where}: {key!r} must be a flow id or a list of flow ids, got {_kind_name(value)}",
             nid,
@@ -246,20 +269,29 @@ class _TreeChecker:
                 self.problems.add(f"{where}: component 'code' must be a string", nid)
             if "version" in component and not isinstance(component["version"], str):
                 self.problems.add(f"{where}: component 'version' must be a string", nid)
-            check_var_map(
-                component.get("inputs", ...), f"{where} component inputs", self.problems, nid
-            )
+            inputs = component.get("inputs", ...)
+            if not sound_var_map(inputs):
+                check_var_map(inputs, f"{where} component inputs", self.problems, nid)
         for key in _FLAG_KEYS:
-            if key in raw and not isinstance(raw[key], bool):
+            flag = raw.get(key, False)
+            if flag is not True and flag is not False:
                 self.problems.add(f"{where}: {key!r} must be true or false", nid)
-        if "timeout" in raw and not _optional_int(raw["timeout"]):
+        if "timeout" in raw and raw["timeout"] is not None and not _optional_int(raw["timeout"]):
             self.problems.add(f"{where}: 'timeout' must be an integer or None", nid)
         if "loop_config" in raw:
             self._loop_config(raw["loop_config"], where, nid)
-        try:
-            parse_timing(raw)
-        except TimingError as exc:
-            self.problems.add(f"{where}: {exc}", nid)
+        if (
+            type(raw) is not dict
+            or raw.get("timeout_config") is not None
+            or raw.get("timeout") is not None
+            or raw.get("retry_policy") is not None
+            or raw.get("events") is not None
+        ):
+            # parse_timing reads only these keys: when none is set there is no timing.
+            try:
+                parse_timing(raw)
+            except TimingError as exc:
+                self.problems.add(f"{where}: {exc}", nid)
 
     def _loop_config(self, config: object, where: str, nid: str) -> None:
         if config is None:
@@ -276,7 +308,9 @@ class _TreeChecker:
             self.problems.add(f"{where}: loop_config 'outputs_key' must be a string", nid)
 
     def _subprocess(self, raw: dict[str, Any], where: str, nid: str) -> None:
-        check_var_map(raw.get("params", ...), f"{where} params", self.problems, nid)
+        params = raw.get("params", ...)
+        if not sound_var_map(params):
+            check_var_map(params, f"{where} params", self.problems, nid)
         if "pipeline" not in raw:
             self.problems.add(f"{where}: key 'pipeline' is missing", nid)
         else:
@@ -315,80 +349,131 @@ class _TreeChecker:
         if extra is not None and not isinstance(extra, dict):
             self.problems.add(f"{where}: 'extra_info' must be a dict or None", nid)
 
-    def _flows(self, flows: dict[Any, Any], label: str) -> list[_Flow]:
-        found = []
+    def _flows(self, flows: dict[Any, Any], label: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The source and the target of each well-formed flow, in the tree's order."""
+        sources: dict[str, str] = {}
+        targets: dict[str, str] = {}
+        owners, problems = self.owners, self.problems
+        # is_id inline: this loop runs once a flow.
         for fid, flow in flows.items():
-            if not is_id(fid):
-                self.problems.add(f"{label}: flows has a key that is not a non-empty string")
+            if not (isinstance(fid, str) and fid != ""):
+                problems.add(f"{label}: flows has a key that is not a non-empty string")
                 continue
-            where = f"flow {fid} of {label}"
             if not isinstance(flow, dict):
-                self.problems.add(f"{where} must be a dict, got {_kind_name(flow)}", fid)
+                problems.add(f"flow {fid} of {label} must be a dict, got {_kind_name(flow)}", fid)
                 continue
             if flow.get("id") != fid:
-                self.problems.add(f"{where}: its 'id' must equal its key", fid)
+                problems.add(f"flow {fid} of {label}: its 'id' must equal its key", fid)
             source, target = flow.get("source"), flow.get("target")
-            if not (is_id(source) and is_id(target)):
-                self.problems.add(f"{where}: 'source' and 'target' must be node ids", fid)
+            if not (isinstance(source, str) and isinstance(target, str) and source and target):
+                problems.add(f"flow {fid} of {label}: 'source' and 'target' must be node ids", fid)
                 continue
             if "is_default" in flow and not isinstance(flow["is_default"], bool):
-                self.problems.add(f"{where}: 'is_default' must be true or false", fid)
-            self._claim(fid, where)
-            found.append(_Flow(fid, source, target))
-        return found
+                problems.add(f"flow {fid} of {label}: 'is_default' must be true or false", fid)
+            if fid in owners:
+                self._claim(fid, "flow", label)
+            else:
+                owners[fid] = ("flow", label)
+            sources[fid] = source
+            targets[fid] = target
+        return sources, targets
 
     def _graph(
         self,
         pid: str,
         tree: dict[str, Any],
         nodes: list[_Node],
-        flows: list[_Flow],
+        sources: dict[str, str],
+        targets: dict[str, str],
         label: str,
     ) -> PipelineGraph | None:
-        before = len(self.links)
-        by_id = {node.id: node for node in nodes}
-        by_flow = {flow.id: flow for flow in flows}
-        for flow in flows:
-            for end, node_id in (("starts at", flow.source), ("ends at", flow.target)):
-                if node_id not in by_id:
-                    self.links.add(
-                        f"flow {flow.id} of {label} {end} {node_id}, which is not a node of it",
-                        flow.id,
-                        node_id,
-                    )
-        starting: dict[str, set[str]] = {}
-        ending: dict[str, set[str]] = {}
-        for flow in flows:
-            starting.setdefault(flow.source, set()).add(flow.id)
-            ending.setdefault(flow.target, set()).add(flow.id)
+        kinds: dict[str, Kind] = {}
+        types: dict[str, str] = {}
+        raws: dict[str, dict[str, Any]] = {}
+        outgoing: dict[str, list[str]] = {}
+        incoming: dict[str, list[str]] = {}
+        listed_out = listed_in = 0
+        agree = True
         for node in nodes:
-            self._node_links(node, by_flow, starting.get(node.id, set()), "outgoing", label)
-            self._node_links(node, by_flow, ending.get(node.id, set()), "incoming", label)
-        if len(self.links) > before:
+            nid = node.id
+            kinds[nid] = node.kind
+            types[nid] = node.type
+            raws[nid] = node.raw
+            outgoing[nid] = node.outgoing
+            incoming[nid] = node.incoming
+            listed_out += len(node.outgoing)
+            listed_in += len(node.incoming)
+            for fid in node.outgoing:
+                if sources.get(fid) != nid:
+                    agree = False
+            for fid in node.incoming:
+                if targets.get(fid) != nid:
+                    agree = False
+        # Node ids are unique here and no list names a flow twice, so each flow is
+        # listed by at most one node, its source (target): when every flow starts
+        # and ends at a node and every listing is right, equal counts mean no flow
+        # is left unlisted either.
+        if (
+            not agree
+            or listed_out != len(sources)
+            or listed_in != len(targets)
+            or not all(map(kinds.__contains__, sources.values()))
+            or not all(map(kinds.__contains__, targets.values()))
+        ):
+            self._links(nodes, sources, targets, label)
             return None
         return PipelineGraph(
             id=pid,
             tree=tree,
             start=nodes[0].id,
             end=nodes[1].id,
-            kinds={node.id: node.kind for node in nodes},
-            types={node.id: node.type for node in nodes},
-            nodes={node.id: node.raw for node in nodes},
-            source={flow.id: flow.source for flow in flows},
-            target={flow.id: flow.target for flow in flows},
-            outgoing={node.id: node.outgoing for node in nodes},
-            incoming={node.id: node.incoming for node in nodes},
+            kinds=kinds,
+            types=types,
+            nodes=raws,
+            source=sources,
+            target=targets,
+            outgoing=outgoing,
+            incoming=incoming,
         )
 
-    def _node_links(
-        self, node: _Node, by_flow: dict[str, _Flow], actual: set[str], key: str, label: str
+    def _links(
+        self,
+        nodes: list[_Node],
+        sources: dict[str, str],
+        targets: dict[str, str],
+        label: str,
     ) -> None:
-        """``node``'s ``key`` list against the flows that really start (end) there."""
+        """Report every disagreement between the flows and the nodes' lists."""
+        by_id = {node.id: node for node in nodes}
+        for fid in sources:
+            for end, node_id in (("starts at", sources[fid]), ("ends at", targets[fid])):
+                if node_id not in by_id:
+                    self.links.add(
+                        f"flow {fid} of {label} {end} {node_id}, which is not a node of it",
+                        fid,
+                        node_id,
+                    )
+        starting: dict[str, set[str]] = {}
+        ending: dict[str, set[str]] = {}
+        for fid in sources:
+            starting.setdefault(sources[fid], set()).add(fid)
+            ending.setdefault(targets[fid], set()).add(fid)
+        for node in nodes:
+            self._node_links(node, sources, starting.get(node.id, set()), "outgoing", label)
+            self._node_links(node, targets, ending.get(node.id, set()), "incoming", label)
+
+    def _node_links(
+        self, node: _Node, ends: dict[str, str], actual: set[str], key: str, label: str
+    ) -> None:
+        """``node``'s ``key`` list against the flows that really start (end) there.
+
+        ``ends`` maps each flow to its source (for ``outgoing``) or target.
+        """
         listed = node.outgoing if key == "outgoing" else node.incoming
         attr = "source" if key == "outgoing" else "target"
         for fid in listed:
-            flow = by_flow.get(fid)
-            if flow is None:
+            end = ends.get(fid)
+            if end is None:
                 self.links.add(
                     f"node {node.id} of {label} lists {key} flow {fid}, which does not exist",
                     node.id,
@@ -396,8 +481,7 @@ class _TreeChecker:
                 )
             elif fid not in actual:
                 self.links.add(
-                    f"node {node.id} of {label} lists {key} flow {fid}, whose {attr} is "
-                    f"{getattr(flow, attr)}",
+                    f"node {node.id} of {label} lists {key} flow {fid}, whose {attr} is {end}",
                     node.id,
                     fid,
                 )
@@ -408,6 +492,24 @@ class _TreeChecker:
                 node.id,
                 fid,
             )
+
+
+def _flow_list(value: object) -> list[str] | None:
+    """The flows of a well-formed, non-empty ``incoming`` or ``outgoing``, as
+    :meth:`_TreeChecker._flow_ids` reads them; None for anything else, which it
+    then reads (empty, missing, None) or refuses, naming the node."""
+    if type(value) is str:
+        return [value] if value else None
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is not str or item == "":
+            return None
+    return list(value) if value and len(set(value)) == len(value) else None
+
+
+def _owner(ident: str, what: str, label: str | None) -> str:
+    return f"{what} {ident}" if label is None else f"{what} {ident} of {label}"
 
 
 def _ids(value: str | None) -> tuple[str, ...]:

@@ -61,10 +61,20 @@ def get_allowed_start_node_ids(pipeline: dict[str, Any]) -> list[str]:
 
 def validate_pipeline_start_node(pipeline: dict[str, Any], node_id: str) -> None:
     """Raise `StartPositionInvalidError` unless a run may start at ``node_id``."""
+    check_start_node(pipeline, None, node_id)
+
+
+def check_start_node(pipeline: Any, analysis: Analysis | None, node_id: str) -> None:
+    """:func:`validate_pipeline_start_node`, on ``analysis`` of ``pipeline`` when given.
+
+    An analysis made with ``process`` (the tree then changed in place) or without
+    ``cycle_tolerate`` serves as well: neither changes the graph or the matching
+    of a tree that passes.
+    """
     start = pipeline.get("start_event") if isinstance(pipeline, dict) else None
     if isinstance(start, dict) and start.get("id") == node_id:
         return
-    if node_id not in get_allowed_start_node_ids(pipeline):
+    if node_id not in _main_line(analysis or _analyse(pipeline)):
         raise StartPositionInvalidError(
             f"this node_id is not allowed as a starting node: {node_id}"
         )

@@ -33,9 +33,15 @@ def stream_labels(
     arriving[graph.start].add(MAIN)
     arriving[graph.end].add(MAIN)
     labels: dict[str, Label | None] = {}
+    kinds, outgoing, target, back = graph.kinds, graph.outgoing, graph.target, walk.back
+    owners = match.parallel_owner
     for node in walk.order:
         found = arriving[node]
-        label = next(iter(found)) if len(found) == 1 else None
+        if len(found) == 1:
+            (label,) = found
+        else:
+            # None also where no label arrives: the nodes after a conflict.
+            label = None
         if len(found) > 1:
             names = " and from ".join(describe_label(graph, item) for item in sorted(found))
             conflicts.add(
@@ -44,7 +50,17 @@ def stream_labels(
                 node,
             )
         labels[node] = label
-        _pass_on(graph, walk, match, node, label, arriving)
+        if kinds[node] in PARALLEL:
+            _pass_on(graph, walk, match, node, label, arriving)
+        elif label is not None:
+            # What _pass_on does for any other node, inline: this runs once a node.
+            for flow in outgoing[node]:
+                if flow in back:
+                    continue
+                nxt = target[flow]
+                owner = owners.get(nxt)
+                if owner is None or label[0] != owner:
+                    arriving[nxt].add(label)
     return labels
 
 
@@ -86,6 +102,12 @@ def describe_label(graph: PipelineGraph, label: Label) -> str:
 
 def check_streams(graph: PipelineGraph, walk: Walk, match: Match) -> None:
     """Raise `ConvergeMatchError` or `StreamValidateError` naming every offending node."""
+    if not graph.has_gateways or (
+        not match.parallel_owner and all(kind not in PARALLEL for kind in graph.kinds.values())
+    ):
+        # Streams only split at parallel gateways: without one every node is on
+        # the main stream, so no flow crosses and no branch can end the pipeline.
+        return
     conflicts = Problems()
     labels = stream_labels(graph, walk, match, conflicts)
     hanging = Problems()

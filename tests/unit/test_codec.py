@@ -266,3 +266,33 @@ def test_plain_json_is_written_exactly_as_json_writes_it() -> None:
 def test_other_types_are_still_refused_naming_the_path() -> None:
     message = _refused({"a": [1, {"s": {1, 2}}]}, "outputs")
     assert message.startswith("outputs.a[1].s: values of type set")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        [],
+        "x",
+        'é\u2028\n\x00"',
+        0,
+        -(10**30),
+        1.5,
+        1e300,
+        True,
+        None,
+        {"a": [1, {"b": None, "": [[], {}]}], "é": "ü"},
+    ],
+)
+def test_plain_values_are_written_as_json_dumps_writes_them(value: Any) -> None:
+    """Stored text must stay byte-identical, whichever encoder the codec picked."""
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert codec.dumps(value) == expected
+    assert codec.dumps((value,)) == '{"__aiobamboo__":["tuple",[' + expected + "]]}"
+
+
+def test_the_encoder_falls_back_without_the_c_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    encode = codec._encoder()
+    value = {"a": [1, 2.5, None, "é"], "b": {"c": True}}
+    assert encode(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))

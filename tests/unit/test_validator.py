@@ -329,6 +329,10 @@ def test_service_activity_fields_accepted() -> None:
         {"type": "plain", "value": None, "source_act": "a1"},
         {"type": "plain", "value": None, "source_act": [{"source_act": "a1"}]},
         {"type": "plain", "value": None, "source_act": 3},
+        {"type": "plain", "values": 1},
+        {"type": ["plain"], "value": 1},
+        {"type": "lazy", "value": 1, "custom_type": 2},
+        {"type": "splice", "value": 1, "need_render": None},
     ],
 )
 def test_variables_are_checked(var: Any) -> None:
@@ -687,6 +691,34 @@ def test_isolated_nodes() -> None:
     error = rejects(tree, IsolateNodeError, "x1", "x2", cycle_tolerate=True)
     assert "not reachable from the start event" in error.message
     rejects(tree, CycleError, "x1", "x2")
+
+
+def test_a_loop_free_tree_is_walked_in_the_order_of_each_nodes_outgoing_flows() -> None:
+    """Kahn's order of a loop-free tree is the depth-first walk's topological order."""
+    from aiobamboo.validator._process import analyse_tree
+
+    s, g, c, a = start(), pg("g"), cg("c"), sa("a")
+    s.extend(g).connect(sa("b1"), sa("b2"), sa("b3")).to(g).converge(c).extend(a)
+    a.extend(end())
+    (analysis,) = analyse_tree(build_tree(s, id="p"), cycle_tolerate=False, process=False)
+    assert analysis.walk.order == ["s", "g", "b1", "b2", "b3", "c", "a", "end"]
+    assert analysis.walk.back == frozenset()
+    tree = loop_tree()
+    (looping,) = analyse_tree(tree, cycle_tolerate=True, process=False)
+    assert looping.walk.back == {flow_between(tree, "g", "a1")}
+
+
+def test_connection_rules_keep_what_their_fast_check_relies_on() -> None:
+    """The fast connection check knows the forbidden targets only through the degrees:
+    nothing may enter the start event, which alone may not lead to the end event."""
+    from aiobamboo.validator._connection import _RULES
+    from aiobamboo.validator._model import Kind
+
+    assert _RULES[Kind.START].max_in == 0
+    assert _RULES[Kind.START].forbidden_targets == {Kind.START, Kind.END}
+    for kind, rule in _RULES.items():
+        if kind is not Kind.START:
+            assert rule.forbidden_targets == {Kind.START}, kind
 
 
 def test_node_without_incoming_flow() -> None:
@@ -1157,6 +1189,25 @@ def test_start_helpers_reject_invalid_trees() -> None:
         get_allowed_start_node_ids(tree)
     with pytest.raises(InvalidTreeError):
         validate_pipeline_start_node({"start_event": 1}, "x")
+
+
+def test_validation_checks_the_start_node_on_its_own_analysis() -> None:
+    """``start_node_id`` refuses what validate_pipeline_start_node refuses, after
+    the tree's own errors, and processes the tree all the same."""
+    for node_id in ("s", "g"):
+        tree = diamond_tree()
+        validate_and_process_pipeline(tree, start_node_id=node_id)
+        assert node(tree, "g")["converge_gateway_id"] == "c"
+    tree = diamond_tree()
+    with pytest.raises(StartPositionInvalidError) as info:
+        validate_and_process_pipeline(tree, start_node_id="a")
+    assert str(info.value) == "this node_id is not allowed as a starting node: a"
+    with pytest.raises(StartPositionInvalidError):
+        validate_pipeline_start_node(diamond_tree(), "a")
+    broken = diamond_tree()
+    redirect(broken, flow_between(broken, "b", "c"), "end")
+    with pytest.raises(ConvergeMatchError):
+        validate_and_process_pipeline(broken, start_node_id="nowhere")
 
 
 def test_executable_end_event_and_multiple_incoming() -> None:
