@@ -71,9 +71,10 @@ def _prepare(
     subprocess_context: dict[str, Any] | None,
 ) -> tuple[str, RunSpec]:
     """Validate and process the tree in place; its stored form and its parsed spec."""
-    validator.validate_and_process_pipeline(pipeline, cycle_tolerate=cycle_tolerate)
-    if start_node_id is not None:
-        validator.validate_pipeline_start_node(pipeline, start_node_id)
+    # The start node, if given, is checked on the same analysis of the tree.
+    validator.validate_and_process_pipeline(
+        pipeline, cycle_tolerate=cycle_tolerate, start_node_id=start_node_id
+    )
     return codec.dumps(pipeline, "pipeline"), parse_tree(pipeline, subprocess_context)
 
 
