@@ -11,6 +11,7 @@ to keep in step with.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -21,8 +22,16 @@ __all__ = ["SQLiteThread"]
 
 T = TypeVar("T")
 
-#: A call for the thread: the function, its arguments, and where its outcome goes.
-_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+#: A call for the thread: the function, its arguments, and where its outcome goes
+#: (nowhere for a call posted from another thread).
+_Call = tuple[
+    Callable[..., Any],
+    tuple[Any, ...],
+    "asyncio.Future[Any] | None",
+    asyncio.AbstractEventLoop | None,
+]
+
+logger = logging.getLogger("aiobamboo.sqlite")
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -36,6 +45,10 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 def _report(call: _Call, result: Any, error: BaseException | None) -> None:
     _, _, future, loop = call
+    if future is None or loop is None:
+        if error is not None:
+            logger.warning("SQLite call %r failed: %s", call[0], error)
+        return
     try:
         loop.call_soon_threadsafe(_resolve, future, result, error)
     except RuntimeError:
@@ -75,6 +88,11 @@ class SQLiteThread:
         future: asyncio.Future[T] = loop.create_future()
         self._calls.put((fn, args, future, loop))
         return await future
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(connection, *args)`` on the thread, from any thread; nobody waits for it."""
+        if self._thread is not None:
+            self._calls.put((fn, args, None, None))
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         await self.call(_execute, sql, params)
