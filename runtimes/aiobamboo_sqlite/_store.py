@@ -17,7 +17,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import IO, Any, Literal, TypeAlias
 
@@ -41,6 +41,7 @@ from aiobamboo.runtime import (
 )
 from aiobamboo.storage import BatchOutcome, Broadcast, GroupCommitter, GroupDone, Merged, merge
 
+from ._checkpoint import WRITER_PAGES, Checkpointer
 from ._file import lock_database, open_error
 from ._migrate import migrate
 from ._thread import SQLiteThread
@@ -381,9 +382,10 @@ def _purge_events(conn: sqlite3.Connection, before: float) -> int:
 
 
 #: The tables whose rows of a purged run are found by ``root_id``; runs go last.
+#: (States and execution data are found through nodes, before nodes go.)
 _PURGED_BY_ROOT = (
-    "states", "execution_data", "node_data", "context", "processes", "schedules",
-    "callbacks", "histories", "timers", "events", "commands", "nodes", "runs",
+    "node_data", "context", "processes", "schedules", "callbacks", "histories", "timers",
+    "events", "commands", "nodes", "runs",
 )  # fmt: skip
 
 
@@ -395,6 +397,7 @@ def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str
         if ids:
             param = (json.dumps(ids),)
             conn.execute(Q["purge_states"], param)
+            conn.execute(Q["purge_execution_data"], param)
             for table in _PURGED_BY_ROOT:
                 # The table names are the constants above, never a caller's value.
                 conn.execute(
@@ -407,6 +410,14 @@ def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str
             conn.execute("ROLLBACK")
         raise
     return ids
+
+
+def _finish_checkpoint(conn: sqlite3.Connection, done: Callable[[], None]) -> None:
+    """Copy the end of the log that the checkpointer cannot reach; the next commit restarts it."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        done()
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
@@ -440,6 +451,7 @@ class SQLiteStore(NamedQueryReads):
         self.lease_seconds = 3600.0
         self.conn: SQLiteThread | None = None
         self._lock_file: IO[bytes] | None = None
+        self.checkpointer: Checkpointer | None = None
         self._committer = GroupCommitter(
             submit_group=self._submit_group, what=f"SQLite database {self.path}"
         )
@@ -467,6 +479,15 @@ class SQLiteStore(NamedQueryReads):
         except sqlite3.Error as exc:
             # SQLite reads the file lazily: a garbage header shows up here, not at connect.
             raise open_error(self.path, exc) from exc
+        if self.worker and not self.in_memory:
+            # The worker's commits are the node steps: checkpoints go beside them.
+            await connection.execute(f"PRAGMA wal_autocheckpoint={WRITER_PAGES}")
+            self.checkpointer = Checkpointer(
+                self.path,
+                self.synchronous,
+                lambda done: connection.post(_finish_checkpoint, done),
+            )
+            self.checkpointer.start()
         self._committer.start()
 
     async def aclose(self) -> None:
@@ -479,6 +500,10 @@ class SQLiteStore(NamedQueryReads):
                 except sqlite3.Error as exc:
                     raise StorageError(f"cannot close {self.path}: {exc}") from exc
         finally:
+            checkpointer, self.checkpointer = self.checkpointer, None
+            if checkpointer is not None:
+                # After the writer: its last checkpoint copies the final commits too.
+                await asyncio.to_thread(checkpointer.stop)
             # Released even when closing failed: the connection is gone either way,
             # and a held lock would keep every later worker out until this process exits.
             if self._lock_file is not None:
@@ -512,6 +537,8 @@ class SQLiteStore(NamedQueryReads):
                     error = failure
                 done(None, error)
                 return
+            if self.checkpointer is not None:
+                self.checkpointer.poke()
             if any(b.new_run is not None for b in batches):
                 self._signal.set()
             if any(b.events for b, r in zip(batches, results, strict=True) if r is None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import queue
 import sqlite3
 import threading
@@ -25,8 +26,11 @@ T = TypeVar("T")
 #: Told on the event loop how a call ended: its result, or the error it raised.
 Report = Callable[[Any, BaseException | None], None]
 
-#: A call for the thread: the function, its arguments, and who is told its outcome where.
-_Call = tuple[Callable[..., Any], tuple[Any, ...], Report, asyncio.AbstractEventLoop]
+#: A call for the thread: the function, its arguments, and who is told its outcome
+#: on which loop (nobody, for a call posted from another thread).
+_Call = tuple[Callable[..., Any], tuple[Any, ...], Report | None, asyncio.AbstractEventLoop | None]
+
+logger = logging.getLogger("aiobamboo.sqlite")
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -40,6 +44,10 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 def _report(call: _Call, result: Any, error: BaseException | None) -> None:
     _, _, report, loop = call
+    if report is None or loop is None:
+        if error is not None:
+            logger.warning("SQLite call %r failed: %s", call[0], error)
+        return
     try:
         loop.call_soon_threadsafe(report, result, error)
     except RuntimeError:
@@ -87,6 +95,11 @@ class SQLiteThread:
         if self._thread is None:
             raise sqlite3.ProgrammingError("the connection is closed")
         self._calls.put((fn, args, report, asyncio.get_running_loop()))
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(connection, *args)`` on the thread, from any thread; nobody waits for it."""
+        if self._thread is not None:
+            self._calls.put((fn, args, None, None))
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         await self.call(_execute, sql, params)

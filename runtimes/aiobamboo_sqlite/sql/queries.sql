@@ -73,12 +73,13 @@ ON CONFLICT (pipeline_id, key) DO UPDATE SET
     custom_type = excluded.custom_type;
 
 -- name: upsert_process
--- (JSON array of rows, each [id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks])
+-- (JSON array of rows, each [id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks]):
+-- a process id is new for each process of a run, so its root_id is set once; leaving it out
+-- of the update spares rewriting processes_root at every step
 INSERT INTO processes (id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by, children, acks)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]')
 FROM json_each(?) WHERE true
 ON CONFLICT (id) DO UPDATE SET
-    root_id = excluded.root_id,
     parent_id = excluded.parent_id,
     current_node_id = excluded.current_node_id,
     destination_id = excluded.destination_id,
@@ -179,7 +180,9 @@ SELECT n.root_id, s.* FROM nodes n JOIN states s ON s.node_id = n.node_id
 WHERE n.root_id IN (SELECT value FROM json_each(?));
 
 -- name: execution_data_many
-SELECT root_id, * FROM execution_data WHERE root_id IN (SELECT value FROM json_each(?));
+SELECT n.root_id, e.* FROM nodes n
+JOIN execution_data e ON e.node_id = n.node_id AND e.root_id = n.root_id
+WHERE n.root_id IN (SELECT value FROM json_each(?));
 
 -- name: node_data_many
 SELECT root_id, * FROM node_data WHERE root_id IN (SELECT value FROM json_each(?));
@@ -222,8 +225,9 @@ SELECT root_id FROM nodes WHERE node_id = ?;
 SELECT * FROM states WHERE node_id = ?;
 
 -- name: states_by_root
--- (root_id)
-SELECT * FROM states WHERE root_id = ? ORDER BY created_time;
+-- (root_id): found through the run's node ids; appointed pauses (root_id '') are not its
+SELECT s.* FROM nodes n JOIN states s ON s.node_id = n.node_id AND s.root_id = n.root_id
+WHERE n.root_id = ? ORDER BY s.created_time;
 
 -- name: states_of_run
 -- (root_id): states of every node of the run, including appointed pauses
@@ -238,8 +242,9 @@ SELECT * FROM states WHERE parent_id = ? ORDER BY created_time;
 SELECT * FROM execution_data WHERE node_id = ?;
 
 -- name: execution_data_by_root
--- (root_id)
-SELECT * FROM execution_data WHERE root_id = ?;
+-- (root_id): found through the run's node ids
+SELECT e.* FROM nodes n JOIN execution_data e ON e.node_id = n.node_id AND e.root_id = n.root_id
+WHERE n.root_id = ?;
 
 -- name: get_node_data
 -- (node_id)
@@ -396,5 +401,11 @@ LIMIT ?;
 -- name: purge_states
 -- (JSON array of root ids): appointed pauses (root_id '') are found through nodes
 DELETE FROM states WHERE node_id IN (
+    SELECT node_id FROM nodes WHERE root_id IN (SELECT value FROM json_each(?))
+);
+
+-- name: purge_execution_data
+-- (JSON array of root ids): found through nodes (no index by root_id)
+DELETE FROM execution_data WHERE node_id IN (
     SELECT node_id FROM nodes WHERE root_id IN (SELECT value FROM json_each(?))
 );

@@ -1,0 +1,214 @@
+"""The SQLite file itself: checkpoints beside the commits, a SIGKILL, the schema's upgrades.
+
+Run as a script, this module is the child process of the SIGKILL test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from aiobamboo import api, bench
+from aiobamboo.bench import library
+from aiobamboo_sqlite import SQLiteRuntime, _migrate
+from aiobamboo_sqlite._checkpoint import WRITER_PAGES
+
+#: A WAL frame: its header and one 4 KB page.
+FRAME = 24 + 4096
+
+
+def _chain(n: int) -> dict[str, Any]:
+    """start -> ``n`` activities that return at once -> end."""
+    return bench.chain(n)[0]
+
+
+async def _run(runtime: SQLiteRuntime, tree: dict[str, Any]) -> None:
+    started = await api.run_pipeline(runtime, tree)
+    assert started.result, started.message
+    waited = await api.wait_pipeline(runtime, tree["id"], timeout=60)
+    assert waited.data == "FINISHED", waited.message
+
+
+def _wal_frames(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return max(0, (wal.stat().st_size - 32) // FRAME) if wal.exists() else 0
+
+
+# -- checkpoints -------------------------------------------------------------------
+
+
+async def test_the_checkpointer_copies_the_log_beside_the_commits(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+    async with SQLiteRuntime(db, components=library) as runtime:
+        checkpointer = runtime.store.checkpointer
+        assert checkpointer is not None
+        await _run(runtime, _chain(100))
+        deadline = time.monotonic() + 5
+        while True:
+            last = checkpointer.last
+            if last is not None and last[1] == last[2] and last[0] == 0:
+                break  # everything in the log is in the database file
+            assert time.monotonic() < deadline, f"log not copied: {last}"
+            await anyio.sleep(0.01)
+        assert checkpointer.rounds > 1, checkpointer.rounds
+
+
+#: The log's largest size allowed: the writer's own threshold, plus what the
+#: commits write during one checkpoint beside them (an fsync of a busy disk
+#: can take tens of milliseconds). The runs below write some 30,000 frames.
+MOST_FRAMES = WRITER_PAGES + 6000
+
+
+@pytest.mark.parametrize(("chains", "steps"), [(1, 3000), (30, 200)])
+async def test_the_log_stays_bounded_under_commits_that_never_pause(
+    tmp_path: Path, chains: int, steps: int
+) -> None:
+    db = tmp_path / "flows.db"
+    async with SQLiteRuntime(db, components=library) as runtime:
+        async with anyio.create_task_group() as tg:
+            for _ in range(chains):
+                tg.start_soon(_run, runtime, _chain(steps))
+        written = await runtime.store._all("last_event_id")
+        assert written[0][0] >= 6000, written
+        # The log file never shrinks: its size is the most it ever held.
+        assert _wal_frames(db) < MOST_FRAMES, _wal_frames(db)
+
+
+async def test_closing_copies_the_last_commits_into_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+    tree = _chain(3)
+    async with SQLiteRuntime(db, components=library) as runtime:
+        await _run(runtime, tree)
+    assert _wal_frames(db) == 0
+    # The file alone holds the run: opened read-only, without its log.
+    conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+    try:
+        row = conn.execute("SELECT state FROM states WHERE node_id = ?", (tree["id"],)).fetchone()
+    finally:
+        conn.close()
+    assert row == ("FINISHED",)
+
+
+async def test_a_client_runs_no_checkpointer(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+    async with SQLiteRuntime(db, worker=False) as client:
+        assert client.store.checkpointer is None
+    async with SQLiteRuntime(":memory:") as memory:
+        assert memory.store.checkpointer is None
+
+
+# -- a SIGKILL ---------------------------------------------------------------------
+
+
+async def _kill_child(db: str) -> None:
+    """Run chains until killed, printing each one's id once it is FINISHED (committed)."""
+    async with SQLiteRuntime(db, components=library) as runtime:
+        while True:
+            tree = _chain(20)
+            await _run(runtime, tree)
+            print(tree["id"], flush=True)
+
+
+def test_finished_pipelines_survive_a_sigkill_mid_checkpoint(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+    finished: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, __file__, str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            # 30 chains of 20 steps: thousands of frames, so checkpoints were under way.
+            while len(finished) < 30:
+                line = child.stdout.readline()
+                assert line, child.stderr.read() if child.stderr else "child ended"
+                finished.append(line.strip())
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait(timeout=30)
+
+    async def check() -> None:
+        async with SQLiteRuntime(db, components=library) as runtime:
+            for root in finished:
+                state = await runtime.store.get_state(root)
+                assert state is not None, root
+                assert state.state == "FINISHED", (root, state)
+
+    anyio.run(check)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+# -- upgrades ----------------------------------------------------------------------
+
+
+def _indexes(db: Path) -> set[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+    finally:
+        conn.close()
+
+
+async def test_a_database_of_the_previous_schema_is_upgraded_with_its_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "flows.db"
+    every = _migrate.migrations()
+    previous = [m for m in every if m[0] < "0007"]
+    assert len(previous) < len(every)
+    finished, second = _chain(3), _chain(2)
+    with monkeypatch.context() as patch:
+        patch.setattr(_migrate, "migrations", lambda: previous)
+        async with SQLiteRuntime(db, components=library) as old:
+            await _run(old, finished)
+            await _run(old, second)
+            before_states = await old.store.get_states_by_root(finished["id"])
+            before_run = await old.store.load_run(finished["id"])
+            before_second = await old.store.load_run(second["id"])
+    assert {"states_root", "execution_data_root"} <= _indexes(db)
+
+    async with SQLiteRuntime(db, components=library) as new:
+        assert await new.store.get_states_by_root(finished["id"]) == before_states
+        assert await new.store.load_run(finished["id"]) == before_run
+        loaded = await new.store.load_runs([finished["id"], second["id"]])
+        assert loaded[finished["id"]] == before_run
+        assert loaded[second["id"]] == before_second
+        assert before_second is not None
+        assert len(before_second.execution_data) == 3
+        # New runs go on in the upgraded file, and ended ones are purged whole.
+        another = _chain(2)
+        await _run(new, another)
+        assert len(await new.store.get_states_by_root(another["id"])) == 5
+        purged = await new.store.purge_runs(time.time() + 1, 10)
+        assert sorted(purged) == sorted([finished["id"], second["id"], another["id"]])
+        assert await new.store.get_states_by_root(finished["id"]) == []
+        assert await new.store.get_execution_data(finished["id"]) is None
+    indexes = _indexes(db)
+    assert not {"states_root", "execution_data_root"} & indexes, indexes
+    conn = sqlite3.connect(db)
+    try:
+        tables = ("states", "execution_data")
+        leftovers = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+    finally:
+        conn.close()
+    assert leftovers == [0, 0]
+
+
+if __name__ == "__main__":
+    anyio.run(_kill_child, sys.argv[1])
