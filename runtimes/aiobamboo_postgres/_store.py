@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import socket
 import time
@@ -284,75 +285,13 @@ class PostgresStore(NamedQueryReads):
         return await self._read(name, lambda conn: conn.fetchrow(sql, *args))
 
     async def load_run(self, root_id: str) -> RunSnapshot | None:
-        return await self._read("load_run", lambda conn: self._load_run(conn, root_id))
-
-    async def _load_run(self, conn: Any, root_id: str) -> RunSnapshot | None:
-        q = self.queries
-        # One snapshot for all nine queries, so the run is rebuilt as one
-        # commit left it even if another process writes meanwhile.
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            run = await conn.fetchrow(q["get_run"], root_id)
-            if run is None:
-                return None
-            return RunSnapshot(
-                run=RunRow(*run),
-                states=[StateRow(*r) for r in await conn.fetch(q["states_of_run"], root_id)],
-                execution_data=[
-                    ExecutionDataRow(*r)
-                    for r in await conn.fetch(q["execution_data_by_root"], root_id)
-                ],
-                node_data=[
-                    NodeDataRow(*r) for r in await conn.fetch(q["node_data_by_root"], root_id)
-                ],
-                context=[ContextRow(*r) for r in await conn.fetch(q["context_by_root"], root_id)],
-                processes=[
-                    _process_row(r) for r in await conn.fetch(q["processes_by_root"], root_id)
-                ],
-                schedules=[
-                    ScheduleRow(*r) for r in await conn.fetch(q["schedules_by_root"], root_id)
-                ],
-                callbacks=[
-                    CallbackRow(*r) for r in await conn.fetch(q["callbacks_by_root"], root_id)
-                ],
-                timers=[TimerRow(*r) for r in await conn.fetch(q["timers_by_root"], root_id)],
-            )
+        return (await self.load_runs([root_id])).get(root_id)
 
     async def load_runs(self, root_ids: Sequence[str]) -> dict[str, RunSnapshot]:
         if not root_ids:
             return {}
-        ids = list(root_ids)
-        return await self._read("load_runs", lambda conn: self._load_runs(conn, ids))
-
-    async def _load_runs(self, conn: Any, ids: list[str]) -> dict[str, RunSnapshot]:
-        q = self.queries
-
-        async def grouped(name: str, make: Callable[[Any], Any]) -> dict[str, list[Any]]:
-            out: dict[str, list[Any]] = {}
-            for row in await conn.fetch(q[name], ids):
-                out.setdefault(row[0], []).append(make(tuple(row)[1:]))
-            return out
-
-        # One snapshot for every query, as load_run: each run as one commit left it.
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            runs = {r[0]: RunRow(*tuple(r)[1:]) for r in await conn.fetch(q["runs_many"], ids)}
-            if not runs:
-                return {}
-            tables = {
-                "states": await grouped("states_many", lambda r: StateRow(*r)),
-                "execution_data": await grouped(
-                    "execution_data_many", lambda r: ExecutionDataRow(*r)
-                ),
-                "node_data": await grouped("node_data_many", lambda r: NodeDataRow(*r)),
-                "context": await grouped("context_many", lambda r: ContextRow(*r)),
-                "processes": await grouped("processes_many", _process_row),
-                "schedules": await grouped("schedules_many", lambda r: ScheduleRow(*r)),
-                "callbacks": await grouped("callbacks_many", lambda r: CallbackRow(*r)),
-                "timers": await grouped("timers_many", lambda r: TimerRow(*r)),
-            }
-        return {
-            root_id: RunSnapshot(run=run, **{k: v.get(root_id, []) for k, v in tables.items()})
-            for root_id, run in runs.items()
-        }
+        sql, ids = self.queries["load_runs"], list(root_ids)
+        return _snapshots(await self._read("load_runs", lambda conn: conn.fetch(sql, ids)))
 
     # -- ownership and commands ----------------------------------------------------
     @property
@@ -588,6 +527,54 @@ _PURGED_BY_ROOT = (
     "execution_data", "node_data", "context", "processes", "schedules", "callbacks",
     "histories", "timers", "events", "commands", "nodes",
 )  # fmt: skip
+
+
+#: Per table of the ``load_runs`` query: the columns its rows fill, in the order
+#: of its row class (after the table and the root id: 10 text, 3 int, 2 bool, 3 float).
+_T = tuple(range(2, 12))
+_I, _B, _F = (12, 13, 14), (15, 16), (17, 18, 19)
+_LOAD_COLUMNS: dict[str, tuple[int, ...]] = {
+    "runs": (*_T[:4], _F[0]),
+    "states": (*_T[:6], *_I, *_B, *_F),
+    "execution_data": _T[:4],
+    "node_data": _T[:3],
+    "context": (*_T[:3], _I[0], *_T[3:5]),
+    "processes": _T,
+    "schedules": (*_T[:4], _I[0], _T[4], *_B, _I[1]),
+    "callbacks": (*_T[:5], _B[0], _F[0]),
+    "timers": (*_T[:5], _F[0]),
+}
+_LOAD_ROWS: dict[str, Callable[[Sequence[Any]], Any]] = {
+    "runs": lambda r: RunRow(*r),
+    "states": lambda r: StateRow(*r),
+    "execution_data": lambda r: ExecutionDataRow(*r),
+    "node_data": lambda r: NodeDataRow(*r),
+    "context": lambda r: ContextRow(*r),
+    "processes": lambda r: _process_row(r),
+    "schedules": lambda r: ScheduleRow(*r),
+    "callbacks": lambda r: CallbackRow(*r),
+    "timers": lambda r: TimerRow(*r),
+}
+_LOADERS = {
+    table: (operator.itemgetter(*columns), _LOAD_ROWS[table])
+    for table, columns in _LOAD_COLUMNS.items()
+}
+
+
+def _snapshots(rows: Sequence[Any]) -> dict[str, RunSnapshot]:
+    """The rows of ``load_runs`` as one snapshot per run found."""
+    tables: dict[str, dict[str, list[Any]]] = {}
+    for row in rows:
+        table, root_id = row[0], row[1]
+        pick, make = _LOADERS[table]
+        tables.setdefault(root_id, {}).setdefault(table, []).append(make(pick(row)))
+    return {
+        root_id: RunSnapshot(
+            run=found.pop("runs")[0], **{t: found.get(t, []) for t in _LOAD_ROWS if t != "runs"}
+        )
+        for root_id, found in tables.items()
+        if "runs" in found
+    }
 
 
 def _process_row(row: Sequence[Any]) -> ProcessRow:

@@ -253,12 +253,6 @@ SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retr
        error_ignored, created_time, started_time, archived_time
 FROM {schema}.states WHERE root_id = $1 ORDER BY created_time;
 
--- name: states_of_run
--- ($1 root_id): states of every node of the run, including appointed pauses
-SELECT s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop, s.inner_loop,
-       s.retry, s.skip, s.error_ignored, s.created_time, s.started_time, s.archived_time
-FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id WHERE n.root_id = $1;
-
 -- name: states_by_parent
 -- ($1 parent_id)
 SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip,
@@ -269,84 +263,63 @@ FROM {schema}.states WHERE parent_id = $1 ORDER BY created_time;
 -- ($1 node_id)
 SELECT node_id, root_id, inputs, outputs FROM {schema}.execution_data WHERE node_id = $1;
 
--- name: execution_data_by_root
--- ($1 root_id)
-SELECT node_id, root_id, inputs, outputs FROM {schema}.execution_data WHERE root_id = $1;
-
 -- name: get_node_data
 -- ($1 node_id)
 SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE node_id = $1;
 
--- name: node_data_by_root
--- ($1 root_id)
-SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE root_id = $1;
-
--- name: context_by_root
--- ($1 root_id)
-SELECT pipeline_id, key, root_id, type, value, custom_type
-FROM {schema}.context WHERE root_id = $1;
-
--- name: processes_by_root
--- ($1 root_id)
-SELECT id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by,
-       children, acks
-FROM {schema}.processes WHERE root_id = $1;
-
--- name: schedules_by_root
--- ($1 root_id)
-SELECT id, root_id, node_id, version, type, process_id, finished, expired, times
-FROM {schema}.schedules WHERE root_id = $1;
-
--- name: callbacks_by_root
--- ($1 root_id): only callbacks not consumed yet
-SELECT id, root_id, node_id, version, data, consumed, created_time
-FROM {schema}.callbacks WHERE root_id = $1 AND NOT consumed;
-
--- name: timers_by_root
--- ($1 root_id): the run's timers still due
-SELECT id, root_id, node_id, version, kind, due_time
-FROM {schema}.timers WHERE root_id = $1 AND due_time IS NOT NULL;
-
--- Loading several runs at once: ($1 root_ids text[]); each row starts with the
--- root id it is grouped by.
-
--- name: runs_many
-SELECT root_id, root_id, tree, options, status, created_time
-FROM {schema}.runs WHERE root_id = ANY($1::text[]);
-
--- name: states_many
-SELECT n.root_id, s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
-       s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time, s.started_time,
-       s.archived_time
+-- name: load_runs
+-- ($1 root_ids text[]): every row a run is rebuilt from, of all the runs of $1,
+-- in ONE statement, so one snapshot and one round trip (no transaction). Each
+-- row: the table it comes from, the root id it is grouped by, then 10 text, 3
+-- integer, 2 boolean and 3 float columns that each table fills in its own
+-- order (_store._LOAD_COLUMNS), NULL elsewhere. Binary columns, not JSON, so
+-- floats come back exact whatever the session's extra_float_digits.
+SELECT 'runs', root_id,
+       root_id, tree, options, status, NULL::text, NULL::text, NULL::text, NULL::text,
+       NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bool, NULL::bool,
+       created_time, NULL::float8, NULL::float8
+FROM {schema}.runs WHERE root_id = ANY($1::text[])
+UNION ALL
+SELECT 'states', n.root_id,
+       s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, NULL, NULL, NULL, NULL,
+       s.loop, s.inner_loop, s.retry, s.skip, s.error_ignored,
+       s.created_time, s.started_time, s.archived_time
 FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id
-WHERE n.root_id = ANY($1::text[]);
-
--- name: execution_data_many
-SELECT root_id, node_id, root_id, inputs, outputs
-FROM {schema}.execution_data WHERE root_id = ANY($1::text[]);
-
--- name: node_data_many
-SELECT root_id, node_id, root_id, inputs FROM {schema}.node_data WHERE root_id = ANY($1::text[]);
-
--- name: context_many
-SELECT root_id, pipeline_id, key, root_id, type, value, custom_type
-FROM {schema}.context WHERE root_id = ANY($1::text[]);
-
--- name: processes_many
-SELECT root_id, id, root_id, parent_id, current_node_id, destination_id, stack, status,
-       suspended_by, children, acks
-FROM {schema}.processes WHERE root_id = ANY($1::text[]);
-
--- name: schedules_many
-SELECT root_id, id, root_id, node_id, version, type, process_id, finished, expired, times
-FROM {schema}.schedules WHERE root_id = ANY($1::text[]);
-
--- name: callbacks_many
-SELECT root_id, id, root_id, node_id, version, data, consumed, created_time
-FROM {schema}.callbacks WHERE root_id = ANY($1::text[]) AND NOT consumed;
-
--- name: timers_many
-SELECT root_id, id, root_id, node_id, version, kind, due_time
+WHERE n.root_id = ANY($1::text[])
+UNION ALL
+SELECT 'execution_data', root_id,
+       node_id, root_id, inputs, outputs, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM {schema}.execution_data WHERE root_id = ANY($1::text[])
+UNION ALL
+SELECT 'node_data', root_id,
+       node_id, root_id, inputs, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM {schema}.node_data WHERE root_id = ANY($1::text[])
+UNION ALL
+SELECT 'context', root_id,
+       pipeline_id, key, root_id, value, custom_type, NULL, NULL, NULL, NULL, NULL,
+       type, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM {schema}.context WHERE root_id = ANY($1::text[])
+UNION ALL
+SELECT 'processes', root_id,
+       id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by,
+       children, acks, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM {schema}.processes WHERE root_id = ANY($1::text[])
+UNION ALL
+SELECT 'schedules', root_id,
+       id, root_id, node_id, version, process_id, NULL, NULL, NULL, NULL, NULL,
+       type, times, NULL, finished, expired, NULL, NULL, NULL
+FROM {schema}.schedules WHERE root_id = ANY($1::text[])
+UNION ALL
+SELECT 'callbacks', root_id,
+       id, root_id, node_id, version, data, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, consumed, NULL, created_time, NULL, NULL
+FROM {schema}.callbacks WHERE root_id = ANY($1::text[]) AND NOT consumed
+UNION ALL
+SELECT 'timers', root_id,
+       id, root_id, node_id, version, kind, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, due_time, NULL, NULL
 FROM {schema}.timers WHERE root_id = ANY($1::text[]) AND due_time IS NOT NULL;
 
 -- name: histories
