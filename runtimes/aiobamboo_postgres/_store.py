@@ -341,7 +341,26 @@ class PostgresStore(NamedQueryReads):
             row.data_json,
             row.created_time,
         )
-        stored = bool(rows and rows[0]["stored"])
+        return self._delivered(bool(rows and rows[0]["stored"]))
+
+    async def deliver_callback_to_node(self, row: CallbackRow) -> tuple[str | None, bool]:
+        """:meth:`deliver_callback` with the run found from ``row.node_id`` in the same round trip.
+
+        ``row.root_id`` is ignored. Returns the node's root id (None: no such
+        node) and whether the callback was stored.
+        """
+        rows = await self._write(
+            "deliver_callback_to_node",
+            row.node_id,
+            row.version,
+            row.id,
+            row.data_json,
+            row.created_time,
+        )
+        root, stored = rows[0]
+        return root, self._delivered(bool(stored))
+
+    def _delivered(self, stored: bool) -> bool:
         if stored:
             self._signal.set()  # this process's own worker, if it is one, at once
             self._wake_workers()

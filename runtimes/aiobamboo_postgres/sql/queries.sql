@@ -463,6 +463,41 @@ WITH run AS (
 )
 SELECT (SELECT count(*) FROM stored) AS stored;
 
+-- name: deliver_callback_to_node
+-- ($1 node_id, $2 version, $3 id, $4 data, $5 created_time): deliver_callback
+-- for a caller that knows the node only: the run is found through the nodes
+-- table in the same statement, so one round trip does both. Returns the root
+-- id (NULL: no such node) and whether the callback was stored.
+WITH node AS (
+    SELECT root_id FROM {schema}.nodes WHERE node_id = $1::text
+), run AS (
+    SELECT r.root_id FROM {schema}.runs AS r
+    WHERE r.root_id = (SELECT root_id FROM node)
+      AND r.parked AND r.owner IS NULL AND r.status = 'active'
+    FOR UPDATE OF r
+), ok AS (
+    SELECT run.root_id FROM run
+    WHERE EXISTS (SELECT 1 FROM {schema}.schedules
+                  WHERE node_id = $1::text AND version = $2::text AND type = 1
+                    AND NOT finished AND NOT expired)
+      AND EXISTS (SELECT 1 FROM {schema}.processes AS p
+                  WHERE p.root_id = run.root_id AND p.current_node_id = $1::text
+                    AND p.status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM {schema}.states
+                  WHERE node_id = $1::text AND version = $2::text AND state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM {schema}.callbacks AS c
+                      WHERE c.root_id = run.root_id AND c.node_id = $1::text
+                        AND c.version = $2::text AND NOT c.consumed)
+), stored AS (
+    INSERT INTO {schema}.callbacks (id, root_id, node_id, version, data, consumed, created_time)
+    SELECT $3::text, ok.root_id, $1::text, $2::text, $4::text, false, $5::float8 FROM ok
+    RETURNING root_id
+), unparked AS (
+    UPDATE {schema}.runs SET parked = false
+    WHERE root_id IN (SELECT root_id FROM stored)
+)
+SELECT (SELECT root_id FROM node) AS root_id, (SELECT count(*) FROM stored) AS stored;
+
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds
 UPDATE {schema}.runs SET lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
