@@ -284,7 +284,13 @@ SELECT 'states', n.root_id,
        s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, NULL, NULL, NULL, NULL,
        s.loop, s.inner_loop, s.retry, s.skip, s.error_ignored,
        s.created_time, s.started_time, s.archived_time
-FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id
+FROM {schema}.nodes n
+CROSS JOIN LATERAL (
+    -- LIMIT (node_id is the key) keeps this a lookup per node: a plain join
+    -- may be planned as a hash join over every state row when the planner
+    -- overestimates the nodes of the runs (tables never analyzed, say).
+    SELECT * FROM {schema}.states WHERE node_id = n.node_id LIMIT 1
+) s
 WHERE n.root_id = ANY($1::text[])
 UNION ALL
 SELECT 'execution_data', root_id,
