@@ -43,12 +43,15 @@ DELETE FROM {schema}.runs WHERE root_id = $1::text;
 -- composer renumbers them and puts "{ok_where}" or "{ok_and}" where the part
 -- must also check the fence ("WHERE (SELECT ok FROM fence)"-style: every run
 -- of the group is still held by the writer, or nothing is written).
--- Every array parameter holds one element per row. Sibling CTEs see the same
--- snapshot and must not touch a row twice: the caller keeps one row per key,
--- and the processes and timers of an ended run are deleted except those
--- upserted by the same statement. Schedules conflict on (node_id, version),
--- like the SQLite runtime's INSERT OR REPLACE, which replaces a row matching
--- either unique key.
+-- The rows of a table come as ONE parameter, a JSON array of rows, each row an
+-- array of the columns in the order of _write.parts, expanded here: the
+-- client encodes one text instead of an array per column (asyncpg checks
+-- every element of an array), and JSON numbers keep their exact digits, so
+-- floats arrive as they were. Sibling CTEs see the same snapshot and must not
+-- touch a row twice: the caller keeps one row per key, and the processes and
+-- timers of an ended run are deleted except those upserted by the same
+-- statement. Schedules conflict on (node_id, version), like the SQLite
+-- runtime's INSERT OR REPLACE, which replaces a row matching either unique key.
 -- name: fence
 -- ($1 root_ids text[], $2 owner): whether the writer holds every run of its group
 fence AS (
@@ -61,14 +64,15 @@ fence AS (
 )
 
 -- name: part_states
--- 14 array parameters, in the order of _write.parts
+-- ($1 rows: node_id, root_id, parent_id, name, state, version, loop, inner_loop,
+--  retry, skip, error_ignored, created_time, started_time, archived_time)
     INSERT INTO {schema}.states AS t (
         node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry,
         skip, error_ignored, created_time, started_time, archived_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::int[], $8::int[], $9::int[], $10::bool[], $11::bool[],
-        $12::float8[], $13::float8[], $14::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::int, (r->>7)::int, (r->>8)::int,
+        (r->>9)::bool, (r->>10)::bool, (r->>11)::float8, (r->>12)::float8, (r->>13)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET
         root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id, name = EXCLUDED.name,
@@ -78,38 +82,44 @@ fence AS (
         started_time = EXCLUDED.started_time, archived_time = EXCLUDED.archived_time
 
 -- name: part_execution_data
--- 4 array parameters, in the order of _write.parts
+-- ($1 rows: node_id, root_id, inputs, outputs)
     INSERT INTO {schema}.execution_data AS t (node_id, root_id, inputs, outputs)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET
         root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs
 
 -- name: part_node_data
--- 3 array parameters, in the order of _write.parts
+-- ($1 rows: node_id, root_id, inputs)
     INSERT INTO {schema}.node_data AS t (node_id, root_id, inputs)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+    SELECT
+        r->>0, r->>1, r->>2
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs
 
 -- name: part_context
--- 6 array parameters, in the order of _write.parts
+-- ($1 rows: pipeline_id, key, root_id, type, value, custom_type)
     INSERT INTO {schema}.context AS t (pipeline_id, key, root_id, type, value, custom_type)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+    SELECT
+        r->>0, r->>1, r->>2, (r->>3)::int, r->>4, r->>5
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (pipeline_id, key) DO UPDATE SET
         root_id = EXCLUDED.root_id, type = EXCLUDED.type, value = EXCLUDED.value,
         custom_type = EXCLUDED.custom_type
 
 -- name: part_processes
--- 10 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, parent_id, current_node_id, destination_id, stack,
+--  status, suspended_by, children, acks)
     INSERT INTO {schema}.processes AS t (
         id, root_id, parent_id, current_node_id, destination_id, stack, status,
         suspended_by, children, acks)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::text[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO UPDATE SET
         root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id,
@@ -118,12 +128,13 @@ fence AS (
         children = EXCLUDED.children, acks = EXCLUDED.acks
 
 -- name: part_schedules
--- 9 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, node_id, version, type, process_id, finished, expired, times)
     INSERT INTO {schema}.schedules AS t (
         id, root_id, node_id, version, type, process_id, finished, expired, times)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
-        $7::bool[], $8::bool[], $9::int[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, (r->>4)::int, r->>5, (r->>6)::bool, (r->>7)::bool,
+        (r->>8)::int
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id, version) DO UPDATE SET
         id = EXCLUDED.id, root_id = EXCLUDED.root_id, type = EXCLUDED.type,
@@ -131,44 +142,47 @@ fence AS (
         expired = EXCLUDED.expired, times = EXCLUDED.times
 
 -- name: part_callbacks
--- 7 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, node_id, version, data, consumed, created_time)
     INSERT INTO {schema}.callbacks AS t (
         id, root_id, node_id, version, data, consumed, created_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
-        $7::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::bool, (r->>6)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO UPDATE SET
         root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
         data = EXCLUDED.data, consumed = EXCLUDED.consumed, created_time = EXCLUDED.created_time
 
 -- name: part_histories
--- 12 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, node_id, started_time, archived_time, loop, skip, retry,
+--  version, inputs, outputs, created_time)
     INSERT INTO {schema}.histories AS t (
         id, root_id, node_id, started_time, archived_time, loop, skip, retry, version,
         inputs, outputs, created_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::int[],
-        $7::bool[], $8::int[], $9::text[], $10::text[], $11::text[], $12::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, (r->>3)::float8, (r->>4)::float8, (r->>5)::int, (r->>6)::bool,
+        (r->>7)::int, r->>8, r->>9, r->>10, (r->>11)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO NOTHING
 
 -- name: part_run_status
--- 2 array parameters, in the order of _write.parts
+-- ($1 root_ids text[], $2 statuses text[])
     UPDATE {schema}.runs AS r SET status = u.status
     FROM unnest($1::text[], $2::text[]) AS u (root_id, status)
     WHERE r.root_id = u.root_id {ok_and}
 
 -- name: part_drop_processes
--- 2 array parameters, in the order of _write.parts
+-- ($1 ended root_ids text[], $2 process ids upserted by the same statement text[])
     DELETE FROM {schema}.processes
     WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
 
 -- name: part_timers
--- 6 array parameters (id, root_id, node_id, version, kind, due_time)
+-- ($1 rows: id, root_id, node_id, version, kind, due_time)
     INSERT INTO {schema}.timers AS t (id, root_id, node_id, version, kind, due_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO UPDATE SET
         root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
@@ -180,8 +194,8 @@ fence AS (
     WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
 
 -- name: part_events
--- ($1 channel to notify at commit, '' for none; 6 array parameters: root_id,
---  node_id, kind, state, data, time, in commit order)
+-- ($1 channel to notify at commit, '' for none; $2 rows: root_id, node_id, kind,
+--  state, data, time, in commit order)
 -- Ids must grow in commit order: a subscriber reads "id > the last id it saw",
 -- and would skip for ever an event that commits after a higher id it has read.
 -- Sequence values are handed out at insert time, not at commit, so every
@@ -192,15 +206,13 @@ fence AS (
 -- reaches the insert, where nextval is evaluated; the ordinality keeps the
 -- events in the order given.
     INSERT INTO {schema}.events (root_id, node_id, kind, state, data, time)
-    SELECT e.root_id, e.node_id, e.kind, e.state, e.data, e.time
+    SELECT e.r->>0, e.r->>1, e.r->>2, e.r->>3, e.r->>4, (e.r->>5)::float8
     FROM (
         SELECT
             pg_advisory_xact_lock(({events_lock})::bigint),
             CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
     ) AS serialized
-    CROSS JOIN unnest(
-        $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]
-    ) WITH ORDINALITY AS e (root_id, node_id, kind, state, data, time, n)
+    CROSS JOIN jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n)
     {ok_where}
     ORDER BY e.n
 
@@ -215,9 +227,10 @@ fence AS (
             pg_advisory_xact_lock(({events_lock})::bigint),
             CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
     ) AS serialized
-    CROSS JOIN unnest(
-        $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]
-    ) WITH ORDINALITY AS e (root_id, node_id, kind, state, data, time, n)
+    CROSS JOIN LATERAL (
+        SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::float8, n
+        FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x (r, n)
+    ) AS e (root_id, node_id, kind, state, data, time, n)
     WHERE NOT EXISTS (
         SELECT 1 FROM {schema}.events AS x
         WHERE x.root_id = e.root_id AND x.node_id = e.node_id AND x.kind = e.kind
