@@ -171,6 +171,11 @@ class PostgresStore(NamedQueryReads):
         self._signal = asyncio.Event()
         self._events = Broadcast()
         self._listener: Any = None
+        # Whether a subscriber waited for events, and whether the listener hears them.
+        self._events_wanted = False
+        self._listening_events = False
+        #: The committer's connection, kept between groups (None: take one from the pool).
+        self._writer_conn: Any = None
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
         self._listen_task: asyncio.Task[None] | None = None
@@ -212,6 +217,10 @@ class PostgresStore(NamedQueryReads):
             await asyncio.wait({waker})
         await self._close_listener()
         await self._committer.aclose()
+        writer_conn, self._writer_conn = self._writer_conn, None
+        if writer_conn is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self.pool.release(writer_conn)
         pool, self.pool = self.pool, None
         if pool is not None and pool is not self._adopted_pool:
             await close_pool(pool)
@@ -235,7 +244,7 @@ class PostgresStore(NamedQueryReads):
 
         for delay in (*COMMIT_BACKOFF, None):
             try:
-                results = await self._on_connection(attempt)
+                results = await self._on_writer(attempt)
             except DRIVER_ERRORS as exc:
                 if delay is None or not is_transient(exc):
                     raise storage_error("postgres commit failed", exc) from exc
@@ -248,6 +257,28 @@ class PostgresStore(NamedQueryReads):
                 self._events.bump()
             return results
         raise AssertionError("unreachable")
+
+    async def _on_writer(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``call(connection)`` on the connection the committer keeps between groups.
+
+        The committer writes one group at a time, so it keeps one pooled
+        connection rather than taking one from the pool and giving it back for
+        every group (tens of microseconds of Python each). Any failure gives it
+        back to the pool, which resets it or, once expired, replaces it.
+        """
+        conn = self._writer_conn
+        if conn is None:
+            conn = self._writer_conn = await self.pool.acquire()
+        try:
+            return await call(conn)
+        except BaseException as exc:
+            self._writer_conn = None
+            if isinstance(exc, DRIVER_ERRORS) and connection_lost(exc):
+                await self.pool.expire_connections()
+                with contextlib.suppress(asyncpg.InterfaceError):  # closed already
+                    conn.terminate()
+            await self.pool.release(conn)
+            raise
 
     async def _on_connection(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """``call(connection)`` on a pooled connection."""
@@ -464,7 +495,12 @@ class PostgresStore(NamedQueryReads):
         return ids
 
     async def wait_for_events(self, seen: int, at_most: float) -> None:
-        """Woken by this store's commits and by other processes' NOTIFY; else after ``at_most``."""
+        """Woken by this store's commits and by other processes' NOTIFY; else after ``at_most``.
+
+        The events channel is listened to from the first wait on: a process
+        nobody subscribes in is not sent a notification for every commit.
+        """
+        self._events_wanted = True
         await self._ensure_listener()
         await self._events.wait(seen, at_most)
 
@@ -487,30 +523,48 @@ class PostgresStore(NamedQueryReads):
         cancelling it when they are cancelled themselves, so a LISTEN half
         done is never kept or dropped unclosed; closing the runtime cancels it.
         """
-        listener = self._listener
-        if listener is not None and not listener.is_closed():
-            return
-        self._listener = None
-        if not self._may_listen:
-            return
-        task = self._listen_task
-        if task is None or task.done():
-            task = self._listen_task = asyncio.get_running_loop().create_task(self._listen())
-        await asyncio.wait({task})
-        if not task.cancelled():  # cancelled: the runtime is closing
+        while True:
+            listener = self._listener
+            if listener is not None and not listener.is_closed():
+                if self._listening_events or not self._events_wanted:
+                    return
+            else:
+                self._listener = None
+            if not self._may_listen:
+                return
+            task = self._listen_task
+            ours = task is None or task.done()
+            if ours:
+                task = self._listen_task = asyncio.get_running_loop().create_task(self._listen())
+            assert task is not None
+            await asyncio.wait({task})
+            if task.cancelled():  # the runtime is closing
+                return
             task.result()
+            if ours:  # done as asked, or failed (polling only): not tried again at once
+                return
+            # Another caller's opening, which may not have listened to the events.
 
     async def _listen(self) -> None:
+        """Open the LISTEN connection, or add the events channel to the open one."""
+        conn = self._listener
+        fresh = conn is None or conn.is_closed()
+        if fresh:
+            try:
+                conn = await asyncpg.connect(self.dsn)
+            except DRIVER_ERRORS as exc:
+                # Notifications only make waiting shorter; polling still finds the work.
+                logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
+                return
+            self._listening_events = False
         try:
-            conn = await asyncpg.connect(self.dsn)
-        except DRIVER_ERRORS as exc:
-            # Notifications only make waiting shorter; polling still finds the work.
-            logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
-            return
-        try:
-            await conn.add_listener(self.channel, self._on_notify)
-            await conn.add_listener(self.events_channel, self._on_events)
+            if fresh:
+                await conn.add_listener(self.channel, self._on_notify)
+            if self._events_wanted and not self._listening_events:
+                await conn.add_listener(self.events_channel, self._on_events)
+                self._listening_events = True
         except BaseException as exc:  # cancelled by closing included
+            self._listener = None
             conn.terminate()
             if not isinstance(exc, DRIVER_ERRORS):
                 raise
