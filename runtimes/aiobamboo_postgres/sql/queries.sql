@@ -174,8 +174,17 @@ fence AS (
 
 -- name: part_drop_processes
 -- ($1 ended root_ids text[], $2 process ids upserted by the same statement text[])
+-- The rows are found root by root (OFFSET 0 keeps that subquery a lookup per
+-- root) and deleted by key: "root_id = ANY ($1)" alone may be planned as a
+-- scan of the whole table when the planner has no statistics.
     DELETE FROM {schema}.processes
-    WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+    WHERE id = ANY (ARRAY(
+        SELECT x.id FROM unnest($1::text[]) AS e (root_id)
+        CROSS JOIN LATERAL (
+            SELECT id FROM {schema}.processes WHERE root_id = e.root_id OFFSET 0
+        ) AS x
+    ))
+      AND root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
 
 -- name: part_timers
 -- ($1 rows: id, root_id, node_id, version, kind, due_time)
@@ -190,8 +199,17 @@ fence AS (
 
 -- name: part_drop_timers
 -- ($1 ended root_ids text[], $2 timer ids upserted by the same statement text[])
+-- The rows are found root by root (OFFSET 0 keeps that subquery a lookup per
+-- root) and deleted by key: "root_id = ANY ($1)" alone may be planned as a
+-- scan of the whole table when the planner has no statistics.
     DELETE FROM {schema}.timers
-    WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+    WHERE id = ANY (ARRAY(
+        SELECT x.id FROM unnest($1::text[]) AS e (root_id)
+        CROSS JOIN LATERAL (
+            SELECT id FROM {schema}.timers WHERE root_id = e.root_id OFFSET 0
+        ) AS x
+    ))
+      AND root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
 
 -- name: part_events
 -- ($1 channel to notify at commit, '' for none; $2 rows: root_id, node_id, kind,
