@@ -304,60 +304,78 @@ SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE node_id = $1;
 -- row: the table it comes from, the root id it is grouped by, then 10 text, 3
 -- integer, 2 boolean and 3 float columns that each table fills in its own
 -- order (_store._LOAD_COLUMNS), NULL elsewhere. Binary columns, not JSON, so
--- floats come back exact whatever the session's extra_float_digits.
-SELECT 'runs', root_id,
-       root_id, tree, options, status, NULL::text, NULL::text, NULL::text, NULL::text,
+-- floats come back exact whatever the session's extra_float_digits. Every
+-- table is read root by root through its root_id index (OFFSET 0 and LIMIT
+-- keep each subquery a lookup): "root_id = ANY ($1)" may be planned as a scan
+-- of the whole table when the planner has no statistics.
+WITH k AS (SELECT DISTINCT unnest($1::text[]) AS root_id)
+SELECT 'runs', k.root_id,
+       t.root_id, t.tree, t.options, t.status, NULL::text, NULL::text, NULL::text, NULL::text,
        NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bool, NULL::bool,
-       created_time, NULL::float8, NULL::float8
-FROM {schema}.runs WHERE root_id = ANY($1::text[])
+       t.created_time, NULL::float8, NULL::float8
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.runs WHERE root_id = k.root_id LIMIT 1
+) AS t
 UNION ALL
-SELECT 'states', n.root_id,
+SELECT 'states', k.root_id,
        s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, NULL, NULL, NULL, NULL,
        s.loop, s.inner_loop, s.retry, s.skip, s.error_ignored,
        s.created_time, s.started_time, s.archived_time
-FROM {schema}.nodes n
-CROSS JOIN LATERAL (
-    -- LIMIT (node_id is the key) keeps this a lookup per node: a plain join
-    -- may be planned as a hash join over every state row when the planner
-    -- overestimates the nodes of the runs (tables never analyzed, say).
+FROM k CROSS JOIN LATERAL (
+    -- through nodes: the states of appointed pauses have root_id ''
+    SELECT node_id FROM {schema}.nodes WHERE root_id = k.root_id OFFSET 0
+) AS n CROSS JOIN LATERAL (
     SELECT * FROM {schema}.states WHERE node_id = n.node_id LIMIT 1
-) s
-WHERE n.root_id = ANY($1::text[])
+) AS s
 UNION ALL
-SELECT 'execution_data', root_id,
-       node_id, root_id, inputs, outputs, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'execution_data', k.root_id,
+       t.node_id, t.root_id, t.inputs, t.outputs, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM {schema}.execution_data WHERE root_id = ANY($1::text[])
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.execution_data WHERE root_id = k.root_id OFFSET 0
+) AS t
 UNION ALL
-SELECT 'node_data', root_id,
-       node_id, root_id, inputs, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'node_data', k.root_id,
+       t.node_id, t.root_id, t.inputs, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM {schema}.node_data WHERE root_id = ANY($1::text[])
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.node_data WHERE root_id = k.root_id OFFSET 0
+) AS t
 UNION ALL
-SELECT 'context', root_id,
-       pipeline_id, key, root_id, value, custom_type, NULL, NULL, NULL, NULL, NULL,
-       type, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM {schema}.context WHERE root_id = ANY($1::text[])
+SELECT 'context', k.root_id,
+       t.pipeline_id, t.key, t.root_id, t.value, t.custom_type, NULL, NULL, NULL, NULL, NULL,
+       t.type, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.context WHERE root_id = k.root_id OFFSET 0
+) AS t
 UNION ALL
-SELECT 'processes', root_id,
-       id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by,
-       children, acks, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM {schema}.processes WHERE root_id = ANY($1::text[])
+SELECT 'processes', k.root_id,
+       t.id, t.root_id, t.parent_id, t.current_node_id, t.destination_id, t.stack, t.status,
+       t.suspended_by, t.children, t.acks, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.processes WHERE root_id = k.root_id OFFSET 0
+) AS t
 UNION ALL
-SELECT 'schedules', root_id,
-       id, root_id, node_id, version, process_id, NULL, NULL, NULL, NULL, NULL,
-       type, times, NULL, finished, expired, NULL, NULL, NULL
-FROM {schema}.schedules WHERE root_id = ANY($1::text[])
+SELECT 'schedules', k.root_id,
+       t.id, t.root_id, t.node_id, t.version, t.process_id, NULL, NULL, NULL, NULL, NULL,
+       t.type, t.times, NULL, t.finished, t.expired, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.schedules WHERE root_id = k.root_id OFFSET 0
+) AS t
 UNION ALL
-SELECT 'callbacks', root_id,
-       id, root_id, node_id, version, data, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, consumed, NULL, created_time, NULL, NULL
-FROM {schema}.callbacks WHERE root_id = ANY($1::text[]) AND NOT consumed
+SELECT 'callbacks', k.root_id,
+       t.id, t.root_id, t.node_id, t.version, t.data, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, t.consumed, NULL, t.created_time, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.callbacks WHERE root_id = k.root_id AND NOT consumed OFFSET 0
+) AS t
 UNION ALL
-SELECT 'timers', root_id,
-       id, root_id, node_id, version, kind, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, due_time, NULL, NULL
-FROM {schema}.timers WHERE root_id = ANY($1::text[]) AND due_time IS NOT NULL;
+SELECT 'timers', k.root_id,
+       t.id, t.root_id, t.node_id, t.version, t.kind, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, t.due_time, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.timers WHERE root_id = k.root_id AND due_time IS NOT NULL OFFSET 0
+) AS t;
 
 -- name: histories
 -- ($1 node_id)
