@@ -176,6 +176,9 @@ class PostgresStore(NamedQueryReads):
         self._listening_events = False
         #: The committer's connection, kept between groups (None: take one from the pool).
         self._writer_conn: Any = None
+        #: Callbacks waiting for a delivery statement, and the tasks sending those.
+        self._deliveries: list[tuple[CallbackRow, asyncio.Future[tuple[str | None, bool]]]] = []
+        self._delivery_lanes: set[asyncio.Task[None]] = set()
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
         self._listen_task: asyncio.Task[None] | None = None
@@ -211,6 +214,13 @@ class PostgresStore(NamedQueryReads):
         self._committer.start()
 
     async def aclose(self) -> None:
+        lanes = set(self._delivery_lanes)
+        if lanes:  # deliveries under way end first: their callers wait for them
+            _, late = await asyncio.wait(lanes, timeout=CLOSE_TIMEOUT)
+            for lane in late:
+                lane.cancel()
+            if late:
+                await asyncio.wait(late)
         waker, self._waker = self._waker, None
         if waker is not None and not waker.done():
             waker.cancel()
@@ -378,8 +388,64 @@ class PostgresStore(NamedQueryReads):
         """:meth:`deliver_callback` with the run found from ``row.node_id`` in the same round trip.
 
         ``row.root_id`` is ignored. Returns the node's root id (None: no such
-        node) and whether the callback was stored.
+        node) and whether the callback was stored. Concurrent calls share a
+        statement and its commit (a few statements in flight at most), as
+        concurrent steps share a group commit: many clients calling back at
+        once cost one transaction, not one each.
         """
+        future: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
+        self._deliveries.append((row, future))
+        if len(self._delivery_lanes) < _DELIVERY_LANES:
+            lane = asyncio.get_running_loop().create_task(self._deliver_queued())
+            self._delivery_lanes.add(lane)
+        return await future
+
+    async def _deliver_queued(self) -> None:
+        """Deliver what is queued, a statement at a time, until nothing is."""
+        try:
+            await self._deliver_all_queued()
+        finally:
+            # With no await since the queue was found empty: a caller queueing
+            # after this sees the lane gone and starts one.
+            self._delivery_lanes.discard(asyncio.current_task())
+
+    async def _deliver_all_queued(self) -> None:
+        while self._deliveries:
+            batch = self._deliveries[:_DELIVERY_BATCH]
+            del self._deliveries[:_DELIVERY_BATCH]
+            # A caller gone before its statement was sent takes its callback back.
+            batch = [(row, future) for row, future in batch if not future.done()]
+            if not batch:
+                continue
+            try:
+                outcomes = await self._deliver_batch([row for row, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:
+                        future.cancel()
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def _deliver_batch(self, rows: list[CallbackRow]) -> list[tuple[str | None, bool]]:
+        callbacks = [[r.node_id, r.version, r.id, r.data_json, r.created_time] for r in rows]
+        try:
+            found = await self._write("deliver_callbacks", json.dumps(callbacks))
+        except (StorageError, ValueError):
+            if len(rows) == 1:
+                raise
+            # One faulty callback (a value Postgres refuses) must not fail the others.
+            return [await self._deliver_one(row) for row in rows]
+        return [(rec["root_id"], self._delivered(rec["stored"])) for rec in found]
+
+    async def _deliver_one(self, row: CallbackRow) -> tuple[str | None, bool]:
         rows = await self._write(
             "deliver_callback_to_node",
             row.node_id,
@@ -594,6 +660,11 @@ class PostgresStore(NamedQueryReads):
             except DRIVER_ERRORS:
                 listener.terminate()
 
+
+#: Statements delivering callbacks at once (deliver_callback_to_node), and the
+#: most callbacks one carries.
+_DELIVERY_LANES = 4
+_DELIVERY_BATCH = 500
 
 #: The tables whose rows of a purged run are found by ``root_id`` (runs went first).
 _PURGED_BY_ROOT = (

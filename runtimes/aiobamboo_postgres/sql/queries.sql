@@ -553,6 +553,50 @@ WITH node AS (
 )
 SELECT (SELECT root_id FROM node) AS root_id, (SELECT count(*) FROM stored) AS stored;
 
+-- name: deliver_callbacks
+-- ($1 callbacks: a JSON array of [node_id, version, id, data, created_time]):
+-- deliver_callback_to_node for many callbacks in one statement and one commit.
+-- Returns per callback, in the order given: n (its position, from 1), its
+-- node's root id (NULL: no such node) and whether it was stored. One callback
+-- per run at most is stored by a statement (the checks of a second one would
+-- not see the first): the others of that run are answered not stored and go
+-- the usual way. The runs are locked in root id order, so two deliveries
+-- never wait for each other in a cycle; every table is reached by key.
+WITH given AS MATERIALIZED (
+    SELECT x.r->>0 AS node_id, x.r->>1 AS version, x.r->>2 AS id, x.r->>3 AS data,
+           (x.r->>4)::float8 AS created_time, x.n,
+           (SELECT root_id FROM {schema}.nodes WHERE node_id = x.r->>0) AS root_id
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x (r, n)
+), first AS MATERIALIZED (
+    SELECT DISTINCT ON (root_id) * FROM given WHERE root_id IS NOT NULL ORDER BY root_id, n
+), ok AS MATERIALIZED (
+    SELECT f.* FROM first AS f
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM {schema}.runs AS r
+        WHERE r.root_id = f.root_id AND r.parked AND r.owner IS NULL AND r.status = 'active'
+        FOR UPDATE OF r
+    ) AS run
+    WHERE EXISTS (SELECT 1 FROM {schema}.schedules
+                  WHERE node_id = f.node_id AND version = f.version AND type = 1
+                    AND NOT finished AND NOT expired)
+      AND EXISTS (SELECT 1 FROM {schema}.processes AS p
+                  WHERE p.root_id = f.root_id AND p.current_node_id = f.node_id
+                    AND p.status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM {schema}.states
+                  WHERE node_id = f.node_id AND version = f.version AND state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM {schema}.callbacks AS c
+                      WHERE c.root_id = f.root_id AND c.node_id = f.node_id
+                        AND c.version = f.version AND NOT c.consumed)
+), stored AS (
+    INSERT INTO {schema}.callbacks (id, root_id, node_id, version, data, consumed, created_time)
+    SELECT id, root_id, node_id, version, data, false, created_time FROM ok
+), unparked AS (
+    UPDATE {schema}.runs SET parked = false
+    WHERE root_id = ANY (ARRAY(SELECT root_id FROM ok))
+)
+SELECT g.n, g.root_id, EXISTS (SELECT 1 FROM ok WHERE ok.n = g.n) AS stored
+FROM given AS g ORDER BY g.n;
+
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds
 UPDATE {schema}.runs SET lease_until = extract(epoch FROM clock_timestamp()) + $2::float8
