@@ -431,10 +431,17 @@ class PostgresStore(NamedQueryReads):
                     raise
                 continue
             for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
                     future.set_result(outcome)
 
-    async def _deliver_batch(self, rows: list[CallbackRow]) -> list[tuple[str | None, bool]]:
+    async def _deliver_batch(
+        self, rows: list[CallbackRow]
+    ) -> list[tuple[str | None, bool] | Exception]:
+        """Each callback's outcome, or the error it alone fails with."""
         callbacks = [[r.node_id, r.version, r.id, r.data_json, r.created_time] for r in rows]
         try:
             found = await self._write("deliver_callbacks", json.dumps(callbacks))
@@ -442,7 +449,13 @@ class PostgresStore(NamedQueryReads):
             if len(rows) == 1:
                 raise
             # One faulty callback (a value Postgres refuses) must not fail the others.
-            return [await self._deliver_one(row) for row in rows]
+            outcomes: list[tuple[str | None, bool] | Exception] = []
+            for row in rows:
+                try:
+                    outcomes.append(await self._deliver_one(row))
+                except StorageError as exc:
+                    outcomes.append(exc)
+            return outcomes
         return [(rec["root_id"], self._delivered(rec["stored"])) for rec in found]
 
     async def _deliver_one(self, row: CallbackRow) -> tuple[str | None, bool]:

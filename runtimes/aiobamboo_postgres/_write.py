@@ -125,6 +125,9 @@ class Writer:
         return self.owner is not None
 
 
+#: What refuses a batch's values: the server, asyncpg, or the JSON encoder (NaN).
+_REFUSED: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, ValueError)
+
 #: A writer that owns nothing and signals nobody (tools, tests).
 CLIENT = Writer(owner=None, lease_seconds=0.0, channel="")
 
@@ -325,7 +328,7 @@ async def _write_one_by_one(
                         result = outcome[0]
                     if result is None:
                         await _write_merged(conn, q, [batch], writer)
-            except DRIVER_ERRORS as exc:
+            except _REFUSED as exc:
                 if is_transient(exc):
                     raise
                 result = storage_error(f"postgres refused a write of pipeline {batch.root_id}", exc)
@@ -344,7 +347,7 @@ async def write_group(
         if results is not None:
             return results
         return await _write_fast(conn, q, batches, writer)
-    except DRIVER_ERRORS as exc:
+    except _REFUSED as exc:
         if is_transient(exc):
             raise
         logger.warning("group commit of %d batches failed (%s); isolating", len(batches), exc)
