@@ -177,7 +177,9 @@ class PostgresStore(NamedQueryReads):
         #: The committer's connection, kept between groups (None: take one from the pool).
         self._writer_conn: Any = None
         #: Callbacks waiting for a delivery statement, and the tasks sending those.
-        self._deliveries: list[tuple[CallbackRow, asyncio.Future[tuple[str | None, bool]]]] = []
+        self._deliveries: list[
+            tuple[CallbackRow, str, asyncio.Future[tuple[str | None, bool]]]
+        ] = []
         self._delivery_lanes: set[asyncio.Task[None]] = set()
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
@@ -373,28 +375,24 @@ class PostgresStore(NamedQueryReads):
         return await self.park_runs([root_id]) == [root_id]
 
     async def deliver_callback(self, row: CallbackRow) -> bool:
-        rows = await self._write(
-            "deliver_callback",
-            row.root_id,
-            row.node_id,
-            row.version,
-            row.id,
-            row.data_json,
-            row.created_time,
-        )
-        return self._delivered(bool(rows and rows[0]["stored"]))
+        """Stored only for a run with root id ``row.root_id``; shares a statement as below."""
+        return (await self._queue_delivery(row, row.root_id))[1]
 
     async def deliver_callback_to_node(self, row: CallbackRow) -> tuple[str | None, bool]:
         """:meth:`deliver_callback` with the run found from ``row.node_id`` in the same round trip.
 
         ``row.root_id`` is ignored. Returns the node's root id (None: no such
-        node) and whether the callback was stored. Concurrent calls share a
+        node) and whether the callback was stored. Concurrent deliveries share a
         statement and its commit (a few statements in flight at most), as
-        concurrent steps share a group commit: many clients calling back at
-        once cost one transaction, not one each.
+        concurrent steps share a group commit: many callbacks at once cost one
+        transaction, not one each.
         """
+        return await self._queue_delivery(row, "")
+
+    async def _queue_delivery(self, row: CallbackRow, root: str) -> tuple[str | None, bool]:
+        """``row`` delivered with the next statement; ``root``: the run it must be for ('': any)."""
         future: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
-        self._deliveries.append((row, future))
+        self._deliveries.append((row, root, future))
         if len(self._delivery_lanes) < _DELIVERY_LANES:
             lane = asyncio.get_running_loop().create_task(self._deliver_queued())
             self._delivery_lanes.add(lane)
@@ -414,13 +412,13 @@ class PostgresStore(NamedQueryReads):
             batch = self._deliveries[:_DELIVERY_BATCH]
             del self._deliveries[:_DELIVERY_BATCH]
             # A caller gone before its statement was sent takes its callback back.
-            batch = [(row, future) for row, future in batch if not future.done()]
+            batch = [item for item in batch if not item[2].done()]
             if not batch:
                 continue
             try:
-                outcomes = await self._deliver_batch([row for row, _ in batch])
+                outcomes = await self._deliver_batch([(row, root) for row, root, _ in batch])
             except BaseException as exc:
-                for _, future in batch:
+                for _, _, future in batch:
                     if future.done():
                         continue
                     if isinstance(exc, Exception):
@@ -430,7 +428,7 @@ class PostgresStore(NamedQueryReads):
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if isinstance(outcome, Exception):
@@ -439,10 +437,12 @@ class PostgresStore(NamedQueryReads):
                     future.set_result(outcome)
 
     async def _deliver_batch(
-        self, rows: list[CallbackRow]
+        self, rows: list[tuple[CallbackRow, str]]
     ) -> list[tuple[str | None, bool] | Exception]:
         """Each callback's outcome, or the error it alone fails with."""
-        callbacks = [[r.node_id, r.version, r.id, r.data_json, r.created_time] for r in rows]
+        callbacks = [
+            [r.node_id, r.version, r.id, r.data_json, r.created_time, root] for r, root in rows
+        ]
         try:
             found = await self._write("deliver_callbacks", json.dumps(callbacks))
         except (StorageError, ValueError):
@@ -450,16 +450,27 @@ class PostgresStore(NamedQueryReads):
                 raise
             # One faulty callback (a value Postgres refuses) must not fail the others.
             outcomes: list[tuple[str | None, bool] | Exception] = []
-            for row in rows:
+            for row, root in rows:
                 try:
-                    outcomes.append(await self._deliver_one(row))
+                    outcomes.append(await self._deliver_one(row, root))
                 except StorageError as exc:
                     outcomes.append(exc)
             return outcomes
         return [(rec["root_id"], self._delivered(rec["stored"])) for rec in found]
 
-    async def _deliver_one(self, row: CallbackRow) -> tuple[str | None, bool]:
-        rows = await self._write(
+    async def _deliver_one(self, row: CallbackRow, root: str) -> tuple[str | None, bool]:
+        if root:
+            found = await self._write(
+                "deliver_callback",
+                root,
+                row.node_id,
+                row.version,
+                row.id,
+                row.data_json,
+                row.created_time,
+            )
+            return root, self._delivered(bool(found and found[0]["stored"]))
+        found = await self._write(
             "deliver_callback_to_node",
             row.node_id,
             row.version,
@@ -467,8 +478,7 @@ class PostgresStore(NamedQueryReads):
             row.data_json,
             row.created_time,
         )
-        root, stored = rows[0]
-        return root, self._delivered(bool(stored))
+        return found[0]["root_id"], self._delivered(bool(found[0]["stored"]))
 
     def _delivered(self, stored: bool) -> bool:
         if stored:

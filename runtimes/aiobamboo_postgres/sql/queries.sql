@@ -554,7 +554,8 @@ WITH node AS (
 SELECT (SELECT root_id FROM node) AS root_id, (SELECT count(*) FROM stored) AS stored;
 
 -- name: deliver_callbacks
--- ($1 callbacks: a JSON array of [node_id, version, id, data, created_time]):
+-- ($1 callbacks: a JSON array of [node_id, version, id, data, created_time,
+--  root_id the run must have, '' for any]):
 -- deliver_callback_to_node for many callbacks in one statement and one commit.
 -- Returns per callback, in the order given: n (its position, from 1), its
 -- node's root id (NULL: no such node) and whether it was stored. One callback
@@ -564,11 +565,13 @@ SELECT (SELECT root_id FROM node) AS root_id, (SELECT count(*) FROM stored) AS s
 -- never wait for each other in a cycle; every table is reached by key.
 WITH given AS MATERIALIZED (
     SELECT x.r->>0 AS node_id, x.r->>1 AS version, x.r->>2 AS id, x.r->>3 AS data,
-           (x.r->>4)::float8 AS created_time, x.n,
+           (x.r->>4)::float8 AS created_time, x.r->>5 AS expected, x.n,
            (SELECT root_id FROM {schema}.nodes WHERE node_id = x.r->>0) AS root_id
     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x (r, n)
 ), first AS MATERIALIZED (
-    SELECT DISTINCT ON (root_id) * FROM given WHERE root_id IS NOT NULL ORDER BY root_id, n
+    SELECT DISTINCT ON (root_id) * FROM given
+    WHERE root_id IS NOT NULL AND expected IN ('', root_id)
+    ORDER BY root_id, n
 ), ok AS MATERIALIZED (
     SELECT f.* FROM first AS f
     CROSS JOIN LATERAL (
