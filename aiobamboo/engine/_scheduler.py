@@ -21,7 +21,13 @@ from anyio.abc import TaskGroup
 
 from .. import codec, states, validator
 from ..component import ComponentLibrary
-from ..exceptions import InvalidOperationError, NotFoundError, StaleWriteError, StorageError
+from ..exceptions import (
+    InvalidOperationError,
+    NotFoundError,
+    StaleWriteError,
+    StorageError,
+    ValueCodecError,
+)
 from ..runtime import RUN_ACTIVE, RUN_REVOKED, CallbackRow, RunRow, RunSnapshot, Runtime
 from ._coordination import OperationName, claim_loop, operation_name, renew_loop, send_command
 from ._env import Env, Settings, is_cancellation, logger
@@ -802,15 +808,26 @@ class Scheduler(Operations, Rollbacks):
         """Apply an operator action here if this scheduler holds the run, else at its owner."""
         self.check_alive()
         op = operation_name(name)
-        root = await self.root_of(node_id)
         # Stored for a parked run, a callback waits for a claim loop that claims
         # woken runs; a worker that claims none loads the run itself, below.
-        if (
-            op == "callback"
-            and self.settings.claim_runs
-            and await self._deliver_parked(root, node_id, *args)
-        ):
-            return
+        parked = op == "callback" and self.settings.claim_runs
+        to_node = getattr(self.store, "deliver_callback_to_node", None)
+        row = None
+        if parked and to_node is not None and not self.worker:
+            # A client holds no run: the store finds it and delivers in one round trip.
+            try:
+                row = self._parked_callback("", node_id, *args)
+            except ValueCodecError:
+                pass  # raised the usual way, once the node is known to exist
+        if row is not None and to_node is not None:
+            found, stored = await to_node(row)
+            if stored:
+                return
+            root = found or await self.root_of(node_id)
+        else:
+            root = await self.root_of(node_id)
+            if parked and await self._deliver_parked(root, node_id, *args):
+                return
         if await self._hold(root) is None:
             await self._check_active(root, node_id)
             observer = self.env.observer
@@ -838,9 +855,14 @@ class Scheduler(Operations, Rollbacks):
         """
         if root in self.runs or root in self._loading or root in self._parking:
             return False
+        row = self._parked_callback(root, node_id, version, data)
+        return row is not None and await self.store.deliver_callback(row)
+
+    @staticmethod
+    def _parked_callback(root: str, node_id: str, version: Any, data: Any) -> CallbackRow | None:
         if not isinstance(version, str):
-            return False  # refused with the reason by the run itself
-        row = CallbackRow(
+            return None  # refused with the reason by the run itself
+        return CallbackRow(
             id=new_id("b"),
             root_id=root,
             node_id=node_id,
@@ -849,7 +871,6 @@ class Scheduler(Operations, Rollbacks):
             consumed=False,
             created_time=time.time(),
         )
-        return await self.store.deliver_callback(row)
 
     async def apply_operation(self, op: OperationName, args: Sequence[Any]) -> None:
         """Apply an operator action to a run held here (the arguments as the API got them).

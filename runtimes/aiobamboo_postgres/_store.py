@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import socket
 import time
@@ -170,6 +171,16 @@ class PostgresStore(NamedQueryReads):
         self._signal = asyncio.Event()
         self._events = Broadcast()
         self._listener: Any = None
+        # Whether a subscriber waited for events, and whether the listener hears them.
+        self._events_wanted = False
+        self._listening_events = False
+        #: The committer's connection, kept between groups (None: take one from the pool).
+        self._writer_conn: Any = None
+        #: Callbacks waiting for a delivery statement, and the tasks sending those.
+        self._deliveries: list[
+            tuple[CallbackRow, str, asyncio.Future[tuple[str | None, bool]]]
+        ] = []
+        self._delivery_lanes: set[asyncio.Task[None]] = set()
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
         self._listen_task: asyncio.Task[None] | None = None
@@ -205,12 +216,23 @@ class PostgresStore(NamedQueryReads):
         self._committer.start()
 
     async def aclose(self) -> None:
+        lanes = set(self._delivery_lanes)
+        if lanes:  # deliveries under way end first: their callers wait for them
+            _, late = await asyncio.wait(lanes, timeout=CLOSE_TIMEOUT)
+            for lane in late:
+                lane.cancel()
+            if late:
+                await asyncio.wait(late)
         waker, self._waker = self._waker, None
         if waker is not None and not waker.done():
             waker.cancel()
             await asyncio.wait({waker})
         await self._close_listener()
         await self._committer.aclose()
+        writer_conn, self._writer_conn = self._writer_conn, None
+        if writer_conn is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self.pool.release(writer_conn)
         pool, self.pool = self.pool, None
         if pool is not None and pool is not self._adopted_pool:
             await close_pool(pool)
@@ -234,7 +256,7 @@ class PostgresStore(NamedQueryReads):
 
         for delay in (*COMMIT_BACKOFF, None):
             try:
-                results = await self._on_connection(attempt)
+                results = await self._on_writer(attempt)
             except DRIVER_ERRORS as exc:
                 if delay is None or not is_transient(exc):
                     raise storage_error("postgres commit failed", exc) from exc
@@ -247,6 +269,28 @@ class PostgresStore(NamedQueryReads):
                 self._events.bump()
             return results
         raise AssertionError("unreachable")
+
+    async def _on_writer(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``call(connection)`` on the connection the committer keeps between groups.
+
+        The committer writes one group at a time, so it keeps one pooled
+        connection rather than taking one from the pool and giving it back for
+        every group (tens of microseconds of Python each). Any failure gives it
+        back to the pool, which resets it or, once expired, replaces it.
+        """
+        conn = self._writer_conn
+        if conn is None:
+            conn = self._writer_conn = await self.pool.acquire()
+        try:
+            return await call(conn)
+        except BaseException as exc:
+            self._writer_conn = None
+            if isinstance(exc, DRIVER_ERRORS) and connection_lost(exc):
+                await self.pool.expire_connections()
+                with contextlib.suppress(asyncpg.InterfaceError):  # closed already
+                    conn.terminate()
+            await self.pool.release(conn)
+            raise
 
     async def _on_connection(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """``call(connection)`` on a pooled connection."""
@@ -284,75 +328,13 @@ class PostgresStore(NamedQueryReads):
         return await self._read(name, lambda conn: conn.fetchrow(sql, *args))
 
     async def load_run(self, root_id: str) -> RunSnapshot | None:
-        return await self._read("load_run", lambda conn: self._load_run(conn, root_id))
-
-    async def _load_run(self, conn: Any, root_id: str) -> RunSnapshot | None:
-        q = self.queries
-        # One snapshot for all nine queries, so the run is rebuilt as one
-        # commit left it even if another process writes meanwhile.
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            run = await conn.fetchrow(q["get_run"], root_id)
-            if run is None:
-                return None
-            return RunSnapshot(
-                run=RunRow(*run),
-                states=[StateRow(*r) for r in await conn.fetch(q["states_of_run"], root_id)],
-                execution_data=[
-                    ExecutionDataRow(*r)
-                    for r in await conn.fetch(q["execution_data_by_root"], root_id)
-                ],
-                node_data=[
-                    NodeDataRow(*r) for r in await conn.fetch(q["node_data_by_root"], root_id)
-                ],
-                context=[ContextRow(*r) for r in await conn.fetch(q["context_by_root"], root_id)],
-                processes=[
-                    _process_row(r) for r in await conn.fetch(q["processes_by_root"], root_id)
-                ],
-                schedules=[
-                    ScheduleRow(*r) for r in await conn.fetch(q["schedules_by_root"], root_id)
-                ],
-                callbacks=[
-                    CallbackRow(*r) for r in await conn.fetch(q["callbacks_by_root"], root_id)
-                ],
-                timers=[TimerRow(*r) for r in await conn.fetch(q["timers_by_root"], root_id)],
-            )
+        return (await self.load_runs([root_id])).get(root_id)
 
     async def load_runs(self, root_ids: Sequence[str]) -> dict[str, RunSnapshot]:
         if not root_ids:
             return {}
-        ids = list(root_ids)
-        return await self._read("load_runs", lambda conn: self._load_runs(conn, ids))
-
-    async def _load_runs(self, conn: Any, ids: list[str]) -> dict[str, RunSnapshot]:
-        q = self.queries
-
-        async def grouped(name: str, make: Callable[[Any], Any]) -> dict[str, list[Any]]:
-            out: dict[str, list[Any]] = {}
-            for row in await conn.fetch(q[name], ids):
-                out.setdefault(row[0], []).append(make(tuple(row)[1:]))
-            return out
-
-        # One snapshot for every query, as load_run: each run as one commit left it.
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            runs = {r[0]: RunRow(*tuple(r)[1:]) for r in await conn.fetch(q["runs_many"], ids)}
-            if not runs:
-                return {}
-            tables = {
-                "states": await grouped("states_many", lambda r: StateRow(*r)),
-                "execution_data": await grouped(
-                    "execution_data_many", lambda r: ExecutionDataRow(*r)
-                ),
-                "node_data": await grouped("node_data_many", lambda r: NodeDataRow(*r)),
-                "context": await grouped("context_many", lambda r: ContextRow(*r)),
-                "processes": await grouped("processes_many", _process_row),
-                "schedules": await grouped("schedules_many", lambda r: ScheduleRow(*r)),
-                "callbacks": await grouped("callbacks_many", lambda r: CallbackRow(*r)),
-                "timers": await grouped("timers_many", lambda r: TimerRow(*r)),
-            }
-        return {
-            root_id: RunSnapshot(run=run, **{k: v.get(root_id, []) for k, v in tables.items()})
-            for root_id, run in runs.items()
-        }
+        sql, ids = self.queries["load_runs"], list(root_ids)
+        return _snapshots(await self._read("load_runs", lambda conn: conn.fetch(sql, ids)))
 
     # -- ownership and commands ----------------------------------------------------
     @property
@@ -393,16 +375,112 @@ class PostgresStore(NamedQueryReads):
         return await self.park_runs([root_id]) == [root_id]
 
     async def deliver_callback(self, row: CallbackRow) -> bool:
-        rows = await self._write(
-            "deliver_callback",
-            row.root_id,
+        """Stored only for a run with root id ``row.root_id``; shares a statement as below."""
+        return (await self._queue_delivery(row, row.root_id))[1]
+
+    async def deliver_callback_to_node(self, row: CallbackRow) -> tuple[str | None, bool]:
+        """:meth:`deliver_callback` with the run found from ``row.node_id`` in the same round trip.
+
+        ``row.root_id`` is ignored. Returns the node's root id (None: no such
+        node) and whether the callback was stored. Concurrent deliveries share a
+        statement and its commit (a few statements in flight at most), as
+        concurrent steps share a group commit: many callbacks at once cost one
+        transaction, not one each.
+        """
+        return await self._queue_delivery(row, "")
+
+    async def _queue_delivery(self, row: CallbackRow, root: str) -> tuple[str | None, bool]:
+        """``row`` delivered with the next statement; ``root``: the run it must be for ('': any)."""
+        future: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
+        self._deliveries.append((row, root, future))
+        if len(self._delivery_lanes) < _DELIVERY_LANES:
+            lane = asyncio.get_running_loop().create_task(self._deliver_queued())
+            self._delivery_lanes.add(lane)
+        return await future
+
+    async def _deliver_queued(self) -> None:
+        """Deliver what is queued, a statement at a time, until nothing is."""
+        try:
+            await self._deliver_all_queued()
+        finally:
+            # With no await since the queue was found empty: a caller queueing
+            # after this sees the lane gone and starts one.
+            self._delivery_lanes.discard(asyncio.current_task())
+
+    async def _deliver_all_queued(self) -> None:
+        while self._deliveries:
+            batch = self._deliveries[:_DELIVERY_BATCH]
+            del self._deliveries[:_DELIVERY_BATCH]
+            # A caller gone before its statement was sent takes its callback back.
+            batch = [item for item in batch if not item[2].done()]
+            if not batch:
+                continue
+            try:
+                outcomes = await self._deliver_batch([(row, root) for row, root, _ in batch])
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:
+                        future.cancel()
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _deliver_batch(
+        self, rows: list[tuple[CallbackRow, str]]
+    ) -> list[tuple[str | None, bool] | Exception]:
+        """Each callback's outcome, or the error it alone fails with."""
+        callbacks = [
+            [r.node_id, r.version, r.id, r.data_json, r.created_time, root] for r, root in rows
+        ]
+        try:
+            found = await self._write("deliver_callbacks", json.dumps(callbacks))
+        except (StorageError, ValueError):
+            if len(rows) == 1:
+                raise
+            # One faulty callback (a value Postgres refuses) must not fail the others.
+            outcomes: list[tuple[str | None, bool] | Exception] = []
+            for row, root in rows:
+                try:
+                    outcomes.append(await self._deliver_one(row, root))
+                except StorageError as exc:
+                    outcomes.append(exc)
+            return outcomes
+        return [(rec["root_id"], self._delivered(rec["stored"])) for rec in found]
+
+    async def _deliver_one(self, row: CallbackRow, root: str) -> tuple[str | None, bool]:
+        if root:
+            found = await self._write(
+                "deliver_callback",
+                root,
+                row.node_id,
+                row.version,
+                row.id,
+                row.data_json,
+                row.created_time,
+            )
+            return root, self._delivered(bool(found and found[0]["stored"]))
+        found = await self._write(
+            "deliver_callback_to_node",
             row.node_id,
             row.version,
             row.id,
             row.data_json,
             row.created_time,
         )
-        stored = bool(rows and rows[0]["stored"])
+        return found[0]["root_id"], self._delivered(bool(found[0]["stored"]))
+
+    def _delivered(self, stored: bool) -> bool:
         if stored:
             self._signal.set()  # this process's own worker, if it is one, at once
             self._wake_workers()
@@ -506,7 +584,12 @@ class PostgresStore(NamedQueryReads):
         return ids
 
     async def wait_for_events(self, seen: int, at_most: float) -> None:
-        """Woken by this store's commits and by other processes' NOTIFY; else after ``at_most``."""
+        """Woken by this store's commits and by other processes' NOTIFY; else after ``at_most``.
+
+        The events channel is listened to from the first wait on: a process
+        nobody subscribes in is not sent a notification for every commit.
+        """
+        self._events_wanted = True
         await self._ensure_listener()
         await self._events.wait(seen, at_most)
 
@@ -529,30 +612,48 @@ class PostgresStore(NamedQueryReads):
         cancelling it when they are cancelled themselves, so a LISTEN half
         done is never kept or dropped unclosed; closing the runtime cancels it.
         """
-        listener = self._listener
-        if listener is not None and not listener.is_closed():
-            return
-        self._listener = None
-        if not self._may_listen:
-            return
-        task = self._listen_task
-        if task is None or task.done():
-            task = self._listen_task = asyncio.get_running_loop().create_task(self._listen())
-        await asyncio.wait({task})
-        if not task.cancelled():  # cancelled: the runtime is closing
+        while True:
+            listener = self._listener
+            if listener is not None and not listener.is_closed():
+                if self._listening_events or not self._events_wanted:
+                    return
+            else:
+                self._listener = None
+            if not self._may_listen:
+                return
+            task = self._listen_task
+            ours = task is None or task.done()
+            if ours:
+                task = self._listen_task = asyncio.get_running_loop().create_task(self._listen())
+            assert task is not None
+            await asyncio.wait({task})
+            if task.cancelled():  # the runtime is closing
+                return
             task.result()
+            if ours:  # done as asked, or failed (polling only): not tried again at once
+                return
+            # Another caller's opening, which may not have listened to the events.
 
     async def _listen(self) -> None:
+        """Open the LISTEN connection, or add the events channel to the open one."""
+        conn = self._listener
+        fresh = conn is None or conn.is_closed()
+        if fresh:
+            try:
+                conn = await asyncpg.connect(self.dsn)
+            except DRIVER_ERRORS as exc:
+                # Notifications only make waiting shorter; polling still finds the work.
+                logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
+                return
+            self._listening_events = False
         try:
-            conn = await asyncpg.connect(self.dsn)
-        except DRIVER_ERRORS as exc:
-            # Notifications only make waiting shorter; polling still finds the work.
-            logger.warning("cannot LISTEN on %s (%s); polling only", self.channel, exc)
-            return
-        try:
-            await conn.add_listener(self.channel, self._on_notify)
-            await conn.add_listener(self.events_channel, self._on_events)
+            if fresh:
+                await conn.add_listener(self.channel, self._on_notify)
+            if self._events_wanted and not self._listening_events:
+                await conn.add_listener(self.events_channel, self._on_events)
+                self._listening_events = True
         except BaseException as exc:  # cancelled by closing included
+            self._listener = None
             conn.terminate()
             if not isinstance(exc, DRIVER_ERRORS):
                 raise
@@ -583,11 +684,64 @@ class PostgresStore(NamedQueryReads):
                 listener.terminate()
 
 
+#: Statements delivering callbacks at once (deliver_callback_to_node), and the
+#: most callbacks one carries.
+_DELIVERY_LANES = 4
+_DELIVERY_BATCH = 500
+
 #: The tables whose rows of a purged run are found by ``root_id`` (runs went first).
 _PURGED_BY_ROOT = (
     "execution_data", "node_data", "context", "processes", "schedules", "callbacks",
     "histories", "timers", "events", "commands", "nodes",
 )  # fmt: skip
+
+
+#: Per table of the ``load_runs`` query: the columns its rows fill, in the order
+#: of its row class (after the table and the root id: 10 text, 3 int, 2 bool, 3 float).
+_T = tuple(range(2, 12))
+_I, _B, _F = (12, 13, 14), (15, 16), (17, 18, 19)
+_LOAD_COLUMNS: dict[str, tuple[int, ...]] = {
+    "runs": (*_T[:4], _F[0]),
+    "states": (*_T[:6], *_I, *_B, *_F),
+    "execution_data": _T[:4],
+    "node_data": _T[:3],
+    "context": (*_T[:3], _I[0], *_T[3:5]),
+    "processes": _T,
+    "schedules": (*_T[:4], _I[0], _T[4], *_B, _I[1]),
+    "callbacks": (*_T[:5], _B[0], _F[0]),
+    "timers": (*_T[:5], _F[0]),
+}
+_LOAD_ROWS: dict[str, Callable[[Sequence[Any]], Any]] = {
+    "runs": lambda r: RunRow(*r),
+    "states": lambda r: StateRow(*r),
+    "execution_data": lambda r: ExecutionDataRow(*r),
+    "node_data": lambda r: NodeDataRow(*r),
+    "context": lambda r: ContextRow(*r),
+    "processes": lambda r: _process_row(r),
+    "schedules": lambda r: ScheduleRow(*r),
+    "callbacks": lambda r: CallbackRow(*r),
+    "timers": lambda r: TimerRow(*r),
+}
+_LOADERS = {
+    table: (operator.itemgetter(*columns), _LOAD_ROWS[table])
+    for table, columns in _LOAD_COLUMNS.items()
+}
+
+
+def _snapshots(rows: Sequence[Any]) -> dict[str, RunSnapshot]:
+    """The rows of ``load_runs`` as one snapshot per run found."""
+    tables: dict[str, dict[str, list[Any]]] = {}
+    for row in rows:
+        table, root_id = row[0], row[1]
+        pick, make = _LOADERS[table]
+        tables.setdefault(root_id, {}).setdefault(table, []).append(make(pick(row)))
+    return {
+        root_id: RunSnapshot(
+            run=found.pop("runs")[0], **{t: found.get(t, []) for t in _LOAD_ROWS if t != "runs"}
+        )
+        for root_id, found in tables.items()
+        if "runs" in found
+    }
 
 
 def _process_row(row: Sequence[Any]) -> ProcessRow:

@@ -5,7 +5,8 @@
   is undone by one compensating statement;
 - the rows of all other accepted batches are merged (last write per key, in
   call order) and written by ONE statement composed of the parts the group
-  needs (``part_*`` queries, unnest arrays), which also checks the fence;
+  needs (``part_*`` queries, the rows of each table as one JSON parameter),
+  which also checks the fence;
 - if that fails with a data error, the group is written again one batch per
   SAVEPOINT, so the faulty batch alone fails and the others commit.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection
 from operator import attrgetter
 from typing import Any, TypeAlias
 
@@ -62,37 +63,35 @@ def _process(p: ProcessRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:
-    """Rows to one sequence per column, as ``unnest`` takes them."""
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-    return columns or [()] * width
+#: JSON for the rows of a part: compact, and refusing NaN and infinities, which
+#: PostgreSQL's JSON cannot take (the write fails like any refused value).
+_rows_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def parts(
     merged: Merged, events_channel: str = "", retrying: bool = False
 ) -> list[tuple[str, list[Any]]]:
-    """The parts a group needs, each with its arguments (arrays, but the events' channel).
+    """The parts a group needs, each with its arguments (the rows of a table as one JSON text).
 
     ``events_channel`` is notified at commit when the group has events ('': nobody).
     ``retrying``: the group may be stored already, so its events are inserted
     only where no identical event is.
     """
     out: list[tuple[str, list[Any]]] = []
-    tables = (
-        ("states", map(_STATE, merged.states.values()), 14),
-        ("execution_data", map(_EXECUTION_DATA, merged.execution_data.values()), 4),
-        ("node_data", map(_NODE_DATA, merged.node_data.values()), 3),
-        ("context", map(_CONTEXT, merged.context.values()), 6),
-        ("processes", map(_process, merged.processes.values()), 10),
-        ("schedules", map(_SCHEDULE, merged.schedules.values()), 9),
-        ("callbacks", map(_CALLBACK, merged.callbacks.values()), 7),
-        ("histories", map(_HISTORY, merged.histories), 12),
-        ("timers", map(_TIMER, merged.timers.values()), 6),
+    tables: tuple[tuple[str, Collection[Any], Callable[[Any], tuple[Any, ...]]], ...] = (
+        ("states", merged.states.values(), _STATE),
+        ("execution_data", merged.execution_data.values(), _EXECUTION_DATA),
+        ("node_data", merged.node_data.values(), _NODE_DATA),
+        ("context", merged.context.values(), _CONTEXT),
+        ("processes", merged.processes.values(), _process),
+        ("schedules", merged.schedules.values(), _SCHEDULE),
+        ("callbacks", merged.callbacks.values(), _CALLBACK),
+        ("histories", merged.histories, _HISTORY),
+        ("timers", merged.timers.values(), _TIMER),
     )
-    for name, rows, width in tables:
-        columns = _columns(rows, width)
-        if columns[0]:
-            out.append((name, columns))
+    for name, rows, row in tables:
+        if rows:
+            out.append((name, [_rows_json(list(map(row, rows)))]))
     if merged.run_status:
         out.append(("run_status", [list(merged.run_status), list(merged.run_status.values())]))
     if merged.ended:
@@ -100,7 +99,7 @@ def parts(
         out.append(("drop_timers", [sorted(merged.ended), list(merged.timers)]))
     if merged.events:
         name = "events_again" if retrying else "events"
-        out.append((name, [events_channel, *_columns(map(_EVENT, merged.events), 6)]))
+        out.append((name, [events_channel, _rows_json(list(map(_EVENT, merged.events)))]))
     return out
 
 
@@ -125,6 +124,9 @@ class Writer:
     def fenced(self) -> bool:
         return self.owner is not None
 
+
+#: What refuses a batch's values: the server, asyncpg, or the JSON encoder (NaN).
+_REFUSED: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, ValueError)
 
 #: A writer that owns nothing and signals nobody (tools, tests).
 CLIENT = Writer(owner=None, lease_seconds=0.0, channel="")
@@ -326,7 +328,7 @@ async def _write_one_by_one(
                         result = outcome[0]
                     if result is None:
                         await _write_merged(conn, q, [batch], writer)
-            except DRIVER_ERRORS as exc:
+            except _REFUSED as exc:
                 if is_transient(exc):
                     raise
                 result = storage_error(f"postgres refused a write of pipeline {batch.root_id}", exc)
@@ -345,7 +347,7 @@ async def write_group(
         if results is not None:
             return results
         return await _write_fast(conn, q, batches, writer)
-    except DRIVER_ERRORS as exc:
+    except _REFUSED as exc:
         if is_transient(exc):
             raise
         logger.warning("group commit of %d batches failed (%s); isolating", len(batches), exc)

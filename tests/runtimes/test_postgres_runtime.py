@@ -514,7 +514,7 @@ async def test_commit_and_every_read_roundtrip(runtime: PostgresRuntime) -> None
     assert snap is not None
     expected = full_batch("r")
     assert snap.run == run
-    # states_of_run joins the nodes table: the appointed pause (root_id '') is there.
+    # load_runs reads states through the nodes table: the appointed pause (root_id '') is there.
     assert sorted(snap.states, key=lambda s: s.node_id) == list(expected.states.values())
     assert list(snap.execution_data) == list(expected.execution_data.values())
     assert list(snap.node_data) == list(expected.node_data.values())
@@ -580,6 +580,104 @@ async def test_a_duplicate_run_is_refused_without_sinking_its_group(
     assert await runtime.store.get_node_root("x") is None
     assert await runtime.store.get_run("s") is not None
     assert await runtime.store.get_state("a") is not None  # full_batch("s") wrote node a
+
+
+async def test_rows_travel_as_json_and_come_back_exactly(runtime: PostgresRuntime) -> None:
+    """Floats keep every bit, text every character, through the JSON row parameters."""
+    await runtime.store.commit(new_run_batch("r", ("a", "b")))
+    odd_times = (0.1 + 0.2, 1e-7, 1796488951.8863125, 1e300, 5e-324)
+    batch = WriteBatch(root_id="r")
+    batch.states = {
+        "a": state("a", "r", t=odd_times[0], started_time=odd_times[1], archived_time=1.5),
+        "b": state("b", "r", t=odd_times[3], started_time=odd_times[4], name='"\\é\n\U0001f600'),
+    }
+    batch.timers = {"t": TimerRow("t", "r", "a", "v1", "poll", odd_times[2])}
+    await runtime.store.commit(batch)
+    snap = await runtime.store.load_run("r")
+    assert snap is not None
+    assert sorted(snap.states, key=lambda s: s.node_id) == list(batch.states.values())
+    assert snap.timers == list(batch.timers.values())
+
+
+async def test_a_nan_is_refused_without_sinking_its_group(runtime: PostgresRuntime) -> None:
+    await runtime.store.commit(new_run_batch("r", ("a", "b")))
+    bad, good = WriteBatch(root_id="r"), WriteBatch(root_id="r")
+    bad.states = {"a": state("a", "r", t=float("nan"))}
+    good.states = {"b": state("b", "r")}
+    outcomes = await asyncio.gather(
+        runtime.store.commit(bad), runtime.store.commit(good), return_exceptions=True
+    )
+    assert isinstance(outcomes[0], StorageError), outcomes
+    assert outcomes[1] is None
+    assert await runtime.store.get_state("a") is None
+    assert await runtime.store.get_state("b") == good.states["b"]
+
+
+async def test_concurrent_callbacks_to_parked_runs_share_one_statement(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as rt:
+        store = rt.store
+        for root in ("r1", "r2", "r3"):
+            batch = new_run_batch(root, (f"{root}a",))
+            await store.commit(batch)
+            waiting = WriteBatch(root_id=root)
+            node = f"{root}a"
+            waiting.states = {node: state(node, root)}
+            waiting.processes = {
+                f"{root}p": ProcessRow(
+                    f"{root}p", root, None, node, None, (), "sleeping", None, (), ()
+                )
+            }
+            sched = ScheduleRow(f"{root}s", root, node, "v1", 1, f"{root}p", False, False, 0)
+            waiting.schedules = {sched.id: sched}
+            await store.commit(waiting)
+        # Parked and held by nobody, as a worker leaves a run waiting for a callback.
+        assert sorted(await store.claim_runs(3, ["r1", "r2", "r3"])) == ["r1", "r2", "r3"]
+        assert sorted(await store.park_runs(["r1", "r2", "r3"])) == ["r1", "r2", "r3"]
+
+        statements: list[str] = []
+        write = store._write
+
+        async def counted(name: str, *args: Any) -> list[Any]:
+            statements.append(name)
+            return await write(name, *args)
+
+        monkeypatch.setattr(store, "_write", counted)
+
+        def callback(node: str, version: str = "v1") -> CallbackRow:
+            return CallbackRow(uuid.uuid4().hex, "", node, version, '{"n": 1}', False, 1.5)
+
+        outcomes = await asyncio.gather(
+            store.deliver_callback_to_node(callback("r1a")),
+            store.deliver_callback_to_node(callback("r2a")),
+            store.deliver_callback_to_node(callback("r1a")),  # a second one for r1
+            store.deliver_callback_to_node(callback("nowhere")),
+            store.deliver_callback_to_node(callback("r3a", "v2")),
+        )
+        assert outcomes == [
+            ("r1", True),
+            ("r2", True),
+            ("r1", False),
+            (None, False),
+            ("r3", False),
+        ]
+        assert statements.count("deliver_callbacks") == 1, statements
+        # Stored once each, and the runs handed to the workers; r3 stays parked.
+        assert sorted(await store.claim_runs(10)) == ["r1", "r2"]
+        snaps = await store.load_runs(["r1", "r2", "r3"])
+        assert [len(snaps[r].callbacks) for r in ("r1", "r2", "r3")] == [1, 1, 0]
+
+        # A value Postgres refuses fails its own callback only.
+        assert await store.release_runs(["r1", "r2"]) is None
+        faulty = attrs.evolve(callback("r3a"), data_json="\x00")
+        outcomes = await asyncio.gather(
+            store.deliver_callback_to_node(callback("nowhere")),
+            store.deliver_callback_to_node(faulty),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == (None, False)
+        assert isinstance(outcomes[1], StorageError), outcomes
 
 
 async def test_a_retried_identical_new_run_counts_as_created(runtime: PostgresRuntime) -> None:

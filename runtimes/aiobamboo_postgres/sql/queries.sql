@@ -43,12 +43,15 @@ DELETE FROM {schema}.runs WHERE root_id = $1::text;
 -- composer renumbers them and puts "{ok_where}" or "{ok_and}" where the part
 -- must also check the fence ("WHERE (SELECT ok FROM fence)"-style: every run
 -- of the group is still held by the writer, or nothing is written).
--- Every array parameter holds one element per row. Sibling CTEs see the same
--- snapshot and must not touch a row twice: the caller keeps one row per key,
--- and the processes and timers of an ended run are deleted except those
--- upserted by the same statement. Schedules conflict on (node_id, version),
--- like the SQLite runtime's INSERT OR REPLACE, which replaces a row matching
--- either unique key.
+-- The rows of a table come as ONE parameter, a JSON array of rows, each row an
+-- array of the columns in the order of _write.parts, expanded here: the
+-- client encodes one text instead of an array per column (asyncpg checks
+-- every element of an array), and JSON numbers keep their exact digits, so
+-- floats arrive as they were. Sibling CTEs see the same snapshot and must not
+-- touch a row twice: the caller keeps one row per key, and the processes and
+-- timers of an ended run are deleted except those upserted by the same
+-- statement. Schedules conflict on (node_id, version), like the SQLite
+-- runtime's INSERT OR REPLACE, which replaces a row matching either unique key.
 -- name: fence
 -- ($1 root_ids text[], $2 owner): whether the writer holds every run of its group
 fence AS (
@@ -61,14 +64,15 @@ fence AS (
 )
 
 -- name: part_states
--- 14 array parameters, in the order of _write.parts
+-- ($1 rows: node_id, root_id, parent_id, name, state, version, loop, inner_loop,
+--  retry, skip, error_ignored, created_time, started_time, archived_time)
     INSERT INTO {schema}.states AS t (
         node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry,
         skip, error_ignored, created_time, started_time, archived_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::int[], $8::int[], $9::int[], $10::bool[], $11::bool[],
-        $12::float8[], $13::float8[], $14::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::int, (r->>7)::int, (r->>8)::int,
+        (r->>9)::bool, (r->>10)::bool, (r->>11)::float8, (r->>12)::float8, (r->>13)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET
         root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id, name = EXCLUDED.name,
@@ -78,38 +82,44 @@ fence AS (
         started_time = EXCLUDED.started_time, archived_time = EXCLUDED.archived_time
 
 -- name: part_execution_data
--- 4 array parameters, in the order of _write.parts
+-- ($1 rows: node_id, root_id, inputs, outputs)
     INSERT INTO {schema}.execution_data AS t (node_id, root_id, inputs, outputs)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET
         root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs
 
 -- name: part_node_data
--- 3 array parameters, in the order of _write.parts
+-- ($1 rows: node_id, root_id, inputs)
     INSERT INTO {schema}.node_data AS t (node_id, root_id, inputs)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+    SELECT
+        r->>0, r->>1, r->>2
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id) DO UPDATE SET root_id = EXCLUDED.root_id, inputs = EXCLUDED.inputs
 
 -- name: part_context
--- 6 array parameters, in the order of _write.parts
+-- ($1 rows: pipeline_id, key, root_id, type, value, custom_type)
     INSERT INTO {schema}.context AS t (pipeline_id, key, root_id, type, value, custom_type)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+    SELECT
+        r->>0, r->>1, r->>2, (r->>3)::int, r->>4, r->>5
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (pipeline_id, key) DO UPDATE SET
         root_id = EXCLUDED.root_id, type = EXCLUDED.type, value = EXCLUDED.value,
         custom_type = EXCLUDED.custom_type
 
 -- name: part_processes
--- 10 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, parent_id, current_node_id, destination_id, stack,
+--  status, suspended_by, children, acks)
     INSERT INTO {schema}.processes AS t (
         id, root_id, parent_id, current_node_id, destination_id, stack, status,
         suspended_by, children, acks)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::text[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO UPDATE SET
         root_id = EXCLUDED.root_id, parent_id = EXCLUDED.parent_id,
@@ -118,12 +128,13 @@ fence AS (
         children = EXCLUDED.children, acks = EXCLUDED.acks
 
 -- name: part_schedules
--- 9 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, node_id, version, type, process_id, finished, expired, times)
     INSERT INTO {schema}.schedules AS t (
         id, root_id, node_id, version, type, process_id, finished, expired, times)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
-        $7::bool[], $8::bool[], $9::int[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, (r->>4)::int, r->>5, (r->>6)::bool, (r->>7)::bool,
+        (r->>8)::int
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (node_id, version) DO UPDATE SET
         id = EXCLUDED.id, root_id = EXCLUDED.root_id, type = EXCLUDED.type,
@@ -131,44 +142,56 @@ fence AS (
         expired = EXCLUDED.expired, times = EXCLUDED.times
 
 -- name: part_callbacks
--- 7 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, node_id, version, data, consumed, created_time)
     INSERT INTO {schema}.callbacks AS t (
         id, root_id, node_id, version, data, consumed, created_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
-        $7::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::bool, (r->>6)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO UPDATE SET
         root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
         data = EXCLUDED.data, consumed = EXCLUDED.consumed, created_time = EXCLUDED.created_time
 
 -- name: part_histories
--- 12 array parameters, in the order of _write.parts
+-- ($1 rows: id, root_id, node_id, started_time, archived_time, loop, skip, retry,
+--  version, inputs, outputs, created_time)
     INSERT INTO {schema}.histories AS t (
         id, root_id, node_id, started_time, archived_time, loop, skip, retry, version,
         inputs, outputs, created_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::int[],
-        $7::bool[], $8::int[], $9::text[], $10::text[], $11::text[], $12::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, (r->>3)::float8, (r->>4)::float8, (r->>5)::int, (r->>6)::bool,
+        (r->>7)::int, r->>8, r->>9, r->>10, (r->>11)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO NOTHING
 
 -- name: part_run_status
--- 2 array parameters, in the order of _write.parts
+-- ($1 root_ids text[], $2 statuses text[])
     UPDATE {schema}.runs AS r SET status = u.status
     FROM unnest($1::text[], $2::text[]) AS u (root_id, status)
     WHERE r.root_id = u.root_id {ok_and}
 
 -- name: part_drop_processes
--- 2 array parameters, in the order of _write.parts
+-- ($1 ended root_ids text[], $2 process ids upserted by the same statement text[])
+-- The rows are found root by root (OFFSET 0 keeps that subquery a lookup per
+-- root) and deleted by key: "root_id = ANY ($1)" alone may be planned as a
+-- scan of the whole table when the planner has no statistics.
     DELETE FROM {schema}.processes
-    WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+    WHERE id = ANY (ARRAY(
+        SELECT x.id FROM unnest($1::text[]) AS e (root_id)
+        CROSS JOIN LATERAL (
+            SELECT id FROM {schema}.processes WHERE root_id = e.root_id OFFSET 0
+        ) AS x
+    ))
+      AND root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
 
 -- name: part_timers
--- 6 array parameters (id, root_id, node_id, version, kind, due_time)
+-- ($1 rows: id, root_id, node_id, version, kind, due_time)
     INSERT INTO {schema}.timers AS t (id, root_id, node_id, version, kind, due_time)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
+    SELECT
+        r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::float8
+    FROM jsonb_array_elements($1::jsonb) AS r
     {ok_where}
     ON CONFLICT (id) DO UPDATE SET
         root_id = EXCLUDED.root_id, node_id = EXCLUDED.node_id, version = EXCLUDED.version,
@@ -176,12 +199,21 @@ fence AS (
 
 -- name: part_drop_timers
 -- ($1 ended root_ids text[], $2 timer ids upserted by the same statement text[])
+-- The rows are found root by root (OFFSET 0 keeps that subquery a lookup per
+-- root) and deleted by key: "root_id = ANY ($1)" alone may be planned as a
+-- scan of the whole table when the planner has no statistics.
     DELETE FROM {schema}.timers
-    WHERE root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
+    WHERE id = ANY (ARRAY(
+        SELECT x.id FROM unnest($1::text[]) AS e (root_id)
+        CROSS JOIN LATERAL (
+            SELECT id FROM {schema}.timers WHERE root_id = e.root_id OFFSET 0
+        ) AS x
+    ))
+      AND root_id = ANY ($1::text[]) AND NOT (id = ANY ($2::text[])) {ok_and}
 
 -- name: part_events
--- ($1 channel to notify at commit, '' for none; 6 array parameters: root_id,
---  node_id, kind, state, data, time, in commit order)
+-- ($1 channel to notify at commit, '' for none; $2 rows: root_id, node_id, kind,
+--  state, data, time, in commit order)
 -- Ids must grow in commit order: a subscriber reads "id > the last id it saw",
 -- and would skip for ever an event that commits after a higher id it has read.
 -- Sequence values are handed out at insert time, not at commit, so every
@@ -192,15 +224,13 @@ fence AS (
 -- reaches the insert, where nextval is evaluated; the ordinality keeps the
 -- events in the order given.
     INSERT INTO {schema}.events (root_id, node_id, kind, state, data, time)
-    SELECT e.root_id, e.node_id, e.kind, e.state, e.data, e.time
+    SELECT e.r->>0, e.r->>1, e.r->>2, e.r->>3, e.r->>4, (e.r->>5)::float8
     FROM (
         SELECT
             pg_advisory_xact_lock(({events_lock})::bigint),
             CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
     ) AS serialized
-    CROSS JOIN unnest(
-        $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]
-    ) WITH ORDINALITY AS e (root_id, node_id, kind, state, data, time, n)
+    CROSS JOIN jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (r, n)
     {ok_where}
     ORDER BY e.n
 
@@ -215,9 +245,10 @@ fence AS (
             pg_advisory_xact_lock(({events_lock})::bigint),
             CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
     ) AS serialized
-    CROSS JOIN unnest(
-        $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]
-    ) WITH ORDINALITY AS e (root_id, node_id, kind, state, data, time, n)
+    CROSS JOIN LATERAL (
+        SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::float8, n
+        FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x (r, n)
+    ) AS e (root_id, node_id, kind, state, data, time, n)
     WHERE NOT EXISTS (
         SELECT 1 FROM {schema}.events AS x
         WHERE x.root_id = e.root_id AND x.node_id = e.node_id AND x.kind = e.kind
@@ -253,12 +284,6 @@ SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retr
        error_ignored, created_time, started_time, archived_time
 FROM {schema}.states WHERE root_id = $1 ORDER BY created_time;
 
--- name: states_of_run
--- ($1 root_id): states of every node of the run, including appointed pauses
-SELECT s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop, s.inner_loop,
-       s.retry, s.skip, s.error_ignored, s.created_time, s.started_time, s.archived_time
-FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id WHERE n.root_id = $1;
-
 -- name: states_by_parent
 -- ($1 parent_id)
 SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip,
@@ -269,85 +294,88 @@ FROM {schema}.states WHERE parent_id = $1 ORDER BY created_time;
 -- ($1 node_id)
 SELECT node_id, root_id, inputs, outputs FROM {schema}.execution_data WHERE node_id = $1;
 
--- name: execution_data_by_root
--- ($1 root_id)
-SELECT node_id, root_id, inputs, outputs FROM {schema}.execution_data WHERE root_id = $1;
-
 -- name: get_node_data
 -- ($1 node_id)
 SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE node_id = $1;
 
--- name: node_data_by_root
--- ($1 root_id)
-SELECT node_id, root_id, inputs FROM {schema}.node_data WHERE root_id = $1;
-
--- name: context_by_root
--- ($1 root_id)
-SELECT pipeline_id, key, root_id, type, value, custom_type
-FROM {schema}.context WHERE root_id = $1;
-
--- name: processes_by_root
--- ($1 root_id)
-SELECT id, root_id, parent_id, current_node_id, destination_id, stack, status, suspended_by,
-       children, acks
-FROM {schema}.processes WHERE root_id = $1;
-
--- name: schedules_by_root
--- ($1 root_id)
-SELECT id, root_id, node_id, version, type, process_id, finished, expired, times
-FROM {schema}.schedules WHERE root_id = $1;
-
--- name: callbacks_by_root
--- ($1 root_id): only callbacks not consumed yet
-SELECT id, root_id, node_id, version, data, consumed, created_time
-FROM {schema}.callbacks WHERE root_id = $1 AND NOT consumed;
-
--- name: timers_by_root
--- ($1 root_id): the run's timers still due
-SELECT id, root_id, node_id, version, kind, due_time
-FROM {schema}.timers WHERE root_id = $1 AND due_time IS NOT NULL;
-
--- Loading several runs at once: ($1 root_ids text[]); each row starts with the
--- root id it is grouped by.
-
--- name: runs_many
-SELECT root_id, root_id, tree, options, status, created_time
-FROM {schema}.runs WHERE root_id = ANY($1::text[]);
-
--- name: states_many
-SELECT n.root_id, s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
-       s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time, s.started_time,
-       s.archived_time
-FROM {schema}.nodes n JOIN {schema}.states s ON s.node_id = n.node_id
-WHERE n.root_id = ANY($1::text[]);
-
--- name: execution_data_many
-SELECT root_id, node_id, root_id, inputs, outputs
-FROM {schema}.execution_data WHERE root_id = ANY($1::text[]);
-
--- name: node_data_many
-SELECT root_id, node_id, root_id, inputs FROM {schema}.node_data WHERE root_id = ANY($1::text[]);
-
--- name: context_many
-SELECT root_id, pipeline_id, key, root_id, type, value, custom_type
-FROM {schema}.context WHERE root_id = ANY($1::text[]);
-
--- name: processes_many
-SELECT root_id, id, root_id, parent_id, current_node_id, destination_id, stack, status,
-       suspended_by, children, acks
-FROM {schema}.processes WHERE root_id = ANY($1::text[]);
-
--- name: schedules_many
-SELECT root_id, id, root_id, node_id, version, type, process_id, finished, expired, times
-FROM {schema}.schedules WHERE root_id = ANY($1::text[]);
-
--- name: callbacks_many
-SELECT root_id, id, root_id, node_id, version, data, consumed, created_time
-FROM {schema}.callbacks WHERE root_id = ANY($1::text[]) AND NOT consumed;
-
--- name: timers_many
-SELECT root_id, id, root_id, node_id, version, kind, due_time
-FROM {schema}.timers WHERE root_id = ANY($1::text[]) AND due_time IS NOT NULL;
+-- name: load_runs
+-- ($1 root_ids text[]): every row a run is rebuilt from, of all the runs of $1,
+-- in ONE statement, so one snapshot and one round trip (no transaction). Each
+-- row: the table it comes from, the root id it is grouped by, then 10 text, 3
+-- integer, 2 boolean and 3 float columns that each table fills in its own
+-- order (_store._LOAD_COLUMNS), NULL elsewhere. Binary columns, not JSON, so
+-- floats come back exact whatever the session's extra_float_digits. Every
+-- table is read root by root through its root_id index (OFFSET 0 and LIMIT
+-- keep each subquery a lookup): "root_id = ANY ($1)" may be planned as a scan
+-- of the whole table when the planner has no statistics.
+WITH k AS (SELECT DISTINCT unnest($1::text[]) AS root_id)
+SELECT 'runs', k.root_id,
+       t.root_id, t.tree, t.options, t.status, NULL::text, NULL::text, NULL::text, NULL::text,
+       NULL::text, NULL::text, NULL::int, NULL::int, NULL::int, NULL::bool, NULL::bool,
+       t.created_time, NULL::float8, NULL::float8
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.runs WHERE root_id = k.root_id LIMIT 1
+) AS t
+UNION ALL
+SELECT 'states', k.root_id,
+       s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, NULL, NULL, NULL, NULL,
+       s.loop, s.inner_loop, s.retry, s.skip, s.error_ignored,
+       s.created_time, s.started_time, s.archived_time
+FROM k CROSS JOIN LATERAL (
+    -- through nodes: the states of appointed pauses have root_id ''
+    SELECT node_id FROM {schema}.nodes WHERE root_id = k.root_id OFFSET 0
+) AS n CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.states WHERE node_id = n.node_id LIMIT 1
+) AS s
+UNION ALL
+SELECT 'execution_data', k.root_id,
+       t.node_id, t.root_id, t.inputs, t.outputs, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.execution_data WHERE root_id = k.root_id OFFSET 0
+) AS t
+UNION ALL
+SELECT 'node_data', k.root_id,
+       t.node_id, t.root_id, t.inputs, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.node_data WHERE root_id = k.root_id OFFSET 0
+) AS t
+UNION ALL
+SELECT 'context', k.root_id,
+       t.pipeline_id, t.key, t.root_id, t.value, t.custom_type, NULL, NULL, NULL, NULL, NULL,
+       t.type, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.context WHERE root_id = k.root_id OFFSET 0
+) AS t
+UNION ALL
+SELECT 'processes', k.root_id,
+       t.id, t.root_id, t.parent_id, t.current_node_id, t.destination_id, t.stack, t.status,
+       t.suspended_by, t.children, t.acks, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.processes WHERE root_id = k.root_id OFFSET 0
+) AS t
+UNION ALL
+SELECT 'schedules', k.root_id,
+       t.id, t.root_id, t.node_id, t.version, t.process_id, NULL, NULL, NULL, NULL, NULL,
+       t.type, t.times, NULL, t.finished, t.expired, NULL, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.schedules WHERE root_id = k.root_id OFFSET 0
+) AS t
+UNION ALL
+SELECT 'callbacks', k.root_id,
+       t.id, t.root_id, t.node_id, t.version, t.data, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, t.consumed, NULL, t.created_time, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.callbacks WHERE root_id = k.root_id AND NOT consumed OFFSET 0
+) AS t
+UNION ALL
+SELECT 'timers', k.root_id,
+       t.id, t.root_id, t.node_id, t.version, t.kind, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, t.due_time, NULL, NULL
+FROM k CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.timers WHERE root_id = k.root_id AND due_time IS NOT NULL OFFSET 0
+) AS t;
 
 -- name: histories
 -- ($1 node_id)
@@ -489,6 +517,88 @@ WITH run AS (
     WHERE root_id = $1::text AND EXISTS (SELECT 1 FROM stored)
 )
 SELECT (SELECT count(*) FROM stored) AS stored;
+
+-- name: deliver_callback_to_node
+-- ($1 node_id, $2 version, $3 id, $4 data, $5 created_time): deliver_callback
+-- for a caller that knows the node only: the run is found through the nodes
+-- table in the same statement, so one round trip does both. Returns the root
+-- id (NULL: no such node) and whether the callback was stored.
+WITH node AS (
+    SELECT root_id FROM {schema}.nodes WHERE node_id = $1::text
+), run AS (
+    SELECT r.root_id FROM {schema}.runs AS r
+    WHERE r.root_id = (SELECT root_id FROM node)
+      AND r.parked AND r.owner IS NULL AND r.status = 'active'
+    FOR UPDATE OF r
+), ok AS (
+    SELECT run.root_id FROM run
+    WHERE EXISTS (SELECT 1 FROM {schema}.schedules
+                  WHERE node_id = $1::text AND version = $2::text AND type = 1
+                    AND NOT finished AND NOT expired)
+      AND EXISTS (SELECT 1 FROM {schema}.processes AS p
+                  WHERE p.root_id = run.root_id AND p.current_node_id = $1::text
+                    AND p.status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM {schema}.states
+                  WHERE node_id = $1::text AND version = $2::text AND state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM {schema}.callbacks AS c
+                      WHERE c.root_id = run.root_id AND c.node_id = $1::text
+                        AND c.version = $2::text AND NOT c.consumed)
+), stored AS (
+    INSERT INTO {schema}.callbacks (id, root_id, node_id, version, data, consumed, created_time)
+    SELECT $3::text, ok.root_id, $1::text, $2::text, $4::text, false, $5::float8 FROM ok
+    RETURNING root_id
+), unparked AS (
+    UPDATE {schema}.runs SET parked = false
+    WHERE root_id IN (SELECT root_id FROM stored)
+)
+SELECT (SELECT root_id FROM node) AS root_id, (SELECT count(*) FROM stored) AS stored;
+
+-- name: deliver_callbacks
+-- ($1 callbacks: a JSON array of [node_id, version, id, data, created_time,
+--  root_id the run must have, '' for any]):
+-- deliver_callback_to_node for many callbacks in one statement and one commit.
+-- Returns per callback, in the order given: n (its position, from 1), its
+-- node's root id (NULL: no such node) and whether it was stored. One callback
+-- per run at most is stored by a statement (the checks of a second one would
+-- not see the first): the others of that run are answered not stored and go
+-- the usual way. The runs are locked in root id order, so two deliveries
+-- never wait for each other in a cycle; every table is reached by key.
+WITH given AS MATERIALIZED (
+    SELECT x.r->>0 AS node_id, x.r->>1 AS version, x.r->>2 AS id, x.r->>3 AS data,
+           (x.r->>4)::float8 AS created_time, x.r->>5 AS expected, x.n,
+           (SELECT root_id FROM {schema}.nodes WHERE node_id = x.r->>0) AS root_id
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x (r, n)
+), first AS MATERIALIZED (
+    SELECT DISTINCT ON (root_id) * FROM given
+    WHERE root_id IS NOT NULL AND expected IN ('', root_id)
+    ORDER BY root_id, n
+), ok AS MATERIALIZED (
+    SELECT f.* FROM first AS f
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM {schema}.runs AS r
+        WHERE r.root_id = f.root_id AND r.parked AND r.owner IS NULL AND r.status = 'active'
+        FOR UPDATE OF r
+    ) AS run
+    WHERE EXISTS (SELECT 1 FROM {schema}.schedules
+                  WHERE node_id = f.node_id AND version = f.version AND type = 1
+                    AND NOT finished AND NOT expired)
+      AND EXISTS (SELECT 1 FROM {schema}.processes AS p
+                  WHERE p.root_id = f.root_id AND p.current_node_id = f.node_id
+                    AND p.status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM {schema}.states
+                  WHERE node_id = f.node_id AND version = f.version AND state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM {schema}.callbacks AS c
+                      WHERE c.root_id = f.root_id AND c.node_id = f.node_id
+                        AND c.version = f.version AND NOT c.consumed)
+), stored AS (
+    INSERT INTO {schema}.callbacks (id, root_id, node_id, version, data, consumed, created_time)
+    SELECT id, root_id, node_id, version, data, false, created_time FROM ok
+), unparked AS (
+    UPDATE {schema}.runs SET parked = false
+    WHERE root_id = ANY (ARRAY(SELECT root_id FROM ok))
+)
+SELECT g.n, g.root_id, EXISTS (SELECT 1 FROM ok WHERE ok.n = g.n) AS stored
+FROM given AS g ORDER BY g.n;
 
 -- name: renew_leases
 -- ($1 owner, $2 lease seconds): every active run this owner holds
