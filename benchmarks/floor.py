@@ -24,13 +24,12 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-PG_DSN = os.environ.get("AIOBAMBOO_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+from .run import PG_DSN, _child
 
 #: Repetitions per round of each primitive.
 REPEAT = 2000
@@ -190,43 +189,12 @@ FLOOR_OF = {
 }
 
 
-async def _scenario(name: str, kind: str) -> dict[str, Any]:
-    from aiobamboo.engine import Settings
-
-    from .scenarios import SCENARIOS, library
-
-    settings = Settings(rerun_limit=10_000)
-    if kind == "sqlite":
-        from aiobamboo_sqlite import SQLiteRuntime
-
-        with tempfile.TemporaryDirectory() as tmp:
-            async with SQLiteRuntime(
-                os.path.join(tmp, "f.db"), components=library, settings=settings
-            ) as runtime:
-                return await SCENARIOS[name](runtime)
-    from aiobamboo_postgres import PostgresRuntime
-
-    schema = "floor_" + uuid.uuid4().hex[:10]
-    try:
-        async with PostgresRuntime(
-            PG_DSN, schema=schema, components=library, settings=settings
-        ) as runtime:
-            return await SCENARIOS[name](runtime)
-    finally:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_DSN)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-
 def per_node(runs: int, kinds: list[str], scenarios: list[str]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for kind in kinds:
         for name in scenarios:
-            rounds = [asyncio.run(_scenario(name, kind)) for _ in range(runs)]
+            # The scenarios as `benchmarks.run` runs them, but in this process.
+            rounds = [asyncio.run(_child(name, kind, None, 0)) for _ in range(runs)]
             out[f"{name}/{kind}"] = {
                 "us_per_node": statistics.median(r["seconds"] / r["nodes"] for r in rounds) * 1e6
             }
@@ -292,5 +260,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "floor"
     sys.exit(main())

@@ -81,7 +81,10 @@ class Checkpointer:
     def poke(self) -> None:
         """A commit ended."""
         self._pokes += 1
-        self._wake.set()
+        # Setting takes the event's lock; while it is set, this commit is
+        # covered anyway: the thread clears it before it checkpoints.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _handed_back(self) -> None:
         # On the writer's thread, between two commits: at most one commit's poke

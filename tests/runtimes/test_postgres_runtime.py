@@ -307,6 +307,19 @@ def test_composed_statements_stay_with_the_schema_they_were_composed_for() -> No
 # -- lifecycle -------------------------------------------------------------------
 
 
+def _count_statements(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the statements ``store`` sends outside its group commits, as it sends them."""
+    statements: list[str] = []
+    write = store._write
+
+    async def counted(name: str, *args: Any) -> list[Any]:
+        statements.append(name)
+        return await write(name, *args)
+
+    monkeypatch.setattr(store, "_write", counted)
+    return statements
+
+
 async def test_open_creates_schema_and_migrations_are_idempotent(
     admin: asyncpg.Connection, schema: str
 ) -> None:
@@ -636,14 +649,7 @@ async def test_concurrent_callbacks_to_parked_runs_share_one_statement(
         assert sorted(await store.claim_runs(3, ["r1", "r2", "r3"])) == ["r1", "r2", "r3"]
         assert sorted(await store.park_runs(["r1", "r2", "r3"])) == ["r1", "r2", "r3"]
 
-        statements: list[str] = []
-        write = store._write
-
-        async def counted(name: str, *args: Any) -> list[Any]:
-            statements.append(name)
-            return await write(name, *args)
-
-        monkeypatch.setattr(store, "_write", counted)
+        statements = _count_statements(store, monkeypatch)
 
         def callback(node: str, version: str = "v1") -> CallbackRow:
             return CallbackRow(uuid.uuid4().hex, "", node, version, '{"n": 1}', False, 1.5)
@@ -892,14 +898,7 @@ async def test_purge_events_deletes_the_old_ones_a_thousand_at_a_time(
     await store.commit(WriteBatch(root_id="r", events=old))
     await store.commit(WriteBatch(root_id="r", events=[event("r", "a", "new", t=100.0)]))
     last = await store.last_event_id()
-    statements: list[str] = []
-    original = store._write
-
-    async def spy(name: str, *args: Any) -> list[Any]:
-        statements.append(name)
-        return await original(name, *args)
-
-    monkeypatch.setattr(store, "_write", spy)
+    statements = _count_statements(store, monkeypatch)
     assert await store.purge_events(1.0) == 0
     assert await store.purge_events(50.0) == 2500
     assert statements == ["purge_events"] * 4  # 0; then 1000, 1000, 500
