@@ -13,6 +13,14 @@ transaction instead of one per step. A store gives either
   task, which wakes the thread, which wakes the committer, which wakes the
   caller.
 
+  A submitting store may also give ``write_now``, which writes a small group
+  on the event loop's own thread when its connection is idle, or declines.
+  The first commit of a pass of the event loop then does not submit at
+  once: the group goes out at the end of the pass, with every commit made
+  during it, and is written there and then if ``write_now`` takes it. A
+  lone node step then costs neither a thread hop nor a wait for the loop to
+  wake up; a busy moment still gets one transaction per group.
+
 What is acknowledged is never dropped:
 
 - A caller cancelled while it waits does not take its batch back: the batch
@@ -37,7 +45,7 @@ from typing import ClassVar
 from ..exceptions import StorageError
 from ..runtime import WriteBatch
 
-__all__ = ["BatchOutcome", "GroupCommitter", "GroupDone", "SubmitGroup", "WriteGroup"]
+__all__ = ["BatchOutcome", "GroupCommitter", "GroupDone", "SubmitGroup", "WriteGroup", "WriteNow"]
 
 #: Per batch of a group: None when stored, else the error its commit raises.
 BatchOutcome = BaseException | None
@@ -53,6 +61,11 @@ GroupDone = Callable[[list[BatchOutcome] | None, BaseException | None], None]
 #: Starts writing a group without awaiting, and calls ``done`` when the write ends.
 #: Raises when it cannot start.
 SubmitGroup = Callable[[list[WriteBatch], GroupDone], None]
+
+#: Writes a group at once, on the calling thread, and returns its outcomes; or
+#: returns None, having written nothing, to have it submitted instead. Raises
+#: when the group as a whole failed.
+WriteNow = Callable[[list[WriteBatch]], list[BatchOutcome] | None]
 
 _Queued = tuple[WriteBatch, "asyncio.Future[None]"]
 
@@ -95,11 +108,16 @@ class GroupCommitter:
         what: str,
         close_timeout: float = CLOSE_TIMEOUT,
         submit_group: SubmitGroup | None = None,
+        write_now: WriteNow | None = None,
     ) -> None:
         if (write_group is None) == (submit_group is None):
             raise TypeError("give the committer either write_group or submit_group")
+        if write_now is not None and submit_group is None:
+            raise TypeError("write_now goes with submit_group")
         self._write_group = write_group
         self._submit_group = submit_group
+        self._write_now = write_now
+        self._flush_due = False  # a pass-end submit is scheduled
         self._what = what  # names the store in error messages
         self.close_timeout = close_timeout
         self._queue: list[_Queued] = []
@@ -133,22 +151,43 @@ class GroupCommitter:
         if self._submit_group is None:
             self._wakeup.set()
         elif self._inflight is None:
-            self._submit()
+            if self._write_now is None:
+                self._submit()
+            elif not self._flush_due:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush)
         await future
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        self._submit()
 
     def _submit(self) -> None:
         """Hand the queue to the store as one group, unless a group is in flight."""
         assert self._submit_group is not None
         while self._inflight is None and self._queue:
             group, self._queue = self._queue, []
-            self._inflight = group
             started = time.perf_counter() if self.listeners else 0.0
+            batches = [batch for batch, _ in group]
+            if self._write_now is not None:
+                try:
+                    outcomes = self._write_now(batches)
+                except Exception as exc:
+                    outcomes = [self._failure(exc)] * len(group)
+                if outcomes is not None:
+                    _settle(group, outcomes)
+                    for listener in self.listeners:
+                        listener(len(group), time.perf_counter() - started)
+                    continue
+            self._inflight = group
             done = functools.partial(self._landed, group, started)
             try:
-                self._submit_group([batch for batch, _ in group], done)
+                self._submit_group(batches, done)
             except Exception as exc:
                 self._inflight = None
                 _fail(group, self._failure(exc))
+        if self._drained is not None and self._inflight is None and not self._queue:
+            self._drained.set()
 
     def _landed(
         self,
@@ -167,8 +206,6 @@ class GroupCommitter:
         for listener in self.listeners:
             listener(len(group), time.perf_counter() - started)
         self._submit()
-        if self._drained is not None and self._inflight is None and not self._queue:
-            self._drained.set()
 
     def _failure(self, exc: BaseException) -> StorageError:
         if isinstance(exc, StorageError):

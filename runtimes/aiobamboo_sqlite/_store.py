@@ -104,6 +104,31 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
 #: From this many rows on, a table's rows travel as one JSON parameter.
 BULK_ROWS = 16
 
+#: How long a statement waits for another connection's write lock.
+BUSY_TIMEOUT_MS = 5000
+
+#: A group of at most this many rows is written on the event loop's thread
+#: when the connection's thread is idle: a thread hop costs more than such a
+#: commit (SQLite's writes to the log do not wait for the disk). Larger
+#: groups go to the thread, where SQLite's work runs beside the loop's.
+WRITE_HERE_ROWS = 32
+
+
+def _rows(batches: list[WriteBatch]) -> int:
+    """About how many rows a group writes; stops counting past ``WRITE_HERE_ROWS``."""
+    rows = 0
+    for b in batches:
+        rows += (
+            len(b.states) + len(b.execution_data) + len(b.node_data) + len(b.context)
+            + len(b.processes) + len(b.schedules) + len(b.callbacks) + len(b.histories)
+            + len(b.timers) + len(b.events) + len(b.new_nodes)
+        )  # fmt: skip
+        if b.new_run is not None:
+            rows += 1 + len(b.new_run.tree_json) // 4096
+        if rows > WRITE_HERE_ROWS:
+            break
+    return rows
+
 
 def _bulk(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
     """Write ``rows``: a few with ``executemany``, many as one JSON parameter.
@@ -227,8 +252,35 @@ def _apply_group(
     taken); it gets a savepoint of its own. Every other row of the group is
     merged and written with one statement per table.
     """
-    results: list[BaseException | None] = [None] * len(batches)
     conn.execute("BEGIN IMMEDIATE")
+    return _write_group(conn, batches, owner)
+
+
+def _apply_group_unless_busy(
+    conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner
+) -> list[BaseException | None] | None:
+    """``_apply_group``, or None at once when another connection holds the write lock.
+
+    Run on the event loop's thread, which must not wait for another process's
+    transaction: that wait is the connection thread's to do.
+    """
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            return None
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return _write_group(conn, batches, owner)
+
+
+def _write_group(
+    conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner
+) -> list[BaseException | None]:
+    """The body of ``_apply_group``, in the transaction it began."""
+    results: list[BaseException | None] = [None] * len(batches)
     try:
         for i, batch in enumerate(batches):
             if batch.new_run is None:
@@ -423,7 +475,7 @@ def _finish_checkpoint(conn: sqlite3.Connection, done: Callable[[], None]) -> No
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # Node ids are random, so writes land all over the tables: a page cache
     # large enough for the working set keeps them off the disk.
     conn.execute("PRAGMA cache_size=-16384")
@@ -453,7 +505,9 @@ class SQLiteStore(NamedQueryReads):
         self._lock_file: IO[bytes] | None = None
         self.checkpointer: Checkpointer | None = None
         self._committer = GroupCommitter(
-            submit_group=self._submit_group, what=f"SQLite database {self.path}"
+            submit_group=self._submit_group,
+            write_now=self._write_now,
+            what=f"SQLite database {self.path}",
         )
         self._signal = asyncio.Event()
         self._events = Broadcast()
@@ -531,21 +585,43 @@ class SQLiteStore(NamedQueryReads):
 
         def landed(results: list[BatchOutcome] | None, error: BaseException | None) -> None:
             if error is not None or results is None:
-                if isinstance(error, sqlite3.Error):
-                    failure = StorageError(f"sqlite commit to {self.path} failed: {error}")
-                    failure.__cause__ = error
-                    error = failure
-                done(None, error)
+                done(None, self._commit_error(error))
                 return
-            if self.checkpointer is not None:
-                self.checkpointer.poke()
-            if any(b.new_run is not None for b in batches):
-                self._signal.set()
-            if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
-                self._events.bump()
+            self._written(batches, results)
             done(results, None)
 
         self._connection().submit(_apply_group, (batches, self._new_run_owner()), landed)
+
+    def _write_now(self, batches: list[WriteBatch]) -> list[BatchOutcome] | None:
+        """Write a small group here and now, if the connection's thread is idle; else None."""
+        if self.conn is None or _rows(batches) > WRITE_HERE_ROWS:
+            return None
+        try:
+            ran, results = self.conn.run_here(
+                _apply_group_unless_busy, batches, self._new_run_owner()
+            )
+        except sqlite3.Error as exc:
+            raise self._commit_error(exc) from exc
+        if not ran or results is None:
+            return None
+        self._written(batches, results)
+        return results
+
+    def _commit_error(self, error: BaseException | None) -> BaseException | None:
+        if isinstance(error, sqlite3.Error):
+            failure = StorageError(f"sqlite commit to {self.path} failed: {error}")
+            failure.__cause__ = error
+            return failure
+        return error
+
+    def _written(self, batches: list[WriteBatch], results: list[BatchOutcome]) -> None:
+        """What follows a group's commit: the checkpointer, and whoever waits for runs or events."""
+        if self.checkpointer is not None:
+            self.checkpointer.poke()
+        if any(b.new_run is not None for b in batches):
+            self._signal.set()
+        if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
+            self._events.bump()
 
     # -- reads -----------------------------------------------------------------
     async def _all(self, name: str, *args: Any) -> list[Any]:

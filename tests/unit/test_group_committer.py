@@ -268,3 +268,107 @@ async def test_submitting_a_cancelled_caller_leaves_its_batch_in_the_group() -> 
     store.release()
     await committer.aclose()
     assert store.groups == [["a"]]
+
+
+class WritingNowStore(SubmittingStore):
+    """A submitting store that also writes small groups at once while ``idle``."""
+
+    def __init__(self, *, at_most: int = 2) -> None:
+        super().__init__()
+        self.at_most = at_most
+        self.idle = True
+        self.now: list[list[str]] = []
+        self.now_fails_with: Exception | None = None
+
+    def write_now(self, batches: list[WriteBatch]) -> list[BatchOutcome] | None:
+        if not self.idle or len(batches) > self.at_most:
+            return None
+        if self.now_fails_with is not None:
+            raise self.now_fails_with
+        self.now.append([b.root_id for b in batches])
+        return [
+            InvalidOperationError(b.root_id) if b.root_id.startswith("bad") else None
+            for b in batches
+        ]
+
+
+def _writing_now(store: WritingNowStore) -> GroupCommitter:
+    committer = GroupCommitter(
+        submit_group=store.submit_group, write_now=store.write_now, what="fake"
+    )
+    committer.start()
+    return committer
+
+
+def test_write_now_goes_with_submit_group() -> None:
+    store = FakeStore()
+    with pytest.raises(TypeError):
+        GroupCommitter(store.write_group, write_now=lambda batches: None, what="fake")
+
+
+async def test_writing_now_groups_the_commits_of_one_pass_and_refuses_alone() -> None:
+    store = WritingNowStore()
+    committer = _writing_now(store)
+    outcomes = await asyncio.gather(
+        *(committer.commit(WriteBatch(root_id=r)) for r in ("a", "bad")),
+        return_exceptions=True,
+    )
+    await committer.commit(WriteBatch(root_id="c"))
+    await committer.aclose()
+    assert store.now == [["a", "bad"], ["c"]]
+    assert store.groups == []  # nothing went to the "thread"
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], InvalidOperationError)
+
+
+async def test_a_group_write_now_declines_is_submitted() -> None:
+    store = WritingNowStore(at_most=2)
+    committer = _writing_now(store)
+    await asyncio.gather(*(committer.commit(WriteBatch(root_id=r)) for r in "abc"))
+    store.idle = False
+    await committer.commit(WriteBatch(root_id="d"))
+    await committer.aclose()
+    assert store.groups == [["a", "b", "c"], ["d"]]
+    assert store.now == []
+
+
+async def test_commits_made_while_a_group_is_submitted_wait_for_it_then_may_go_now() -> None:
+    store = WritingNowStore(at_most=1)
+    store.hold = True
+    committer = _writing_now(store)
+    first = [asyncio.ensure_future(committer.commit(WriteBatch(root_id=r))) for r in "ab"]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(store.pending) == 1  # too large to go now: submitted
+    later = asyncio.ensure_future(committer.commit(WriteBatch(root_id="c")))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert store.now == []  # written after the group in flight, never beside it
+    store.release()
+    await asyncio.gather(*first, later)
+    await committer.aclose()
+    assert store.groups == [["a", "b"]]
+    assert store.now == [["c"]]
+
+
+async def test_a_write_now_that_fails_fails_its_group_and_the_committer_goes_on() -> None:
+    store = WritingNowStore()
+    committer = _writing_now(store)
+    store.now_fails_with = RuntimeError("disk on fire")
+    with pytest.raises(StorageError, match="fake commit failed: RuntimeError: disk on fire"):
+        await committer.commit(WriteBatch(root_id="a"))
+    store.now_fails_with = None
+    await committer.commit(WriteBatch(root_id="b"))
+    await committer.aclose()
+    assert store.now == [["b"]]
+
+
+async def test_closing_writes_the_commits_of_the_pass_before_it_returns() -> None:
+    store = WritingNowStore()
+    committer = _writing_now(store)
+    pending = asyncio.ensure_future(committer.commit(WriteBatch(root_id="a")))
+    await asyncio.sleep(0)  # "a" is queued; its group goes out at the end of the pass
+    with anyio.fail_after(5):
+        await committer.aclose()
+    assert await pending is None
+    assert store.now == [["a"]]
