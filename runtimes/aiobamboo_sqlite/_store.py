@@ -601,7 +601,7 @@ class SQLiteStore(NamedQueryReads):
                 _apply_group_unless_busy, batches, self._new_run_owner()
             )
         except sqlite3.Error as exc:
-            raise self._commit_error(exc) from exc
+            raise self._sqlite_commit_error(exc) from exc
         if not ran or results is None:
             return None
         self._written(batches, results)
@@ -609,10 +609,13 @@ class SQLiteStore(NamedQueryReads):
 
     def _commit_error(self, error: BaseException | None) -> BaseException | None:
         if isinstance(error, sqlite3.Error):
-            failure = StorageError(f"sqlite commit to {self.path} failed: {error}")
-            failure.__cause__ = error
-            return failure
+            return self._sqlite_commit_error(error)
         return error
+
+    def _sqlite_commit_error(self, error: sqlite3.Error) -> StorageError:
+        failure = StorageError(f"sqlite commit to {self.path} failed: {error}")
+        failure.__cause__ = error
+        return failure
 
     def _written(self, batches: list[WriteBatch], results: list[BatchOutcome]) -> None:
         """What follows a group's commit: the checkpointer, and whoever waits for runs or events."""

@@ -164,7 +164,7 @@ class SQLiteThread:
         _report(opening, None, None)
         try:
             while (call := self._calls.get()) is not None:
-                fn, args, _, loop = call
+                fn, args, _, caller = call
                 error: BaseException | None = None
                 result = None
                 with self._using:
@@ -172,7 +172,7 @@ class SQLiteThread:
                         result = fn(conn, *args)
                     except Exception as exc:
                         error = exc
-                    if loop is not None:
+                    if caller is not None:
                         self._finished += 1
                 _report(call, result, error)
         finally:
