@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from importlib import resources
+from operator import attrgetter
 from typing import IO, Any, Literal, TypeAlias
 
 from aiobamboo.exceptions import InvalidOperationError, StorageError
@@ -101,17 +102,21 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
         ) from None
 
 
-#: From this many rows on, a table's rows travel as one JSON parameter.
+#: From this many rows on, a table's rows travel as one JSON parameter, when
+#: written on the connection's thread.
 BULK_ROWS = 16
 
 #: How long a statement waits for another connection's write lock.
 BUSY_TIMEOUT_MS = 5000
 
-#: A group of at most this many rows is written on the event loop's thread
-#: when the connection's thread is idle: a thread hop costs more than such a
-#: commit (SQLite's writes to the log do not wait for the disk). Larger
-#: groups go to the thread, where SQLite's work runs beside the loop's.
-WRITE_HERE_ROWS = 32
+#: A group of at most this many rows is written on the event loop's thread when
+#: the connection's thread is idle. A thread hop costs more than a small commit
+#: (SQLite's writes to the log do not wait for the disk), and on the loop's
+#: thread nobody else wants the GIL, so rows are bound one by one, which costs
+#: SQLite half the work of expanding them from JSON. The largest such group
+#: (some 250 pipelines started in one pass of the loop) holds the loop for
+#: about 10 ms on a 2-core machine; larger groups go to the thread.
+WRITE_HERE_ROWS = 2000
 
 
 def _rows(batches: list[WriteBatch]) -> int:
@@ -130,117 +135,85 @@ def _rows(batches: list[WriteBatch]) -> int:
     return rows
 
 
-def _bulk(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
-    """Write ``rows``: a few with ``executemany``, many as one JSON parameter.
+def _bulk(
+    conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]], bulk_rows: float
+) -> None:
+    """Write ``rows``: fewer than ``bulk_rows`` with ``executemany``, more as one JSON parameter.
 
     ``executemany`` binds each row while holding the GIL and releases it for
-    each step; with the event loop busy, every row then waits for the GIL. One
-    JSON text expanded by ``json_each`` takes the GIL once per table instead,
-    which pays off for the large groups of busy moments but costs more than a
-    few plain rows.
+    each step; on the connection's thread, with the event loop busy, every row
+    then waits for the GIL. One JSON text expanded by ``json_each`` takes the
+    GIL once per table instead, which pays off for the large groups of busy
+    moments there, but costs SQLite twice the work of plain rows: on the
+    loop's own thread (``bulk_rows`` infinite) rows always go one by one.
     """
-    if len(rows) >= BULK_ROWS:
+    if len(rows) >= bulk_rows:
         conn.execute(Q[query], (json.dumps(rows, separators=(",", ":")),))
-    elif rows:
-        conn.executemany(Q[query + "_rows"], rows)
+    else:
+        conn.executemany(_ONE_ROW[query], rows)
 
 
-def _write_rows(conn: sqlite3.Connection, batch: Merged) -> None:
-    _bulk(
-        conn,
-        "upsert_state",
-        [
-            (
-                s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop,
-                s.inner_loop, s.retry, s.skip, s.error_ignored, s.created_time,
-                s.started_time, s.archived_time,
-            )
-            for s in batch.states.values()
-        ],
+_encode_ascii = json.encoder.encode_basestring_ascii
+
+
+def _ids_json(ids: Sequence[str]) -> str:
+    """``json.dumps(ids)`` for a sequence of ids, the same text, at a fraction of the cost."""
+    try:
+        return "[" + ", ".join(map(_encode_ascii, ids)) + "]"
+    except TypeError:  # not all str: the encoder says what it makes of them
+        return json.dumps(ids)
+
+
+def _process_tuple(p: ProcessRow) -> tuple[Any, ...]:
+    return (
+        p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id, _ids_json(p.stack),
+        p.status, p.suspended_by, _ids_json(p.children), _ids_json(p.acks),
     )  # fmt: skip
-    _bulk(
-        conn,
-        "upsert_execution_data",
-        [
-            (e.node_id, e.root_id, e.inputs_json, e.outputs_json)
-            for e in batch.execution_data.values()
-        ],
-    )
-    _bulk(
-        conn,
-        "upsert_node_data",
-        [(d.node_id, d.root_id, d.inputs_json) for d in batch.node_data.values()],
-    )
-    _bulk(
-        conn,
-        "upsert_context",
-        [
-            (c.pipeline_id, c.key, c.root_id, c.type, c.value_json, c.custom_type)
-            for c in batch.context.values()
-        ],
-    )
-    _bulk(
-        conn,
-        "upsert_process",
-        [
-            (
-                p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
-                json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children),
-                json.dumps(p.acks),
-            )
-            for p in batch.processes.values()
-        ],
-    )  # fmt: skip
-    _bulk(
-        conn,
-        "upsert_schedule",
-        [
-            (
-                s.id,
-                s.root_id,
-                s.node_id,
-                s.version,
-                s.type,
-                s.process_id,
-                s.finished,
-                s.expired,
-                s.times,
-            )
-            for s in batch.schedules.values()
-        ],
-    )
-    _bulk(
-        conn,
-        "upsert_callback",
-        [
-            (c.id, c.root_id, c.node_id, c.version, c.data_json, c.consumed, c.created_time)
-            for c in batch.callbacks.values()
-        ],
-    )
-    _bulk(
-        conn,
-        "insert_history",
-        [
-            (
-                h.id, h.root_id, h.node_id, h.started_time, h.archived_time, h.loop, h.skip,
-                h.retry, h.version, h.inputs_json, h.outputs_json, h.created_time,
-            )
-            for h in batch.histories
-        ],
-    )  # fmt: skip
-    _bulk(
-        conn,
-        "upsert_timer",
-        [
-            (t.id, t.root_id, t.node_id, t.version, t.kind, t.due_time)
-            for t in batch.timers.values()
-        ],
-    )
-    _bulk(
-        conn,
-        "insert_event",
-        [(e.root_id, e.node_id, e.kind, e.state, e.data_json, e.time) for e in batch.events],
-    )
+
+
+#: Each table's upsert, and the row's values in the order of its parameters.
+_TABLES: tuple[tuple[str, str, Callable[[Any], tuple[Any, ...]]], ...] = (
+    ("upsert_state", "states", attrgetter(
+        "node_id", "root_id", "parent_id", "name", "state", "version", "loop", "inner_loop",
+        "retry", "skip", "error_ignored", "created_time", "started_time", "archived_time",
+    )),
+    ("upsert_execution_data", "execution_data", attrgetter(
+        "node_id", "root_id", "inputs_json", "outputs_json"
+    )),
+    ("upsert_node_data", "node_data", attrgetter("node_id", "root_id", "inputs_json")),
+    ("upsert_context", "context", attrgetter(
+        "pipeline_id", "key", "root_id", "type", "value_json", "custom_type"
+    )),
+    ("upsert_process", "processes", _process_tuple),
+    ("upsert_schedule", "schedules", attrgetter(
+        "id", "root_id", "node_id", "version", "type", "process_id", "finished", "expired",
+        "times",
+    )),
+    ("upsert_callback", "callbacks", attrgetter(
+        "id", "root_id", "node_id", "version", "data_json", "consumed", "created_time"
+    )),
+    ("insert_history", "histories", attrgetter(
+        "id", "root_id", "node_id", "started_time", "archived_time", "loop", "skip", "retry",
+        "version", "inputs_json", "outputs_json", "created_time",
+    )),
+    ("upsert_timer", "timers", attrgetter(
+        "id", "root_id", "node_id", "version", "kind", "due_time"
+    )),
+    ("insert_event", "events", attrgetter(
+        "root_id", "node_id", "kind", "state", "data_json", "time"
+    )),
+)  # fmt: skip
+
+#: The statement of each upsert for ``executemany``: one row of ``?``.
+_ONE_ROW = {query: Q[query + "_rows"] for query, _, _ in _TABLES}
+
+
+def _write_rows(conn: sqlite3.Connection, batch: Merged, bulk_rows: float) -> None:
+    for query, attribute, row_of in _TABLES:
+        rows = getattr(batch, attribute)
+        if rows:
+            values = rows if isinstance(rows, list) else rows.values()
+            _bulk(conn, query, list(map(row_of, values)), bulk_rows)
 
 
 def _apply_group(
@@ -253,7 +226,7 @@ def _apply_group(
     merged and written with one statement per table.
     """
     conn.execute("BEGIN IMMEDIATE")
-    return _write_group(conn, batches, owner)
+    return _write_group(conn, batches, owner, BULK_ROWS)
 
 
 def _apply_group_unless_busy(
@@ -261,25 +234,23 @@ def _apply_group_unless_busy(
 ) -> list[BaseException | None] | None:
     """``_apply_group``, or None at once when another connection holds the write lock.
 
-    Run on the event loop's thread, which must not wait for another process's
-    transaction: that wait is the connection thread's to do.
+    Run on the event loop's thread (``SQLiteThread.run_here``, busy timeout
+    zero), which must not wait for another process's transaction: that wait
+    is the connection thread's to do.
     """
-    conn.execute("PRAGMA busy_timeout=0")
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
             return None
         raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return _write_group(conn, batches, owner)
+    return _write_group(conn, batches, owner, math.inf)
 
 
 def _write_group(
-    conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner
+    conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner, bulk_rows: float
 ) -> list[BaseException | None]:
-    """The body of ``_apply_group``, in the transaction it began."""
+    """The body of ``_apply_group``, in the transaction it began (``bulk_rows``: see ``_bulk``)."""
     results: list[BaseException | None] = [None] * len(batches)
     try:
         for i, batch in enumerate(batches):
@@ -297,7 +268,7 @@ def _write_group(
         for root_id in sorted(merged.ended):
             conn.execute(Q["drop_processes"], (root_id,))
             conn.execute(Q["drop_timers"], (root_id,))
-        _write_rows(conn, merged)
+        _write_rows(conn, merged, bulk_rows)
         for root_id, status in merged.run_status.items():
             conn.execute(Q["set_run_status"], (status, root_id))
         conn.execute("COMMIT")
@@ -522,7 +493,7 @@ class SQLiteStore(NamedQueryReads):
     async def open(self) -> None:
         if self.worker and not self.in_memory:
             self._lock_file = lock_database(self.path)
-        connection = SQLiteThread(self.path)
+        connection = SQLiteThread(self.path, BUSY_TIMEOUT_MS)
         try:
             await connection.open()
         except Exception as exc:

@@ -57,8 +57,13 @@ def _report(call: _Call, result: Any, error: BaseException | None) -> None:
 class SQLiteThread:
     """``await thread.call(fn, *args)`` runs ``fn(connection, *args)`` on the thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int = 5000) -> None:
         self.path = path
+        #: How long the thread's statements wait for another connection's lock.
+        self.busy_timeout_ms = busy_timeout_ms
+        # Whether the connection's busy timeout is busy_timeout_ms (else 0, as
+        # run_here leaves it): switched only when the other side runs next.
+        self._waits = True
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -112,7 +117,9 @@ class SQLiteThread:
         while a call submitted from the event loop is queued or running (it
         must go first) or the thread is busy with a posted one. For a short
         call this saves the two thread wake-ups of a hop, which cost more
-        than the call; ``fn`` must never wait for a lock (it blocks the loop).
+        than the call. ``fn`` runs with the busy timeout at zero, so that it
+        never holds the loop up waiting for another connection's lock: a
+        statement that would wait raises ``SQLITE_BUSY`` at once.
         """
         conn = self._conn
         if conn is None or self._thread is None or self._submitted != self._finished:
@@ -120,6 +127,9 @@ class SQLiteThread:
         if not self._using.acquire(blocking=False):
             return False, None
         try:
+            if self._waits:
+                conn.execute("PRAGMA busy_timeout=0")
+                self._waits = False
             return True, fn(conn, *args)
         finally:
             self._using.release()
@@ -156,7 +166,12 @@ class SQLiteThread:
         try:
             # Autocommit: the runtime opens its own transactions (BEGIN IMMEDIATE).
             # Used from the event loop's thread too (run_here), never at once.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+            )
         except Exception as exc:
             _report(opening, None, exc)
             return
@@ -169,6 +184,9 @@ class SQLiteThread:
                 result = None
                 with self._using:
                     try:
+                        if not self._waits:
+                            conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+                            self._waits = True
                         result = fn(conn, *args)
                     except Exception as exc:
                         error = exc

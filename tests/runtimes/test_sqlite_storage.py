@@ -5,6 +5,7 @@ Run as a script, this module is the child process of the SIGKILL test.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -104,6 +105,60 @@ async def test_a_client_runs_no_checkpointer(tmp_path: Path) -> None:
         assert client.store.checkpointer is None
     async with SQLiteRuntime(":memory:") as memory:
         assert memory.store.checkpointer is None
+
+
+# -- commits on the event loop's thread ---------------------------------------------
+
+
+async def test_small_commits_are_written_on_the_loop_thread_when_the_connection_is_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiobamboo_sqlite import _store
+
+    where: list[str] = []
+    apply_group, unless_busy = _store._apply_group, _store._apply_group_unless_busy
+
+    def on_thread(*args: Any) -> Any:
+        where.append("thread")
+        return apply_group(*args)
+
+    def here(*args: Any) -> Any:
+        where.append("here")
+        return unless_busy(*args)
+
+    monkeypatch.setattr(_store, "_apply_group", on_thread)
+    monkeypatch.setattr(_store, "_apply_group_unless_busy", here)
+    async with SQLiteRuntime(tmp_path / "flows.db", components=library) as runtime:
+        await _run(runtime, _chain(20))
+    # One commit per activity at least; those made while a read was on the
+    # connection's thread went there.
+    assert where.count("here") >= 15, where
+
+
+async def test_a_write_lock_held_elsewhere_sends_commits_to_the_thread_and_the_loop_runs_on(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "flows.db"
+    async with SQLiteRuntime(db, components=library) as runtime:
+        await _run(runtime, _chain(2))  # the schema exists
+        other = sqlite3.connect(db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # as a client process writing would
+            tree = _chain(3)
+            starting = asyncio.ensure_future(api.run_pipeline(runtime, tree))
+            # Its commit waits for the lock on the connection's thread, not on
+            # the loop: the loop keeps turning meanwhile.
+            with anyio.fail_after(5):
+                for _ in range(50):
+                    await anyio.sleep(0.002)
+            assert not starting.done()
+            other.execute("COMMIT")
+            started = await starting
+            assert started.result, started.message
+            waited = await api.wait_pipeline(runtime, tree["id"], timeout=30)
+            assert waited.data == "FINISHED", waited.message
+        finally:
+            other.close()
 
 
 # -- a SIGKILL ---------------------------------------------------------------------
