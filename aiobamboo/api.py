@@ -1171,13 +1171,14 @@ async def purge_pipelines(
     """
 
     async def call() -> int:
-        store = _scheduler(runtime).store
+        scheduler = _scheduler(runtime)
         before = _check_time(finished_before, "finished_before")
         if before is None:
             raise InvalidOperationError("finished_before must be given")
         purged = 0
         while True:
-            batch = await store.purge_runs(before, PURGE_BATCH)
+            batch = await scheduler.store.purge_runs(before, PURGE_BATCH)
+            scheduler.forget_ended(batch)
             purged += len(batch)
             if len(batch) < PURGE_BATCH:
                 return purged

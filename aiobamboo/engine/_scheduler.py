@@ -121,6 +121,11 @@ class Scheduler(Operations, Rollbacks):
         self._idle: dict[str, float] = {}
         self._parker_wake: anyio.Event | None = None
         self._node_roots: dict[str, str] = {}
+        #: Runs that ended here lately, oldest first: root id -> (its final root
+        #: state, when it ended by time.monotonic()). A caller that waits for a
+        #: pipeline it just started usually asks once it has ended and left
+        #: memory; the answer cannot change, so it needs no read.
+        self._ended: dict[str, tuple[str, float]] = {}
         self._tg: TaskGroup | None = None
         self._loading: dict[str, anyio.Event] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -243,6 +248,7 @@ class Scheduler(Operations, Rollbacks):
             observer.detach(self)
         self.runs.clear()
         self._node_roots.clear()
+        self._ended.clear()
         self._scopes.clear()
         for loading in self._loading.values():
             loading.set()
@@ -452,6 +458,36 @@ class Scheduler(Operations, Rollbacks):
         if run.finished or run.revoked:
             self._unregister(run, "ended")
             self._recoveries.pop(run.root_id, None)
+            self._note_ended(run)
+
+    def _note_ended(self, run: Run) -> None:
+        root = run.states.get(run.root_id)
+        if root is None or root.state not in (states.FINISHED, states.REVOKED):
+            return
+        if not run.settled or run.broken is not None:
+            return  # its end is not known to be stored
+        ended = self._ended
+        ended[run.root_id] = (str(root.state), time.monotonic())
+        while len(ended) > ENDED_MEMO:
+            del ended[next(iter(ended))]
+
+    def ended_state(self, root_id: str) -> str | None:
+        """The final state of a pipeline that ended here in the last ``ENDED_MEMO_SECONDS``.
+
+        Past that, storage answers: the pipeline may have been purged since.
+        """
+        found = self._ended.get(root_id)
+        if found is None:
+            return None
+        if time.monotonic() - found[1] > ENDED_MEMO_SECONDS:
+            del self._ended[root_id]
+            return None
+        return found[0]
+
+    def forget_ended(self, root_ids: Sequence[str]) -> None:
+        """The pipelines were purged: storage answers for them again."""
+        for root_id in root_ids:
+            self._ended.pop(root_id, None)
 
     def _recover(self, run: Run, exc: BaseException) -> None:
         """Drop a run whose memory may differ from storage; reload it unless it was taken over.
@@ -773,6 +809,8 @@ class Scheduler(Operations, Rollbacks):
     # -- lookups ---------------------------------------------------------------
     async def root_of(self, node_id: str) -> str:
         root = self._node_roots.get(node_id)
+        if root is None and self.ended_state(node_id) is not None:
+            return node_id
         if root is None:
             root = await self.store.get_node_root(node_id)
         if root is None:
@@ -1018,6 +1056,9 @@ class Scheduler(Operations, Rollbacks):
     ) -> tuple[str, str]:
         """Wait until the pipeline needs an operator or has ended: (state, message)."""
         self.check_alive()
+        ended = self.ended_state(root_id)
+        if ended is not None:
+            return ended, f"pipeline {root_id} is {ended}"
         with anyio.fail_after(timeout):
             cursor: int | None = None
             while True:
@@ -1080,6 +1121,11 @@ class Scheduler(Operations, Rollbacks):
                 run.restore(snap)
                 return quiescence(run)
         return None
+
+
+#: How many ended runs a scheduler remembers the final state of, and for how long.
+ENDED_MEMO = 10_000
+ENDED_MEMO_SECONDS = 60.0
 
 
 #: Every operator action by name: local calls and commands from other processes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -145,6 +146,40 @@ async def test_wait_pipeline_of_an_ended_pipeline_and_of_a_node_id(runtime: Any)
     assert not res.result
     assert isinstance(res.exc, InvalidOperationError), res.message
     assert "is not a root pipeline" in res.message
+
+
+async def test_a_pipeline_that_ended_here_is_waited_for_without_reading_storage(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its end cannot change, so it is remembered; once purged, storage answers again."""
+    s = EmptyStartEvent()
+    s.extend(activity("echo", text="x")).extend(EmptyEndEvent())
+    root = await run(runtime, build_tree(s))
+
+    async def left_memory() -> bool:
+        return root not in runtime.scheduler.runs
+
+    await wait_for(left_memory, what="the run leaving memory")
+    reads: list[str] = []
+    store = runtime.scheduler.store
+    for name in ("get_state", "get_run", "get_node_root", "load_run", "read_events"):
+        monkeypatch.setattr(store, name, _counted(reads, name, getattr(store, name)))
+    waited = await api.wait_pipeline(runtime, root, timeout=5)
+    assert (waited.data, waited.message) == (states.FINISHED, f"pipeline {root} is FINISHED")
+    assert reads == []
+    monkeypatch.undo()
+    purged = await api.purge_pipelines(runtime, finished_before=time.time() + 60)
+    assert purged.data == 1, purged.message
+    gone = await api.wait_pipeline(runtime, root, timeout=5)
+    assert isinstance(gone.exc, NotFoundError), gone.message
+
+
+def _counted(reads: list[str], name: str, method: Any) -> Any:
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(name)
+        return await method(*args, **kwargs)
+
+    return counted
 
 
 async def test_state_tree_with_names_and_types(runtime: Any) -> None:
