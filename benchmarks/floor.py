@@ -7,8 +7,10 @@
 Prints the cost of the primitives a node step is made of (an asyncio task
 switch, a hop to a thread and back, a SQLite commit on its own thread and
 through the runtime's connection thread, a Postgres round trip and commit
-through asyncpg), then each scenario's engine cost per node next to the
-commit floor of its runtime, so a change can say how far from the floor it is.
+through asyncpg), then each scenario's cost per node next to the commit
+floor of its runtime, so a change can say how far from the floor it is.
+Each scenario's figure is split into the engine's own (the scenario on the
+in-memory runtime, which stores nothing) and the rest, its storage.
 
 Each figure is the median over ``--runs`` rounds of many repetitions.
 The scenarios run in this process, on a fresh database each round.
@@ -182,21 +184,34 @@ def primitives(runs: int, with_pg: bool) -> dict[str, float]:
     return out
 
 
-#: The commit floor each scenario's per-node cost is compared with.
+#: The commit floor each scenario's per-node cost is compared with: the way a
+#: lone node step's commit goes (on SQLite, on the event loop's own thread).
 FLOOR_OF = {
-    "sqlite": "SQLite commit through the connection thread",
+    "sqlite": "SQLite commit, same thread",
     "postgres": "Postgres commit (one upsert, one message)",
 }
 
 
+def _us_per_node(runs: int, kind: str, name: str) -> float:
+    # The scenarios as `benchmarks.run` runs them, but in this process.
+    rounds = [asyncio.run(_child(name, kind, None, 0)) for _ in range(runs)]
+    return statistics.median(r["seconds"] / r["nodes"] for r in rounds) * 1e6
+
+
 def per_node(runs: int, kinds: list[str], scenarios: list[str]) -> dict[str, dict[str, float]]:
+    """Each scenario's cost per node on each runtime, and the engine's alone.
+
+    The engine's alone is the scenario on the in-memory runtime of the tests,
+    which stores nothing: what is left of a runtime's figure is its storage
+    (the write, the hops, the waits for the database).
+    """
+    engine = {name: _us_per_node(runs, "memory", name) for name in scenarios}
     out: dict[str, dict[str, float]] = {}
     for kind in kinds:
         for name in scenarios:
-            # The scenarios as `benchmarks.run` runs them, but in this process.
-            rounds = [asyncio.run(_child(name, kind, None, 0)) for _ in range(runs)]
             out[f"{name}/{kind}"] = {
-                "us_per_node": statistics.median(r["seconds"] / r["nodes"] for r in rounds) * 1e6
+                "us_per_node": _us_per_node(runs, kind, name),
+                "engine_us_per_node": engine[name],
             }
     return out
 
@@ -237,13 +252,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<52} {us:8.1f}")
     nodes = per_node(args.runs, kinds, args.scenarios)
     print()
-    print(f"{'scenario':<14} {'us/node':>8} {'floor us':>9} {'x floor':>8}")
-    print("-" * 42)
+    heads = ("us/node", "engine", "storage", "floor us", "x floor")
+    print(f"{'scenario':<14}" + "".join(f" {h:>8}" for h in heads))
+    print("-" * 60)
     for name, fig in nodes.items():
         floor = prims[FLOOR_OF[name.split("/")[1]]]
         fig["floor_us"] = floor
         fig["x_floor"] = fig["us_per_node"] / floor
-        print(f"{name:<14} {fig['us_per_node']:8.1f} {floor:9.1f} {fig['x_floor']:8.1f}")
+        storage = fig["us_per_node"] - fig["engine_us_per_node"]
+        print(
+            f"{name:<14} {fig['us_per_node']:8.1f} {fig['engine_us_per_node']:8.1f} "
+            f"{storage:8.1f} {floor:9.1f} {fig['x_floor']:8.1f}"
+        )
     if args.save:
         with open(args.save, "w") as out:
             json.dump(

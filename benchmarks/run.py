@@ -78,6 +78,11 @@ async def _child(scenario: str, runtime_kind: str, count: int | None, concurrenc
     if count is not None:
         driver = functools.partial(driver, count=count)
     settings = Settings(rerun_limit=10_000, observer=_observer())
+    if runtime_kind == "memory":
+        from aiobamboo.testing import MemoryRuntime
+
+        async with MemoryRuntime(components=library, settings=settings) as runtime:
+            return await driver(runtime)
     if runtime_kind == "sqlite":
         from aiobamboo_sqlite import SQLiteRuntime
 
@@ -345,7 +350,13 @@ def main() -> None:
     )
     parser.add_argument("scenarios", nargs="*", default=["S1", "S2", "S3", "S4", "S5", "S6"])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--runtime", nargs="+", default=["sqlite"], choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--runtime",
+        nargs="+",
+        default=["sqlite"],
+        choices=["sqlite", "postgres", "memory"],
+        help="memory: the engine alone, on the in-memory runtime of the tests (S1-S6)",
+    )
     parser.add_argument("--save", help="write the results as JSON")
     parser.add_argument(
         "--compare",
@@ -368,6 +379,8 @@ def main() -> None:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if "memory" in args.runtime and "S7" in (args.scenarios or []):
+        parser.error("S7 measures parked runs, which need storage: run it on sqlite or postgres")
     if args.observe:
         os.environ[OBSERVE_ENV] = args.observe
     if args.child:
