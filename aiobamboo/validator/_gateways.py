@@ -27,7 +27,10 @@ When an enclosing parallel gateway then fails because it may not stop there, the
 single-branch one is made to close at its last owned converge instead, and the
 matching runs again (at most once per such gateway). Such a gateway also closes
 early when its branch passes an exclusive gateway that can end the pipeline, which
-no parallel block may hold.
+no parallel block may hold. A parallel branch that meets an exclusive gateway
+without a converge of its own, whose branches all pass one owned converge and
+then end, steps over it to that converge (the last one they all pass): it could
+not end the pipeline from inside the parallel block anyway.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class Resolution:
     owned: bool = False
     reaches_end: bool = False
     escapes: bool = False
+    #: An exclusive gateway without a converge whose branches all pass one owned
+    #: converge before they end: the last such converge, which a parallel
+    #: gateway's branch through it may close at.
+    through: _Stop | None = None
 
 
 @attrs.frozen
@@ -84,6 +91,8 @@ class _Trail:
     candidates: list[_Stop] = attrs.Factory(list)
     passed: list[tuple[str, str]] = attrs.Factory(list)
     sealed: bool = False
+    #: Exclusive gateways stepped over to the converge their branches all pass.
+    stepped: list[str] = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -96,6 +105,7 @@ class _Branch:
     passed: tuple[tuple[str, str], ...] = ()
     detail: str = ""
     sealed: bool = False
+    stepped: tuple[str, ...] = ()
 
     def stops(self) -> dict[str, frozenset[str]]:
         stops = dict(self.candidates)
@@ -169,6 +179,7 @@ class _Matcher:
             tuple(trail.passed),
             detail,
             trail.sealed,
+            tuple(trail.stepped),
         )
 
     def _follow(
@@ -198,6 +209,14 @@ class _Matcher:
                 return "failed", None, nothing, node
             resolution = self.resolutions[node]
             converge = resolution.converge
+            if converge is None and parallel and resolution.through is not None:
+                # A parallel block cannot end the pipeline, so its branch goes on
+                # past the converge the exclusive gateway's branches all pass.
+                trail.sealed = True
+                trail.stepped.append(node)
+                trail.candidates.append(resolution.through)
+                flow = graph.outgoing[resolution.through[0]][0]
+                continue
             if converge is None:
                 return "dead", None, nothing, node
             trail.sealed = trail.sealed or resolution.escapes
@@ -267,6 +286,12 @@ class _Matcher:
             )
             return
         self.parallel_owner[converge] = gateway
+        for branch in branches:
+            for stepped in branch.stepped:
+                # Its branches end at this block's converge, not the pipeline.
+                self.resolutions[stepped] = attrs.evolve(
+                    self.resolutions[stepped], reaches_end=False
+                )
         self.resolutions[gateway] = Resolution(
             converge,
             inflows,
@@ -279,7 +304,12 @@ class _Matcher:
         escapes = reaches_end or any(branch.sealed for branch in branches)
         converging = [branch for branch in branches if branch.outcome == "converge"]
         if not converging:
-            self.resolutions[gateway] = Resolution(None, reaches_end=reaches_end, escapes=escapes)
+            through = None
+            if all(branch.outcome == "end" and branch.candidates for branch in branches):
+                through = self._pick(branches)
+            self.resolutions[gateway] = Resolution(
+                None, reaches_end=reaches_end, escapes=escapes, through=through
+            )
             return
         picked = self._pick(converging)
         if picked is None:

@@ -900,6 +900,48 @@ def test_issue_162_shape_inside_a_parallel_branch() -> None:
     assert converges(accepts(build_tree(s))) == {"p0": "d", "k": "c", "g": "c"}
 
 
+def test_single_branch_parallel_gateway_over_nested_single_branch_exclusive_gateways() -> None:
+    """``outer`` never converges on its own (its branch passes ``c``, then ends); inside
+    ``p`` it cannot end the pipeline, so ``p``'s branch steps over it and closes at ``c``."""
+    s, p, outer, inner, c = start(), pg("p"), eg("outer", 1), eg("inner", 1), cg("c")
+    s.extend(p).extend(outer).extend(inner).extend(c).extend(end())
+    assert converges(accepts(build_tree(s))) == {"p": "c", "outer": None, "inner": "c"}
+    s, p, outer, inner, c = start(), pg("p"), eg("outer", 1), eg("inner"), cg("c")
+    s.extend(p).extend(outer).extend(inner).connect(sa("a"), sa("b")).to(inner).converge(c)
+    c.extend(end())
+    assert converges(accepts(build_tree(s))) == {"p": "c", "outer": None, "inner": "c"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ConvergeMatchError,
+    reason="a known limit: each single-branch gateway here could close at either converge, "
+    "and the matching gives ``inner`` the converge ``outer`` needs",
+)
+def test_nested_single_branch_parallel_gateways_each_sharing_an_exclusive_converge() -> None:
+    s, outer, inner, x, y, ci, co = (
+        start(),
+        pg("outer"),
+        pg("inner"),
+        eg("x", 1),
+        eg("y", 1),
+        cg("ci"),
+        cg("co"),
+    )
+    s.extend(outer).extend(inner).extend(x).extend(ci).extend(y).extend(co).extend(end())
+    got = converges(accepts(build_tree(s)))
+    assert got == {"outer": "co", "inner": "ci", "x": "ci", "y": "co"}
+
+
+def test_an_exclusive_gateway_that_ends_the_pipeline_stays_refused_in_a_parallel_branch() -> None:
+    s, p, outer, inner, c = start(), pg("p"), eg("outer"), eg("inner", 1), cg("c")
+    terminal = end()
+    s.extend(p).extend(outer).connect(inner, terminal)
+    inner.extend(c).extend(terminal)
+    with pytest.raises(ConvergeMatchError, match="whose branches never converge"):
+        validate_and_process_pipeline(build_tree(s))
+
+
 def test_single_branch_parallel_gateway_keeps_the_converge_it_meets() -> None:
     """``c1`` closes ``x1`` only; ``k`` shares ``c`` with ``e0``, as in the original
     (closing ``k`` at ``c1`` would run ``z`` even when its condition is false)."""
