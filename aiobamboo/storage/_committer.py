@@ -16,10 +16,10 @@ transaction instead of one per step. A store gives either
   A submitting store may also give ``write_now``, which writes a small group
   on the event loop's own thread when its connection is idle, or declines.
   The first commit of a pass of the event loop then does not submit at
-  once: the group goes out at the end of the pass, with every commit made
-  during it, and is written there and then if ``write_now`` takes it. A
-  lone node step then costs neither a thread hop nor a wait for the loop to
-  wake up; a busy moment still gets one transaction per group.
+  once: its caller yields until the next pass, then hands over the group of
+  every commit made meanwhile, written there and then if ``write_now``
+  takes it. A lone node step then costs one pass of the loop and no thread
+  hop; a busy moment still gets one transaction per group.
 
 What is acknowledged is never dropped:
 
@@ -154,8 +154,17 @@ class GroupCommitter:
             if self._write_now is None:
                 self._submit()
             elif not self._flush_due:
+                # This caller leads the group: it lets the pass end, then
+                # writes what was queued meanwhile and, when that was written
+                # here, goes on without waiting for another pass.
                 self._flush_due = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                try:
+                    await asyncio.sleep(0)
+                except BaseException:
+                    # Cancelled: the group is written all the same, a pass later.
+                    asyncio.get_running_loop().call_soon(self._flush)
+                    raise
+                self._flush()
         await future
 
     def _flush(self) -> None:
