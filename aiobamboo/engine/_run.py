@@ -305,6 +305,9 @@ class Run:
         self.revoked = False
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
+        #: States recorded since the last commit: their rows are made once, when
+        #: the batch goes out, rather than at every change of a step.
+        self._dirty: dict[str, State] = {}
         self.status = RUN_ACTIVE
         #: Told once when a commit of this run failed; memory no longer matches storage.
         self.on_broken: Callable[[Run, BaseException], None] | None = None
@@ -355,7 +358,7 @@ class Run:
                 if self._committed is None:
                     self._committed = anyio.Event()
                 await self._committed.wait()
-            elif self.batch:
+            elif self._dirty or self.batch:
                 await self._commit(reason)
             else:
                 break  # nothing recorded since the last commit, which is stored
@@ -375,6 +378,12 @@ class Run:
 
     async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
+        dirty = self._dirty
+        if dirty:
+            self._dirty = {}
+            rows = batch.states
+            for node_id, st in dirty.items():
+                rows[node_id] = st.row()
         generation = self._generation
         self._generation += 1
         self._committing = True
@@ -418,7 +427,12 @@ class Run:
     @property
     def settled(self) -> bool:
         """Nothing recorded is waiting to be, or being, committed."""
-        return not self.batch and self._inflight == 0
+        return not self.pending and self._inflight == 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether changes are recorded that no commit has taken yet."""
+        return bool(self._dirty or self.batch)
 
     def emit(self, kind: str, node_id: str, state: str = "", **extra: Any) -> None:
         """Record an event; it is stored with the changes it describes."""
@@ -572,7 +586,9 @@ class Run:
     # -- states --------------------------------------------------------------
     def put_state(self, state: State) -> None:
         self.states[state.node_id] = state
-        self.batch.states[state.node_id] = state.row()
+        # Its row is made when the batch is committed: every change of the
+        # state up to then is recorded with a put_state too, so the last one wins.
+        self._dirty[state.node_id] = state
         if self.timers is not None and state.node_id in self.spec.timed:
             self.timers.state_changed(state)
 

@@ -1079,7 +1079,7 @@ class Scheduler(Operations, Rollbacks):
                 result = quiescence(run)
                 if result is not None and run.settled:
                     return result
-                if result is not None and run.batch and run.broken is None:
+                if result is not None and run.pending and run.broken is None:
                     try:
                         await run.checkpoint("settle")
                     except StorageError:
