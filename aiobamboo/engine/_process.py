@@ -45,7 +45,7 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
         if proc.status == P_JOINING:
             await _join(env, run, proc)
             continue
-        resuming = _resumes_in_place(run, proc)
+        resuming = proc.recovering and _resumes_in_place(run, proc)
         if proc.status in (P_SLEEPING, P_SUSPENDED) and not resuming:
             await proc.wait_awake(run)
             continue
