@@ -236,21 +236,22 @@ class State:
     archived_time: float | None = None
 
     def row(self) -> StateRow:
+        # Positional, in StateRow's field order: cheaper than by keyword, once a commit.
         return StateRow(
-            node_id=self.node_id,
-            root_id=self.root_id,
-            parent_id=self.parent_id,
-            name=self.name,
-            state=str(self.state),
-            version=self.version,
-            loop=self.loop,
-            inner_loop=self.inner_loop,
-            retry=self.retry,
-            skip=self.skip,
-            error_ignored=self.error_ignored,
-            created_time=self.created_time,
-            started_time=self.started_time,
-            archived_time=self.archived_time,
+            self.node_id,
+            self.root_id,
+            self.parent_id,
+            self.name,
+            str(self.state),
+            self.version,
+            self.loop,
+            self.inner_loop,
+            self.retry,
+            self.skip,
+            self.error_ignored,
+            self.created_time,
+            self.started_time,
+            self.archived_time,
         )
 
 
@@ -513,15 +514,9 @@ class Run:
             f'{{"version":{_json_str(st.version)},"parent_id":{_json_str(parent_id)},'
             f'"loop":{int(st.loop)}}}'
         )
+        # Positional: a third cheaper than by keyword, twice a node.
         self.batch.events.append(
-            EventRow(
-                root_id=self.root_id,
-                node_id=st.node_id,
-                kind="state",
-                state=str(st.state),
-                data_json=data_json,
-                time=time.time(),
-            )
+            EventRow(self.root_id, st.node_id, "state", str(st.state), data_json, time.time())
         )
         if st.state == states.FAILED:
             self.emit("pipeline_failed", st.node_id, str(st.state))

@@ -1,4 +1,4 @@
-"""Abandoning a component call (its cancellation alone is taken back); the start slots."""
+"""The engine's cheap paths: abandoning a call, run_pipeline's start slots, state rows."""
 
 from __future__ import annotations
 
@@ -133,3 +133,16 @@ async def test_start_slots_serve_waiters_in_order_and_pass_on_a_cancelled_waiter
         release.set()
     assert order == ["a", "b", "c"]
     assert slots._free == 1
+
+
+def test_a_state_row_has_each_field_of_its_state() -> None:
+    import attrs
+
+    from aiobamboo import states
+    from aiobamboo.engine._run import State
+
+    st = State("n", "r", "p", "name", states.RUNNING, "v1", 2, 3, 4, True, True, 5.0, 6.0, 7.0)
+    row = st.row()
+    for field in attrs.fields(type(row)):
+        assert getattr(row, field.name) == getattr(st, field.name), field.name
+    assert type(row.state) is str
