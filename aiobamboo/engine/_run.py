@@ -667,10 +667,7 @@ class Run:
     def put_exec_data(self, node_id: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
         """Record execution data; raises ValueCodecError for a value the codec refuses."""
         row = ExecutionDataRow(
-            node_id=node_id,
-            root_id=self.root_id,
-            inputs_json=codec.dumps(inputs, "inputs"),
-            outputs_json=codec.dumps(outputs, "outputs"),
+            node_id, self.root_id, codec.dumps(inputs, "inputs"), codec.dumps(outputs, "outputs")
         )
         self.exec_data[node_id] = (inputs, outputs)
         self.batch.execution_data[node_id] = row
@@ -725,17 +722,18 @@ class Run:
     # -- processes -----------------------------------------------------------
     def put_process(self, proc: Process) -> None:
         self.processes[proc.id] = proc
+        # Positional, in ProcessRow's field order: a node step records one or more.
         self.batch.processes[proc.id] = ProcessRow(
-            id=proc.id,
-            root_id=self.root_id,
-            parent_id=proc.parent_id,
-            current_node_id=proc.current_node_id,
-            destination_id=proc.destination_id,
-            stack=tuple(proc.stack),
-            status=proc.status,
-            suspended_by=proc.suspended_by,
-            children=tuple(proc.children),
-            acks=tuple(proc.acks),
+            proc.id,
+            self.root_id,
+            proc.parent_id,
+            proc.current_node_id,
+            proc.destination_id,
+            tuple(proc.stack),
+            proc.status,
+            proc.suspended_by,
+            tuple(proc.children),
+            tuple(proc.acks),
         )
 
     def fork(self, parent: Process, branches: list[tuple[str, str]]) -> None:

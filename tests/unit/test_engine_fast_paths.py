@@ -146,3 +146,32 @@ def test_a_state_row_has_each_field_of_its_state() -> None:
     for field in attrs.fields(type(row)):
         assert getattr(row, field.name) == getattr(st, field.name), field.name
     assert type(row.state) is str
+
+
+def test_a_process_row_has_each_field_of_its_process() -> None:
+    import attrs
+
+    from aiobamboo.engine._run import P_JOINING, Process, Run
+    from aiobamboo.engine._spec import parse_tree
+
+    tree = {
+        "id": "r",
+        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
+        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
+        "activities": {},
+        "gateways": {},
+        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
+        "data": {"inputs": {}, "outputs": []},
+    }
+    run = Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+    proc = Process("c", "p", "s", "e", ["r", "sub"], P_JOINING, "sub", ["c1"], ["c1"])
+    run.put_process(proc)
+    row = run.batch.processes["c"]
+    assert row.root_id == "r"
+    for field in attrs.fields(type(row)):
+        if field.name != "root_id":
+            value = getattr(proc, field.name)
+            expected = tuple(value) if isinstance(value, list) else value
+            assert getattr(row, field.name) == expected, field.name
+    run.put_exec_data("s", {"i": 1}, {"o": 2})
+    assert attrs.astuple(run.batch.execution_data["s"]) == ("s", "r", '{"i":1}', '{"o":2}')
