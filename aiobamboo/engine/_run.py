@@ -7,7 +7,6 @@ every decision is atomic) and records each change into the pending
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import logging
@@ -119,62 +118,6 @@ _RESTING_ROOT = frozenset(
 def new_id(prefix: str) -> str:
     """``prefix`` + 32 random hex digits: the original's id shape, without a syscall per id."""
     return f"{prefix}{_random.getrandbits(128):032x}"
-
-
-class InFlightCall:
-    """A component call an operator may abandon (forced fail, revoke): its task is cancelled.
-
-    What an ``anyio.CancelScope`` around the call did, at a small part of its
-    cost on every node: the cancellation is delivered to the task awaiting the
-    call, again on each pass of the event loop while the call goes on (so that
-    a coroutine which swallows one is cancelled again, and left behind after
-    ``abandon_timeout``), and :meth:`end` takes back what was delivered. It
-    says anyio's "Cancelled via cancel scope", so that when it propagates
-    (another cancellation is due too) the cancel scope that is due takes it
-    as its own, as it took the inner scope's.
-    """
-
-    __slots__ = ("_cancelling_at_start", "_delivered", "_task", "cancelled")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self._task: asyncio.Task[Any] | None = task
-        self._cancelling_at_start = task.cancelling()
-        self._delivered = 0
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        if not self.cancelled:
-            self.cancelled = True
-            self._deliver()
-
-    def _deliver(self) -> None:
-        task = self._task
-        if task is None or task.done():
-            return
-        # Not when a cancellation is about to be thrown in already, nor while
-        # the future the task waits for is done: it is about to resume, and
-        # would be cancelled on its way out of the wait (as anyio does).
-        if task is not asyncio.current_task() and not getattr(task, "_must_cancel", False):
-            waiter = getattr(task, "_fut_waiter", None)
-            if not isinstance(waiter, asyncio.Future) or not waiter.done():
-                task.cancel(f"Cancelled via cancel scope {id(self):x}; reason: abandoned")
-                self._delivered += 1
-        asyncio.get_running_loop().call_soon(self._deliver)
-
-    def end(self) -> bool:
-        """The call is over; whether the cancellation it ended with is this one alone."""
-        task, self._task = self._task, None
-        if task is None:
-            return False
-        while self._delivered:
-            task.uncancel()
-            self._delivered -= 1
-        return (
-            self.cancelled
-            and task.cancelling() <= self._cancelling_at_start
-            # A cancel scope around the call that is cancelled too takes it.
-            and anyio.current_effective_deadline() != -math.inf
-        )
 
 
 class Reloading(StorageError):
@@ -353,7 +296,7 @@ class Run:
         self.pickups: dict[str, Pickup] = {}
         self.waiters: dict[tuple[str, str], Waiter] = {}
         #: Component calls in flight, by (node id, version): operators may abandon them.
-        self.in_flight: dict[tuple[str, str], InFlightCall] = {}
+        self.in_flight: dict[tuple[str, str], anyio.CancelScope] = {}
         #: Timeouts, automatic retries and timer events, if any node has them.
         self.timers: RunTimers | None = None
         if spec.timed:
@@ -826,9 +769,9 @@ class Run:
 
     def abandon(self, node_id: str, version: str) -> None:
         """Stop waiting for the component call of this attempt, and for its callbacks."""
-        call = self.in_flight.pop((node_id, version), None)
-        if call is not None:
-            call.cancel()
+        scope = self.in_flight.pop((node_id, version), None)
+        if scope is not None:
+            scope.cancel()
         self.invalidate_waiter(node_id, version)
 
     def invalidate_waiter(self, node_id: str, version: str) -> None:

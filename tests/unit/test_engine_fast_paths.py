@@ -1,4 +1,4 @@
-"""The engine's cheap paths: abandoning a call, run_pipeline's start slots, state rows."""
+"""The engine's cheap paths: run_pipeline's start slots, and rows built positionally."""
 
 from __future__ import annotations
 
@@ -6,103 +6,6 @@ import asyncio
 
 import anyio
 import pytest
-
-from aiobamboo.engine._run import InFlightCall
-
-#: The calls the tests started, for them to abandon.
-holder: list[InFlightCall] = []
-
-
-async def _abandonable(started: anyio.Event) -> tuple[str, InFlightCall]:
-    task = asyncio.current_task()
-    assert task is not None
-    call = InFlightCall(task)
-    holder.append(call)
-    try:
-        started.set()
-        await anyio.sleep(10)
-    except asyncio.CancelledError:
-        if call.end():
-            return "abandoned", call
-        raise
-    finally:
-        call.end()
-    return "finished", call
-
-
-async def test_an_abandoned_call_is_cancelled_and_its_task_goes_on() -> None:
-    holder.clear()
-    started = anyio.Event()
-    task = asyncio.ensure_future(_abandonable(started))
-    await started.wait()
-    holder[0].cancel()
-    outcome, _ = await task
-    assert outcome == "abandoned"
-    assert task.cancelling() == 0
-
-
-async def test_a_call_that_swallows_its_cancellation_is_cancelled_again() -> None:
-    swallowed = 0
-
-    async def deaf(started: anyio.Event) -> str:
-        nonlocal swallowed
-        task = asyncio.current_task()
-        assert task is not None
-        call = InFlightCall(task)
-        holder.append(call)
-        try:
-            started.set()
-            while True:
-                try:
-                    await anyio.sleep(10)
-                except asyncio.CancelledError:
-                    swallowed += 1
-                    if swallowed == 3:
-                        raise
-        except asyncio.CancelledError:
-            return "abandoned" if call.end() else "propagated"
-        finally:
-            call.end()
-
-    holder.clear()
-    started = anyio.Event()
-    task = asyncio.ensure_future(deaf(started))
-    await started.wait()
-    holder[0].cancel()
-    assert await task == "abandoned"
-    assert swallowed == 3
-
-
-async def test_a_cancelled_scope_around_the_call_takes_the_cancellation() -> None:
-    holder.clear()
-    started = anyio.Event()
-    outcome: list[str] = []
-
-    async def inside() -> None:
-        with anyio.CancelScope() as scope:
-            scopes.append(scope)
-            outcome.append((await _abandonable(started))[0])
-        outcome.append("scope exited")
-
-    scopes: list[anyio.CancelScope] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(inside)
-        await started.wait()
-        scopes[0].cancel()
-        holder[0].cancel()
-    # The call did not end as abandoned: the scope's cancellation went on out of it.
-    assert outcome == ["scope exited"]
-
-
-async def test_another_cancellation_of_the_task_propagates() -> None:
-    holder.clear()
-    started = anyio.Event()
-    task = asyncio.ensure_future(_abandonable(started))
-    await started.wait()
-    holder[0].cancel()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 async def test_start_slots_serve_waiters_in_order_and_pass_on_a_cancelled_waiters_slot() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
+
+import anyio
 
 from ... import codec
 from ...component import DataObject, Service
@@ -15,16 +16,7 @@ from ...exceptions import ValueCodecError
 from .._context import hydrate, new_budget, references_of, render_values, render_within
 from .._env import STALE, Outcome, Step, format_exc, go, logger
 from .._observer import CallOutcome, Phase
-from .._run import (
-    CALLBACK,
-    MULTIPLE_CALLBACK,
-    P_RUNNING,
-    P_SLEEPING,
-    POLL,
-    InFlightCall,
-    Schedule,
-    new_id,
-)
+from .._run import CALLBACK, MULTIPLE_CALLBACK, P_RUNNING, P_SLEEPING, POLL, Schedule, new_id
 from .._spec import PLAIN, ContextVar, InputSpec
 
 
@@ -41,8 +33,6 @@ def _counters(step: Step) -> dict[str, Any]:
 
 def inject_counters(step: Step, keys: tuple[str, ...] = ("_loop", "_inner_loop")) -> None:
     """A node whose ``_loop`` is mapped into the context can read its own count."""
-    if not step.node.outputs:
-        return  # nothing mapped at all: the common case, checked once
     counters = _counters(step)
     for source_key in keys:
         ctx_key = step.node.outputs.get(source_key)
@@ -186,8 +176,7 @@ def _record(step: Step, data: DataObject, success: bool, ex_data: str | None) ->
     """
     if ex_data is not None:
         data.outputs["ex_data"] = ex_data
-    state = step.state
-    data.outputs.update(_result=success, _loop=state.loop, _inner_loop=state.inner_loop)
+    data.outputs.update(_result=success, **_counters(step))
     saved = _save(step, dict(data.inputs), dict(data.outputs))
     if saved.get("_result") is False and success:
         data.outputs.clear()
@@ -266,9 +255,7 @@ def _unrendered_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any]:
     """What _render_inputs returns for inputs none of which is rendered, without awaiting."""
     inject_counters(step)
     inputs = {k: v.value for k, v in raw.items()}
-    state = step.state
-    inputs["_loop"] = state.loop
-    inputs["_inner_loop"] = state.inner_loop
+    inputs.update(_counters(step))
     return inputs
 
 
@@ -379,22 +366,18 @@ _ABANDONED = "abandoned by an operator"
 
 
 async def _call_abandonable(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
-    run, key = step.run, (step.node.id, step.state.version)
-    task = asyncio.current_task()
-    assert task is not None
-    call = run.in_flight[key] = InFlightCall(task)
-    try:
-        result = await step.env.call(fn, *args)
-        success = succeeded(result)
-    except asyncio.CancelledError:
-        if call.end():
-            return False, _ABANDONED
-        raise
-    except Exception as exc:
-        return False, format_exc(exc)
-    finally:
-        run.in_flight.pop(key, None)
-        call.end()
+    key = (step.node.id, step.state.version)
+    with anyio.CancelScope() as scope:
+        step.run.in_flight[key] = scope
+        try:
+            result = await step.env.call(fn, *args)
+            success = succeeded(result)
+        except Exception as exc:
+            return False, format_exc(exc)
+        finally:
+            step.run.in_flight.pop(key, None)
+    if scope.cancelled_caught:
+        return False, _ABANDONED
     return success, None
 
 
