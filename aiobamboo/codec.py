@@ -294,6 +294,14 @@ def _plain(value: Any) -> bool:
     kind = type(value)
     if kind is not dict and kind is not list:
         return kind in _PLAIN_SCALARS or (kind is float and math.isfinite(value))
+    if kind is dict and TAG not in value:
+        # A flat dict of scalars (a node's inputs or outputs, mostly) needs no
+        # stack; anything else is walked below from the start.
+        for key, child in value.items():
+            if type(key) is not str or type(child) not in _PLAIN_SCALARS:
+                break
+        else:
+            return True
     stack = [(value, 1)]
     pop, push = stack.pop, stack.append
     isfinite = math.isfinite

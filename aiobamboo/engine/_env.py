@@ -9,7 +9,7 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Literal
 
 import anyio
@@ -146,17 +146,24 @@ class Env:
         #: Component coroutines that ignored their cancellation, kept referenced until they end.
         self.detached: set[asyncio.Task[Any]] = set()
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         """Call user code: coroutines on the loop, plain functions on the thread pool.
 
         Whatever user code raises comes back as an Exception: a SystemExit,
         KeyboardInterrupt or a CancelledError that nobody asked for would
         otherwise end the scheduler (or the event loop) instead of the node.
         Only a cancellation of the caller propagates as such.
+
+        Not a coroutine itself: a coroutine function is awaited through one
+        ``_Inline`` (which also translates what it raises), without a frame of
+        this method's in between, since this is every component call's path.
         """
+        if inspect.iscoroutinefunction(fn):
+            return _Inline(None, fn, self.settings.abandon_timeout, self.detached, args)
+        return self._call_sync(fn, *args)
+
+    async def _call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            if inspect.iscoroutinefunction(fn):
-                return await _Inline(fn(*args), fn, self.settings.abandon_timeout, self.detached)
             ok, result = await anyio.to_thread.run_sync(
                 functools.partial(_capture_sync, fn, *args),
                 limiter=self.limiter,
@@ -186,37 +193,54 @@ class _Inline:
     per call would do the same for every call, at a cost on every node.
     """
 
-    __slots__ = ("awaitable", "detached", "fn", "timeout")
+    __slots__ = ("args", "awaitable", "detached", "fn", "timeout")
 
     def __init__(
-        self, awaitable: Any, fn: Callable[..., Any], timeout: float, detached: set[Any]
+        self,
+        awaitable: Any,
+        fn: Callable[..., Any],
+        timeout: float,
+        detached: set[Any],
+        args: tuple[Any, ...] | None = None,
     ) -> None:
+        # Given ``args`` instead of an awaitable, it calls ``fn(*args)`` itself
+        # and translates what the call raises, as Env.call does.
         self.awaitable = awaitable
         self.fn = fn
         self.timeout = timeout
         self.detached = detached
+        self.args = args
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro = self.awaitable.__await__()
-        deadline: float | None = None
-        cancel: BaseException | None = None
-        value: Any = None
-        exc: BaseException | None = None
-        while True:
-            try:
-                yielded = coro.send(value) if exc is None else coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            if cancel is not None and deadline is not None and time.monotonic() >= deadline:
-                self._leave(coro, yielded)
-                raise cancel
-            try:
-                value, exc = (yield yielded), None
-            except BaseException as thrown:
-                if deadline is None and is_cancellation(thrown):
-                    deadline = time.monotonic() + self.timeout
-                    cancel = thrown
-                value, exc = None, thrown
+        try:
+            awaitable = self.awaitable if self.args is None else self.fn(*self.args)
+            coro = awaitable.__await__()
+            deadline: float | None = None
+            cancel: BaseException | None = None
+            value: Any = None
+            exc: BaseException | None = None
+            while True:
+                try:
+                    yielded = coro.send(value) if exc is None else coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                if cancel is not None and deadline is not None and time.monotonic() >= deadline:
+                    self._leave(coro, yielded)
+                    raise cancel
+                try:
+                    value, exc = (yield yielded), None
+                except BaseException as thrown:
+                    if deadline is None and is_cancellation(thrown):
+                        deadline = time.monotonic() + self.timeout
+                        cancel = thrown
+                    value, exc = None, thrown
+        except Exception:
+            raise
+        except BaseException as raised:
+            # As Env.call: only a cancellation of the caller propagates as such.
+            if is_cancellation(raised):
+                raise
+            raise UserCodeError(raised) from raised
 
     def _leave(self, coro: Any, pending: Any) -> None:
         logger.warning(

@@ -45,7 +45,7 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
         if proc.status == P_JOINING:
             await _join(env, run, proc)
             continue
-        resuming = _resumes_in_place(run, proc)
+        resuming = proc.recovering and _resumes_in_place(run, proc)
         if proc.status in (P_SLEEPING, P_SUSPENDED) and not resuming:
             await proc.wait_awake(run)
             continue
@@ -59,11 +59,7 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
         # A pause stops a process between nodes: one reloaded in the middle of its
         # node (waiting for a poll or callback) finishes the node first, as it
         # would have had it stayed in memory.
-        suspended_by = None
-        if not resuming:
-            suspended_by = next(
-                (pid for pid in proc.stack if run.state_of(pid) == states.SUSPENDED), None
-            )
+        suspended_by = None if resuming else _suspended_by(run, proc)
         if suspended_by is not None:
             proc.status = P_SUSPENDED
             proc.suspended_by = suspended_by
@@ -71,16 +67,32 @@ async def drive(env: Env, run: Run, proc: Process) -> None:
             await run.checkpoint("process-suspended")
             continue
         outcome = await _step(env, run, proc, node_id)
-        # A rollback reserved at the node starts when the process leaves it
-        # (not when a looping node comes round again).
-        if (
-            outcome.kind == "next"
-            and run.reserved_rollback is not None
-            and outcome.next_node_id != node_id
-            and await take_reserved(env, run, proc, node_id)
-        ):
+        if outcome.kind == "next":
+            # A rollback reserved at the node starts when the process leaves it
+            # (not when a looping node comes round again).
+            if (
+                run.reserved_rollback is not None
+                and outcome.next_node_id != node_id
+                and await take_reserved(env, run, proc, node_id)
+            ):
+                continue
+            # Moving on, the common outcome, is applied here rather than in _apply:
+            # it awaits nothing.
+            proc.current_node_id = outcome.next_node_id
+            proc.status = P_RUNNING
+            run.put_process(proc)
             continue
         await _apply(run, proc, outcome)
+
+
+def _suspended_by(run: Run, proc: Process) -> str | None:
+    """The first paused pipeline of the process's stack, outermost first."""
+    run_states = run.states
+    for pid in proc.stack:
+        st = run_states.get(pid)
+        if st is not None and st.state == states.SUSPENDED:
+            return pid
+    return None
 
 
 def _resumes_in_place(run: Run, proc: Process) -> bool:
@@ -190,7 +202,11 @@ async def _guarded(
     try:
         observer = env.observer
         if observer is None:
-            return await _handle(step, resume)
+            # The handler is awaited here directly, not through _handle: one
+            # coroutine frame less on every node step.
+            if resume:
+                return await _handle(step, resume)
+            return await HANDLERS[node.kind](step)
         with observer.node_step(step):
             return await _handle(step, resume)
     except (StorageError, StaleWriteError):

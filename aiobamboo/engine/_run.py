@@ -179,21 +179,22 @@ class State:
     archived_time: float | None = None
 
     def row(self) -> StateRow:
+        # Positional, in StateRow's field order: cheaper than by keyword, once a commit.
         return StateRow(
-            node_id=self.node_id,
-            root_id=self.root_id,
-            parent_id=self.parent_id,
-            name=self.name,
-            state=str(self.state),
-            version=self.version,
-            loop=self.loop,
-            inner_loop=self.inner_loop,
-            retry=self.retry,
-            skip=self.skip,
-            error_ignored=self.error_ignored,
-            created_time=self.created_time,
-            started_time=self.started_time,
-            archived_time=self.archived_time,
+            self.node_id,
+            self.root_id,
+            self.parent_id,
+            self.name,
+            str(self.state),
+            self.version,
+            self.loop,
+            self.inner_loop,
+            self.retry,
+            self.skip,
+            self.error_ignored,
+            self.created_time,
+            self.started_time,
+            self.archived_time,
         )
 
 
@@ -305,6 +306,9 @@ class Run:
         self.revoked = False
         self.finished = False
         self.batch = WriteBatch(root_id=self.root_id)
+        #: States recorded since the last commit: their rows are made once, when
+        #: the batch goes out, rather than at every change of a step.
+        self._dirty: dict[str, State] = {}
         self.status = RUN_ACTIVE
         #: Told once when a commit of this run failed; memory no longer matches storage.
         self.on_broken: Callable[[Run, BaseException], None] | None = None
@@ -355,7 +359,7 @@ class Run:
                 if self._committed is None:
                     self._committed = anyio.Event()
                 await self._committed.wait()
-            elif self.batch:
+            elif self._dirty or self.batch:
                 await self._commit(reason)
             else:
                 break  # nothing recorded since the last commit, which is stored
@@ -375,6 +379,12 @@ class Run:
 
     async def _commit(self, reason: CommitReason) -> None:
         batch, self.batch = self.batch, WriteBatch(root_id=self.root_id)
+        dirty = self._dirty
+        if dirty:
+            self._dirty = {}
+            rows = batch.states
+            for node_id, st in dirty.items():
+                rows[node_id] = st.row()
         generation = self._generation
         self._generation += 1
         self._committing = True
@@ -418,7 +428,12 @@ class Run:
     @property
     def settled(self) -> bool:
         """Nothing recorded is waiting to be, or being, committed."""
-        return not self.batch and self._inflight == 0
+        return not self.pending and self._inflight == 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether changes are recorded that no commit has taken yet."""
+        return bool(self._dirty or self.batch)
 
     def emit(self, kind: str, node_id: str, state: str = "", **extra: Any) -> None:
         """Record an event; it is stored with the changes it describes."""
@@ -442,15 +457,9 @@ class Run:
             f'{{"version":{_json_str(st.version)},"parent_id":{_json_str(parent_id)},'
             f'"loop":{int(st.loop)}}}'
         )
+        # Positional: a third cheaper than by keyword, twice a node.
         self.batch.events.append(
-            EventRow(
-                root_id=self.root_id,
-                node_id=st.node_id,
-                kind="state",
-                state=str(st.state),
-                data_json=data_json,
-                time=time.time(),
-            )
+            EventRow(self.root_id, st.node_id, "state", str(st.state), data_json, time.time())
         )
         if st.state == states.FAILED:
             self.emit("pipeline_failed", st.node_id, str(st.state))
@@ -572,7 +581,9 @@ class Run:
     # -- states --------------------------------------------------------------
     def put_state(self, state: State) -> None:
         self.states[state.node_id] = state
-        self.batch.states[state.node_id] = state.row()
+        # Its row is made when the batch is committed: every change of the
+        # state up to then is recorded with a put_state too, so the last one wins.
+        self._dirty[state.node_id] = state
         if self.timers is not None and state.node_id in self.spec.timed:
             self.timers.state_changed(state)
 
@@ -599,10 +610,7 @@ class Run:
     def put_exec_data(self, node_id: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
         """Record execution data; raises ValueCodecError for a value the codec refuses."""
         row = ExecutionDataRow(
-            node_id=node_id,
-            root_id=self.root_id,
-            inputs_json=codec.dumps(inputs, "inputs"),
-            outputs_json=codec.dumps(outputs, "outputs"),
+            node_id, self.root_id, codec.dumps(inputs, "inputs"), codec.dumps(outputs, "outputs")
         )
         self.exec_data[node_id] = (inputs, outputs)
         self.batch.execution_data[node_id] = row
@@ -657,17 +665,18 @@ class Run:
     # -- processes -----------------------------------------------------------
     def put_process(self, proc: Process) -> None:
         self.processes[proc.id] = proc
+        # Positional, in ProcessRow's field order: a node step records one or more.
         self.batch.processes[proc.id] = ProcessRow(
-            id=proc.id,
-            root_id=self.root_id,
-            parent_id=proc.parent_id,
-            current_node_id=proc.current_node_id,
-            destination_id=proc.destination_id,
-            stack=tuple(proc.stack),
-            status=proc.status,
-            suspended_by=proc.suspended_by,
-            children=tuple(proc.children),
-            acks=tuple(proc.acks),
+            proc.id,
+            self.root_id,
+            proc.parent_id,
+            proc.current_node_id,
+            proc.destination_id,
+            tuple(proc.stack),
+            proc.status,
+            proc.suspended_by,
+            tuple(proc.children),
+            tuple(proc.acks),
         )
 
     def fork(self, parent: Process, branches: list[tuple[str, str]]) -> None:

@@ -70,6 +70,48 @@ class _Releases:
     ok: bool = False
 
 
+class _Slots:
+    """At most ``total`` holders at once; the others wait in order of arrival.
+
+    anyio's CapacityLimiter, without the pass of the event loop it takes on
+    every acquire (a shielded checkpoint) that run_pipeline paid even with
+    slots free. A caller cancelled while it waits leaves its place, or hands
+    on the slot it was just given.
+    """
+
+    def __init__(self, total: int) -> None:
+        self._free = total
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        # A caller cancelled already is refused here, as the limiter refused it.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # given the slot, but not taking it
+            else:
+                waiter.cancel()  # skipped by _release from now on
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 def _prepare(
     pipeline: dict[str, Any],
     cycle_tolerate: bool,
@@ -135,7 +177,7 @@ class Scheduler(Operations, Rollbacks):
         #: Bounds the runs being built and stored by run_pipeline at once: callers
         #: starting thousands of pipelines together wait here with nothing but
         #: their tree, instead of each holding a run in memory until its commit.
-        self._start_slots = anyio.CapacityLimiter(START_SLOTS)
+        self._start_slots = _Slots(START_SLOTS)
         #: New runs to give back to storage, gathering until their write starts.
         self._releasing: _Releases | None = None
         #: Set when room frees while the claim loop waits for it.
@@ -1079,7 +1121,7 @@ class Scheduler(Operations, Rollbacks):
                 result = quiescence(run)
                 if result is not None and run.settled:
                     return result
-                if result is not None and run.batch and run.broken is None:
+                if result is not None and run.pending and run.broken is None:
                     try:
                         await run.checkpoint("settle")
                     except StorageError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import anyio
@@ -234,7 +234,7 @@ async def _conclude(
             next_id = _next_node(step)
         else:
             next_id = node.first_target
-        if scheduled or next_id != node.id:
+        if (scheduled or next_id != node.id) and service.need_run_hook():
             await _hook(step, service, "node_finish", data, parent, callback_data)
         return go(next_id)
     await _hook(step, service, fail_hook, data, parent, callback_data, persist=scheduled)
@@ -247,10 +247,21 @@ async def _conclude(
     return step.fail()
 
 
+def _plain_inputs(raw: dict[str, InputSpec]) -> dict[str, Any]:
+    return {k: v.value for k, v in raw.items() if not v.need_render}
+
+
+def _unrendered_inputs(step: Step, raw: dict[str, InputSpec]) -> dict[str, Any]:
+    """What _render_inputs returns for inputs none of which is rendered, without awaiting."""
+    inject_counters(step)
+    inputs = {k: v.value for k, v in raw.items()}
+    inputs.update(_counters(step))
+    return inputs
+
+
 async def execute_activity(step: Step) -> Outcome:
     node, run, state = step.node, step.run, step.state
     raw = _raw_inputs(step)
-    plain_inputs = {k: v.value for k, v in raw.items() if not v.need_render}
     cls = step.env.components.get_service(node.code, node.version)
     if cls is None:
         return step.fail(
@@ -260,10 +271,15 @@ async def execute_activity(step: Step) -> Outcome:
                 "_result": False,
                 **_counters(step),
             },
-            inputs=_encodable(plain_inputs),
+            inputs=_encodable(_plain_inputs(raw)),
         )
     try:
-        inputs = await _render_inputs(step, raw)
+        for spec in raw.values():
+            if spec.need_render:
+                inputs = await _render_inputs(step, raw)
+                break
+        else:
+            inputs = _unrendered_inputs(step, raw)
     except Exception as exc:
         return step.fail(
             {
@@ -271,7 +287,7 @@ async def execute_activity(step: Step) -> Outcome:
                 "_result": False,
                 **_counters(step),
             },
-            inputs=_encodable(plain_inputs),
+            inputs=_encodable(_plain_inputs(raw)),
         )
     data = DataObject(inputs, {})
     parent = DataObject(run.root_data, {})
@@ -280,15 +296,22 @@ async def execute_activity(step: Step) -> Outcome:
     await run.checkpoint("node-running")
     if not step.is_current():
         return STALE
-    await _hook(step, service, "node_enter", data, parent)
-    await _hook(step, service, "pre_execute", data, parent)
+    # Each hook is awaited only when the service asks for hooks (asked at every
+    # hook, as _hook itself asks): most services do not, and a coroutine per
+    # hook would cost them on every node.
+    if service.need_run_hook():
+        await _hook(step, service, "node_enter", data, parent)
+    if service.need_run_hook():
+        await _hook(step, service, "pre_execute", data, parent)
     success, ex_data = await _call(step, "execute", service.execute, data, parent)
     if success:
-        await _hook(step, service, "post_execute", data, parent)
+        if service.need_run_hook():
+            await _hook(step, service, "post_execute", data, parent)
     elif ex_data is not None:
         # The exception hook sees the traceback, as in the original.
         data.outputs["ex_data"] = ex_data
-        await _hook(step, service, "node_execute_exception", data, parent)
+        if service.need_run_hook():
+            await _hook(step, service, "node_execute_exception", data, parent)
     if not step.is_current():
         return STALE
     success = _record(step, data, success, ex_data)
@@ -311,15 +334,20 @@ async def execute_activity(step: Step) -> Outcome:
     return await _conclude(step, service, data, parent, success, scheduled=False)
 
 
-async def _call(step: Step, phase: Phase, fn: Any, *args: Any) -> tuple[bool, str | None]:
+def _call(step: Step, phase: Phase, fn: Any, *args: Any) -> Awaitable[tuple[bool, str | None]]:
     """Call a component method; an operator may abandon it (forced fail, revoke).
 
     An abandoned call is cancelled (a plain ``def`` one is left to finish on
     its thread); its result is never looked at, since the attempt is stale.
     """
+    if step.env.observer is None:
+        return _call_abandonable(step, fn, *args)
+    return _observed_call(step, phase, fn, *args)
+
+
+async def _observed_call(step: Step, phase: Phase, fn: Any, *args: Any) -> tuple[bool, str | None]:
     observer = step.env.observer
-    if observer is None:
-        return await _call_abandonable(step, fn, *args)
+    assert observer is not None
     started = time.perf_counter()
     success, ex_data = await _call_abandonable(step, fn, *args)
     if success:

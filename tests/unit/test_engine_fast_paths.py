@@ -1,0 +1,80 @@
+"""The engine's cheap paths: run_pipeline's start slots, and rows built positionally."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+
+
+async def test_start_slots_serve_waiters_in_order_and_pass_on_a_cancelled_waiters_slot() -> None:
+    from aiobamboo.engine._scheduler import _Slots
+
+    slots = _Slots(1)
+    order: list[str] = []
+    release = anyio.Event()
+
+    async def hold(name: str) -> None:
+        async with slots:
+            order.append(name)
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold, "a")
+        await anyio.wait_all_tasks_blocked()
+        with anyio.CancelScope() as gone:
+            gone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                async with slots:
+                    pass
+        cancelled = asyncio.ensure_future(hold("cancelled"))
+        tg.start_soon(hold, "b")
+        tg.start_soon(hold, "c")
+        await anyio.wait_all_tasks_blocked()
+        cancelled.cancel()
+        release.set()
+    assert order == ["a", "b", "c"]
+    assert slots._free == 1
+
+
+def test_a_state_row_has_each_field_of_its_state() -> None:
+    import attrs
+
+    from aiobamboo import states
+    from aiobamboo.engine._run import State
+
+    st = State("n", "r", "p", "name", states.RUNNING, "v1", 2, 3, 4, True, True, 5.0, 6.0, 7.0)
+    row = st.row()
+    for field in attrs.fields(type(row)):
+        assert getattr(row, field.name) == getattr(st, field.name), field.name
+    assert type(row.state) is str
+
+
+def test_a_process_row_has_each_field_of_its_process() -> None:
+    import attrs
+
+    from aiobamboo.engine._run import P_JOINING, Process, Run
+    from aiobamboo.engine._spec import parse_tree
+
+    tree = {
+        "id": "r",
+        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
+        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
+        "activities": {},
+        "gateways": {},
+        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
+        "data": {"inputs": {}, "outputs": []},
+    }
+    run = Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+    proc = Process("c", "p", "s", "e", ["r", "sub"], P_JOINING, "sub", ["c1"], ["c1"])
+    run.put_process(proc)
+    row = run.batch.processes["c"]
+    assert row.root_id == "r"
+    for field in attrs.fields(type(row)):
+        if field.name != "root_id":
+            value = getattr(proc, field.name)
+            expected = tuple(value) if isinstance(value, list) else value
+            assert getattr(row, field.name) == expected, field.name
+    run.put_exec_data("s", {"i": 1}, {"o": 2})
+    assert attrs.astuple(run.batch.execution_data["s"]) == ("s", "r", '{"i":1}', '{"o":2}')
