@@ -353,17 +353,24 @@ SELECT id, root_id, op, args, status, ok, message, created_time FROM commands WH
 UPDATE commands SET status = 'cancelled' WHERE id = ? AND status = 'pending' RETURNING id;
 
 -- name: deliverable_callback
--- (root_id, node_id, version, root_id, node_id, node_id, version, root_id, node_id, version):
--- 1 when a single callback may be stored for a parked run (see deliver_callback)
-SELECT 1 FROM runs
-WHERE root_id = ? AND parked = 1 AND owner IS NULL AND status = 'active'
-  AND EXISTS (SELECT 1 FROM schedules WHERE node_id = ? AND version = ? AND type = 1
-              AND finished = 0 AND expired = 0)
-  AND EXISTS (SELECT 1 FROM processes WHERE root_id = ? AND current_node_id = ?
-              AND status = 'sleeping')
-  AND EXISTS (SELECT 1 FROM states WHERE node_id = ? AND version = ? AND state = 'RUNNING')
-  AND NOT EXISTS (SELECT 1 FROM callbacks WHERE root_id = ? AND node_id = ? AND version = ?
-                  AND consumed = 0);
+-- (node_id, version, node_id, node_id, version, node_id, version, node_id):
+-- the root id of the node's run, and 1 when a single callback may be stored
+-- for it now: the run is parked and held by nobody, a
+-- one-callback schedule of that version waits (neither finished nor expired),
+-- a process sleeps at the node, its state is RUNNING with that version, and no
+-- callback of that schedule is stored unconsumed. No row: no such node.
+SELECT n.root_id, EXISTS (
+    SELECT 1 FROM runs AS r
+    WHERE r.root_id = n.root_id AND r.parked = 1 AND r.owner IS NULL AND r.status = 'active'
+      AND EXISTS (SELECT 1 FROM schedules WHERE node_id = ? AND version = ? AND type = 1
+                  AND finished = 0 AND expired = 0)
+      AND EXISTS (SELECT 1 FROM processes AS p WHERE p.root_id = n.root_id
+                  AND p.current_node_id = ? AND p.status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM states WHERE node_id = ? AND version = ? AND state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM callbacks AS c WHERE c.root_id = n.root_id
+                      AND c.node_id = ? AND c.version = ? AND c.consumed = 0)
+)
+FROM nodes AS n WHERE n.node_id = ?;
 
 -- name: unpark_run
 -- (root_id): a worker claims it now, and finds its callback
