@@ -367,7 +367,7 @@ def _deliver_callbacks(conn: sqlite3.Connection, deliveries: list[Delivery]) -> 
     check would have seen the first).
     """
     conn.execute("BEGIN IMMEDIATE")
-    return _write_deliveries(conn, deliveries)
+    return _write_deliveries(conn, deliveries, BULK_ROWS)
 
 
 def _deliver_callbacks_unless_busy(
@@ -375,23 +375,23 @@ def _deliver_callbacks_unless_busy(
 ) -> list[Delivered] | None:
     """``_deliver_callbacks``, or None at once when another connection holds the write lock.
 
-    Run on the event loop's thread, which must not wait for another process's
-    transaction: that wait is the connection thread's to do.
+    Run on the event loop's thread (``SQLiteThread.run_here``, busy timeout
+    zero), which must not wait for another process's transaction: that wait
+    is the connection thread's to do.
     """
-    conn.execute("PRAGMA busy_timeout=0")
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
             return None
         raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return _write_deliveries(conn, deliveries)
+    return _write_deliveries(conn, deliveries, math.inf)
 
 
-def _write_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> list[Delivered]:
-    """The body of ``_deliver_callbacks``, in the transaction it began."""
+def _write_deliveries(
+    conn: sqlite3.Connection, deliveries: list[Delivery], bulk_rows: float
+) -> list[Delivered]:
+    """The body of ``_deliver_callbacks``, in the transaction it began (``bulk_rows``: _bulk)."""
     given = json.dumps([[row.node_id, row.version] for row, _ in deliveries])
     try:
         (checked,) = conn.execute(Q["deliverable_callbacks"], (given,)).fetchone()
@@ -413,7 +413,7 @@ def _write_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> l
             )
             out.append((r, True))
         if rows:
-            _bulk(conn, "upsert_callback", rows)
+            _bulk(conn, "upsert_callback", rows, bulk_rows)
             roots = json.dumps(sorted({r for r, stored in out if stored and r is not None}))
             conn.execute(Q["unpark_runs"], (roots,))
         conn.execute("COMMIT")

@@ -58,9 +58,9 @@ async def test_concurrent_callbacks_to_parked_runs_share_one_transaction(
         groups: list[int] = []
         deliver = _store._write_deliveries
 
-        def counted(conn: Any, deliveries: list[Any]) -> Any:
+        def counted(conn: Any, deliveries: list[Any], bulk_rows: float) -> Any:
             groups.append(len(deliveries))
-            return deliver(conn, deliveries)
+            return deliver(conn, deliveries, bulk_rows)
 
         monkeypatch.setattr(_store, "_write_deliveries", counted)
         outcomes = await asyncio.gather(
