@@ -178,18 +178,23 @@ async def renew_loop(scheduler: Scheduler) -> None:
     """Keep the leases of held runs; drop the runs whose lease was lost."""
     while True:
         await anyio.sleep(scheduler.store.lease_seconds / 3)
-        held = list(scheduler.runs)
+        held = dict(scheduler.runs)
         if not held:
             continue
         try:
-            kept = set(await scheduler.store.renew_leases(held))
+            kept = set(await scheduler.store.renew_leases(list(held)))
         except Exception:
             logger.exception("renewing leases failed")
             continue
-        for root_id in held:
-            if root_id not in kept:
-                logger.warning("lost the lease of run %s; dropping it", root_id)
-                scheduler.drop(root_id)
+        for root_id, run in held.items():
+            if root_id in kept or scheduler.runs.get(root_id) is not run:
+                # Parked meanwhile, and maybe loaded again since (a callback woke it):
+                # the run in memory now is not the one whose lease was asked about.
+                continue
+            if run.finished or run.revoked:
+                continue  # ended while the renewal was on its way: it leaves by itself
+            logger.warning("lost the lease of run %s; dropping it", root_id)
+            scheduler.drop(root_id)
 
 
 async def run_commands(scheduler: Scheduler) -> None:

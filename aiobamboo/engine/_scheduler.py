@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, Literal, assert_never
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 
@@ -430,7 +431,12 @@ class Scheduler(Operations, Rollbacks):
                 "loading %d claimed runs failed; their leases will expire", len(root_ids)
             )
             snaps = {}
-        for root_id in root_ids:
+        for i, root_id in enumerate(root_ids):
+            if i:
+                # A run costs a few hundred microseconds to rebuild: a batch of them
+                # in one go would hold up every other task (callbacks being answered,
+                # commits landing) for tens of milliseconds.
+                await anyio.lowlevel.checkpoint()
             try:
                 snap = snaps.get(root_id)
                 if snap is not None:
@@ -893,8 +899,12 @@ class Scheduler(Operations, Rollbacks):
         parked = op == "callback" and self.settings.claim_runs
         to_node = getattr(self.store, "deliver_callback_to_node", None)
         row = None
-        if parked and to_node is not None and not self.worker:
-            # A client holds no run: the store finds it and delivers in one round trip.
+        if parked and to_node is not None and node_id not in self._node_roots:
+            # Not in memory here (a client holds none): the store finds the run and
+            # delivers in one round trip if it is parked. Storage checks that in the
+            # same transaction: a run held by a worker, this one's loads included
+            # (their claim is committed first), is refused there and the callback
+            # goes the long way below.
             try:
                 row = self._parked_callback("", node_id, *args)
             except ValueCodecError:

@@ -685,9 +685,11 @@ class PostgresStore(NamedQueryReads):
 
 
 #: Statements delivering callbacks at once (deliver_callback_to_node), and the
-#: most callbacks one carries.
+#: most callbacks one carries. Small enough that a burst of callbacks goes out
+#: as statements side by side, each a fraction as long, rather than as one
+#: long statement on one lane while the others idle.
 _DELIVERY_LANES = 4
-_DELIVERY_BATCH = 500
+_DELIVERY_BATCH = 50
 
 #: The tables whose rows of a purged run are found by ``root_id`` (runs went first).
 _PURGED_BY_ROOT = (

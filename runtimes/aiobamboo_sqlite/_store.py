@@ -10,6 +10,7 @@ so a group of node steps costs one thread hop and one commit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -65,6 +66,9 @@ def _one_row_form(sql: str) -> str:
 Q.update(
     {f"{name}_rows": _one_row_form(sql) for name, sql in list(Q.items()) if "json_each" in sql}
 )
+
+#: Most callbacks one delivery transaction carries.
+DELIVERY_BATCH = 500
 
 #: (owner, lease_until) written into new runs: the creating worker holds them.
 Owner = tuple[str | None, float | None]
@@ -345,25 +349,79 @@ def _claim(conn: sqlite3.Connection, query: str, args: tuple[Any, ...], requeue:
     return claimed
 
 
-def _deliver_callback(conn: sqlite3.Connection, row: CallbackRow) -> bool:
-    r, n, v = row.root_id, row.node_id, row.version
+#: A callback to deliver, and the run it must be for ('': whichever holds its node).
+Delivery = tuple[CallbackRow, str]
+
+#: Per delivery: the root id of its node's run (None: no such node), and whether it was stored.
+Delivered = tuple[str | None, bool]
+
+_QueuedDelivery = tuple[CallbackRow, str, "asyncio.Future[Delivered]"]
+
+
+def _deliver_callbacks(conn: sqlite3.Connection, deliveries: list[Delivery]) -> list[Delivered]:
+    """Store each callback its parked run may take now, all in one transaction.
+
+    A handful of statements whatever the number of callbacks: the checks in
+    one, the stores in another. Of two callbacks for one schedule, only the
+    first is stored, as if each had a transaction of its own (the second's
+    check would have seen the first).
+    """
     conn.execute("BEGIN IMMEDIATE")
+    return _write_deliveries(conn, deliveries, BULK_ROWS)
+
+
+def _deliver_callbacks_unless_busy(
+    conn: sqlite3.Connection, deliveries: list[Delivery]
+) -> list[Delivered] | None:
+    """``_deliver_callbacks``, or None at once when another connection holds the write lock.
+
+    Run on the event loop's thread (``SQLiteThread.run_here``, busy timeout
+    zero), which must not wait for another process's transaction: that wait
+    is the connection thread's to do.
+    """
     try:
-        args = (r, n, v, r, n, n, v, r, n, v)
-        if not conn.execute(Q["deliverable_callback"], args).fetchone():
-            conn.execute("COMMIT")
-            return False
-        conn.execute(
-            Q["upsert_callback_rows"],
-            (row.id, r, n, v, row.data_json, row.consumed, row.created_time),
-        )
-        conn.execute(Q["unpark_run"], (r,))
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            return None
+        raise
+    return _write_deliveries(conn, deliveries, math.inf)
+
+
+def _write_deliveries(
+    conn: sqlite3.Connection, deliveries: list[Delivery], bulk_rows: float
+) -> list[Delivered]:
+    """The body of ``_deliver_callbacks``, in the transaction it began (``bulk_rows``: _bulk)."""
+    given = json.dumps([[row.node_id, row.version] for row, _ in deliveries])
+    try:
+        (checked,) = conn.execute(Q["deliverable_callbacks"], (given,)).fetchone()
+        found: dict[int, tuple[str | None, int]] = {
+            i: (root, ok) for i, root, ok in json.loads(checked)
+        }
+        out: list[Delivered] = []
+        rows: list[tuple[Any, ...]] = []
+        taken: set[tuple[str, str]] = set()
+        for i, (row, root) in enumerate(deliveries):
+            r, ok = found[i]
+            key = (row.node_id, row.version)
+            if r is None or not ok or root not in ("", r) or key in taken:
+                out.append((r, False))
+                continue
+            taken.add(key)
+            rows.append(
+                (row.id, r, row.node_id, row.version, row.data_json, row.consumed, row.created_time)
+            )
+            out.append((r, True))
+        if rows:
+            _bulk(conn, "upsert_callback", rows, bulk_rows)
+            roots = json.dumps(sorted({r for r, stored in out if stored and r is not None}))
+            conn.execute(Q["unpark_runs"], (roots,))
         conn.execute("COMMIT")
-        return True
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return out
 
 
 def _park_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> list[str]:
@@ -482,6 +540,10 @@ class SQLiteStore(NamedQueryReads):
         )
         self._signal = asyncio.Event()
         self._events = Broadcast()
+        #: Callbacks waiting for the next delivery transaction, and whether one is due or
+        #: being written (the next one goes when it lands).
+        self._deliveries: list[_QueuedDelivery] = []
+        self._delivering = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -671,10 +733,92 @@ class SQLiteStore(NamedQueryReads):
         return await self.park_runs([root_id]) == [root_id]
 
     async def deliver_callback(self, row: CallbackRow) -> bool:
-        delivered = bool(await self._call("deliver_callback", _deliver_callback, row))
-        if delivered:
-            self._signal.set()  # this process's worker claims it at once
-        return delivered
+        """Stored only for the run ``row.root_id``; shares a transaction as below."""
+        return (await self._queue_delivery(row, row.root_id))[1]
+
+    async def deliver_callback_to_node(self, row: CallbackRow) -> Delivered:
+        """:meth:`deliver_callback` with the run found from ``row.node_id`` in the same transaction.
+
+        ``row.root_id`` is ignored. Returns the node's root id (None: no such
+        node) and whether the callback was stored. The callbacks sent during
+        one pass of the event loop, and those sent while a delivery is being
+        written, go out together: many callbacks at once cost one thread hop
+        and one commit, not one each.
+        """
+        return await self._queue_delivery(row, "")
+
+    async def _queue_delivery(self, row: CallbackRow, root: str) -> Delivered:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivered] = loop.create_future()
+        self._deliveries.append((row, root, future))
+        if not self._delivering:
+            self._delivering = True
+            # At the end of this pass: the callbacks sent during it go together.
+            loop.call_soon(self._send_deliveries)
+        return await future
+
+    def _send_deliveries(self) -> None:
+        """Write the queued deliveries, here if the connection's thread is idle, else there.
+
+        Here, the checks and stores cost the loop some microseconds a callback
+        and no thread hop. On the thread, each statement's return waits for
+        the GIL, which a busy event loop gives up only every few milliseconds.
+        """
+        while self._deliveries:
+            queued = self._deliveries[:DELIVERY_BATCH]
+            del self._deliveries[:DELIVERY_BATCH]
+            # A caller gone before its delivery was sent takes its callback back.
+            group = [item for item in queued if not item[2].done()]
+            if not group:
+                continue
+            deliveries = [(row, root) for row, root, _ in group]
+            try:
+                conn = self._connection()
+                ran, results = conn.run_here(_deliver_callbacks_unless_busy, deliveries)
+                if not ran or results is None:
+                    conn.submit(
+                        _deliver_callbacks,
+                        (deliveries,),
+                        functools.partial(self._deliveries_landed, group),
+                    )
+                    return
+            except Exception as exc:
+                self._settle_deliveries(group, None, exc)
+                continue
+            self._settle_deliveries(group, results, None)
+        self._delivering = False
+
+    def _deliveries_landed(
+        self,
+        group: list[_QueuedDelivery],
+        results: list[Delivered] | None,
+        error: BaseException | None,
+    ) -> None:
+        self._settle_deliveries(group, results, error)
+        self._send_deliveries()
+
+    def _settle_deliveries(
+        self,
+        group: list[_QueuedDelivery],
+        results: list[Delivered] | None,
+        error: BaseException | None,
+    ) -> None:
+        if error is not None or results is None:
+            failure = error if isinstance(error, StorageError) else self._storage_error(error)
+            for _, _, future in group:
+                if not future.done():
+                    future.set_exception(failure)
+            return
+        if any(stored for _, stored in results):
+            self._signal.set()  # this process's worker claims them at once
+        for (_, _, future), result in zip(group, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _storage_error(self, error: BaseException | None) -> StorageError:
+        failure = StorageError(f"sqlite deliver_callback on {self.path} failed: {error}")
+        failure.__cause__ = error
+        return failure
 
     async def renew_leases(self, root_ids: Sequence[str]) -> list[str]:
         rows = await self._write("renew_leases", time.time() + self.lease_seconds, self.owner_id)

@@ -352,22 +352,36 @@ SELECT id, root_id, op, args, status, ok, message, created_time FROM commands WH
 -- (id)
 UPDATE commands SET status = 'cancelled' WHERE id = ? AND status = 'pending' RETURNING id;
 
--- name: deliverable_callback
--- (root_id, node_id, version, root_id, node_id, node_id, version, root_id, node_id, version):
--- 1 when a single callback may be stored for a parked run (see deliver_callback)
-SELECT 1 FROM runs
-WHERE root_id = ? AND parked = 1 AND owner IS NULL AND status = 'active'
-  AND EXISTS (SELECT 1 FROM schedules WHERE node_id = ? AND version = ? AND type = 1
-              AND finished = 0 AND expired = 0)
-  AND EXISTS (SELECT 1 FROM processes WHERE root_id = ? AND current_node_id = ?
-              AND status = 'sleeping')
-  AND EXISTS (SELECT 1 FROM states WHERE node_id = ? AND version = ? AND state = 'RUNNING')
-  AND NOT EXISTS (SELECT 1 FROM callbacks WHERE root_id = ? AND node_id = ? AND version = ?
-                  AND consumed = 0);
+-- name: deliverable_callbacks
+-- (JSON array of [node_id, version]): one row, a JSON array with per callback
+-- [its position, the root id of its node's run (null: no such node), 1 when a
+-- single callback may be stored for it now]. It may when the run is parked and
+-- held by nobody, a one-callback schedule of that version waits (neither
+-- finished nor expired), a process sleeps at the node, its state is RUNNING
+-- with that version, and no callback of that schedule is stored unconsumed.
+-- One row for them all: each row stepped costs the connection's thread the
+-- GIL once more, which it waits for while the event loop is busy.
+SELECT json_group_array(json_array(g.key, n.root_id, n.root_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM runs AS r
+    WHERE r.root_id = n.root_id AND r.parked = 1 AND r.owner IS NULL AND r.status = 'active'
+      AND EXISTS (SELECT 1 FROM schedules AS s WHERE s.node_id = g.node_id
+                  AND s.version = g.version AND s.type = 1 AND s.finished = 0 AND s.expired = 0)
+      AND EXISTS (SELECT 1 FROM processes AS p WHERE p.root_id = n.root_id
+                  AND p.current_node_id = g.node_id AND p.status = 'sleeping')
+      AND EXISTS (SELECT 1 FROM states AS t WHERE t.node_id = g.node_id
+                  AND t.version = g.version AND t.state = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM callbacks AS c WHERE c.root_id = n.root_id
+                      AND c.node_id = g.node_id AND c.version = g.version AND c.consumed = 0)
+)))
+FROM (
+    SELECT key, json_extract(value, '$[0]') AS node_id, json_extract(value, '$[1]') AS version
+    FROM json_each(?)
+) AS g
+LEFT JOIN nodes AS n ON n.node_id = g.node_id;
 
--- name: unpark_run
--- (root_id): a worker claims it now, and finds its callback
-UPDATE runs SET parked = 0 WHERE root_id = ?;
+-- name: unpark_runs
+-- (JSON array of root ids): a worker claims them now, and finds their callbacks
+UPDATE runs SET parked = 0 WHERE root_id IN (SELECT value FROM json_each(?));
 
 -- name: claim_run
 -- (owner, lease_until, root_id, owner): parked or not
