@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -181,6 +182,9 @@ class PostgresStore(NamedQueryReads):
             tuple[CallbackRow, str, asyncio.Future[tuple[str | None, bool]]]
         ] = []
         self._delivery_lanes: set[asyncio.Task[None]] = set()
+        #: Node-root and state lookups, those asked at the same time sharing a statement.
+        self._root_lookups = _KeyedReads(super().get_node_root, self._read_node_roots)
+        self._state_lookups = _KeyedReads(super().get_state, self._read_states)
         # The one task that opens the LISTEN connection, and whether one may
         # be opened (only while the runtime is open).
         self._listen_task: asyncio.Task[None] | None = None
@@ -216,7 +220,7 @@ class PostgresStore(NamedQueryReads):
         self._committer.start()
 
     async def aclose(self) -> None:
-        lanes = set(self._delivery_lanes)
+        lanes = self._delivery_lanes | self._root_lookups.lanes | self._state_lookups.lanes
         if lanes:  # deliveries under way end first: their callers wait for them
             _, late = await asyncio.wait(lanes, timeout=CLOSE_TIMEOUT)
             for lane in late:
@@ -326,6 +330,26 @@ class PostgresStore(NamedQueryReads):
     async def _one(self, name: str, *args: Any) -> Any:
         sql = self.queries[name]
         return await self._read(name, lambda conn: conn.fetchrow(sql, *args))
+
+    async def get_node_root(self, node_id: str) -> str | None:
+        """Concurrent lookups share a statement, as deliveries do (see _KeyedReads)."""
+        root: str | None = await self._root_lookups.get(node_id)
+        return root
+
+    async def _read_node_roots(self, node_ids: list[str]) -> dict[str, str]:
+        sql = self.queries["node_roots"]
+        rows = await self._read("node_root", lambda conn: conn.fetch(sql, node_ids))
+        return {row[0]: row[1] for row in rows}
+
+    async def get_state(self, node_id: str) -> StateRow | None:
+        """Concurrent lookups share a statement (see _KeyedReads)."""
+        state: StateRow | None = await self._state_lookups.get(node_id)
+        return state
+
+    async def _read_states(self, node_ids: list[str]) -> dict[str, StateRow]:
+        sql = self.queries["states_of"]
+        rows = await self._read("get_state", lambda conn: conn.fetch(sql, node_ids))
+        return {row[0]: StateRow(*row) for row in rows}
 
     async def load_run(self, root_id: str) -> RunSnapshot | None:
         return (await self.load_runs([root_id])).get(root_id)
@@ -683,6 +707,86 @@ class PostgresStore(NamedQueryReads):
             except DRIVER_ERRORS:
                 listener.terminate()
 
+
+class _KeyedReads:
+    """Lookups by key, those asked for while others are under way sent as one statement.
+
+    Many concurrent callers (API calls on runs not held here, each finding
+    its node's run or reading a state first) would otherwise each wait for a
+    pooled connection and cost a round trip. A lookup asked while no other is
+    under way goes out at once, from its caller's task, as a statement of its
+    own; the others are queued and go out together, a few statements at once
+    at most, each taking what was queued when it was sent. A statement is
+    sent after every lookup it carries was asked, so each sees every commit
+    made before it was asked, as a read of its own would.
+    """
+
+    def __init__(
+        self,
+        fetch_one: Callable[[str], Awaitable[Any]],
+        fetch_many: Callable[[list[str]], Awaitable[dict[str, Any]]],
+    ) -> None:
+        self._fetch_one = fetch_one
+        self._fetch = fetch_many
+        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
+        self.lanes: set[asyncio.Task[None]] = set()
+        self._alone = 0  # lookups under way in their callers' tasks
+
+    async def get(self, key: str) -> Any:
+        """The value found for ``key``, None if none was."""
+        if not (self._waiting or self._alone or self.lanes):
+            self._alone += 1
+            try:
+                return await self._fetch_one(key)
+            finally:
+                self._alone -= 1
+                self._start_lane()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        self._start_lane()
+        return await future
+
+    def _start_lane(self) -> None:
+        if self._waiting and self._alone + len(self.lanes) < _READ_LANES:
+            lane = asyncio.get_running_loop().create_task(self._lane())
+            self.lanes.add(lane)
+
+    async def _lane(self) -> None:
+        try:
+            while self._waiting:
+                keys = list(itertools.islice(self._waiting, _READ_BATCH))
+                batch = {key: self._waiting.pop(key) for key in keys}
+                # Keys whose callers all went away before the statement was sent are not read.
+                batch = {k: fs for k, fs in batch.items() if not all(f.done() for f in fs)}
+                if not batch:
+                    continue
+                try:
+                    found = await self._fetch(list(batch))
+                except BaseException as exc:
+                    for future in itertools.chain.from_iterable(batch.values()):
+                        if future.done():
+                            continue
+                        if isinstance(exc, Exception):
+                            future.set_exception(exc)
+                        else:
+                            future.cancel()
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for key, futures in batch.items():
+                    value = found.get(key)
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(value)
+        finally:
+            # With no await since the queue was found empty: a caller queueing
+            # after this sees the lane gone and starts one.
+            self.lanes.discard(asyncio.current_task())
+
+
+#: Statements a _KeyedReads has under way at most, and the most keys one carries.
+_READ_LANES = 4
+_READ_BATCH = 500
 
 #: Statements delivering callbacks at once (deliver_callback_to_node), and the
 #: most callbacks one carries. Small enough that a burst of callbacks goes out

@@ -686,6 +686,95 @@ async def test_concurrent_callbacks_to_parked_runs_share_one_statement(
         assert isinstance(outcomes[1], StorageError), outcomes
 
 
+async def test_concurrent_lookups_share_statements_and_find_what_one_finds(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    for root in ("r1", "r2"):
+        batch = new_run_batch(root, (f"{root}a",))
+        batch.states = {f"{root}a": state(f"{root}a", root)}
+        await store.commit(batch)
+    sent: list[str] = []
+    read = store._read
+
+    async def counted(what: str, call: Any) -> Any:
+        sent.append(what)
+        return await read(what, call)
+
+    monkeypatch.setattr(store, "_read", counted)
+    asked = ["r1a", "r2a", "r1a", "nowhere", "r2", "r1a"] * 5
+    roots = await asyncio.gather(*(store.get_node_root(n) for n in asked))
+    assert roots == ["r1", "r2", "r1", None, "r2", "r1"] * 5
+    states = await asyncio.gather(*(store.get_state(n) for n in asked))
+    assert [s and (s.node_id, s.root_id) for s in states] == [
+        ("r1a", "r1"),
+        ("r2a", "r2"),
+        ("r1a", "r1"),
+        None,
+        None,
+        ("r1a", "r1"),
+    ] * 5
+    # A few go out alone, the others together.
+    assert sent.count("node_root") < 10, sent
+    assert sent.count("get_state") < 10, sent
+    # One at a time, each is sent alone and sees every commit made before it was asked.
+    sent.clear()
+    assert await store.get_node_root("r1a") == "r1"
+    await store.commit(WriteBatch(root_id="r1", states={"r1a": state("r1a", "r1", "FINISHED")}))
+    found = await store.get_state("r1a")
+    assert found is not None
+    assert found.state == "FINISHED"
+    assert sent == ["node_root", "get_state"]
+
+
+async def test_a_lookup_whose_caller_left_is_not_sent_and_errors_reach_every_caller(
+    runtime: PostgresRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    lookups = store._root_lookups
+    await store.commit(new_run_batch("r", ("a",)))
+    sent: list[list[str]] = []
+    release = asyncio.Event()
+    one, many = lookups._fetch_one, lookups._fetch
+
+    async def slow_one(key: str) -> Any:
+        sent.append([key])
+        await release.wait()
+        return await one(key)
+
+    async def slow_many(keys: list[str]) -> dict[str, Any]:
+        sent.append(keys)
+        await release.wait()
+        return await many(keys)
+
+    monkeypatch.setattr(lookups, "_fetch_one", slow_one)
+    monkeypatch.setattr(lookups, "_fetch", slow_many)
+    first = []
+    for i in range(4):  # as many as may be under way, each alone
+        first.append(asyncio.create_task(store.get_node_root(f"k{i}")))
+        await asyncio.sleep(0.01)
+    assert sent == [["k0"], ["k1"], ["k2"], ["k3"]]
+    later = [asyncio.create_task(store.get_node_root(n)) for n in ("a", "gone", "a")]
+    await asyncio.sleep(0.01)
+    later[1].cancel()
+    release.set()
+    assert await asyncio.gather(*first) == [None] * 4
+    assert await later[0] == "r"
+    assert await later[2] == "r"
+    assert sent[4:] == [["a"]]
+
+    async def failing(*_: Any) -> Any:
+        raise StorageError("the server went away")
+
+    monkeypatch.setattr(lookups, "_fetch_one", failing)
+    monkeypatch.setattr(lookups, "_fetch", failing)
+    outcomes = await asyncio.gather(
+        *(store.get_node_root(n) for n in "abcdefab"), return_exceptions=True
+    )
+    assert all(isinstance(o, StorageError) for o in outcomes), outcomes
+    assert not lookups.lanes
+
+
 async def test_a_retried_identical_new_run_counts_as_created(runtime: PostgresRuntime) -> None:
     await runtime.store.commit(new_run_batch("r", ("a",)))
     await runtime.store.commit(new_run_batch("r", ("a",)))  # same tree and created_time

@@ -272,11 +272,31 @@ SELECT root_id FROM {schema}.runs WHERE status = 'active' ORDER BY created_time;
 -- ($1 node_id)
 SELECT root_id FROM {schema}.nodes WHERE node_id = $1;
 
+-- name: node_roots
+-- ($1 node_ids text[]): node_root of many nodes in one statement; a row per
+-- node found (node_id, root_id). Each id is looked up by key (OFFSET 0 keeps
+-- the subquery a lookup), whatever the planner knows of the table.
+SELECT k.node_id, n.root_id
+FROM unnest($1::text[]) AS k (node_id)
+CROSS JOIN LATERAL (
+    SELECT root_id FROM {schema}.nodes WHERE node_id = k.node_id OFFSET 0
+) AS n;
+
 -- name: get_state
 -- ($1 node_id)
 SELECT node_id, root_id, parent_id, name, state, version, loop, inner_loop, retry, skip,
        error_ignored, created_time, started_time, archived_time
 FROM {schema}.states WHERE node_id = $1;
+
+-- name: states_of
+-- ($1 node_ids text[]): get_state of many nodes in one statement, a row per
+-- node found; each by key (OFFSET 0 keeps the subquery a lookup)
+SELECT s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop, s.inner_loop,
+       s.retry, s.skip, s.error_ignored, s.created_time, s.started_time, s.archived_time
+FROM unnest($1::text[]) AS k (node_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.states WHERE node_id = k.node_id OFFSET 0
+) AS s;
 
 -- name: states_by_root
 -- ($1 root_id)
