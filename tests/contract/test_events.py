@@ -383,15 +383,17 @@ async def test_a_consumer_task_that_fails_leaves_the_pipeline_running(runtime: A
     tree = linear(gate, after)
     root = tree["id"]
 
-    async def consumer() -> None:
+    async def consumer(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         async with api.subscribe(runtime, root) as events:
+            # From now on every event is seen: the pipeline starts only then.
+            task_status.started()
             async for event in events:
                 if event.node_id == gate.id and event.state == "RUNNING":
                     raise ValueError("consumer gave up")
 
     async def supervisor() -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer)
+            await tg.start(consumer)
             await start(runtime, tree)
             await anyio.sleep_forever()
 
