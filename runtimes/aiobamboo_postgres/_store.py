@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -442,13 +442,7 @@ class PostgresStore(NamedQueryReads):
             try:
                 outcomes = await self._deliver_batch([(row, root) for row, root, _ in batch])
             except BaseException as exc:
-                for _, _, future in batch:
-                    if future.done():
-                        continue
-                    if isinstance(exc, Exception):
-                        future.set_exception(exc)
-                    else:
-                        future.cancel()
+                _fail_waiters((future for _, _, future in batch), exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
@@ -763,13 +757,7 @@ class _KeyedReads:
                 try:
                     found = await self._fetch(list(batch))
                 except BaseException as exc:
-                    for future in itertools.chain.from_iterable(batch.values()):
-                        if future.done():
-                            continue
-                        if isinstance(exc, Exception):
-                            future.set_exception(exc)
-                        else:
-                            future.cancel()
+                    _fail_waiters(itertools.chain.from_iterable(batch.values()), exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
@@ -787,6 +775,18 @@ class _KeyedReads:
 #: Statements a _KeyedReads has under way at most, and the most keys one carries.
 _READ_LANES = 4
 _READ_BATCH = 500
+
+
+def _fail_waiters(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
+    """Tell the callers still waiting that their statement failed (or was cancelled)."""
+    for future in futures:
+        if future.done():
+            continue
+        if isinstance(exc, Exception):
+            future.set_exception(exc)
+        else:
+            future.cancel()
+
 
 #: Statements delivering callbacks at once (deliver_callback_to_node), and the
 #: most callbacks one carries. Small enough that a burst of callbacks goes out

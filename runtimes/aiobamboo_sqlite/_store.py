@@ -242,13 +242,20 @@ def _apply_group_unless_busy(
     zero), which must not wait for another process's transaction: that wait
     is the connection thread's to do.
     """
+    if not _begin_unless_busy(conn):
+        return None
+    return _write_group(conn, batches, owner, math.inf)
+
+
+def _begin_unless_busy(conn: sqlite3.Connection) -> bool:
+    """Begin a write transaction, or say False when another connection holds the lock."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-            return None
+            return False
         raise
-    return _write_group(conn, batches, owner, math.inf)
+    return True
 
 
 def _write_group(
@@ -379,12 +386,8 @@ def _deliver_callbacks_unless_busy(
     zero), which must not wait for another process's transaction: that wait
     is the connection thread's to do.
     """
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-            return None
-        raise
+    if not _begin_unless_busy(conn):
+        return None
     return _write_deliveries(conn, deliveries, math.inf)
 
 
