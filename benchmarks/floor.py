@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(
                 {
                     "date": time.strftime("%Y-%m-%d"),
-                    "command": " ".join(sys.argv),
+                    "command": "python -m benchmarks.floor " + " ".join(sys.argv[1:]),
                     "primitives_us": prims,
                     "scenarios": nodes,
                 },
