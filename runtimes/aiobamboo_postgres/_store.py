@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -28,7 +27,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import attrs
@@ -86,6 +85,8 @@ __all__ = [
 logger = logging.getLogger("aiobamboo.postgres")
 
 T = TypeVar("T")
+Request = TypeVar("Request")
+Outcome = TypeVar("Outcome")
 
 
 class Queries(dict[str, str]):
@@ -177,11 +178,10 @@ class PostgresStore(NamedQueryReads):
         self._listening_events = False
         #: The committer's connection, kept between groups (None: take one from the pool).
         self._writer_conn: Any = None
-        #: Callbacks waiting for a delivery statement, and the tasks sending those.
-        self._deliveries: list[
-            tuple[CallbackRow, str, asyncio.Future[tuple[str | None, bool]]]
-        ] = []
-        self._delivery_lanes: set[asyncio.Task[None]] = set()
+        #: Callbacks to deliver, those sent at the same time sharing a statement.
+        self._deliveries: _Batches[tuple[CallbackRow, str], tuple[str | None, bool]] = _Batches(
+            self._deliver_batch, lanes=_DELIVERY_LANES, batch=_DELIVERY_BATCH
+        )
         #: Node-root and state lookups, those asked at the same time sharing a statement.
         self._root_lookups = _KeyedReads(super().get_node_root, self._read_node_roots)
         self._state_lookups = _KeyedReads(super().get_state, self._read_states)
@@ -220,7 +220,7 @@ class PostgresStore(NamedQueryReads):
         self._committer.start()
 
     async def aclose(self) -> None:
-        lanes = self._delivery_lanes | self._root_lookups.lanes | self._state_lookups.lanes
+        lanes = self._deliveries.lanes | self._root_lookups.lanes | self._state_lookups.lanes
         if lanes:  # deliveries under way end first: their callers wait for them
             _, late = await asyncio.wait(lanes, timeout=CLOSE_TIMEOUT)
             for lane in late:
@@ -415,44 +415,7 @@ class PostgresStore(NamedQueryReads):
 
     async def _queue_delivery(self, row: CallbackRow, root: str) -> tuple[str | None, bool]:
         """``row`` delivered with the next statement; ``root``: the run it must be for ('': any)."""
-        future: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
-        self._deliveries.append((row, root, future))
-        if len(self._delivery_lanes) < _DELIVERY_LANES:
-            lane = asyncio.get_running_loop().create_task(self._deliver_queued())
-            self._delivery_lanes.add(lane)
-        return await future
-
-    async def _deliver_queued(self) -> None:
-        """Deliver what is queued, a statement at a time, until nothing is."""
-        try:
-            await self._deliver_all_queued()
-        finally:
-            # With no await since the queue was found empty: a caller queueing
-            # after this sees the lane gone and starts one.
-            self._delivery_lanes.discard(asyncio.current_task())
-
-    async def _deliver_all_queued(self) -> None:
-        while self._deliveries:
-            batch = self._deliveries[:_DELIVERY_BATCH]
-            del self._deliveries[:_DELIVERY_BATCH]
-            # A caller gone before its statement was sent takes its callback back.
-            batch = [item for item in batch if not item[2].done()]
-            if not batch:
-                continue
-            try:
-                outcomes = await self._deliver_batch([(row, root) for row, root, _ in batch])
-            except BaseException as exc:
-                _fail_waiters((future for _, _, future in batch), exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+        return await self._deliveries.submit((row, root))
 
     async def _deliver_batch(
         self, rows: list[tuple[CallbackRow, str]]
@@ -702,6 +665,75 @@ class PostgresStore(NamedQueryReads):
                 listener.terminate()
 
 
+class _Batches(Generic[Request, Outcome]):
+    """Requests made while others are under way, sent together, a few statements at once.
+
+    Each request is queued with a future; up to ``lanes`` tasks each send
+    what is queued, ``batch`` requests a statement, until nothing is. A
+    statement is sent after every request it carries was made, so each sees
+    every commit made before it was asked, as a statement of its own would.
+    ``send`` returns each request's outcome (an Exception fails that request
+    alone), or raises, failing every request it carried.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[Request]], Awaitable[list[Outcome | Exception]]],
+        *,
+        lanes: int,
+        batch: int,
+    ) -> None:
+        self._send = send
+        self._lanes = lanes
+        self._batch = batch
+        self._queued: list[tuple[Request, asyncio.Future[Outcome]]] = []
+        #: The tasks sending statements now.
+        self.lanes: set[asyncio.Task[None]] = set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queued or self.lanes)
+
+    async def submit(self, request: Request, *, elsewhere: int = 0) -> Outcome:
+        """The request's outcome; ``elsewhere``: its kind's statements under way outside."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queued.append((request, future))
+        self.start_lane(elsewhere)
+        return await future
+
+    def start_lane(self, elsewhere: int = 0) -> None:
+        if self._queued and elsewhere + len(self.lanes) < self._lanes:
+            self.lanes.add(asyncio.get_running_loop().create_task(self._lane()))
+
+    async def _lane(self) -> None:
+        try:
+            while self._queued:
+                queued = self._queued[: self._batch]
+                del self._queued[: self._batch]
+                # A caller gone before the statement was sent takes its request back.
+                batch = [item for item in queued if not item[1].done()]
+                if not batch:
+                    continue
+                try:
+                    outcomes = await self._send([request for request, _ in batch])
+                except BaseException as exc:
+                    _fail_waiters((future for _, future in batch), exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            # With no await since the queue was found empty: a caller queueing
+            # after this sees the lane gone and starts one.
+            self.lanes.discard(asyncio.current_task())
+
+
 class _KeyedReads:
     """Lookups by key, those asked for while others are under way sent as one statement.
 
@@ -709,10 +741,7 @@ class _KeyedReads:
     its node's run or reading a state first) would otherwise each wait for a
     pooled connection and cost a round trip. A lookup asked while no other is
     under way goes out at once, from its caller's task, as a statement of its
-    own; the others are queued and go out together, a few statements at once
-    at most, each taking what was queued when it was sent. A statement is
-    sent after every lookup it carries was asked, so each sees every commit
-    made before it was asked, as a read of its own would.
+    own; the others are queued and go out together (``_Batches``).
     """
 
     def __init__(
@@ -722,57 +751,32 @@ class _KeyedReads:
     ) -> None:
         self._fetch_one = fetch_one
         self._fetch = fetch_many
-        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
-        self.lanes: set[asyncio.Task[None]] = set()
+        self._batches: _Batches[str, Any] = _Batches(
+            self._send, lanes=_READ_LANES, batch=_READ_BATCH
+        )
         self._alone = 0  # lookups under way in their callers' tasks
+
+    @property
+    def lanes(self) -> set[asyncio.Task[None]]:
+        return self._batches.lanes
 
     async def get(self, key: str) -> Any:
         """The value found for ``key``, None if none was."""
-        if not (self._waiting or self._alone or self.lanes):
+        if not (self._alone or self._batches.busy):
             self._alone += 1
             try:
                 return await self._fetch_one(key)
             finally:
                 self._alone -= 1
-                self._start_lane()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, []).append(future)
-        self._start_lane()
-        return await future
+                self._batches.start_lane(self._alone)
+        return await self._batches.submit(key, elsewhere=self._alone)
 
-    def _start_lane(self) -> None:
-        if self._waiting and self._alone + len(self.lanes) < _READ_LANES:
-            lane = asyncio.get_running_loop().create_task(self._lane())
-            self.lanes.add(lane)
-
-    async def _lane(self) -> None:
-        try:
-            while self._waiting:
-                keys = list(itertools.islice(self._waiting, _READ_BATCH))
-                batch = {key: self._waiting.pop(key) for key in keys}
-                # Keys whose callers all went away before the statement was sent are not read.
-                batch = {k: fs for k, fs in batch.items() if not all(f.done() for f in fs)}
-                if not batch:
-                    continue
-                try:
-                    found = await self._fetch(list(batch))
-                except BaseException as exc:
-                    _fail_waiters(itertools.chain.from_iterable(batch.values()), exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for key, futures in batch.items():
-                    value = found.get(key)
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(value)
-        finally:
-            # With no await since the queue was found empty: a caller queueing
-            # after this sees the lane gone and starts one.
-            self.lanes.discard(asyncio.current_task())
+    async def _send(self, keys: list[str]) -> list[Any]:
+        found = await self._fetch(list(dict.fromkeys(keys)))  # each key once
+        return [found.get(key) for key in keys]
 
 
-#: Statements a _KeyedReads has under way at most, and the most keys one carries.
+#: Statements a _KeyedReads has under way at most, and the most lookups one carries.
 _READ_LANES = 4
 _READ_BATCH = 500
 
