@@ -108,10 +108,25 @@ class MemoryStorage:
         self.callbacks.update(batch.callbacks)
         self.histories.extend(batch.histories)
         self.timers.update(batch.timers)
-        for event in batch.events:
-            self.last_event_id += 1
-            self.events.append(attrs.evolve(event, id=self.last_event_id))
         if batch.events:
+            # Constructed directly: attrs.evolve introspects the class on every
+            # call, and a node step stores several events.
+            last = self.last_event_id
+            append = self.events.append
+            for event in batch.events:
+                last += 1
+                append(
+                    EventRow(
+                        event.root_id,
+                        event.node_id,
+                        event.kind,
+                        event.state,
+                        event.data_json,
+                        event.time,
+                        last,
+                    )
+                )
+            self.last_event_id = last
             self.event_signal.bump()
         if batch.run_status is not None and batch.root_id in self.runs:
             self.runs[batch.root_id] = attrs.evolve(
