@@ -78,3 +78,32 @@ def test_a_process_row_has_each_field_of_its_process() -> None:
             assert getattr(row, field.name) == expected, field.name
     run.put_exec_data("s", {"i": 1}, {"o": 2})
     assert attrs.astuple(run.batch.execution_data["s"]) == ("s", "r", '{"i":1}', '{"o":2}')
+
+
+async def test_hydrate_resolves_variables_with_and_without_references_alike() -> None:
+    from aiobamboo.component import ComponentLibrary
+    from aiobamboo.engine._context import hydrate
+    from aiobamboo.engine._env import Env, Settings
+    from aiobamboo.engine._run import Run
+    from aiobamboo.engine._spec import PLAIN, SPLICE, ContextVar, parse_tree
+
+    tree = {
+        "id": "r",
+        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
+        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
+        "activities": {},
+        "gateways": {},
+        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
+        "data": {"inputs": {}, "outputs": []},
+    }
+    run = Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+    env = Env(Settings(), ComponentLibrary())
+    ctx = run.contexts["r"]
+    ctx["${a}"] = ContextVar(PLAIN, 1)
+    ctx["${b}"] = ContextVar(SPLICE, "text")
+    # No variable references another: each is resolved, splice ones rendered.
+    assert await hydrate(env, run, "r", ["a", "b", "missing"]) == {"a": 1, "b": "text"}
+    ctx["${c}"] = ContextVar(SPLICE, "${b}-${a}")
+    got = await hydrate(env, run, "r", ["c"])
+    assert got == {"a": 1, "b": "text", "c": "text-1"}
+    assert list(got) == ["a", "b", "c"]  # dependencies first
