@@ -27,13 +27,40 @@ def references(value: Any, *, sandbox: Sandbox | None = None) -> set[str]:
     or exceed the size or depth limits, contribute nothing.
     """
     box = sandbox if sandbox is not None else DEFAULT_SANDBOX
+    if type(value) is str:
+        # A node's inputs are mostly strings, and the same ones come round at
+        # every step of every run of a tree: their names are looked up, not found again.
+        if "${" not in value:
+            return set()
+        if len(value) <= _CACHED_TEXT and box is DEFAULT_SANDBOX:
+            found = _text_names.get(value)
+            if found is None:
+                found = _string_references(value, box)
+                if len(_text_names) >= _CACHED_TEXTS:
+                    _text_names.clear()
+                _text_names[value] = found
+            return set(found)
+        return set(_string_references(value, box))
     names: set[str] = set()
     for text in iter_strings(value):
-        for fragment in find_fragments(text):
-            analysis = box.analyse(inner_text(fragment))
-            if analysis.tree is not None:
-                names.update(analysis.free_names)
+        names.update(_string_references(text, box))
     return names
+
+
+#: Strings up to this long have their references cached, up to this many of them;
+#: the cache starts over when it is full (a bound, not an eviction policy).
+_CACHED_TEXT = 1_000
+_CACHED_TEXTS = 4_096
+_text_names: dict[str, frozenset[str]] = {}
+
+
+def _string_references(text: str, box: Sandbox) -> frozenset[str]:
+    names: set[str] = set()
+    for fragment in find_fragments(text):
+        analysis = box.analyse(inner_text(fragment))
+        if analysis.tree is not None:
+            names.update(analysis.free_names)
+    return frozenset(names)
 
 
 def render(

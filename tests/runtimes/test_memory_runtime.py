@@ -82,6 +82,54 @@ async def test_delayed_commits_land_in_call_order() -> None:
         assert state.state == "FINISHED"
 
 
+async def test_concurrent_commits_without_a_delay_land_in_call_order() -> None:
+    async with MemoryRuntime(worker=False) as rt:
+        await rt.store.commit(_new_run("p1", "n1"))
+        before = rt.storage.commits
+
+        async def write(state: str) -> None:
+            batch = WriteBatch(root_id="p1")
+            batch.states["n1"] = _state("n1", "p1", state)
+            await rt.store.commit(batch)
+
+        async with anyio.create_task_group() as tg:
+            for state in ("RUNNING", "FAILED", "FINISHED"):
+                tg.start_soon(write, state)
+        assert rt.storage.commits == before + 3
+        state = await rt.store.get_state("n1")
+        assert state is not None
+        assert state.state == "FINISHED"
+
+
+async def test_a_delayed_commit_still_in_flight_at_close_fails() -> None:
+    rt = MemoryRuntime(worker=False)
+    outcome: list[BaseException | None] = []
+    async with rt:
+        await rt.store.commit(_new_run("p1", "n1"))
+        rt.faults.commit_delay = 60
+        rt.store._committer.close_timeout = 0.05
+        batch = WriteBatch(root_id="p1")
+        batch.states["n1"] = _state("n1", "p1", "FAILED")
+
+        async def write() -> None:
+            try:
+                await rt.store.commit(batch)
+            except StorageError as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            await anyio.sleep(0.01)
+            await rt.store.aclose()
+    await anyio.lowlevel.checkpoint()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StorageError)
+    assert not rt.store._writing
+    assert "n1" not in rt.storage.states
+
+
 async def test_new_runs_refuse_taken_ids_and_ended_runs_keep_no_processes() -> None:
     async with MemoryRuntime(worker=False) as rt:
         await rt.store.commit(_new_run("p1", "n1"))

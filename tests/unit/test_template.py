@@ -83,6 +83,17 @@ def test_references_skip_fragments_that_do_not_parse_or_are_too_big() -> None:
     assert references(None) == set()
 
 
+def test_references_of_a_string_are_a_fresh_set_each_time() -> None:
+    # The names of a string are cached: what a caller does to its set stays its own.
+    first = references("${cached_a + cached_b}")
+    first.add("changed")
+    assert references("${cached_a + cached_b}") == {"cached_a", "cached_b"}
+    assert references("no fragment") == set()
+    long_text = "${long_a} " + "x" * 5000  # beyond the cached length: found each time
+    assert references(long_text) == {"long_a"}
+    assert references(long_text) == {"long_a"}
+
+
 def test_references_of_deeply_nested_data_do_not_recurse() -> None:
     value: Any = "${leaf}"
     for _ in range(5000):
