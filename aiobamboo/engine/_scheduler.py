@@ -127,6 +127,33 @@ def _prepare(
     return codec.dumps(pipeline, "pipeline"), parse_tree(pipeline, subprocess_context)
 
 
+#: Stored options of runs started with no data, context or start node, by
+#: (cycle_tolerate, condition_rules): most runs, and the same text every time.
+_BARE_OPTIONS: dict[tuple[bool, str], str] = {}
+
+
+def _options_json(options: dict[str, Any]) -> str:
+    """``codec.dumps(options)``, from a few texts made once for the common case."""
+    rules = options["condition_rules"]
+    cycle_tolerate = options["cycle_tolerate"]
+    if (
+        type(rules) is not str
+        or type(cycle_tolerate) is not bool
+        or options["start_node_id"] is not None
+        or options["root_pipeline_data"]
+        or options["root_pipeline_context"]
+        or options["subprocess_context"]
+    ):
+        return codec.dumps(options, "options")
+    key = (cycle_tolerate, rules)
+    text = _BARE_OPTIONS.get(key)
+    if text is None:
+        text = codec.dumps(options, "options")
+        if len(_BARE_OPTIONS) < 16:  # rule names are few; a caller's typo is not kept
+            _BARE_OPTIONS[key] = text
+    return text
+
+
 def _all_node_ids(tree: dict[str, Any]) -> list[str]:
     ids = [tree["id"], tree["start_event"]["id"], tree["end_event"]["id"]]
     for node in (tree.get("activities") or {}).values():
@@ -748,7 +775,7 @@ class Scheduler(Operations, Rollbacks):
         }
         # Encoded before the tree is validated (which changes it): a value that
         # cannot be stored is refused with the caller's tree untouched.
-        options_json = codec.dumps(options, "options")
+        options_json = _options_json(options)
         claimed = pipeline.get("id")
         if isinstance(claimed, str):
             if claimed in self.runs:
