@@ -199,6 +199,13 @@ class Scheduler(Operations, Rollbacks):
         self._tg: TaskGroup | None = None
         self._loading: dict[str, anyio.Event] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        #: The task driving each run held here. Plain asyncio tasks rather than
+        #: children of the task group: a run is started once per pipeline, and a
+        #: task group's child costs three times as much to start; _serve cancels
+        #: and awaits them as the task group would.
+        self._supervisors: set[asyncio.Task[None]] = set()
+        #: What a supervisor raised that it must not have: the scheduler stops on it.
+        self._supervisor_error: BaseException | None = None
         self._host: asyncio.Task[None] | None = None
         #: Root ids of the pipelines run_pipeline is validating and storing right now.
         self._starting: set[str] = set()
@@ -231,6 +238,7 @@ class Scheduler(Operations, Rollbacks):
             return
         started = anyio.Event()
         self.failure = None
+        self._supervisor_error = None
         self._failed = asyncio.Event()
         # The only unstructured task of the engine: a service that outlives the
         # caller's task. Both database drivers are asyncio-only anyway.
@@ -253,7 +261,9 @@ class Scheduler(Operations, Rollbacks):
         if host is not self._host:
             return  # stopped on purpose
         exc = None if host.cancelled() else host.exception()
-        self.failure = exc or RuntimeError("the scheduler stopped unexpectedly")
+        self.failure = (
+            exc or self._supervisor_error or RuntimeError("the scheduler stopped unexpectedly")
+        )
         logger.critical(
             "the scheduler stopped; pipelines of this runtime no longer run",
             exc_info=exc,
@@ -294,6 +304,28 @@ class Scheduler(Operations, Rollbacks):
             finally:
                 self._tg = None
                 tg.cancel_scope.cancel()
+                await self._stop_supervisors()
+
+    async def _stop_supervisors(self) -> None:
+        """Cancel the runs' tasks and wait until they have ended, as a task group's children."""
+        supervisors = list(self._supervisors)
+        for task in supervisors:
+            task.cancel()
+        if supervisors:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(supervisors)
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        self._supervisors.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._supervisor_error is None:
+            # Raised past _supervise, which catches all but cancellations: as in a
+            # task group, the scheduler stops on it rather than drive on without the run.
+            self._supervisor_error = exc
+            if self._host is not None:
+                self._host.cancel()
 
     async def stop(self) -> None:
         """Stop every run here and hand them back to storage for the next worker."""
@@ -377,7 +409,9 @@ class Scheduler(Operations, Rollbacks):
             self._node_roots[pipeline_id] = run.root_id
         if self._tg is not None and self.worker:
             scope = self._scopes[run.root_id] = anyio.CancelScope()
-            self._tg.start_soon(self._supervise, run, scope)
+            task = asyncio.get_running_loop().create_task(self._supervise(run, scope))
+            self._supervisors.add(task)
+            task.add_done_callback(self._supervisor_done)
             self.timer_wheel.adopt(run)
 
     def drop(self, root_id: str, how: Literal["parked", "dropped"] = "dropped") -> None:

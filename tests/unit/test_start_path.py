@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import anyio
 import pytest
 
 from aiobamboo import api, bench, codec
+from aiobamboo.engine import Settings
 from aiobamboo.engine._scheduler import _options_json
 from aiobamboo.testing import MemoryRuntime
 
@@ -53,3 +56,43 @@ async def test_a_started_run_stores_the_options_it_was_started_with() -> None:
         _options(condition_rules="bamboo"),
         _options(cycle_tolerate=True),
     ]
+
+
+async def test_closing_the_runtime_cancels_and_awaits_the_tasks_of_its_runs() -> None:
+    async with MemoryRuntime(components=bench.library) as runtime:
+        scheduler = runtime.scheduler
+        assert scheduler is not None
+        for i in range(3):
+            tree = bench.waiting_tree("t", i)
+            assert (await api.run_pipeline(runtime, tree)).result
+        await anyio.wait_all_tasks_blocked()
+        tasks = list(scheduler._supervisors)
+        assert len(tasks) == 3
+        assert not any(task.done() for task in tasks)
+    assert all(task.cancelled() for task in tasks)
+    assert not scheduler._supervisors
+
+
+async def test_a_run_task_that_fails_past_its_supervision_stops_the_engine() -> None:
+    async with MemoryRuntime(
+        components=bench.library, settings=Settings(recovery_delay=0.01)
+    ) as runtime:
+        scheduler = runtime.scheduler
+        assert scheduler is not None
+        broken = RuntimeError("engine bug")
+
+        def note_ended(run: Any) -> None:
+            raise broken
+
+        scheduler._note_ended = note_ended  # type: ignore[method-assign]
+        tree = bench.single()[0]
+        assert (await api.run_pipeline(runtime, tree)).result
+        with anyio.fail_after(5):
+            failure = await scheduler.wait_failure()
+        assert failure is broken
+        refused = await api.run_pipeline(runtime, bench.single()[0])
+        assert not refused.result
+        assert "stopped" in refused.message
+        assert not scheduler._supervisors
+        # The failed task's exception was taken: asyncio does not log it as lost.
+        await asyncio.sleep(0)
