@@ -872,6 +872,15 @@ class Scheduler(Operations, Rollbacks):
                 stack=[root_id],
             )
         )
+        if (
+            self.worker
+            and observer is None
+            and self._tg is not None
+            and self.held < self.settings.concurrency
+            and not any(map(self._node_roots.__contains__, run.batch.new_nodes))
+        ):
+            await self._start_driven(run)
+            return root_id
         try:
             await run.checkpoint("run-created")
         except StorageError:
@@ -889,6 +898,45 @@ class Scheduler(Operations, Rollbacks):
         ):
             self._register(run, "started")
         return root_id
+
+    async def _start_driven(self, run: Run) -> None:
+        """Drive a new run at once; return once its creation is stored.
+
+        The run's first steps (the start event, the next node's RUNNING state)
+        are recorded before its creation is written, and go out with it: a
+        commit less for every pipeline started. The durability contract holds
+        as before, since each step waits for its own commit; this caller waits
+        only for the creation's.
+
+        Not with an observer, which is told of the start before the run is held.
+        Nor when a node id of the run is held here already: storage refuses
+        that run, and it must not have taken the other run's nodes meanwhile.
+        """
+        created = run.recorded
+        # Until the creation is stored, storage refusing the run is no reason to reload it.
+        run.on_broken = self._creation_failed
+        self._register(run, "started")
+        try:
+            # The run's task takes its first steps, up to their commit, before this looks.
+            await anyio.lowlevel.checkpoint()
+            await run.checkpoint("run-created", upto=created)
+        except Reloading:
+            # Its commit failed in the run's task: the caller gets that failure.
+            broken = run.broken
+            if isinstance(broken, Exception) and not isinstance(broken, Reloading):
+                raise broken from broken.__cause__  # as it was raised there
+            raise
+        run.on_broken = self._recover
+
+    def _creation_failed(self, run: Run, exc: BaseException) -> None:
+        """A commit of a run failed before its creation was known to be stored."""
+        if isinstance(exc, InvalidOperationError):
+            # Storage refused the new run whole (its id or a node id is taken):
+            # nothing of it was stored, and the id may be another run's.
+            if self.runs.get(run.root_id) is run:
+                self.drop(run.root_id)
+            return
+        self._recover(run, exc)
 
     async def _give_back(self, root_id: str) -> bool:
         """Release a run just created, for a worker with room to claim; False if that failed.
