@@ -185,3 +185,18 @@ async def test_a_failed_creation_is_the_callers_storage_error() -> None:
         # The storage's own error, not the run's "being reloaded" refusal.
         assert type(refused.exc) is StorageError
         assert tree["id"] not in runtime.storage.runs
+
+
+async def test_a_run_whose_creation_is_on_its_way_keeps_its_lease_through_renewals() -> None:
+    runtime = MemoryRuntime(components=bench.library)
+    # Leases renewed every 10 ms; each commit takes 50 ms to land.
+    runtime.store.lease_seconds = 0.03
+    async with runtime:
+        runtime.faults.commit_delay = 0.05
+        tree = bench.single()[0]
+        started = await api.run_pipeline(runtime, tree)
+        assert started.result, started.message
+        runtime.faults.commit_delay = 0.0
+        assert (await api.wait_pipeline(runtime, tree["id"], timeout=5)).data == "FINISHED"
+        assert runtime.scheduler is not None
+        assert not runtime.scheduler.creating
