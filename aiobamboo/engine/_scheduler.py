@@ -59,7 +59,7 @@ MAX_RECOVERY_DELAY = 30.0
 #: Trees with more nodes than this are validated in a worker thread (about 20 ms of work).
 THREAD_VALIDATION_NODES = 500
 #: Runs ``run_pipeline`` builds and stores at once; the group commit writes them together.
-START_SLOTS = 256
+START_SLOTS = 128
 
 
 @attrs.define
