@@ -178,7 +178,10 @@ async def renew_loop(scheduler: Scheduler) -> None:
     """Keep the leases of held runs; drop the runs whose lease was lost."""
     while True:
         await anyio.sleep(scheduler.store.lease_seconds / 3)
-        held = dict(scheduler.runs)
+        # Not the runs whose creation is still on its way: storage would not
+        # know them yet, and they would be dropped as if their lease were lost.
+        creating = scheduler.creating
+        held = {r: run for r, run in scheduler.runs.items() if r not in creating}
         if not held:
             continue
         try:

@@ -215,7 +215,9 @@ async def _guarded(
         # User code reached outside Env.call (a service's constructor or
         # need_schedule, an interval generator) may raise anything; only a
         # cancellation of this task is not the node's failure.
-        if is_cancellation(exc):
+        if is_cancellation(exc) or run.broken is not None:
+            # A commit of the run failed (storage refused a batch): the run is
+            # reloaded or dropped, and the node did not fail.
             raise
         logger.exception("run %s: handler of node %s raised", run.root_id, node.id)
         if not step.owns_state():

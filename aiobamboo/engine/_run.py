@@ -335,8 +335,17 @@ class Run:
         self._committed: anyio.Event | None = None
 
     # -- durability ----------------------------------------------------------
-    async def checkpoint(self, reason: CommitReason) -> None:
+    @property
+    def recorded(self) -> int:
+        """A mark of the changes recorded so far, for :meth:`checkpoint`'s ``upto``."""
+        return self._generation
+
+    async def checkpoint(self, reason: CommitReason, upto: int | None = None) -> None:
         """Make every change recorded so far durable, then tell waiters and subscribers.
+
+        With ``upto`` (a :attr:`recorded` mark), only the changes recorded by the
+        time of that mark: a caller whose changes went out with another
+        coroutine's commit does not wait for that coroutine's next one too.
 
         ``reason`` names the commit point. One commit of the run is in flight at
         a time: a caller whose changes went out with another caller's commit
@@ -348,7 +357,7 @@ class Run:
         refuses, and :attr:`on_broken` has the owner reload it from its last
         commit. The caller gets the error.
         """
-        generation = self._generation
+        generation = self._generation if upto is None else upto
         while self._durable < generation:
             if self.broken is not None:
                 raise Reloading(

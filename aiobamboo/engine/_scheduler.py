@@ -59,7 +59,7 @@ MAX_RECOVERY_DELAY = 30.0
 #: Trees with more nodes than this are validated in a worker thread (about 20 ms of work).
 THREAD_VALIDATION_NODES = 500
 #: Runs ``run_pipeline`` builds and stores at once; the group commit writes them together.
-START_SLOTS = 256
+START_SLOTS = 128
 
 
 @attrs.define
@@ -127,6 +127,33 @@ def _prepare(
     return codec.dumps(pipeline, "pipeline"), parse_tree(pipeline, subprocess_context)
 
 
+#: Stored options of runs started with no data, context or start node, by
+#: (cycle_tolerate, condition_rules): most runs, and the same text every time.
+_BARE_OPTIONS: dict[tuple[bool, str], str] = {}
+
+
+def _options_json(options: dict[str, Any]) -> str:
+    """``codec.dumps(options)``, from a few texts made once for the common case."""
+    rules = options["condition_rules"]
+    cycle_tolerate = options["cycle_tolerate"]
+    if (
+        type(rules) is not str
+        or type(cycle_tolerate) is not bool
+        or options["start_node_id"] is not None
+        or options["root_pipeline_data"]
+        or options["root_pipeline_context"]
+        or options["subprocess_context"]
+    ):
+        return codec.dumps(options, "options")
+    key = (cycle_tolerate, rules)
+    text = _BARE_OPTIONS.get(key)
+    if text is None:
+        text = codec.dumps(options, "options")
+        if len(_BARE_OPTIONS) < 16:  # rule names are few; a caller's typo is not kept
+            _BARE_OPTIONS[key] = text
+    return text
+
+
 def _all_node_ids(tree: dict[str, Any]) -> list[str]:
     ids = [tree["id"], tree["start_event"]["id"], tree["end_event"]["id"]]
     for node in (tree.get("activities") or {}).values():
@@ -172,9 +199,19 @@ class Scheduler(Operations, Rollbacks):
         self._tg: TaskGroup | None = None
         self._loading: dict[str, anyio.Event] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        #: The task driving each run held here. Plain asyncio tasks rather than
+        #: children of the task group: a run is started once per pipeline, and a
+        #: task group's child costs three times as much to start; _serve cancels
+        #: and awaits them as the task group would.
+        self._supervisors: set[asyncio.Task[None]] = set()
+        #: What a supervisor raised that it must not have: the scheduler stops on it.
+        self._supervisor_error: BaseException | None = None
         self._host: asyncio.Task[None] | None = None
         #: Root ids of the pipelines run_pipeline is validating and storing right now.
         self._starting: set[str] = set()
+        #: Runs held and driven before their creation is known to be stored: storage
+        #: may not know them yet, so their lease is not theirs to renew.
+        self.creating: set[str] = set()
         #: Bounds the runs being built and stored by run_pipeline at once: callers
         #: starting thousands of pipelines together wait here with nothing but
         #: their tree, instead of each holding a run in memory until its commit.
@@ -204,6 +241,7 @@ class Scheduler(Operations, Rollbacks):
             return
         started = anyio.Event()
         self.failure = None
+        self._supervisor_error = None
         self._failed = asyncio.Event()
         # The only unstructured task of the engine: a service that outlives the
         # caller's task. Both database drivers are asyncio-only anyway.
@@ -226,7 +264,9 @@ class Scheduler(Operations, Rollbacks):
         if host is not self._host:
             return  # stopped on purpose
         exc = None if host.cancelled() else host.exception()
-        self.failure = exc or RuntimeError("the scheduler stopped unexpectedly")
+        self.failure = (
+            exc or self._supervisor_error or RuntimeError("the scheduler stopped unexpectedly")
+        )
         logger.critical(
             "the scheduler stopped; pipelines of this runtime no longer run",
             exc_info=exc,
@@ -267,6 +307,28 @@ class Scheduler(Operations, Rollbacks):
             finally:
                 self._tg = None
                 tg.cancel_scope.cancel()
+                await self._stop_supervisors()
+
+    async def _stop_supervisors(self) -> None:
+        """Cancel the runs' tasks and wait until they have ended, as a task group's children."""
+        supervisors = list(self._supervisors)
+        for task in supervisors:
+            task.cancel()
+        if supervisors:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(supervisors)
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        self._supervisors.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._supervisor_error is None:
+            # Raised past _supervise, which catches all but cancellations: as in a
+            # task group, the scheduler stops on it rather than drive on without the run.
+            self._supervisor_error = exc
+            if self._host is not None:
+                self._host.cancel()
 
     async def stop(self) -> None:
         """Stop every run here and hand them back to storage for the next worker."""
@@ -350,7 +412,9 @@ class Scheduler(Operations, Rollbacks):
             self._node_roots[pipeline_id] = run.root_id
         if self._tg is not None and self.worker:
             scope = self._scopes[run.root_id] = anyio.CancelScope()
-            self._tg.start_soon(self._supervise, run, scope)
+            task = asyncio.get_running_loop().create_task(self._supervise(run, scope))
+            self._supervisors.add(task)
+            task.add_done_callback(self._supervisor_done)
             self.timer_wheel.adopt(run)
 
     def drop(self, root_id: str, how: Literal["parked", "dropped"] = "dropped") -> None:
@@ -748,7 +812,7 @@ class Scheduler(Operations, Rollbacks):
         }
         # Encoded before the tree is validated (which changes it): a value that
         # cannot be stored is refused with the caller's tree untouched.
-        options_json = codec.dumps(options, "options")
+        options_json = _options_json(options)
         claimed = pipeline.get("id")
         if isinstance(claimed, str):
             if claimed in self.runs:
@@ -811,6 +875,15 @@ class Scheduler(Operations, Rollbacks):
                 stack=[root_id],
             )
         )
+        if (
+            self.worker
+            and observer is None
+            and self._tg is not None
+            and self.held < self.settings.concurrency
+            and not any(map(self._node_roots.__contains__, run.batch.new_nodes))
+        ):
+            await self._start_driven(run)
+            return root_id
         try:
             await run.checkpoint("run-created")
         except StorageError:
@@ -828,6 +901,48 @@ class Scheduler(Operations, Rollbacks):
         ):
             self._register(run, "started")
         return root_id
+
+    async def _start_driven(self, run: Run) -> None:
+        """Drive a new run at once; return once its creation is stored.
+
+        The run's first steps (the start event, the next node's RUNNING state)
+        are recorded before its creation is written, and go out with it: a
+        commit less for every pipeline started. The durability contract holds
+        as before, since each step waits for its own commit; this caller waits
+        only for the creation's.
+
+        Not with an observer, which is told of the start before the run is held.
+        Nor when a node id of the run is held here already: storage refuses
+        that run, and it must not have taken the other run's nodes meanwhile.
+        """
+        created = run.recorded
+        # Until the creation is stored, storage refusing the run is no reason to reload it.
+        run.on_broken = self._creation_failed
+        self.creating.add(run.root_id)
+        self._register(run, "started")
+        try:
+            # The run's task takes its first steps, up to their commit, before this looks.
+            await anyio.lowlevel.checkpoint()
+            await run.checkpoint("run-created", upto=created)
+        except Reloading:
+            # Its commit failed in the run's task: the caller gets that failure.
+            broken = run.broken
+            if isinstance(broken, Exception) and not isinstance(broken, Reloading):
+                raise broken from broken.__cause__  # as it was raised there
+            raise
+        finally:
+            self.creating.discard(run.root_id)
+        run.on_broken = self._recover
+
+    def _creation_failed(self, run: Run, exc: BaseException) -> None:
+        """A commit of a run failed before its creation was known to be stored."""
+        if isinstance(exc, InvalidOperationError):
+            # Storage refused the new run whole (its id or a node id is taken):
+            # nothing of it was stored, and the id may be another run's.
+            if self.runs.get(run.root_id) is run:
+                self.drop(run.root_id)
+            return
+        self._recover(run, exc)
 
     async def _give_back(self, root_id: str) -> bool:
         """Release a run just created, for a worker with room to claim; False if that failed.

@@ -16,7 +16,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -84,6 +84,10 @@ class MemoryStorage:
     #: The worker runtime open on this storage: like SQLite's file lock, one at a time.
     worker_owner: str | None = None
     _listeners: list[Callable[[], None]] = attrs.Factory(list)
+    #: Process and timer ids each run has written, so that a run that ends finds
+    #: its own without a look at every run's (ids of rows gone since included).
+    _run_processes: dict[str, set[str]] = attrs.Factory(dict)
+    _run_timers: dict[str, set[str]] = attrs.Factory(dict)
 
     def signal(self) -> None:
         """Wake every runtime open on this storage (a new run, a command, an answer)."""
@@ -105,10 +109,14 @@ class MemoryStorage:
         self.node_data.update(batch.node_data)
         self.context.update(batch.context)
         self.processes.update(batch.processes)
+        for pid, row in batch.processes.items():
+            self._run_processes.setdefault(row.root_id, set()).add(pid)
         self.schedules.update(batch.schedules)
         self.callbacks.update(batch.callbacks)
         self.histories.extend(batch.histories)
         self.timers.update(batch.timers)
+        for tid, timer in batch.timers.items():
+            self._run_timers.setdefault(timer.root_id, set()).add(tid)
         if batch.events:
             # Constructed directly: attrs.evolve introspects the class on every
             # call, and a node step stores several events.
@@ -135,10 +143,9 @@ class MemoryStorage:
             )
             if batch.run_status != RUN_ACTIVE:
                 # An ended run keeps no processes.
-                for pid in [p.id for p in self.processes.values() if p.root_id == batch.root_id]:
-                    del self.processes[pid]
-                for tid in [t.id for t in self.timers.values() if t.root_id == batch.root_id]:
-                    del self.timers[tid]
+                root_id = batch.root_id
+                _drop_rows(self.processes, self._run_processes.pop(root_id, ()), root_id)
+                _drop_rows(self.timers, self._run_timers.pop(root_id, ()), root_id)
         self.commits += 1
 
     def _check_new_run(self, batch: WriteBatch) -> None:
@@ -175,6 +182,14 @@ class MemoryStorage:
             callbacks=[c for c in of_run(self.callbacks.values()) if not c.consumed],
             timers=[t for t in of_run(self.timers.values()) if t.due_time is not None],
         )
+
+
+def _drop_rows(table: dict[str, Any], ids: Iterable[str], root_id: str) -> None:
+    """Delete the rows of ``ids`` that still belong to ``root_id``."""
+    for row_id in ids:
+        row = table.get(row_id)
+        if row is not None and row.root_id == root_id:
+            del table[row_id]
 
 
 @attrs.define(eq=False)

@@ -156,3 +156,26 @@ async def test_one_worker_per_storage_and_the_storage_outlives_its_runtime() -> 
         assert await reopened.store.get_run("p1") is not None
         assert await reopened.store.claim_runs(10) == ["p1"]
         assert await reopened.store.claim_runs(10) == []
+
+
+def test_an_ended_run_loses_its_processes_and_timers_and_keeps_its_events() -> None:
+    import attrs
+
+    from aiobamboo.runtime import EventRow, TimerRow
+
+    storage = MemoryStorage()
+    for root in ("p1", "p2"):
+        batch = _new_run(root, f"n-{root}")
+        batch.processes = {
+            f"c-{root}": attrs.evolve(batch.processes["c1"], id=f"c-{root}", root_id=root)
+        }
+        batch.timers[f"t-{root}"] = TimerRow(f"t-{root}", root, f"n-{root}", "v1", "poll", 9.0)
+        storage.apply(batch, None, 60.0)
+    event = EventRow("p1", "n-p1", "state", "FINISHED", '{"a":1}', 5.0)
+    ended = WriteBatch(root_id="p1", run_status=RUN_FINISHED)
+    ended.events.append(event)
+    storage.apply(ended, None, 60.0)
+    assert list(storage.processes) == ["c-p2"]
+    assert list(storage.timers) == ["t-p2"]
+    assert storage.events == [attrs.evolve(event, id=1)]
+    assert storage.runs["p1"].status == RUN_FINISHED
