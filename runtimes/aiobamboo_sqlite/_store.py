@@ -518,7 +518,18 @@ def _finish_checkpoint(conn: sqlite3.Connection, done: Callable[[], None]) -> No
         done()
 
 
+#: The page size of a new database file. A node step changes a few hundred
+#: bytes in each of some ten pages (rows and index entries at random places),
+#: and a commit writes each page it changed to the log whole: with pages of
+#: 2 KB instead of SQLite's 4 KB it writes some 40 % fewer bytes (a 1,000-step
+#: chain: 24 MB of log instead of 40 MB) for about 25 % more pages, and costs
+#: less. An existing file keeps the size it was made with.
+PAGE_SIZE = 2048
+
+
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
+    # Before anything is written; ignored by a file that has pages already.
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -25,9 +25,6 @@ from aiobamboo.runtime import EventRow, RunRow, WriteBatch
 from aiobamboo_sqlite import SQLiteRuntime, _migrate, _store
 from aiobamboo_sqlite._checkpoint import WRITER_PAGES
 
-#: A WAL frame: its header and one 4 KB page.
-FRAME = 24 + 4096
-
 
 def _chain(n: int) -> dict[str, Any]:
     """start -> ``n`` activities that return at once -> end."""
@@ -43,7 +40,14 @@ async def _run(runtime: SQLiteRuntime, tree: dict[str, Any]) -> None:
 
 def _wal_frames(db: Path) -> int:
     wal = Path(f"{db}-wal")
-    return max(0, (wal.stat().st_size - 32) // FRAME) if wal.exists() else 0
+    if not wal.exists():
+        return 0
+    # A frame: its 24-byte header and one page (the log's header says the page size).
+    with wal.open("rb") as log:
+        header = log.read(32)
+    if len(header) < 32:
+        return 0
+    return max(0, (wal.stat().st_size - 32) // (24 + int.from_bytes(header[8:12], "big")))
 
 
 # -- checkpoints -------------------------------------------------------------------
@@ -272,6 +276,33 @@ async def test_a_database_of_the_previous_schema_is_upgraded_with_its_runs(
     finally:
         conn.close()
     assert leftovers == [0, 0]
+
+
+def _page_size(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_new_file_gets_small_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new, existing = tmp_path / "new.db", tmp_path / "existing.db"
+    conn = sqlite3.connect(existing)
+    try:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE other (x)")
+    finally:
+        conn.close()
+    for db in (new, existing):
+        async with SQLiteRuntime(db, components=library) as runtime:
+            await _run(runtime, _chain(3))
+    assert _page_size(new) == _store.PAGE_SIZE == 2048
+    assert _page_size(existing) == 4096
+    # The log's frames hold pages of the file's size.
+    assert _wal_frames(new) == 0
 
 
 # -- event ids -----------------------------------------------------------------------
