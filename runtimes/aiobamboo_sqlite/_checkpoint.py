@@ -18,7 +18,7 @@ all of the log copied already, copies the rest, and the next commit starts
 the log over. This thread shares the GIL with the event loop and the
 writer, so on a busy process it can fall behind: the writer keeps SQLite's
 autocheckpoint at ``WRITER_PAGES`` as the bound that does not depend on it.
-So the log stays within a few thousand pages (SQLite's default bound is
+So the log stays within some ten thousand pages (SQLite's default bound is
 1,000), while the commit path does a small share of the work. (A reader of
 another process that holds on to the log keeps any checkpoint from starting
 it over, whoever runs it, as before.)
@@ -35,11 +35,14 @@ from collections.abc import Callable
 __all__ = ["LOG_PAGES", "WRITER_PAGES", "Checkpointer"]
 
 #: The log's length, in pages, from which the writer finishes the checkpoint
-#: (SQLite's default ``wal_autocheckpoint``).
-LOG_PAGES = 1000
+#: (16 MB of the runtime's 2 KB pages). Finishing costs the commits waiting
+#: behind it the checkpoint's two fsyncs, some milliseconds, however short
+#: the rest to copy: with SQLite's default of 1,000 pages that came every
+#: hundred node steps or so, some 40 us a step.
+LOG_PAGES = 8000
 
 #: The writer's own ``wal_autocheckpoint``: the bound should this thread lag.
-WRITER_PAGES = 4 * LOG_PAGES
+WRITER_PAGES = 2 * LOG_PAGES
 
 #: Runs ``done`` once a PASSIVE checkpoint has run on the writer's connection.
 Finish = Callable[[Callable[[], None]], None]

@@ -69,9 +69,21 @@ async def test_the_checkpointer_copies_the_log_beside_the_commits(tmp_path: Path
         assert checkpointer.rounds > 1, checkpointer.rounds
 
 
+async def test_the_writer_seldom_finishes_a_checkpoint(tmp_path: Path) -> None:
+    """The checkpoint the writer finishes holds its commits up: once in thousands of frames."""
+    db = tmp_path / "flows.db"
+    async with SQLiteRuntime(db, components=library) as runtime:
+        checkpointer = runtime.store.checkpointer
+        assert checkpointer is not None
+        await _run(runtime, _chain(300))
+        frames = _wal_frames(db)
+        assert frames > 2000, frames  # some 4,000: the log was never started over
+        assert checkpointer.handed == 0, (checkpointer.handed, frames)
+
+
 #: The log's largest size allowed: the writer's own threshold, plus what the
 #: commits write during one checkpoint beside them (an fsync of a busy disk
-#: can take tens of milliseconds). The runs below write some 30,000 frames.
+#: can take tens of milliseconds). The runs below write some 38,000 frames.
 MOST_FRAMES = WRITER_PAGES + 6000
 
 
