@@ -112,6 +112,10 @@ class Queries(dict[str, str]):
 #: later. Subscribers of this process are woken by the commit itself.
 EVENTS_NOTIFY_EVERY = 0.01
 
+#: What a NOTIFY sent on its own may fail with: it is logged, and the
+#: subscribers of other processes find the events when they next look.
+_NOTIFY_ERRORS: tuple[type[BaseException], ...] = (StorageError, *DRIVER_ERRORS)
+
 #: A NOTIFY of its own waits until no group was written for this long: while
 #: groups follow one another, the next one to start sends it.
 EVENTS_NOTIFY_IDLE = 0.001
@@ -342,7 +346,7 @@ class PostgresStore(NamedQueryReads):
     async def _send_events_notify(self) -> None:
         try:
             await self._write("notify", self.events_channel, "")
-        except (StorageError, *DRIVER_ERRORS) as exc:
+        except _NOTIFY_ERRORS as exc:
             # Subscribers elsewhere find the events when they next look.
             logger.warning("postgres NOTIFY of committed events failed: %s", exc)
 
