@@ -58,7 +58,8 @@ async def test_the_checkpointer_copies_the_log_beside_the_commits(tmp_path: Path
     async with SQLiteRuntime(db, components=library) as runtime:
         checkpointer = runtime.store.checkpointer
         assert checkpointer is not None
-        await _run(runtime, _chain(100))
+        # Long enough for several checkpoints (one at most every 10 ms) beside it.
+        await _run(runtime, _chain(400))
         deadline = time.monotonic() + 5
         while True:
             last = checkpointer.last
