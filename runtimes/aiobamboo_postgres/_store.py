@@ -101,6 +101,26 @@ class Queries(dict[str, str]):
         self.composed: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
+#: Commits with events NOTIFY the events channel at most once in this many
+#: seconds. Postgres signals every backend that listens on any channel of the
+#: database at each NOTIFY (each worker's own LISTEN connection included),
+#: and each wakes to read the notification queue: at a commit per node step,
+#: that cost a chain some 25 us a step. A commit within the interval leaves
+#: its NOTIFY to the next commit that sends one, or, when none comes in time,
+#: to a NOTIFY of its own sent once the interval is over, after the commit:
+#: a subscriber of another process hears of every event, at most this much
+#: later. Subscribers of this process are woken by the commit itself.
+EVENTS_NOTIFY_EVERY = 0.01
+
+#: What a NOTIFY sent on its own may fail with: it is logged, and the
+#: subscribers of other processes find the events when they next look.
+_NOTIFY_ERRORS: tuple[type[BaseException], ...] = (StorageError, *DRIVER_ERRORS)
+
+#: A NOTIFY of its own waits until no group was written for this long: while
+#: groups follow one another, the next one to start sends it.
+EVENTS_NOTIFY_IDLE = 0.001
+
+
 def events_lock_key(schema: str) -> int:
     """The advisory lock that orders the event ids of ``schema`` (signed 64 bits).
 
@@ -192,6 +212,16 @@ class PostgresStore(NamedQueryReads):
         #: Sends the NOTIFY that wakes workers for unparked runs; whether another is due.
         self._waker: asyncio.Task[None] | None = None
         self._wake_wanted = False
+        #: The events NOTIFY (see EVENTS_NOTIFY_EVERY): when one was last sent (loop
+        #: time), whether committed events wait for one, a group being written,
+        #: when the last one ended, and the timer and the task of the NOTIFY
+        #: sent on its own.
+        self._events_notified_at = -math.inf
+        self._events_unnotified = False
+        self._writing = False
+        self._written_at = -math.inf
+        self._events_timer: asyncio.TimerHandle | None = None
+        self._events_notifier: asyncio.Task[None] | None = None
         self._committer = GroupCommitter(
             self._write_group, what=f"PostgreSQL schema {schema!r}", close_timeout=CLOSE_TIMEOUT
         )
@@ -233,6 +263,7 @@ class PostgresStore(NamedQueryReads):
             await asyncio.wait({waker})
         await self._close_listener()
         await self._committer.aclose()
+        await self._close_events_notify()
         writer_conn, self._writer_conn = self._writer_conn, None
         if writer_conn is not None:
             with contextlib.suppress(*DRIVER_ERRORS):
@@ -252,8 +283,87 @@ class PostgresStore(NamedQueryReads):
         await self._committer.commit(batch)
 
     async def _write_group(self, batches: list[WriteBatch]) -> list[Result]:
-        """:func:`write_group` on a pooled connection; on a fresh one after a connection error."""
+        """:meth:`_write_group_now`, and the NOTIFY of its events, with it or after it."""
         writer = self.writer
+        events = any(b.events for b in batches)
+        notify = events and self._events_notify_due()
+        if events and not notify:
+            writer = attrs.evolve(writer, events_channel="")
+        self._writing = True
+        try:
+            results = await self._write_group_now(batches, writer)
+        finally:
+            self._writing = False
+            self._events_written(notify, events)
+        return results
+
+    def _events_notify_due(self) -> bool:
+        """Whether the group written now sends the events NOTIFY (then it counts as sent)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._events_notified_at < EVENTS_NOTIFY_EVERY:
+            return False
+        self._events_notified_at = now
+        return True
+
+    def _events_written(self, notified: bool, events: bool) -> None:
+        """After a group: a NOTIFY on its own follows events that went without one.
+
+        Groups are written one after the other, so a group's NOTIFY (sent at
+        its commit) follows every earlier group's events. Whether the group
+        committed is unknown after a failure: its events count as unnotified.
+        """
+        if notified:
+            self._events_unnotified = False
+        elif events:
+            self._events_unnotified = True
+        self._written_at = asyncio.get_running_loop().time()
+        self._arm_events_notify()
+
+    def _arm_events_notify(self) -> None:
+        if self._events_unnotified and self._events_timer is None and self._may_listen:
+            loop = asyncio.get_running_loop()
+            at = max(
+                self._written_at + EVENTS_NOTIFY_IDLE,
+                self._events_notified_at + EVENTS_NOTIFY_EVERY,
+            )
+            self._events_timer = loop.call_at(at, self._notify_events_alone)
+
+    def _notify_events_alone(self) -> None:
+        self._events_timer = None
+        loop = asyncio.get_running_loop()
+        if not self._events_unnotified or self._writing:
+            return  # the group under way sends it, or comes back here when it ends
+        busy = self._events_notifier is not None and not self._events_notifier.done()
+        if busy or loop.time() - self._written_at < EVENTS_NOTIFY_IDLE:
+            # Another group may follow at once, and send it; or the last one is
+            # still being sent.
+            self._arm_events_notify()
+            return
+        self._events_unnotified = False
+        self._events_notified_at = loop.time()
+        self._events_notifier = loop.create_task(self._send_events_notify())
+
+    async def _send_events_notify(self) -> None:
+        try:
+            await self._write("notify", self.events_channel, "")
+        except _NOTIFY_ERRORS as exc:
+            # Subscribers elsewhere find the events when they next look.
+            logger.warning("postgres NOTIFY of committed events failed: %s", exc)
+
+    async def _close_events_notify(self) -> None:
+        """Cancel the timer, and send the NOTIFY that events still wait for."""
+        timer, self._events_timer = self._events_timer, None
+        if timer is not None:
+            timer.cancel()
+        notifier, self._events_notifier = self._events_notifier, None
+        if notifier is not None:
+            await asyncio.wait({notifier})
+        if self._events_unnotified and self.pool is not None:
+            self._events_unnotified = False
+            await self._send_events_notify()
+
+    async def _write_group_now(self, batches: list[WriteBatch], writer: Writer) -> list[Result]:
+        """:func:`write_group` on a pooled connection; on a fresh one after a connection error."""
 
         async def attempt(conn: Any) -> list[Result]:
             return await write_group(conn, self.queries, batches, writer)

@@ -18,7 +18,7 @@ all of the log copied already, copies the rest, and the next commit starts
 the log over. This thread shares the GIL with the event loop and the
 writer, so on a busy process it can fall behind: the writer keeps SQLite's
 autocheckpoint at ``WRITER_PAGES`` as the bound that does not depend on it.
-So the log stays within a few thousand pages (SQLite's default bound is
+So the log stays within some ten thousand pages (SQLite's default bound is
 1,000), while the commit path does a small share of the work. (A reader of
 another process that holds on to the log keeps any checkpoint from starting
 it over, whoever runs it, as before.)
@@ -35,11 +35,14 @@ from collections.abc import Callable
 __all__ = ["LOG_PAGES", "WRITER_PAGES", "Checkpointer"]
 
 #: The log's length, in pages, from which the writer finishes the checkpoint
-#: (SQLite's default ``wal_autocheckpoint``).
-LOG_PAGES = 1000
+#: (16 MB of the runtime's 2 KB pages). Finishing costs the commits waiting
+#: behind it the checkpoint's two fsyncs, some milliseconds, however short
+#: the rest to copy: with SQLite's default of 1,000 pages that came every
+#: hundred node steps or so, some 40 us a step.
+LOG_PAGES = 8000
 
 #: The writer's own ``wal_autocheckpoint``: the bound should this thread lag.
-WRITER_PAGES = 4 * LOG_PAGES
+WRITER_PAGES = 2 * LOG_PAGES
 
 #: Runs ``done`` once a PASSIVE checkpoint has run on the writer's connection.
 Finish = Callable[[Callable[[], None]], None]
@@ -51,11 +54,15 @@ class Checkpointer:
     """``poke()`` after a commit; a PASSIVE checkpoint follows within ``gather`` seconds.
 
     ``gather`` lets the commits of a busy moment share a checkpoint: each
-    checkpoint that copies anything fsyncs the log and the database file.
+    checkpoint that copies anything fsyncs the log and the database file, and
+    copies a page once however many commits rewrote it meanwhile (the last
+    pages of a table or an index are rewritten at nearly every node step).
+    At 10 ms rather than 2 ms, a 1,000-step chain took some 12 checkpoints
+    instead of 54, and 10 % less time.
     """
 
     def __init__(
-        self, path: str, synchronous: str, finish: Finish, *, gather: float = 0.002
+        self, path: str, synchronous: str, finish: Finish, *, gather: float = 0.01
     ) -> None:
         self.path = path
         self.synchronous = synchronous

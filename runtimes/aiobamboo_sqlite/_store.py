@@ -152,6 +152,10 @@ def _bulk(
     loop's own thread (``bulk_rows`` infinite) rows always go one by one.
     """
     if len(rows) >= bulk_rows:
+        if query == "insert_event":
+            # The first id may have to go on from events_high (see insert_event_row).
+            conn.execute(_ONE_ROW[query], rows[0])
+            rows = rows[1:]
         conn.execute(Q[query], (json.dumps(rows, separators=(",", ":")),))
     else:
         conn.executemany(_ONE_ROW[query], rows)
@@ -210,6 +214,7 @@ _TABLES: tuple[tuple[str, str, Callable[[Any], tuple[Any, ...]]], ...] = (
 
 #: The statement of each upsert for ``executemany``: one row of ``?``.
 _ONE_ROW = {query: Q[query + "_rows"] for query, _, _ in _TABLES}
+_ONE_ROW["insert_event"] = Q["insert_event_row"]
 
 
 def _write_rows(conn: sqlite3.Connection, batch: Merged, bulk_rows: float) -> None:
@@ -459,7 +464,15 @@ def _release_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> 
 def _purge_events(conn: sqlite3.Connection, before: float) -> int:
     total = 0
     while True:
-        deleted = conn.execute(Q["purge_events"], (before,)).rowcount
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(Q["remember_event_high"])
+            deleted = conn.execute(Q["purge_events"], (before,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         total += deleted
         if deleted < 1000:
             return total
@@ -479,6 +492,7 @@ def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str
     try:
         ids = [r[0] for r in conn.execute(Q["purgeable_runs"], (before, before, limit))]
         if ids:
+            conn.execute(Q["remember_event_high"])
             param = (json.dumps(ids),)
             conn.execute(Q["purge_states"], param)
             conn.execute(Q["purge_execution_data"], param)
@@ -504,7 +518,18 @@ def _finish_checkpoint(conn: sqlite3.Connection, done: Callable[[], None]) -> No
         done()
 
 
+#: The page size of a new database file. A node step changes a few hundred
+#: bytes in each of some ten pages (rows and index entries at random places),
+#: and a commit writes each page it changed to the log whole: with pages of
+#: 2 KB instead of SQLite's 4 KB it writes some 40 % fewer bytes (a 1,000-step
+#: chain: 24 MB of log instead of 40 MB) for about 25 % more pages, and costs
+#: less. An existing file keeps the size it was made with.
+PAGE_SIZE = 2048
+
+
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
+    # Before anything is written; ignored by a file that has pages already.
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

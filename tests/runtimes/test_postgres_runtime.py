@@ -1079,6 +1079,52 @@ async def test_a_waiter_hears_of_events_committed_by_another_process(schema: str
         assert store.events_seen > seen
 
 
+async def test_events_committed_within_the_interval_share_one_later_notify(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits with events NOTIFY at most once an interval; the last ones are never left out."""
+    monkeypatch.setattr(pg_store, "EVENTS_NOTIFY_EVERY", 2.0)
+    async with (
+        PostgresRuntime(PG_DSN, schema=schema, worker=False) as listener,
+        PostgresRuntime(PG_DSN, schema=schema, worker=False) as writer,
+    ):
+        store = listener.store
+        await store.wait_for_events(store.events_seen, 0.01)  # opens the LISTEN connection
+        await writer.store.commit(new_run_batch("r", ("a",)))
+        seen = store.events_seen
+        for i in range(5):
+            await writer.store.commit(WriteBatch(root_id="r", events=[event("r", "a", str(i))]))
+        # The first commit notified; the other four wait for the interval's end.
+        with anyio.fail_after(10):
+            while store.events_seen < seen + 2:
+                await store.wait_for_events(store.events_seen, 30)
+        await asyncio.sleep(0.3)
+        assert store.events_seen == seen + 2, store.events_seen - seen
+        assert [e.state for e in await store.read_events(0)] == ["0", "1", "2", "3", "4"]
+
+
+async def test_closing_sends_the_notify_its_last_events_wait_for(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_store, "EVENTS_NOTIFY_EVERY", 60.0)
+    async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as listener:
+        store = listener.store
+        await store.wait_for_events(store.events_seen, 0.01)  # opens the LISTEN connection
+        async with PostgresRuntime(PG_DSN, schema=schema, worker=False) as writer:
+            await writer.store.commit(new_run_batch("r", ("a",)))
+            first = store.events_seen
+            await writer.store.commit(WriteBatch(root_id="r", events=[event("r", "a", "1")]))
+            with anyio.fail_after(10):
+                await store.wait_for_events(first, 30)
+            seen = store.events_seen
+            await writer.store.commit(WriteBatch(root_id="r", events=[event("r", "a", "2")]))
+            await asyncio.sleep(0.3)
+            assert store.events_seen == seen  # within the interval: no NOTIFY yet
+        with anyio.fail_after(10):
+            await store.wait_for_events(seen, 30)
+        assert store.events_seen > seen
+
+
 async def test_parked_runs_are_claimed_when_woken(runtime: PostgresRuntime) -> None:
     store = runtime.store
     for root in ("due", "later", "asked", "plain"):

@@ -6,6 +6,7 @@ Run as a script, this module is the child process of the SIGKILL test.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sqlite3
@@ -20,11 +21,9 @@ import pytest
 
 from aiobamboo import api, bench
 from aiobamboo.bench import library
-from aiobamboo_sqlite import SQLiteRuntime, _migrate
+from aiobamboo.runtime import EventRow, RunRow, WriteBatch
+from aiobamboo_sqlite import SQLiteRuntime, _migrate, _store
 from aiobamboo_sqlite._checkpoint import WRITER_PAGES
-
-#: A WAL frame: its header and one 4 KB page.
-FRAME = 24 + 4096
 
 
 def _chain(n: int) -> dict[str, Any]:
@@ -41,7 +40,14 @@ async def _run(runtime: SQLiteRuntime, tree: dict[str, Any]) -> None:
 
 def _wal_frames(db: Path) -> int:
     wal = Path(f"{db}-wal")
-    return max(0, (wal.stat().st_size - 32) // FRAME) if wal.exists() else 0
+    if not wal.exists():
+        return 0
+    # A frame: its 24-byte header and one page (the log's header says the page size).
+    with wal.open("rb") as log:
+        header = log.read(32)
+    if len(header) < 32:
+        return 0
+    return max(0, (wal.stat().st_size - 32) // (24 + int.from_bytes(header[8:12], "big")))
 
 
 # -- checkpoints -------------------------------------------------------------------
@@ -52,7 +58,8 @@ async def test_the_checkpointer_copies_the_log_beside_the_commits(tmp_path: Path
     async with SQLiteRuntime(db, components=library) as runtime:
         checkpointer = runtime.store.checkpointer
         assert checkpointer is not None
-        await _run(runtime, _chain(100))
+        # Long enough for several checkpoints (one at most every 10 ms) beside it.
+        await _run(runtime, _chain(400))
         deadline = time.monotonic() + 5
         while True:
             last = checkpointer.last
@@ -63,9 +70,21 @@ async def test_the_checkpointer_copies_the_log_beside_the_commits(tmp_path: Path
         assert checkpointer.rounds > 1, checkpointer.rounds
 
 
+async def test_the_writer_seldom_finishes_a_checkpoint(tmp_path: Path) -> None:
+    """The checkpoint the writer finishes holds its commits up: once in thousands of frames."""
+    db = tmp_path / "flows.db"
+    async with SQLiteRuntime(db, components=library) as runtime:
+        checkpointer = runtime.store.checkpointer
+        assert checkpointer is not None
+        await _run(runtime, _chain(300))
+        frames = _wal_frames(db)
+        assert frames > 2000, frames  # some 4,000: the log was never started over
+        assert checkpointer.handed == 0, (checkpointer.handed, frames)
+
+
 #: The log's largest size allowed: the writer's own threshold, plus what the
 #: commits write during one checkpoint beside them (an fsync of a busy disk
-#: can take tens of milliseconds). The runs below write some 30,000 frames.
+#: can take tens of milliseconds). The runs below write some 38,000 frames.
 MOST_FRAMES = WRITER_PAGES + 6000
 
 
@@ -212,6 +231,13 @@ def test_finished_pipelines_survive_a_sigkill_mid_checkpoint(tmp_path: Path) -> 
 # -- upgrades ----------------------------------------------------------------------
 
 
+def _old_schema(patch: pytest.MonkeyPatch, previous: list[tuple[str, str]]) -> None:
+    """Only the migrations ``previous``, and events inserted as before events_high."""
+    assert all(m[0] < "0008" for m in previous)
+    patch.setattr(_migrate, "migrations", lambda: previous)
+    patch.setitem(_store._ONE_ROW, "insert_event", _store.Q["insert_event_rows"])
+
+
 def _indexes(db: Path) -> set[str]:
     conn = sqlite3.connect(db)
     try:
@@ -229,7 +255,7 @@ async def test_a_database_of_the_previous_schema_is_upgraded_with_its_runs(
     assert len(previous) < len(every)
     finished, second = _chain(3), _chain(2)
     with monkeypatch.context() as patch:
-        patch.setattr(_migrate, "migrations", lambda: previous)
+        _old_schema(patch, previous)
         async with SQLiteRuntime(db, components=library) as old:
             await _run(old, finished)
             await _run(old, second)
@@ -263,6 +289,128 @@ async def test_a_database_of_the_previous_schema_is_upgraded_with_its_runs(
     finally:
         conn.close()
     assert leftovers == [0, 0]
+
+
+def _page_size(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_new_file_gets_small_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new, existing = tmp_path / "new.db", tmp_path / "existing.db"
+    conn = sqlite3.connect(existing)
+    try:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE other (x)")
+    finally:
+        conn.close()
+    for db in (new, existing):
+        async with SQLiteRuntime(db, components=library) as runtime:
+            await _run(runtime, _chain(3))
+    assert _page_size(new) == _store.PAGE_SIZE == 2048
+    assert _page_size(existing) == 4096
+    # The log's frames hold pages of the file's size.
+    assert _wal_frames(new) == 0
+
+
+# -- event ids -----------------------------------------------------------------------
+
+
+def _events_batch(root_id: str, n: int, at: float, *, new: bool = False) -> WriteBatch:
+    batch = WriteBatch(root_id=root_id)
+    if new:
+        batch.new_run = RunRow(root_id, '{"tree": 1}', "{}", "finished", at)
+        batch.new_nodes = (root_id,)
+    batch.events.extend(
+        EventRow(root_id, root_id, "state", "RUNNING", f'{{"n": {i}}}', at) for i in range(n)
+    )
+    return batch
+
+
+def _event_ids(conn: sqlite3.Connection) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")]
+
+
+@pytest.mark.parametrize("bulk_rows", [math.inf, 1], ids=["row-by-row", "as-json"])
+def test_event_ids_are_never_given_again_after_purges(tmp_path: Path, bulk_rows: float) -> None:
+    """Subscribers resume from an id: one handed out before a purge never comes back."""
+    conn = sqlite3.connect(tmp_path / "flows.db", isolation_level=None)
+    try:
+        _store._prepare(conn, "NORMAL")
+
+        def write(*batches: WriteBatch) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = _store._write_group(conn, list(batches), (None, None), bulk_rows)
+            assert outcomes == [None] * len(batches)
+
+        write(_events_batch("p1", 3, 10.0, new=True))
+        first = _event_ids(conn)
+        assert len(first) == 3
+        # Every event purged, the newest included.
+        assert _store._purge_events(conn, 100.0) == 3
+        assert _event_ids(conn) == []
+        write(_events_batch("p1", 3, 20.0))
+        second = _event_ids(conn)
+        assert len(second) == 3
+        assert min(second) > max(first), (first, second)
+        # Purging the run takes its events, the newest again.
+        assert _store._purge_runs(conn, 1e12, 10) == ["p1"]
+        assert _event_ids(conn) == []
+        write(_events_batch("p2", 2, 30.0, new=True))
+        third = _event_ids(conn)
+        assert len(third) == 2
+        assert min(third) > max(second), (second, third)
+        # No gap left: ids go on from the newest row, as before.
+        write(_events_batch("p2", 2, 40.0))
+        assert _event_ids(conn) == [*third, third[-1] + 1, third[-1] + 2]
+    finally:
+        conn.close()
+
+
+async def test_an_upgraded_database_never_gives_an_event_id_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events table loses AUTOINCREMENT: its counter goes on in events_high."""
+    db = tmp_path / "flows.db"
+    previous = [m for m in _migrate.migrations() if m[0] < "0008"]
+    tree = _chain(2)
+    with monkeypatch.context() as patch:
+        _old_schema(patch, previous)
+        async with SQLiteRuntime(db, components=library) as old:
+            await _run(old, tree)
+            old_events = await old.store.read_events(0, None, 1000)
+    assert old_events
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        # As a purge of that schema leaves it: the newest events gone, the counter kept.
+        kept = old_events[: len(old_events) // 2]
+        conn.execute("DELETE FROM events WHERE id > ?", (kept[-1].id,))
+        assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    finally:
+        conn.close()
+
+    async with SQLiteRuntime(db, components=library) as new:
+        assert await new.store.read_events(0, None, 1000) == kept
+        assert await new.store.read_events(kept[0].id, tree["id"], 1000) == kept[1:]
+        another = _chain(1)
+        await _run(new, another)
+        added = await new.store.read_events(kept[-1].id, None, 1000)
+        assert added
+        assert min(e.id for e in added) > old_events[-1].id, (old_events, added)
+        assert await new.store.last_event_id() == added[-1].id
+    conn = sqlite3.connect(db)
+    try:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'events'").fetchone()
+        assert "AUTOINCREMENT" not in sql.upper()
+        assert conn.execute("SELECT count(*) FROM sqlite_sequence").fetchone() == (0,)
+        assert {"events_root"} <= _indexes(db)
+    finally:
+        conn.close()
 
 
 if __name__ == "__main__":

@@ -136,10 +136,26 @@ ON CONFLICT (id) DO UPDATE SET
     due_time = excluded.due_time;
 
 -- name: insert_event
--- (JSON array of rows, each [root_id, node_id, kind, state, data, time])
+-- (JSON array of rows, each [root_id, node_id, kind, state, data, time]): ids
+-- are the highest plus one; the caller inserts the first row of a
+-- transaction with insert_event_row, which goes on from events_high
 INSERT INTO events (root_id, node_id, kind, state, data, time)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
 FROM json_each(?) WHERE true;
+
+-- name: insert_event_row
+-- (root_id, node_id, kind, state, data, time): one event, its id the highest
+-- plus one; after a purge removed the rows of the highest ids, the highest
+-- id ever given (events_high) plus one (NULL: SQLite's own choice)
+INSERT INTO events (id, root_id, node_id, kind, state, data, time)
+VALUES (
+    (SELECT id + 1 FROM events_high WHERE id > (SELECT coalesce(max(id), 0) FROM events)),
+    ?, ?, ?, ?, ?, ?
+);
+
+-- name: remember_event_high
+-- (): before a purge deletes events, the highest id given so far
+UPDATE events_high SET id = max(id, (SELECT coalesce(max(id), 0) FROM events));
 
 -- name: drop_timers
 -- (root_id): a run that ended keeps no timers
