@@ -6,7 +6,11 @@ a database. Statements name their tables through the quoted schema, so no
 ``search_path`` is needed and an adopted pool (``pool=...``) works unchanged;
 an adopted pool is left open on exit.
 
-Durability: a step is stored once its transaction commits on the server.
+Durability: a step is stored once its transaction commits on the server,
+as the server's ``synchronous_commit`` says (``on`` by default: flushed to
+disk). ``?synchronous_commit=off`` in the DSN, which asyncpg passes on as a
+setting of every connection, trades the last commits before a crash of the
+server or its machine for speed; a crash of a worker loses nothing either way.
 Concurrent steps share transactions (group commit); a group interrupted by a
 lost connection is written again on a fresh one, which is safe because every
 write is idempotent.

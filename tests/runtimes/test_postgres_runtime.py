@@ -498,6 +498,19 @@ async def test_an_unreachable_server_is_a_storage_error() -> None:
     assert rt.pool is None
 
 
+async def test_server_settings_in_the_dsn_reach_every_connection(schema: str) -> None:
+    """The documented way to choose the server's commit durability: a DSN parameter."""
+    dsn = PG_DSN + ("&" if "?" in PG_DSN else "?") + "synchronous_commit=off"
+    async with PostgresRuntime(dsn, schema=schema, worker=False) as rt:
+        await rt.store.commit(new_run_batch("r", ("a",)))
+        assert await rt.store.get_run("r") is not None
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        writer = rt.store._writer_conn  # the committer's own connection
+        assert writer is not None
+        assert await writer.fetchval("SHOW synchronous_commit") == "off"
+
+
 # -- writes and reads ------------------------------------------------------------
 
 
