@@ -9,6 +9,23 @@ import anyio
 import pytest
 
 
+def _bare_run() -> Any:
+    """A run of start -> end held by no scheduler or storage: its steps are called by hand."""
+    from aiobamboo.engine._run import Run
+    from aiobamboo.engine._spec import parse_tree
+
+    tree = {
+        "id": "r",
+        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
+        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
+        "activities": {},
+        "gateways": {},
+        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
+        "data": {"inputs": {}, "outputs": []},
+    }
+    return Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+
+
 async def test_start_slots_serve_waiters_in_order_and_pass_on_a_cancelled_waiters_slot() -> None:
     from aiobamboo.engine._scheduler import _Slots
 
@@ -55,19 +72,9 @@ def test_a_state_row_has_each_field_of_its_state() -> None:
 def test_a_process_row_has_each_field_of_its_process() -> None:
     import attrs
 
-    from aiobamboo.engine._run import P_JOINING, Process, Run
-    from aiobamboo.engine._spec import parse_tree
+    from aiobamboo.engine._run import P_JOINING, Process
 
-    tree = {
-        "id": "r",
-        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
-        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
-        "activities": {},
-        "gateways": {},
-        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
-        "data": {"inputs": {}, "outputs": []},
-    }
-    run = Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+    run = _bare_run()
     proc = Process("c", "p", "s", "e", ["r", "sub"], P_JOINING, "sub", ["c1"], ["c1"])
     run.put_process(proc)
     row = run.batch.processes["c"]
@@ -85,19 +92,9 @@ async def test_hydrate_resolves_variables_with_and_without_references_alike() ->
     from aiobamboo.component import ComponentLibrary
     from aiobamboo.engine._context import hydrate
     from aiobamboo.engine._env import Env, Settings
-    from aiobamboo.engine._run import Run
-    from aiobamboo.engine._spec import PLAIN, SPLICE, ContextVar, parse_tree
+    from aiobamboo.engine._spec import PLAIN, SPLICE, ContextVar
 
-    tree = {
-        "id": "r",
-        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
-        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
-        "activities": {},
-        "gateways": {},
-        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
-        "data": {"inputs": {}, "outputs": []},
-    }
-    run = Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+    run = _bare_run()
     env = Env(Settings(), ComponentLibrary())
     ctx = run.contexts["r"]
     ctx["${a}"] = ContextVar(PLAIN, 1)
@@ -113,20 +110,10 @@ async def test_hydrate_resolves_variables_with_and_without_references_alike() ->
 async def test_a_component_call_is_awaited_alike_whether_it_suspends_or_not() -> None:
     from aiobamboo.component import ComponentLibrary
     from aiobamboo.engine._env import Env, Settings, Step
-    from aiobamboo.engine._run import Process, Run
-    from aiobamboo.engine._spec import parse_tree
+    from aiobamboo.engine._run import Process
     from aiobamboo.engine.handlers._activity import _call_abandonable
 
-    tree = {
-        "id": "r",
-        "start_event": {"id": "s", "type": "EmptyStartEvent", "incoming": "", "outgoing": "f"},
-        "end_event": {"id": "e", "type": "EmptyEndEvent", "incoming": ["f"], "outgoing": ""},
-        "activities": {},
-        "gateways": {},
-        "flows": {"f": {"id": "f", "source": "s", "target": "e", "is_default": False}},
-        "data": {"inputs": {}, "outputs": []},
-    }
-    run = Run(None, parse_tree(tree, {}), {})  # type: ignore[arg-type]
+    run = _bare_run()
     env = Env(Settings(), ComponentLibrary())
     proc = Process("p", None, "s", None, ["r"])
     step = Step(env, run, proc, run.spec.nodes["s"], run.new_state("s", "r", "RUNNING"))
