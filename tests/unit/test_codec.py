@@ -120,6 +120,16 @@ def test_max_depth_of_plain_json_is_stored_one_more_is_refused() -> None:
     assert f"more than {codec.MAX_DEPTH} levels" in message
 
 
+def test_max_depth_of_dicts_and_lists_mixed_is_written_as_json_writes_it() -> None:
+    # Dicts and lists alternate, so the fast check walks both kinds to the bound.
+    deepest = _nested(codec.MAX_DEPTH, wrap=lambda v: {"k": v} if type(v) is list else [v, "x"])
+    assert codec._plain(deepest)
+    assert codec.dumps(deepest) == json.dumps(deepest, separators=(",", ":"))
+    deeper = [deepest]
+    assert not codec._plain(deeper)
+    assert f"more than {codec.MAX_DEPTH} levels" in _refused(deeper)
+
+
 def test_depth_counts_the_stored_wrappers_of_tuples_and_int_keyed_dicts() -> None:
     # A tuple is stored as three levels: {"__aiobamboo__": ["tuple", [items]]}.
     deepest = _nested(codec.MAX_DEPTH // 3, wrap=lambda v: (v,))
