@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from aiobamboo.component import (
     Component,
@@ -51,6 +52,27 @@ class SyncEchoComponent(Component):
     code = "sync_echo"
     name = "Sync echo"
     bound_service = SyncEchoService
+
+
+class ScopedService(Service):
+    """Awaits inside cancel scopes of its own: a timeout, a deadline that passes, a shield."""
+
+    async def execute(self, data: Any, parent_data: Any) -> bool:
+        EXECUTIONS[self.id] += 1
+        with anyio.fail_after(30):
+            await anyio.lowlevel.checkpoint()
+        with anyio.move_on_after(0.001) as late:
+            await anyio.sleep(30)
+        with anyio.CancelScope(shield=True):
+            await anyio.lowlevel.checkpoint()
+        data.outputs.timed_out = late.cancelled_caught
+        return True
+
+
+class ScopedComponent(Component):
+    code = "scoped"
+    name = "Cancel scopes of its own"
+    bound_service = ScopedService
 
 
 class FailService(Service):

@@ -85,6 +85,18 @@ async def test_async_component_runs_on_the_loop_and_plain_def_on_a_worker_thread
     assert out["_result"] is True
 
 
+async def test_a_component_may_await_inside_cancel_scopes_of_its_own(runtime: Any) -> None:
+    # The engine's own scope around a component call (for abandoning it) must
+    # be entered before the component enters its scopes, or leaving them fails.
+    s = EmptyStartEvent()
+    a = activity("scoped", None)
+    s.extend(a).extend(EmptyEndEvent())
+    await run(runtime, build_tree(s))
+    out = await outputs(runtime, a.id)
+    assert out["_result"] is True
+    assert out["timed_out"] is True
+
+
 async def test_executable_end_event_calls_its_handler_with_pipeline_ids(runtime: Any) -> None:
     sub_id = uid("sub")
     sub_start = EmptyStartEvent()

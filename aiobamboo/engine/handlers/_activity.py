@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import anyio
@@ -366,24 +366,11 @@ _ABANDONED = "abandoned by an operator"
 
 
 async def _call_abandonable(step: Step, fn: Any, *args: Any) -> tuple[bool, str | None]:
-    # The call runs up to its first suspension before anything else can: no
-    # operator can abandon it meanwhile, so a call that ends without suspending
-    # (most do) needs no cancel scope, which costs more than such a call.
-    try:
-        call = step.env.call(fn, *args).__await__()
-        pending = call.send(None)
-    except StopIteration as done:
-        try:
-            return succeeded(done.value), None
-        except Exception as exc:
-            return False, format_exc(exc)
-    except Exception as exc:
-        return False, format_exc(exc)
     key = (step.node.id, step.state.version)
     with anyio.CancelScope() as scope:
         step.run.in_flight[key] = scope
         try:
-            result = await _Suspended(call, pending)
+            result = await step.env.call(fn, *args)
             success = succeeded(result)
         except Exception as exc:
             return False, format_exc(exc)
@@ -392,33 +379,6 @@ async def _call_abandonable(step: Step, fn: Any, *args: Any) -> tuple[bool, str 
     if scope.cancelled_caught:
         return False, _ABANDONED
     return success, None
-
-
-class _Suspended:
-    """Awaits the rest of a call that suspended at ``pending``, as ``await`` would have."""
-
-    __slots__ = ("call", "pending")
-
-    def __init__(self, call: Generator[Any, Any, Any], pending: Any) -> None:
-        self.call = call
-        self.pending = pending
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        call, pending = self.call, self.pending
-        self.pending = None
-        while True:
-            try:
-                value = yield pending
-            except BaseException as thrown:
-                try:
-                    pending = call.throw(thrown)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    pending = call.send(value)
-                except StopIteration as done:
-                    return done.value
 
 
 def succeeded(result: Any) -> bool:
