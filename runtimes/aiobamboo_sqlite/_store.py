@@ -514,6 +514,10 @@ def _finish_checkpoint(conn: sqlite3.Connection, done: Callable[[], None]) -> No
     """Copy the end of the log that the checkpointer cannot reach; the next commit restarts it."""
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.ProgrammingError:
+        # Handed over while the runtime closed the connection: closing has
+        # checkpointed the log itself, and there is nobody to warn.
+        pass
     finally:
         done()
 

@@ -82,6 +82,17 @@ async def test_the_writer_seldom_finishes_a_checkpoint(tmp_path: Path) -> None:
         assert checkpointer.handed == 0, (checkpointer.handed, frames)
 
 
+def test_a_checkpoint_handed_over_as_the_runtime_closes_is_dropped_quietly(
+    tmp_path: Path,
+) -> None:
+    """The checkpointer may hand the writer a checkpoint just after closing closed it."""
+    conn = sqlite3.connect(tmp_path / "flows.db")
+    conn.close()
+    handed_back: list[bool] = []
+    _store._finish_checkpoint(conn, lambda: handed_back.append(True))
+    assert handed_back == [True]
+
+
 #: The log's largest size allowed: the writer's own threshold, plus what the
 #: commits write during one checkpoint beside them (an fsync of a busy disk
 #: can take tens of milliseconds). The runs below write some 38,000 frames.
