@@ -284,14 +284,11 @@ class PostgresStore(NamedQueryReads):
 
     async def _write_group(self, batches: list[WriteBatch]) -> list[Result]:
         """:meth:`_write_group_now`, and the NOTIFY of its events, with it or after it."""
-        writer = self.writer
         events = any(b.events for b in batches)
         notify = events and self._events_notify_due()
-        if events and not notify:
-            writer = attrs.evolve(writer, events_channel="")
         self._writing = True
         try:
-            results = await self._write_group_now(batches, writer)
+            results = await self._write_group_now(batches, self._writer(notify))
         finally:
             self._writing = False
             self._events_written(notify, events)
@@ -471,14 +468,13 @@ class PostgresStore(NamedQueryReads):
         return _snapshots(await self._read("load_runs", lambda conn: conn.fetch(sql, ids)))
 
     # -- ownership and commands ----------------------------------------------------
-    @property
-    def writer(self) -> Writer:
-        owner = self.owner_id if self.worker else None
+    def _writer(self, notify_events: bool) -> Writer:
+        """This store as the writer of a group; ``notify_events``: its events NOTIFY at commit."""
         return Writer(
-            owner=owner,
+            owner=self.owner_id if self.worker else None,
             lease_seconds=self.lease_seconds,
             channel=self.channel,
-            events_channel=self.events_channel,
+            events_channel=self.events_channel if notify_events else "",
         )
 
     async def _write(self, name: str, *args: Any) -> list[Any]:
