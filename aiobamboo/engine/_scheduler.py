@@ -209,9 +209,6 @@ class Scheduler(Operations, Rollbacks):
         self._host: asyncio.Task[None] | None = None
         #: Root ids of the pipelines run_pipeline is validating and storing right now.
         self._starting: set[str] = set()
-        #: Runs held and driven before their creation is known to be stored: storage
-        #: may not know them yet, so their lease is not theirs to renew.
-        self.creating: set[str] = set()
         #: Bounds the runs being built and stored by run_pipeline at once: callers
         #: starting thousands of pipelines together wait here with nothing but
         #: their tree, instead of each holding a run in memory until its commit.
@@ -308,6 +305,15 @@ class Scheduler(Operations, Rollbacks):
                 self._tg = None
                 tg.cancel_scope.cancel()
                 await self._stop_supervisors()
+
+    @property
+    def creating(self) -> set[str]:
+        """Root ids that run_pipeline is starting right now.
+
+        A run among them may be held and driven before its creation is stored:
+        storage may not know it yet, so its lease is not its to renew.
+        """
+        return self._starting
 
     async def _stop_supervisors(self) -> None:
         """Cancel the runs' tasks and wait until they have ended, as a task group's children."""
@@ -918,7 +924,6 @@ class Scheduler(Operations, Rollbacks):
         created = run.recorded
         # Until the creation is stored, storage refusing the run is no reason to reload it.
         run.on_broken = self._creation_failed
-        self.creating.add(run.root_id)
         self._register(run, "started")
         try:
             # The run's task takes its first steps, up to their commit, before this looks.
@@ -930,8 +935,6 @@ class Scheduler(Operations, Rollbacks):
             if isinstance(broken, Exception) and not isinstance(broken, Reloading):
                 raise broken from broken.__cause__  # as it was raised there
             raise
-        finally:
-            self.creating.discard(run.root_id)
         run.on_broken = self._recover
 
     def _creation_failed(self, run: Run, exc: BaseException) -> None:
