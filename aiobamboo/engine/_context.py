@@ -83,13 +83,7 @@ async def hydrate(
         pending.extend(context_key(r) for r in var.references)
     if not needed:
         return {}
-    if any(v.references for v in needed.values()):
-        order = template.dependency_order(
-            {bare_name(k): set(v.references) for k, v in needed.items()}
-        )
-    else:
-        # Nothing references anything: dependency_order would keep the mapping's order.
-        order = [bare_name(k) for k in needed]
+    order = template.dependency_order({bare_name(k): set(v.references) for k, v in needed.items()})
     spent = budget if budget is not None else new_budget()
     resolved: dict[str, Any] = {}
     for name in order:

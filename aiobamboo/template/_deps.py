@@ -22,6 +22,9 @@ def dependency_order(refs: Mapping[str, set[str]]) -> list[str]:
     :class:`ReferenceCycleError` whose ``keys`` are the keys on the cycle, in
     reference order. The walk is iterative: any depth of chain is fine.
     """
+    if not any(refs.values()):
+        # Nothing references anything (most nodes' variables): the mapping's order.
+        return list(refs)
     done: set[str] = set()
     order: list[str] = []
     for root in refs:
