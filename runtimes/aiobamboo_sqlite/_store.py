@@ -94,10 +94,8 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
     assert run is not None
     if conn.execute(Q["run_exists"], (run.root_id,)).fetchone():
         raise InvalidOperationError(f"pipeline {run.root_id} already exists")
-    conn.execute(
-        Q["insert_run"],
-        (run.root_id, run.tree_json, run.options_json, run.status, run.created_time, *owner),
-    )
+    conn.execute(Q["insert_tree"], (run.tree_json, run.options_json))
+    conn.execute(Q["insert_run"], (run.root_id, run.status, run.created_time, *owner))
     try:
         conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
     except sqlite3.IntegrityError:
@@ -496,6 +494,7 @@ def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str
             param = (json.dumps(ids),)
             conn.execute(Q["purge_states"], param)
             conn.execute(Q["purge_execution_data"], param)
+            conn.execute(Q["purge_trees"], param)
             for table in _PURGED_BY_ROOT:
                 # The table names are the constants above, never a caller's value.
                 conn.execute(

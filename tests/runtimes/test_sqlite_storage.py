@@ -242,11 +242,35 @@ def test_finished_pipelines_survive_a_sigkill_mid_checkpoint(tmp_path: Path) -> 
 # -- upgrades ----------------------------------------------------------------------
 
 
+def _insert_run_with_its_tree(conn: sqlite3.Connection, batch: WriteBatch, owner: Any) -> None:
+    """How runs were inserted while their trees were columns of their own rows."""
+    run = batch.new_run
+    assert run is not None
+    conn.execute(
+        "INSERT INTO runs (root_id, tree, options, status, created_time, owner, lease_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run.root_id, run.tree_json, run.options_json, run.status, run.created_time, *owner),
+    )
+    conn.executemany(_store.Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
+
+
 def _old_schema(patch: pytest.MonkeyPatch, previous: list[tuple[str, str]]) -> None:
-    """Only the migrations ``previous``, and events inserted as before events_high."""
+    """Only the migrations ``previous``; events inserted as before events_high, trees in runs."""
     assert all(m[0] < "0008" for m in previous)
     patch.setattr(_migrate, "migrations", lambda: previous)
     patch.setitem(_store._ONE_ROW, "insert_event", _store.Q["insert_event_rows"])
+    patch.setattr(_store, "_insert_run", _insert_run_with_its_tree)
+    patch.setitem(
+        _store.Q,
+        "get_run",
+        "SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?",
+    )
+    patch.setitem(
+        _store.Q,
+        "runs_many",
+        "SELECT root_id, root_id, tree, options, status, created_time FROM runs"
+        " WHERE root_id IN (SELECT value FROM json_each(?))",
+    )
 
 
 def _indexes(db: Path) -> set[str]:
@@ -300,6 +324,26 @@ async def test_a_database_of_the_previous_schema_is_upgraded_with_its_runs(
     finally:
         conn.close()
     assert leftovers == [0, 0]
+
+
+async def test_a_change_of_a_run_row_leaves_its_tree_as_it_is(tmp_path: Path) -> None:
+    """Status changes, claims, lease renewals and parking write the run's row, not its tree."""
+    db = tmp_path / "flows.db"
+    tree = _chain(300)
+    async with SQLiteRuntime(db, components=library) as runtime:
+        await _run(runtime, tree)
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        stored = conn.execute(_store.Q["get_run"], (tree["id"],)).fetchone()
+        assert len(stored[1]) > 40 * page, "the tree should span many pages"
+        before = _wal_frames(db)
+        conn.execute(_store.Q["set_run_status"], ("revoked", tree["id"]))
+        written = _wal_frames(db) - before
+    finally:
+        conn.close()
+    assert written <= 3, f"changing a run's status wrote {written} pages"
 
 
 def _page_size(db: Path) -> int:

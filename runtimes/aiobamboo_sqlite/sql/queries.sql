@@ -1,10 +1,14 @@
 -- Named queries of the SQLite runtime. Each block: "-- name: NAME" then a line
 -- of description (parameters in order), then the statement.
 
+-- name: insert_tree
+-- (tree, options): right before insert_run, which takes the new row's id
+INSERT INTO trees (tree, options) VALUES (?, ?);
+
 -- name: insert_run
--- (root_id, tree, options, status, created_time, owner, lease_until)
-INSERT INTO runs (root_id, tree, options, status, created_time, owner, lease_until)
-VALUES (?, ?, ?, ?, ?, ?, ?);
+-- (root_id, status, created_time, owner, lease_until): the tree inserted just before
+INSERT INTO runs (root_id, tree_id, status, created_time, owner, lease_until)
+VALUES (?, last_insert_rowid(), ?, ?, ?, ?);
 
 -- name: run_exists
 -- (root_id)
@@ -188,8 +192,9 @@ DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1000) AN
 -- root id each starts with.
 
 -- name: runs_many
-SELECT root_id, root_id, tree, options, status, created_time FROM runs
-WHERE root_id IN (SELECT value FROM json_each(?));
+SELECT r.root_id, r.root_id, t.tree, t.options, r.status, r.created_time
+FROM runs r JOIN trees t ON t.id = r.tree_id
+WHERE r.root_id IN (SELECT value FROM json_each(?));
 
 -- name: states_many
 SELECT n.root_id, s.* FROM nodes n JOIN states s ON s.node_id = n.node_id
@@ -222,7 +227,8 @@ WHERE root_id IN (SELECT value FROM json_each(?)) AND due_time IS NOT NULL;
 
 -- name: get_run
 -- (root_id)
-SELECT root_id, tree, options, status, created_time FROM runs WHERE root_id = ?;
+SELECT r.root_id, t.tree, t.options, r.status, r.created_time
+FROM runs r JOIN trees t ON t.id = r.tree_id WHERE r.root_id = ?;
 
 -- name: run_holder
 -- (root_id): who holds the run, until when, and whether it is parked
@@ -250,8 +256,12 @@ WHERE n.root_id = ? ORDER BY s.created_time;
 SELECT s.* FROM nodes n JOIN states s ON s.node_id = n.node_id WHERE n.root_id = ?;
 
 -- name: states_by_parent
--- (parent_id)
-SELECT * FROM states WHERE parent_id = ? ORDER BY created_time;
+-- (parent_id): found through the run's node ids, the run being the parent's own or the parent
+WITH parent (id) AS (VALUES (?))
+SELECT s.* FROM parent, nodes n JOIN states s ON s.node_id = n.node_id
+WHERE n.root_id = coalesce((SELECT root_id FROM nodes WHERE node_id = parent.id), parent.id)
+  AND s.parent_id = parent.id
+ORDER BY s.created_time;
 
 -- name: get_execution_data
 -- (node_id)
@@ -411,9 +421,9 @@ RETURNING root_id;
 -- (created_after, created_before, before_time, before_id, state, state, limit):
 -- newest first; the bounds are numbers (infinities when unbounded)
 SELECT r.root_id, r.status, COALESCE(s.state, ''),
-       COALESCE(json_extract(r.tree, '$.name'), ''), r.created_time,
+       COALESCE(json_extract(t.tree, '$.name'), ''), r.created_time,
        s.started_time, s.archived_time
-FROM runs r LEFT JOIN states s ON s.node_id = r.root_id
+FROM runs r JOIN trees t ON t.id = r.tree_id LEFT JOIN states s ON s.node_id = r.root_id
 WHERE r.created_time >= ? AND r.created_time < ?
   AND (r.created_time, r.root_id) < (?, ?)
   AND (? IS NULL OR s.state = ?)
@@ -432,6 +442,12 @@ LIMIT ?;
 -- (JSON array of root ids): appointed pauses (root_id '') are found through nodes
 DELETE FROM states WHERE node_id IN (
     SELECT node_id FROM nodes WHERE root_id IN (SELECT value FROM json_each(?))
+);
+
+-- name: purge_trees
+-- (JSON array of root ids): before the runs that point to them
+DELETE FROM trees WHERE id IN (
+    SELECT tree_id FROM runs WHERE root_id IN (SELECT value FROM json_each(?))
 );
 
 -- name: purge_execution_data
