@@ -9,6 +9,7 @@
     python -m benchmarks.run S7 --runs 1 --runtime sqlite postgres
     python -m benchmarks.run S7 --runs 1 --count 2000           # a quick check
     python -m benchmarks.run S1 S2 --observe tracing            # under an observer
+    python -m benchmarks.run S4 S5 --gc worker                  # GC as `aiobamboo worker` sets it
 
 Each run is a fresh child process with a fresh database, so peak RSS is that
 scenario's own. Times are medians; compare ratios within one run of this
@@ -22,6 +23,12 @@ Postgres it runs as deployed: one ``aiobamboo worker`` process holds the
 engine, and the child is a client (``worker=False``) that starts the
 pipelines and sends the callbacks, which reach the worker through the
 database. Its memory figures are the worker's.
+
+S1-S6 run with Python's default garbage collector settings, as in an
+application that embeds the engine; ``--gc worker`` applies instead the
+settings the ``aiobamboo worker`` and ``serve`` commands give their own
+process (start-up objects frozen, the youngest generation collected less
+often), to show what a process that only runs the engine gets.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ S7_RSS_GROWTH = 1.3
 EXTRA_KEYS = ("callbacks_per_s", "callback_p50_ms", "callback_p99_ms", "start_to_all_waiting_s")
 #: Carries --observe to the child processes.
 OBSERVE_ENV = "AIOBAMBOO_BENCH_OBSERVE"
+#: Carries --gc to the child processes: ``worker`` for the settings of ``aiobamboo worker``.
+GC_ENV = "AIOBAMBOO_BENCH_GC"
 PG_DSN = os.environ.get("AIOBAMBOO_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
 #: The S7 worker's --concurrency: runs it holds in memory at once.
@@ -377,13 +386,29 @@ def main() -> None:
         choices=["tracing", "metrics"],
         help="run S1-S6 under an observer: tracing to an in-memory exporter, or metrics",
     )
+    parser.add_argument(
+        "--gc",
+        choices=["default", "worker"],
+        default="default",
+        help="garbage collector settings of each run: Python's (default), or those "
+        "aiobamboo worker gives its process",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if "memory" in args.runtime and "S7" in (args.scenarios or []):
         parser.error("S7 measures parked runs, which need storage: run it on sqlite or postgres")
     if args.observe:
         os.environ[OBSERVE_ENV] = args.observe
+    if args.gc != "default":
+        if args.compare and not os.path.exists(args.compare):
+            # A revision's own children may not know the setting: the comparison would not be fair.
+            parser.error("--gc worker cannot be used with --compare REVISION")
+        os.environ[GC_ENV] = args.gc
     if args.child:
+        if os.environ.get(GC_ENV) == "worker":
+            from aiobamboo.cli._common import tune_gc
+
+            tune_gc()
         result = anyio.run(_child, args.child, args.runtime[0], args.count, args.worker_concurrency)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))

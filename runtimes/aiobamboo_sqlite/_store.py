@@ -530,6 +530,11 @@ def _finish_checkpoint(conn: sqlite3.Connection, done: Callable[[], None]) -> No
 PAGE_SIZE = 2048
 
 
+#: The oldest SQLite library the runtime's statements run on (``RETURNING``,
+#: ``ALTER TABLE ... DROP COLUMN``): 3.35, of March 2021.
+MIN_SQLITE = (3, 35, 0)
+
+
 def _prepare(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
     # Before anything is written; ignored by a file that has pages already.
     conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
@@ -584,6 +589,11 @@ class SQLiteStore(NamedQueryReads):
         return self.path == ":memory:" or self.path.startswith("file::memory:")
 
     async def open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StorageError(
+                f"the SQLite runtime needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; "
+                f"this Python's sqlite3 module uses SQLite {sqlite3.sqlite_version}"
+            )
         if self.worker and not self.in_memory:
             self._lock_file = lock_database(self.path)
         connection = SQLiteThread(self.path, BUSY_TIMEOUT_MS)

@@ -21,6 +21,7 @@ import pytest
 
 from aiobamboo import api, bench
 from aiobamboo.bench import library
+from aiobamboo.exceptions import StorageError
 from aiobamboo.runtime import EventRow, RunRow, WriteBatch
 from aiobamboo_sqlite import SQLiteRuntime, _migrate, _store
 from aiobamboo_sqlite._checkpoint import WRITER_PAGES
@@ -352,6 +353,17 @@ def _page_size(db: Path) -> int:
         return int(conn.execute("PRAGMA page_size").fetchone()[0])
     finally:
         conn.close()
+
+
+async def test_an_sqlite_library_too_old_is_refused_with_its_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StorageError, match=r"needs SQLite 3\.35\.0 or newer.*3\.31\.1"):
+        async with SQLiteRuntime(tmp_path / "flows.db", components=library):
+            pass
+    assert not (tmp_path / "flows.db").exists()
 
 
 async def test_a_new_file_gets_small_pages_and_an_existing_one_keeps_its_own(
