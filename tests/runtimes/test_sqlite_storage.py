@@ -336,6 +336,7 @@ async def test_a_change_of_a_run_row_leaves_its_tree_as_it_is(tmp_path: Path) ->
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the log starts empty
         page = int(conn.execute("PRAGMA page_size").fetchone()[0])
         stored = conn.execute(_store.Q["get_run"], (tree["id"],)).fetchone()
         assert len(stored[1]) > 40 * page, "the tree should span many pages"
