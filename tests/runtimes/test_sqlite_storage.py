@@ -348,6 +348,31 @@ async def test_a_change_of_a_run_row_leaves_its_tree_as_it_is(tmp_path: Path) ->
     assert written <= 3, f"changing a run's status wrote {written} pages"
 
 
+def test_a_migration_another_process_applied_meanwhile_is_not_applied_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes opening a new file at once (``serve --workers 2``) both start."""
+    db = tmp_path / "flows.db"
+    every = _migrate.migrations()
+    mine = sqlite3.connect(db, isolation_level=None)
+    other = sqlite3.connect(db, isolation_level=None)
+
+    def listed() -> list[tuple[str, str]]:
+        # The other process migrates the file after this one looked at what it lacks.
+        monkeypatch.setattr(_migrate, "migrations", lambda: every)
+        assert _migrate.migrate(other) == [mid for mid, _ in every]
+        return every
+
+    monkeypatch.setattr(_migrate, "migrations", listed)
+    try:
+        assert _migrate.migrate(mine) == []
+        ids = [r[0] for r in mine.execute("SELECT id FROM aiobamboo_migrations ORDER BY id")]
+    finally:
+        mine.close()
+        other.close()
+    assert ids == [mid for mid, _ in every]
+
+
 def _page_size(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
