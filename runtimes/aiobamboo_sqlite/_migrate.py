@@ -56,8 +56,7 @@ def _statements(script: str) -> list[str]:
         if sqlite3.complete_statement(pending):
             statements.append(pending)
             pending = ""
-    if pending.strip() and not all(
-        part.strip().startswith("--") or not part.strip() for part in pending.splitlines()
-    ):
+    leftover = [line for line in pending.splitlines() if not line.strip().startswith("--")]
+    if "".join(leftover).strip():  # more than trailing comments
         raise ValueError(f"a migration ends with an incomplete statement: {pending.strip()!r:.80}")
     return statements
