@@ -92,10 +92,13 @@ def _process_row(row: Sequence[Any]) -> ProcessRow:
 def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> None:
     run = batch.new_run
     assert run is not None
-    if conn.execute(Q["run_exists"], (run.root_id,)).fetchone():
-        raise InvalidOperationError(f"pipeline {run.root_id} already exists")
     conn.execute(Q["insert_tree"], (run.tree_json, run.options_json))
-    conn.execute(Q["insert_run"], (run.root_id, run.status, run.created_time, *owner))
+    try:
+        # The run's id is its key: a taken one is refused here (the caller's
+        # savepoint takes the tree back), without a lookup of every new id first.
+        conn.execute(Q["insert_run"], (run.root_id, run.status, run.created_time, *owner))
+    except sqlite3.IntegrityError:
+        raise InvalidOperationError(f"pipeline {run.root_id} already exists") from None
     try:
         conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
     except sqlite3.IntegrityError:
@@ -149,11 +152,15 @@ def _bulk(
     moments there, but costs SQLite twice the work of plain rows: on the
     loop's own thread (``bulk_rows`` infinite) rows always go one by one.
     """
+    if query == "insert_event":
+        # Only the first id may have to go on from events_high (see
+        # insert_event_row); the rest follow it, and their plain insert spares
+        # SQLite two lookups an event.
+        conn.execute(Q["insert_event_row"], rows[0])
+        rows = rows[1:]
+        if not rows:
+            return
     if len(rows) >= bulk_rows:
-        if query == "insert_event":
-            # The first id may have to go on from events_high (see insert_event_row).
-            conn.execute(_ONE_ROW[query], rows[0])
-            rows = rows[1:]
         conn.execute(Q[query], (json.dumps(rows, separators=(",", ":")),))
     else:
         conn.executemany(_ONE_ROW[query], rows)
@@ -212,7 +219,6 @@ _TABLES: tuple[tuple[str, str, Callable[[Any], tuple[Any, ...]]], ...] = (
 
 #: The statement of each upsert for ``executemany``: one row of ``?``.
 _ONE_ROW = {query: Q[query + "_rows"] for query, _, _ in _TABLES}
-_ONE_ROW["insert_event"] = Q["insert_event_row"]
 
 
 def _write_rows(conn: sqlite3.Connection, batch: Merged, bulk_rows: float) -> None:
@@ -279,12 +285,15 @@ def _write_group(
             conn.execute("RELEASE new_run")
         merged = merge(b for b, r in zip(batches, results, strict=True) if r is None)
         # Before the rows: processes a later batch gave an ended run survive.
-        for root_id in sorted(merged.ended):
-            conn.execute(Q["drop_processes"], (root_id,))
-            conn.execute(Q["drop_timers"], (root_id,))
+        if merged.ended:
+            ended = [(root_id,) for root_id in sorted(merged.ended)]
+            conn.executemany(Q["drop_processes"], ended)
+            conn.executemany(Q["drop_timers"], ended)
         _write_rows(conn, merged, bulk_rows)
-        for root_id, status in merged.run_status.items():
-            conn.execute(Q["set_run_status"], (status, root_id))
+        if merged.run_status:
+            conn.executemany(
+                Q["set_run_status"], [(status, r) for r, status in merged.run_status.items()]
+            )
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

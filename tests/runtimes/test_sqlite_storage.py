@@ -259,7 +259,7 @@ def _old_schema(patch: pytest.MonkeyPatch, previous: list[tuple[str, str]]) -> N
     """Only the migrations ``previous``; events inserted as before events_high, trees in runs."""
     assert all(m[0] < "0008" for m in previous)
     patch.setattr(_migrate, "migrations", lambda: previous)
-    patch.setitem(_store._ONE_ROW, "insert_event", _store.Q["insert_event_rows"])
+    patch.setitem(_store.Q, "insert_event_row", _store.Q["insert_event_rows"])
     patch.setattr(_store, "_insert_run", _insert_run_with_its_tree)
     patch.setitem(
         _store.Q,

@@ -10,10 +10,6 @@ INSERT INTO trees (tree, options) VALUES (?, ?);
 INSERT INTO runs (root_id, tree_id, status, created_time, owner, lease_until)
 VALUES (?, last_insert_rowid(), ?, ?, ?, ?);
 
--- name: run_exists
--- (root_id)
-SELECT 1 FROM runs WHERE root_id = ?;
-
 -- name: insert_node
 -- (node_id, root_id)
 INSERT INTO nodes (node_id, root_id) VALUES (?, ?);
