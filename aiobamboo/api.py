@@ -125,14 +125,19 @@ EngineAPIResult.__module__ = "aiobamboo.api"
 async def _result(call: Callable[[], Awaitable[T]]) -> EngineAPIResult[T]:
     try:
         data = await call()
-    except AiobambooError as exc:
+    except Exception as exc:
+        return _failed(exc)
+    return EngineAPIResult(True, "success", None, data)
+
+
+def _failed(exc: Exception) -> EngineAPIResult[Any]:
+    """The result of a call that raised ``exc``: a refusal, or an internal error said loudly."""
+    if isinstance(exc, AiobambooError):
         logger.info("refused: %s", exc)
         return EngineAPIResult(False, str(exc), exc, None)
-    except Exception as exc:
-        # Never raise to the caller (the contract), but say loudly that it was not a refusal.
-        logger.exception("engine API call failed")
-        return EngineAPIResult(False, f"internal error: {type(exc).__name__}: {exc}", exc, None)
-    return EngineAPIResult(True, "success", None, data)
+    # Never raise to the caller (the contract), but say loudly that it was not a refusal.
+    logger.error("engine API call failed", exc_info=exc)
+    return EngineAPIResult(False, f"internal error: {type(exc).__name__}: {exc}", exc, None)
 
 
 def _time(value: float | None) -> _dt.datetime | None:
@@ -248,6 +253,11 @@ def _check_timeout(value: Any) -> float | None:
 # -- running ---------------------------------------------------------------------
 
 
+_RUN_OPTIONS = frozenset(
+    ("cycle_tolerate", "start_node_id", "queue", "priority", "condition_rules")
+)
+
+
 async def run_pipeline(
     runtime: Engine,
     pipeline: dict[str, Any],
@@ -263,17 +273,13 @@ async def run_pipeline(
     conditions as the original does; ``Settings.condition_rules`` by default).
     The pipeline is durable once this returns ``result=True``.
     """
-
-    async def call() -> None:
+    # Not through _result and a closure, as the other calls are: this is every
+    # pipeline's path, and the closure's cells and coroutines would live, and
+    # keep the collector busy, for as long as the start takes.
+    try:
         scheduler = _scheduler(runtime)
-        unknown = set(options) - {
-            "cycle_tolerate",
-            "start_node_id",
-            "queue",
-            "priority",
-            "condition_rules",
-        }
-        if unknown:
+        if not _RUN_OPTIONS.issuperset(options):
+            unknown = set(options) - _RUN_OPTIONS
             raise InvalidOperationError(
                 f"unknown run_pipeline options: {_show(sorted(map(str, unknown)))}"
             )
@@ -293,8 +299,9 @@ async def run_pipeline(
             start_node_id=_check_optional_id(options.get("start_node_id"), "start_node_id"),
             condition_rules=_check_condition_rules(options.get("condition_rules")),
         )
-
-    return await _result(call)
+    except Exception as exc:
+        return _failed(exc)
+    return EngineAPIResult(True, "success", None, None)
 
 
 def _check_condition_rules(value: Any) -> str | None:
@@ -517,8 +524,8 @@ async def callback(
     callbacks in order: the call returns once the schedule has taken this
     one, and is refused if the schedule ended first.
     """
-
-    async def call() -> None:
+    # Without a closure, as run_pipeline: every callback's path.
+    try:
         scheduler = _scheduler(runtime)
         _check_id(node_id, "node_id")
         # Checked here so that a refusal names "callback data" even when the
@@ -529,11 +536,13 @@ async def callback(
         else:
             version_id = _check_id(version, "version")
         await scheduler.operate("callback", node_id, version_id, data)
-
-    res = await _result(call)
-    scheduler = runtime.scheduler if isinstance(runtime, Engine) else None
-    if scheduler is not None and scheduler.env.observer is not None:
-        scheduler.env.observer.callback_answered(res.result)
+    except Exception as exc:
+        res = _failed(exc)
+    else:
+        res = EngineAPIResult(True, "success", None, None)
+    held = runtime.scheduler if isinstance(runtime, Engine) else None
+    if held is not None and held.env.observer is not None:
+        held.env.observer.callback_answered(res.result)
     return res
 
 

@@ -7,6 +7,7 @@ every decision is atomic) and records each change into the pending
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -325,14 +326,16 @@ class Run:
         #: What the observer stored with the run when it started (a trace's context).
         self.observed: dict[str, Any] | None = None
         self._inflight = 0
-        self._changed: anyio.Event | None = None
+        # asyncio's own events, not anyio's (which wrap one): made on every
+        # commit that someone waits for, and the engine runs on asyncio only.
+        self._changed: asyncio.Event | None = None
         #: The pending batch's number; ``_durable`` is the last number stored.
         self._generation = 0
         self._durable = -1
         #: Whether a commit of the run is in flight; ``_committed`` is set when it
         #: ends (stored or not), made only when someone waits for it.
         self._committing = False
-        self._committed: anyio.Event | None = None
+        self._committed: asyncio.Event | None = None
 
     # -- durability ----------------------------------------------------------
     @property
@@ -366,7 +369,7 @@ class Run:
                 )
             if self._committing:
                 if self._committed is None:
-                    self._committed = anyio.Event()
+                    self._committed = asyncio.Event()
                 await self._committed.wait()
             elif self._dirty or self.batch:
                 await self._commit(reason)
@@ -428,10 +431,10 @@ class Run:
             changed.set()
 
     @property
-    def changed(self) -> anyio.Event:
+    def changed(self) -> asyncio.Event:
         """Set after the next checkpoint."""
         if self._changed is None:
-            self._changed = anyio.Event()
+            self._changed = asyncio.Event()
         return self._changed
 
     @property

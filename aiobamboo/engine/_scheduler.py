@@ -927,7 +927,7 @@ class Scheduler(Operations, Rollbacks):
         self._register(run, "started")
         try:
             # The run's task takes its first steps, up to their commit, before this looks.
-            await anyio.lowlevel.checkpoint()
+            await asyncio.sleep(0)
             await run.checkpoint("run-created", upto=created)
         except Reloading:
             # Its commit failed in the run's task: the caller gets that failure.
