@@ -704,7 +704,11 @@ class SQLiteStore(NamedQueryReads):
         """What follows a group's commit: the checkpointer, and whoever waits for runs or events."""
         if self.checkpointer is not None:
             self.checkpointer.poke()
-        if any(b.new_run is not None for b in batches):
+        # A worker's new runs are its own (leased to it at creation): nothing to
+        # claim, and waking its claim loop would only keep the connection's
+        # thread busy with claims while the next commits wait for it. A run it
+        # gives back signals then (release_runs).
+        if not self.worker and any(b.new_run is not None for b in batches):
             self._signal.set()
         if any(b.events for b, r in zip(batches, results, strict=True) if r is None):
             self._events.bump()
