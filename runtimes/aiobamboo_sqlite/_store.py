@@ -107,6 +107,59 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
         ) from None
 
 
+def _insert_runs(
+    conn: sqlite3.Connection,
+    batches: list[WriteBatch],
+    owner: Owner,
+    results: list[BaseException | None],
+) -> None:
+    """Insert the group's new runs; a refused one's error goes into ``results``.
+
+    Several new runs (a busy moment: many pipelines started at once) go in
+    together, three statements for all of them. Only if that is refused
+    (an id taken) are they inserted again one by one, each in a savepoint
+    of its own, so that the refused one is told apart and the others go in.
+    """
+    new = [i for i, batch in enumerate(batches) if batch.new_run is not None]
+    if len(new) > 1:
+        conn.execute("SAVEPOINT new_runs")
+        try:
+            _insert_together(conn, [batches[i] for i in new], owner)
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO new_runs")
+        else:
+            conn.execute("RELEASE new_runs")
+            return
+        conn.execute("RELEASE new_runs")
+    for i in new:
+        conn.execute("SAVEPOINT new_run")
+        try:
+            _insert_run(conn, batches[i], owner)
+        except InvalidOperationError as exc:
+            conn.execute("ROLLBACK TO new_run")
+            results[i] = exc
+        conn.execute("RELEASE new_run")
+
+
+def _insert_together(conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner) -> None:
+    """Insert the runs of ``batches``, their trees and node ids; IntegrityError if any is taken."""
+    # In the write transaction, the tree ids after the highest are free: each
+    # run can name its tree's without a statement of its own.
+    (last,) = conn.execute(Q["last_tree_id"]).fetchone()
+    trees: list[tuple[Any, ...]] = []
+    runs: list[tuple[Any, ...]] = []
+    nodes: list[tuple[str, str]] = []
+    for tree_id, batch in enumerate(batches, start=last + 1):
+        run = batch.new_run
+        assert run is not None
+        trees.append((tree_id, run.tree_json, run.options_json))
+        runs.append((run.root_id, tree_id, run.status, run.created_time, *owner))
+        nodes.extend((node_id, run.root_id) for node_id in batch.new_nodes)
+    conn.executemany(Q["insert_tree_as"], trees)
+    conn.executemany(Q["insert_run_of_tree"], runs)
+    conn.executemany(Q["insert_node"], nodes)
+
+
 #: From this many rows on, a table's rows travel as one JSON parameter, when
 #: written on the connection's thread.
 BULK_ROWS = 16
@@ -273,16 +326,7 @@ def _write_group(
     """The body of ``_apply_group``, in the transaction it began (``bulk_rows``: see ``_bulk``)."""
     results: list[BaseException | None] = [None] * len(batches)
     try:
-        for i, batch in enumerate(batches):
-            if batch.new_run is None:
-                continue
-            conn.execute("SAVEPOINT new_run")
-            try:
-                _insert_run(conn, batch, owner)
-            except InvalidOperationError as exc:
-                conn.execute("ROLLBACK TO new_run")
-                results[i] = exc
-            conn.execute("RELEASE new_run")
+        _insert_runs(conn, batches, owner, results)
         merged = merge(b for b, r in zip(batches, results, strict=True) if r is None)
         # Before the rows: processes a later batch gave an ended run survive.
         if merged.ended:

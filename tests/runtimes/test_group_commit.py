@@ -76,3 +76,41 @@ async def test_a_commit_after_closing_is_refused(runtime_factory: Any) -> None:
         pass
     with anyio.fail_after(10), pytest.raises(StorageError, match="not open"):
         await runtime.store.commit(_new_run())
+
+
+async def test_runs_started_together_are_stored_but_the_refused_one(
+    runtime_factory: Any,
+) -> None:
+    """New runs that share a group go in together; one whose id or node is taken is
+    refused alone, leaving nothing of it behind, and the others are stored."""
+    async with await runtime_factory(worker=False) as runtime:
+        first = _new_run()
+        await runtime.store.commit(first)
+        taken_id = _new_run()
+        taken_id.new_run = RunRow(first.root_id, "{}", "{}", RUN_ACTIVE, time.time())
+        taken_id.new_nodes = (first.root_id, *taken_id.states)
+        taken_node = _new_run()
+        taken_node.new_nodes = (taken_node.root_id, *first.states)
+        fine = [_new_run() for _ in range(5)]
+        results = await asyncio.gather(
+            *(runtime.store.commit(b) for b in (fine[0], taken_id, *fine[1:3], taken_node)),
+            *(runtime.store.commit(b) for b in fine[3:]),
+            return_exceptions=True,
+        )
+        assert [type(r).__name__ for r in results] == [
+            "NoneType",
+            "InvalidOperationError",
+            "NoneType",
+            "NoneType",
+            "InvalidOperationError",
+            "NoneType",
+            "NoneType",
+        ]
+        assert "already exists" in str(results[1])
+        assert "reuses node ids" in str(results[4])
+        for batch in fine:
+            assert await _stored(runtime, batch)
+        for refused in (taken_id, taken_node):
+            assert await runtime.store.get_state(next(iter(refused.states))) is None
+        assert await runtime.store.get_run(taken_node.root_id) is None
+        assert await runtime.store.get_node_root(taken_node.root_id) is None

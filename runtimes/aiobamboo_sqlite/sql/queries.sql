@@ -10,6 +10,20 @@ INSERT INTO trees (tree, options) VALUES (?, ?);
 INSERT INTO runs (root_id, tree_id, status, created_time, owner, lease_until)
 VALUES (?, last_insert_rowid(), ?, ?, ?, ?);
 
+-- name: last_tree_id
+-- (): the highest tree id so far (0: none); in a write transaction, the next
+-- ones are free
+SELECT coalesce(max(id), 0) FROM trees;
+
+-- name: insert_tree_as
+-- (id, tree, options)
+INSERT INTO trees (id, tree, options) VALUES (?, ?, ?);
+
+-- name: insert_run_of_tree
+-- (root_id, tree_id, status, created_time, owner, lease_until)
+INSERT INTO runs (root_id, tree_id, status, created_time, owner, lease_until)
+VALUES (?, ?, ?, ?, ?, ?);
+
 -- name: insert_node
 -- (node_id, root_id)
 INSERT INTO nodes (node_id, root_id) VALUES (?, ?);
