@@ -97,7 +97,9 @@ def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> No
         # The run's id is its key: a taken one is refused here (the caller's
         # savepoint takes the tree back), without a lookup of every new id first.
         conn.execute(Q["insert_run"], (run.root_id, run.status, run.created_time, *owner))
-    except sqlite3.IntegrityError:
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+            raise
         raise InvalidOperationError(f"pipeline {run.root_id} already exists") from None
     try:
         conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
