@@ -511,30 +511,64 @@ if __name__ == "__main__":
     anyio.run(_kill_child, sys.argv[1])
 
 
-async def test_runs_started_together_go_in_with_one_statement_a_table(
+def _new_run_batch(root_id: str, node_ids: tuple[str, ...]) -> WriteBatch:
+    tree = json.dumps({"id": root_id})
+    return WriteBatch(
+        root_id=root_id,
+        new_run=RunRow(root_id, tree, "{}", "active", 1.0),
+        new_nodes=(root_id, *node_ids),
+    )
+
+
+def _group(tmp_path: Path, batches: list[WriteBatch]) -> tuple[list[Any], sqlite3.Connection]:
+    """Write ``batches`` as one group on a fresh file; each batch's refusal or None."""
+    conn = sqlite3.connect(tmp_path / "flows.db", isolation_level=None)
+    _store._prepare(conn, "NORMAL")
+    conn.execute("BEGIN IMMEDIATE")
+    return _store._write_group(conn, batches, ("w", 9.0), math.inf), conn
+
+
+def _trees(conn: sqlite3.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT r.root_id, t.tree FROM runs r JOIN trees t ON t.id = r.tree_id")
+    return {root_id: json.loads(tree)["id"] for root_id, tree in rows}
+
+
+def test_runs_started_together_go_in_with_one_statement_a_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A group of new runs is inserted by three statements, not a savepoint and four
-    statements a run; each run gets its own tree back."""
-    calls: list[str] = []
+    """A group's new runs go in together, not with a savepoint and four statements a
+    run; each run gets its own tree."""
+    one_by_one: list[str] = []
     real = _store._insert_run
 
-    def one_by_one(conn: sqlite3.Connection, batch: WriteBatch, owner: Any) -> None:
-        calls.append(batch.root_id)
+    def counted(conn: sqlite3.Connection, batch: WriteBatch, owner: Any) -> None:
+        one_by_one.append(batch.root_id)
         real(conn, batch, owner)
 
-    monkeypatch.setattr(_store, "_insert_run", one_by_one)
-    trees = [_chain(2) for _ in range(8)]
-    async with SQLiteRuntime(tmp_path / "flows.db", components=library) as runtime:
-        async with anyio.create_task_group() as tg:
-            for tree in trees:
-                tg.start_soon(api.run_pipeline, runtime, tree)
-        for tree in trees:
-            waited = await api.wait_pipeline(runtime, tree["id"], timeout=60)
-            assert waited.data == "FINISHED", waited.message
-        for tree in trees:
-            run = await runtime.store.get_run(tree["id"])
-            assert run is not None
-            assert json.loads(run.tree_json)["id"] == tree["id"]
-    # The first run may go alone (its group was written at once); the rest went together.
-    assert len(calls) <= 1, calls
+    monkeypatch.setattr(_store, "_insert_run", counted)
+    batches = [_new_run_batch(f"p{i}", (f"a{i}", f"b{i}")) for i in range(8)]
+    results, conn = _group(tmp_path, batches)
+    assert results == [None] * 8
+    assert one_by_one == []
+    assert _trees(conn) == {f"p{i}": f"p{i}" for i in range(8)}
+    assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (24,)
+    conn.close()
+
+
+def test_a_refused_run_of_a_group_is_told_apart_and_the_others_go_in(tmp_path: Path) -> None:
+    batches = [
+        _new_run_batch("p1", ("a1",)),
+        _new_run_batch("p1", ("a2",)),  # the id of the first
+        _new_run_batch("p3", ("a1",)),  # a node of the first
+        _new_run_batch("p4", ("a4",)),
+    ]
+    results, conn = _group(tmp_path, batches)
+    assert results[0] is None
+    assert results[3] is None
+    assert str(results[1]) == "pipeline p1 already exists"
+    assert "reuses node ids" in str(results[2])
+    assert _trees(conn) == {"p1": "p1", "p4": "p4"}
+    nodes = dict(conn.execute("SELECT node_id, root_id FROM nodes").fetchall())
+    assert nodes == {"p1": "p1", "a1": "p1", "p4": "p4", "a4": "p4"}
+    assert conn.execute("SELECT count(*) FROM trees").fetchone() == (2,)
+    conn.close()
