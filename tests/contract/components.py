@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -130,6 +131,30 @@ class CallbackComponent(Component):
     code = "callback"
     name = "Wait for a callback"
     bound_service = CallbackService
+
+
+#: What a watched callback activity's execute was given, weakly: node id -> refs.
+EXECUTE_REFS: dict[str, list[weakref.ref[Any]]] = {}
+#: How many watched callback services were made (for execute, for schedule, or else).
+WATCHED_MADE: Counter[str] = Counter()
+
+
+class WatchedCallbackService(CallbackService):
+    """A callback activity that lets a test see what became of its execute's objects."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name)
+        WATCHED_MADE["services"] += 1
+
+    async def execute(self, data: Any, parent_data: Any) -> bool:
+        EXECUTE_REFS[self.id] = [weakref.ref(self), weakref.ref(data.inputs)]
+        return await super().execute(data, parent_data)
+
+
+class WatchedCallbackComponent(Component):
+    code = "watched_callback"
+    name = "Wait for a callback, watched"
+    bound_service = WatchedCallbackService
 
 
 class MultiCallbackService(Service):

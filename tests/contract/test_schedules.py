@@ -458,3 +458,23 @@ async def test_a_reopened_runtime_joins_parallel_branches_and_retries_failed_nod
     assert components.EXECUTIONS[gate.id] == 2
     assert components.EXECUTIONS[after.id] == 1
     assert components.EXECUTIONS[bad.id] == 2
+
+
+async def test_a_waiting_activity_lets_go_of_what_only_its_execute_needed(runtime: Any) -> None:
+    """While it waits for its callback, the node holds no service or data of its execute
+    (a process may wait for days, and every waiting one holds its own), and no service
+    is made for the wait itself: one for execute, one for the callback's schedule."""
+    import gc
+
+    components.WATCHED_MADE.clear()
+    waiter = activity("watched_callback", uid("cb"), x=1)
+    root_id = await start(runtime, build_tree(_chain(waiter)))
+    version = await waiting_version(runtime, waiter.id)
+    gc.collect()
+    service, inputs = (ref() for ref in components.EXECUTE_REFS.pop(waiter.id))
+    assert service is None, "the execute's service outlived it"
+    assert inputs is None, "the execute's data outlived it"
+    res = await deliver(runtime, waiter.id, version, {"answer": 1})
+    assert res.result, res.message
+    await finish(runtime, root_id)
+    assert components.WATCHED_MADE["services"] == 2

@@ -330,6 +330,9 @@ async def execute_activity(step: Step) -> Outcome:
             process_id=step.proc.id,
         )
         run.put_schedule(sched)
+        # The wait may be long and every waiting activity holds its frame: what
+        # only execute needed goes now rather than when the schedule ends.
+        del inputs, data, parent, service
         return await _schedule_loop(step, sched, cls)
     return await _conclude(step, service, data, parent, success, scheduled=False)
 
@@ -460,12 +463,13 @@ def _refuse_queued(step: Step, sched: Schedule, what: str) -> None:
 
 async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Outcome:
     run, proc, node = step.run, step.proc, step.node
-    probe = _make_service(step, cls)
+    # Only a polling schedule asks the service for its interval.
+    probe = _make_service(step, cls) if sched.type == POLL else None
     parent = DataObject(run.root_data, {})
     while True:
         proc.status = P_SLEEPING
         run.put_process(proc)
-        if sched.type == POLL and sched.due is None:
+        if probe is not None and sched.due is None:
             # Stored with the wait, so the poll fires on time after a restart, or
             # from storage while the run is parked.
             sched.due = step.env.clock.now() + _poll_delay(probe, sched.times)
