@@ -90,22 +90,22 @@ def _process_row(row: Sequence[Any]) -> ProcessRow:
 
 
 def _insert_run(conn: sqlite3.Connection, batch: WriteBatch, owner: Owner) -> None:
-    run = batch.new_run
-    assert run is not None
-    conn.execute(Q["insert_tree"], (run.tree_json, run.options_json))
+    """Insert one new run; InvalidOperationError saying what of it is taken."""
+    (tree,), (run,), nodes = _new_run_rows(conn, [batch], owner)
+    conn.execute(Q["insert_tree"], tree)
     try:
         # The run's id is its key: a taken one is refused here (the caller's
         # savepoint takes the tree back), without a lookup of every new id first.
-        conn.execute(Q["insert_run"], (run.root_id, run.status, run.created_time, *owner))
+        conn.execute(Q["insert_run"], run)
     except sqlite3.IntegrityError as exc:
         if exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
             raise
-        raise InvalidOperationError(f"pipeline {run.root_id} already exists") from None
+        raise InvalidOperationError(f"pipeline {batch.root_id} already exists") from None
     try:
-        conn.executemany(Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
+        conn.executemany(Q["insert_node"], nodes)
     except sqlite3.IntegrityError:
         raise InvalidOperationError(
-            f"pipeline {run.root_id} reuses node ids of another pipeline"
+            f"pipeline {batch.root_id} reuses node ids of another pipeline"
         ) from None
 
 
@@ -145,8 +145,18 @@ def _insert_runs(
 
 def _insert_together(conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner) -> None:
     """Insert the runs of ``batches``, their trees and node ids; IntegrityError if any is taken."""
+    trees, runs, nodes = _new_run_rows(conn, batches, owner)
+    conn.executemany(Q["insert_tree"], trees)
+    conn.executemany(Q["insert_run"], runs)
+    conn.executemany(Q["insert_node"], nodes)
+
+
+def _new_run_rows(
+    conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[str, str]]]:
+    """The rows of the new runs of ``batches``: trees, runs and node ids."""
     # In the write transaction, the tree ids after the highest are free: each
-    # run can name its tree's without a statement of its own.
+    # run names its tree's without a statement of its own.
     (last,) = conn.execute(Q["last_tree_id"]).fetchone()
     trees: list[tuple[Any, ...]] = []
     runs: list[tuple[Any, ...]] = []
@@ -157,9 +167,7 @@ def _insert_together(conn: sqlite3.Connection, batches: list[WriteBatch], owner:
         trees.append((tree_id, run.tree_json, run.options_json))
         runs.append((run.root_id, tree_id, run.status, run.created_time, *owner))
         nodes.extend((node_id, run.root_id) for node_id in batch.new_nodes)
-    conn.executemany(Q["insert_tree_as"], trees)
-    conn.executemany(Q["insert_run_of_tree"], runs)
-    conn.executemany(Q["insert_node"], nodes)
+    return trees, runs, nodes
 
 
 #: From this many rows on, a table's rows travel as one JSON parameter, when

@@ -1,25 +1,16 @@
 -- Named queries of the SQLite runtime. Each block: "-- name: NAME" then a line
 -- of description (parameters in order), then the statement.
 
--- name: insert_tree
--- (tree, options): right before insert_run, which takes the new row's id
-INSERT INTO trees (tree, options) VALUES (?, ?);
-
--- name: insert_run
--- (root_id, status, created_time, owner, lease_until): the tree inserted just before
-INSERT INTO runs (root_id, tree_id, status, created_time, owner, lease_until)
-VALUES (?, last_insert_rowid(), ?, ?, ?, ?);
-
 -- name: last_tree_id
 -- (): the highest tree id so far (0: none); in a write transaction, the next
 -- ones are free
 SELECT coalesce(max(id), 0) FROM trees;
 
--- name: insert_tree_as
+-- name: insert_tree
 -- (id, tree, options)
 INSERT INTO trees (id, tree, options) VALUES (?, ?, ?);
 
--- name: insert_run_of_tree
+-- name: insert_run
 -- (root_id, tree_id, status, created_time, owner, lease_until)
 INSERT INTO runs (root_id, tree_id, status, created_time, owner, lease_until)
 VALUES (?, ?, ?, ?, ?, ?);
