@@ -1,8 +1,9 @@
 """Writing a group of batches to Postgres: the fewest statements and round trips.
 
-- each batch that creates a run costs one statement (``insert_run``); a
-  refused one (duplicate run id, node ids of another run) changes nothing, or
-  is undone by one compensating statement;
+- the runs the group creates are inserted by one statement (``insert_runs``);
+  only if one of them is refused (duplicate run id, node ids of another run)
+  is that undone and each inserted by a statement of its own (``insert_run``),
+  a refused one changing nothing or undone by one compensating statement;
 - the rows of all other accepted batches are merged (last write per key, in
   call order) and written by ONE statement composed of the parts the group
   needs (``part_*`` queries, the rows of each table as one JSON parameter),
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from operator import attrgetter
 from typing import Any, TypeAlias
 
@@ -154,9 +155,57 @@ async def _create_run(
     if row["nodes"] < len(nodes):
         # This statement created the run, so every row with its root id is
         # ours: removing them undoes it without a savepoint round trip.
-        await conn.execute(q["undo_run"], run.root_id)
+        await conn.execute(q["undo_runs"], [run.root_id])
         return InvalidOperationError(f"pipeline {run.root_id} reuses node ids of another pipeline")
     return None
+
+
+async def _create_runs(
+    conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
+) -> list[Result]:
+    """Insert the runs that ``batches`` create; the refusal of each batch, or None.
+
+    Several go in with one statement. Only if that refuses one of them (its
+    id or a node id is taken) is it undone and each run inserted on its own,
+    which tells the refused ones apart, in the order of the batches.
+    """
+    new = [(i, b.new_run, b.new_nodes) for i, b in enumerate(batches) if b.new_run is not None]
+    results: list[Result] = [None] * len(batches)
+    if len(new) > 1 and await _insert_together(conn, q, new, writer):
+        return results
+    for i, run, nodes in new:
+        results[i] = await _create_run(conn, q, run, list(nodes), writer)
+    return results
+
+
+async def _insert_together(
+    conn: Any, q: dict[str, str], new: list[tuple[int, RunRow, Sequence[str]]], writer: Writer
+) -> bool:
+    """Insert every run of ``new`` with one statement; False if any is refused.
+
+    A refusal leaves nothing of the statement behind.
+    """
+    node_ids = [node_id for _, _, nodes in new for node_id in nodes]
+    row = await conn.fetchrow(
+        q["insert_runs"],
+        [run.root_id for _, run, _ in new],
+        [run.tree_json for _, run, _ in new],
+        [run.options_json for _, run, _ in new],
+        [run.status for _, run, _ in new],
+        [run.created_time for _, run, _ in new],
+        node_ids,
+        [run.root_id for _, run, nodes in new for _ in nodes],
+        writer.owner,
+        writer.lease_seconds,
+    )
+    inserted = row["inserted"]
+    if len(inserted) == len(new) and row["nodes"] == len(node_ids):
+        return True
+    if inserted:
+        # This statement created these runs, so every row with their root ids
+        # is theirs: removing them undoes it without a savepoint round trip.
+        await conn.execute(q["undo_runs"], inserted)
+    return False
 
 
 async def _write_batch_run(
@@ -283,8 +332,7 @@ async def _write_common(
             await _write_composed(conn, q, batches, writer, writer.fenced)
             return results
         async with conn.transaction():
-            for i, batch in enumerate(batches):
-                results[i] = await _write_batch_run(conn, q, batch, writer)
+            results = await _create_runs(conn, q, batches, writer)
             accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
             await _write_composed(conn, q, accepted, writer, writer.fenced)
             await _signal_new_runs(conn, q, batches, results, writer)
@@ -296,15 +344,13 @@ async def _write_common(
 async def _write_fast(
     conn: Any, q: dict[str, str], batches: list[WriteBatch], writer: Writer
 ) -> list[Result]:
-    """One transaction: new runs one by one, then every other row in one statement.
+    """One transaction: the new runs, then every other row in one statement.
 
     Creating the runs first is equivalent to applying the batches in order:
     the other batches of a group cannot touch a run that does not exist yet.
     """
-    results: list[Result] = [None] * len(batches)
     async with conn.transaction():
-        for i, batch in enumerate(batches):
-            results[i] = await _write_batch_run(conn, q, batch, writer)
+        results = await _create_runs(conn, q, batches, writer)
         await _fence(conn, q, batches, results, writer)
         accepted = [b for b, r in zip(batches, results, strict=True) if r is None]
         await _write_merged(conn, q, accepted, writer)

@@ -870,6 +870,77 @@ async def test_a_group_stores_what_one_batch_at_a_time_stores(
     ]
 
 
+def count_single_inserts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the root id of every run inserted by a statement of its own."""
+    inserted: list[str] = []
+    original = pg_write._create_run
+
+    async def spy(conn: Any, q: dict[str, str], run: RunRow, *rest: Any) -> Any:
+        inserted.append(run.root_id)
+        return await original(conn, q, run, *rest)
+
+    monkeypatch.setattr(pg_write, "_create_run", spy)
+    return inserted
+
+
+async def test_the_new_runs_of_a_group_go_in_together(
+    runtime: PostgresRuntime,
+    admin: asyncpg.Connection,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    q = pg_store.load_queries(schema)
+    worker = pg_write.Writer(owner="w", lease_seconds=30.0, channel="", events_channel="")
+    singles = count_single_inserts(monkeypatch)
+    batches = [new_run_batch(f"r{i}", (f"a{i}", f"b{i}"), created=float(i)) for i in range(8)]
+    batches[3].states = {"a3": state("a3", "r3")}
+    assert await pg_store.write_group(admin, q, batches, worker) == [None] * 8
+    assert singles == []
+    for i in range(8):
+        run = await runtime.store.get_run(f"r{i}")
+        assert run is not None
+        assert (run.tree_json, run.created_time) == (f'{{"id": "r{i}"}}', i)
+        assert await runtime.store.get_node_root(f"b{i}") == f"r{i}"
+    assert await runtime.store.get_state("a3") is not None
+    held = await admin.fetch(
+        f"SELECT owner, lease_until IS NOT NULL AS leased FROM {quote_ident(schema)}.runs"
+    )
+    assert [tuple(r) for r in held] == [("w", True)] * 8
+
+
+async def test_a_refused_new_run_is_told_apart_and_the_others_of_its_group_go_in(
+    runtime: PostgresRuntime,
+    admin: asyncpg.Connection,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    q = pg_store.load_queries(schema)
+    assert await pg_store.write_group(admin, q, [new_run_batch("old", ("taken",))]) == [None]
+    singles = count_single_inserts(monkeypatch)
+    batches = [
+        new_run_batch("r0", ("a0",)),
+        new_run_batch("old", ("x",), created=2.0),  # the id is taken
+        new_run_batch("r2", ("taken",)),  # a node id of run old
+        new_run_batch("r3", ("a3", "shared")),
+        new_run_batch("r4", ("shared",)),  # a node id of r3, an earlier run of the group
+        new_run_batch("r5", ("a5",)),
+    ]
+    results = await pg_store.write_group(admin, q, batches)
+    assert singles == ["r0", "old", "r2", "r3", "r4", "r5"]
+    assert [r is None for r in results] == [True, False, False, True, False, True]
+    assert str(results[1]) == "pipeline old already exists"
+    assert "reuses node ids" in str(results[2])
+    assert "reuses node ids" in str(results[4])
+    for root in ("r0", "r3", "r5"):
+        assert await runtime.store.get_run(root) is not None
+    for root in ("r2", "r4"):
+        assert await runtime.store.get_run(root) is None
+    assert await runtime.store.get_node_root("taken") == "old"
+    assert await runtime.store.get_node_root("shared") == "r3"
+    assert await runtime.store.get_node_root("x") is None
+    assert [r[0] for r in await table(admin, schema, "runs")] == ["old", "r0", "r3", "r5"]
+
+
 # -- timers, events, parking -----------------------------------------------------
 
 

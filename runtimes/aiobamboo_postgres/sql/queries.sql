@@ -33,10 +33,39 @@ SELECT
         WHERE root_id = $1::text AND tree = $2::text AND created_time = $5::float8
     ) AS same;
 
--- name: undo_run
--- ($1 root_id): removes a run that this transaction created, with its node ids
-WITH gone AS (DELETE FROM {schema}.nodes WHERE root_id = $1::text)
-DELETE FROM {schema}.runs WHERE root_id = $1::text;
+-- name: insert_runs
+-- ($1 root_ids text[], $2 trees text[], $3 options text[], $4 statuses text[],
+--  $5 created_times float8[], $6 node_ids text[], $7 the root id of each node id,
+--  $8 owner (NULL: clients' runs, for any worker to claim), $9 lease seconds)
+-- insert_run for several runs at once. Returns inserted (the root ids of the
+-- runs this statement created) and nodes (how many node ids it inserted); a
+-- run that exists already, or a node id taken (by another run or by an
+-- earlier run of the same call), shows as fewer than given. The caller then
+-- undoes what was inserted (undo_runs) and inserts the runs one by one.
+WITH run AS (
+    INSERT INTO {schema}.runs (root_id, tree, options, status, created_time, owner, lease_until)
+    SELECT r.root_id, r.tree, r.options, r.status, r.created_time, $8::text,
+           CASE WHEN $8::text IS NULL THEN NULL
+                ELSE extract(epoch FROM clock_timestamp()) + $9::float8 END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        AS r (root_id, tree, options, status, created_time)
+    ON CONFLICT (root_id) DO NOTHING
+    RETURNING root_id
+), new_nodes AS (
+    INSERT INTO {schema}.nodes (node_id, root_id)
+    SELECT n.node_id, n.root_id FROM unnest($6::text[], $7::text[]) AS n (node_id, root_id)
+    WHERE n.root_id IN (SELECT root_id FROM run)
+    ON CONFLICT (node_id) DO NOTHING
+    RETURNING node_id
+)
+SELECT
+    ARRAY(SELECT root_id FROM run) AS inserted,
+    (SELECT count(*) FROM new_nodes) AS nodes;
+
+-- name: undo_runs
+-- ($1 root_ids text[]): removes runs that this transaction created, with their node ids
+WITH gone AS (DELETE FROM {schema}.nodes WHERE root_id = ANY($1::text[]))
+DELETE FROM {schema}.runs WHERE root_id = ANY($1::text[]);
 
 -- Parts of the statement a group commit composes (write_group): one part per
 -- table the group touches, parameters numbered from $1 within each part; the
