@@ -13,7 +13,6 @@ through the ``aiobamboo.runtimes`` entry points, so this package imports none.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from types import TracebackType
 from typing import Any, Self
 
@@ -122,6 +121,11 @@ def scheme_of(url: str) -> str:
 
 def runtime_class(name: str) -> type[Engine]:
     """The engine class a runtime package declares under ``name`` (``sqlite``, ...)."""
+    # Imported here, when a runtime is chosen by URL: importlib.metadata brings
+    # email, zipfile and csv, some 4,000 objects that every full collection of
+    # the garbage collector would walk in every process that imports aiobamboo.
+    from importlib import metadata
+
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if found:
         loaded = found[0].load()
