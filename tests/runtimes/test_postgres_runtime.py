@@ -608,6 +608,32 @@ async def test_a_duplicate_run_is_refused_without_sinking_its_group(
     assert await runtime.store.get_state("a") is not None  # full_batch("s") wrote node a
 
 
+async def test_large_values_are_stored_with_lz4_where_the_server_has_it(
+    runtime: PostgresRuntime, admin: asyncpg.Connection, schema: str
+) -> None:
+    offered = await admin.fetchval(
+        "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+    )
+    tree = json.dumps(
+        {"id": "r", "activities": {f"a{i}": {"name": f"step {i}"} for i in range(2000)}}
+    )
+    batch = WriteBatch(
+        root_id="r", new_run=RunRow("r", tree, "{}", "active", 1.0), new_nodes=("r",)
+    )
+    batch.execution_data = {"r": ExecutionDataRow("r", "r", tree, tree)}
+    await runtime.store.commit(batch)
+    methods = await admin.fetchrow(
+        "SELECT pg_column_compression(r.tree) AS tree, pg_column_compression(e.outputs) AS outputs "
+        f"FROM {quote_ident(schema)}.runs AS r, {quote_ident(schema)}.execution_data AS e"
+    )
+    expected = "lz4" if offered else "pglz"
+    assert (methods["tree"], methods["outputs"]) == (expected, expected)
+    snap = await runtime.store.load_run("r")
+    assert snap is not None
+    assert snap.run.tree_json == tree
+    assert snap.execution_data[0].outputs_json == tree
+
+
 async def test_rows_travel_as_json_and_come_back_exactly(runtime: PostgresRuntime) -> None:
     """Floats keep every bit, text every character, through the JSON row parameters."""
     await runtime.store.commit(new_run_batch("r", ("a", "b")))
