@@ -208,14 +208,6 @@ async def _insert_together(
     return False
 
 
-async def _write_batch_run(
-    conn: Any, q: dict[str, str], batch: WriteBatch, writer: Writer
-) -> Result:
-    if batch.new_run is None:
-        return None
-    return await _create_run(conn, q, batch.new_run, list(batch.new_nodes), writer)
-
-
 async def _fence(
     conn: Any, q: dict[str, str], batches: list[WriteBatch], results: list[Result], writer: Writer
 ) -> None:
@@ -367,11 +359,9 @@ async def _write_one_by_one(
         for batch in batches:
             try:
                 async with conn.transaction():  # nested: a SAVEPOINT
-                    result = await _write_batch_run(conn, q, batch, writer)
-                    if result is None:
-                        outcome: list[Result] = [None]
-                        await _fence(conn, q, [batch], outcome, writer)
-                        result = outcome[0]
+                    outcome = await _create_runs(conn, q, [batch], writer)
+                    await _fence(conn, q, [batch], outcome, writer)
+                    result = outcome[0]
                     if result is None:
                         await _write_merged(conn, q, [batch], writer)
             except _REFUSED as exc:
