@@ -507,10 +507,6 @@ async def test_an_upgraded_database_never_gives_an_event_id_again(
         conn.close()
 
 
-if __name__ == "__main__":
-    anyio.run(_kill_child, sys.argv[1])
-
-
 def _new_run_batch(root_id: str, node_ids: tuple[str, ...]) -> WriteBatch:
     tree = json.dumps({"id": root_id})
     return WriteBatch(
@@ -572,3 +568,7 @@ def test_a_refused_run_of_a_group_is_told_apart_and_the_others_go_in(tmp_path: P
     assert nodes == {"p1": "p1", "a1": "p1", "p4": "p4", "a4": "p4"}
     assert conn.execute("SELECT count(*) FROM trees").fetchone() == (2,)
     conn.close()
+
+
+if __name__ == "__main__":
+    anyio.run(_kill_child, sys.argv[1])
