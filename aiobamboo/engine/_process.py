@@ -139,7 +139,6 @@ def _arrive(run: Run, proc: Process) -> None:
 
 
 async def _join(env: Env, run: Run, proc: Process) -> None:
-    await run.checkpoint("join")
     children = [run.processes[c] for c in proc.children if c in run.processes]
     live = [c for c in children if c.status != P_DEAD]
     if live:
