@@ -28,6 +28,7 @@ from aiobamboo.runtime import (
     CallbackRow,
     CommandRow,
     ContextRow,
+    EventRow,
     ExecutionDataRow,
     NamedQueryReads,
     NodeDataRow,
@@ -215,14 +216,6 @@ def _bulk(
     moments there, but costs SQLite twice the work of plain rows: on the
     loop's own thread (``bulk_rows`` infinite) rows always go one by one.
     """
-    if query == "insert_event":
-        # Only the first id may have to go on from events_high (see
-        # insert_event_row); the rest follow it, and their plain insert spares
-        # SQLite two lookups an event.
-        conn.execute(Q["insert_event_row"], rows[0])
-        rows = rows[1:]
-        if not rows:
-            return
     if len(rows) >= bulk_rows:
         conn.execute(Q[query], (json.dumps(rows, separators=(",", ":")),))
     else:
@@ -275,13 +268,10 @@ _TABLES: tuple[tuple[str, str, Callable[[Any], tuple[Any, ...]]], ...] = (
     ("upsert_timer", "timers", attrgetter(
         "id", "root_id", "node_id", "version", "kind", "due_time"
     )),
-    ("insert_event", "events", attrgetter(
-        "root_id", "node_id", "kind", "state", "data_json", "time"
-    )),
 )  # fmt: skip
 
 #: The statement of each upsert for ``executemany``: one row of ``?``.
-_ONE_ROW = {query: Q[query + "_rows"] for query, _, _ in _TABLES}
+_ONE_ROW = {query: Q[query + "_rows"] for query in [*(q for q, _, _ in _TABLES), "insert_events"]}
 
 
 def _write_rows(conn: sqlite3.Connection, batch: Merged, bulk_rows: float) -> None:
@@ -290,6 +280,61 @@ def _write_rows(conn: sqlite3.Connection, batch: Merged, bulk_rows: float) -> No
         if rows:
             values = rows if isinstance(rows, list) else rows.values()
             _bulk(conn, query, list(map(row_of, values)), bulk_rows)
+    if batch.events:
+        _write_events(conn, batch.events, bulk_rows)
+
+
+def _write_events(conn: sqlite3.Connection, events: Sequence[EventRow], bulk_rows: float) -> None:
+    (first,) = conn.execute(Q["next_event_id"]).fetchone()
+    _bulk(conn, "insert_events", _event_rows(events, first), bulk_rows)
+
+
+def _event_rows(events: Sequence[EventRow], first: int) -> list[tuple[Any, ...]]:
+    """The rows of ``events``: one per run, holding that run's events in order.
+
+    The first row's id is ``first``; each next row's goes on after the events
+    of the one before. A row costs SQLite about what a row per event did, and
+    events_root, whose entries fall at random places (a run's id leads them),
+    gets one entry per run instead of one per event.
+    """
+    by_run: dict[str, list[tuple[Any, ...]]] = {}
+    for e in events:
+        items = by_run.get(e.root_id)
+        if items is None:
+            items = by_run[e.root_id] = []
+        items.append((e.node_id, e.kind, e.state, e.data_json, e.time))
+    rows = []
+    for root_id, items in by_run.items():
+        text = _dump_items(items)
+        rows.append((first, root_id, len(items), text, max(item[4] for item in items)))
+        first += len(items)
+    return rows
+
+
+_dump_items = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _event_rows_read(
+    rows: Sequence[tuple[str, int, str, float, int]], after: int, limit: int
+) -> list[EventRow]:
+    """The events of rows read by ``read_events``: those after ``after``, at most ``limit``."""
+    events: list[EventRow] = []
+    for root_id, count, text, newest, first in rows:
+        try:
+            items = json.loads(text)
+            if type(items) is not list or len(items) != count:
+                raise ValueError(f"{count} events expected")
+            for offset, (node_id, kind, state, data_json, at) in enumerate(items):
+                if first + offset > after:
+                    at = newest if at is None else at
+                    events.append(
+                        EventRow(root_id, node_id, kind, state, data_json, at, first + offset)
+                    )
+                    if len(events) == limit:
+                        return events
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"the events from id {first} cannot be read: {exc}") from None
+    return events
 
 
 def _apply_group(
@@ -528,14 +573,14 @@ def _purge_events(conn: sqlite3.Connection, before: float) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(Q["remember_event_high"])
-            deleted = conn.execute(Q["purge_events"], (before,)).rowcount
+            counts = conn.execute(Q["purge_events"], (before,)).fetchall()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        total += deleted
-        if deleted < 1000:
+        total += sum(int(count) for (count,) in counts)
+        if len(counts) < 1000:
             return total
 
 
@@ -966,6 +1011,20 @@ class SQLiteStore(NamedQueryReads):
         return bool(await self._write("cancel_command", command_id))
 
     # -- events ------------------------------------------------------------------
+    async def read_events(
+        self, after: int, root_id: str | None = None, limit: int = 500
+    ) -> list[EventRow]:
+        if limit == 0:
+            return []
+        # A row holds one commit's events of a run: ``limit`` rows past the one
+        # holding ``after`` itself hold at least ``limit`` events after it.
+        rows_limit = limit + 1 if limit > 0 else -1  # negative: no limit, as in SQL
+        if root_id is None:
+            rows = await self._all("read_events", after, rows_limit)
+        else:
+            rows = await self._all("read_events_of_root", root_id, root_id, after, rows_limit)
+        return _event_rows_read(rows, after, limit)
+
     async def purge_events(self, before: float) -> int:
         return int(await self._call("purge_events", _purge_events, before))
 

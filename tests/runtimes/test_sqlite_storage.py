@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from aiobamboo import api, bench
 from aiobamboo.bench import library
 from aiobamboo.exceptions import StorageError
-from aiobamboo.runtime import EventRow, RunRow, WriteBatch
+from aiobamboo.runtime import EventRow, NamedQueryReads, RunRow, WriteBatch
 from aiobamboo_sqlite import SQLiteRuntime, _migrate, _store
 from aiobamboo_sqlite._checkpoint import WRITER_PAGES
 
@@ -256,11 +257,33 @@ def _insert_run_with_its_tree(conn: sqlite3.Connection, batch: WriteBatch, owner
     conn.executemany(_store.Q["insert_node"], [(n, run.root_id) for n in batch.new_nodes])
 
 
+def _write_events_as_rows(conn: sqlite3.Connection, events: Any, bulk_rows: float) -> None:
+    """How events were written while each was a row of its own."""
+    conn.executemany(
+        "INSERT INTO events (root_id, node_id, kind, state, data, time) VALUES (?, ?, ?, ?, ?, ?)",
+        [(e.root_id, e.node_id, e.kind, e.state, e.data_json, e.time) for e in events],
+    )
+
+
+def _events_as_rows(patch: pytest.MonkeyPatch) -> None:
+    """Events written and read as while each was a row of its own."""
+    patch.setattr(_store, "_write_events", _write_events_as_rows)
+    patch.setattr(_store.SQLiteStore, "read_events", NamedQueryReads.read_events)
+    columns = "SELECT root_id, node_id, kind, state, data, time, id FROM events"
+    patch.setitem(_store.Q, "read_events", f"{columns} WHERE id > ? ORDER BY id LIMIT ?")
+    patch.setitem(
+        _store.Q,
+        "read_events_of_root",
+        f"{columns} WHERE root_id = ? AND id > ? ORDER BY id LIMIT ?",
+    )
+    patch.setitem(_store.Q, "last_event_id", "SELECT coalesce(max(id), 0) FROM events")
+
+
 def _old_schema(patch: pytest.MonkeyPatch, previous: list[tuple[str, str]]) -> None:
     """Only the migrations ``previous``; events inserted as before events_high, trees in runs."""
     assert all(m[0] < "0008" for m in previous)
     patch.setattr(_migrate, "migrations", lambda: previous)
-    patch.setitem(_store.Q, "insert_event_row", _store.Q["insert_event_rows"])
+    _events_as_rows(patch)
     patch.setattr(_store, "_insert_run", _insert_run_with_its_tree)
     patch.setitem(
         _store.Q,
@@ -427,7 +450,9 @@ def _events_batch(root_id: str, n: int, at: float, *, new: bool = False) -> Writ
 
 
 def _event_ids(conn: sqlite3.Connection) -> list[int]:
-    return [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")]
+    """The ids of the stored events: each row's first, and as many more as it holds."""
+    rows = conn.execute("SELECT id, count FROM events ORDER BY id").fetchall()
+    return [i for first, count in rows for i in range(first, first + count)]
 
 
 @pytest.mark.parametrize("bulk_rows", [math.inf, 1], ids=["row-by-row", "as-json"])
@@ -464,6 +489,87 @@ def test_event_ids_are_never_given_again_after_purges(tmp_path: Path, bulk_rows:
         assert _event_ids(conn) == [*third, third[-1] + 1, third[-1] + 2]
     finally:
         conn.close()
+
+
+def _read_events(
+    conn: sqlite3.Connection, after: int, root_id: str | None = None, limit: int = 500
+) -> list[EventRow]:
+    """What the store's ``read_events`` answers, on ``conn``."""
+    if root_id is None:
+        rows = conn.execute(_store.Q["read_events"], (after, limit + 1)).fetchall()
+    else:
+        rows = conn.execute(_store.Q["read_events_of_root"], (root_id, root_id, after, limit + 1))
+    return _store._event_rows_read(list(rows), after, limit)
+
+
+@pytest.mark.parametrize("bulk_rows", [math.inf, 1], ids=["row-by-row", "as-json"])
+def test_a_commit_keeps_each_runs_events_in_one_row_and_reads_them_one_by_one(
+    tmp_path: Path, bulk_rows: float
+) -> None:
+    """Two runs' commits in one group: a row per run, their events in order, ids unchanged."""
+    conn = sqlite3.connect(tmp_path / "flows.db", isolation_level=None)
+    try:
+        _store._prepare(conn, "NORMAL")
+        a1, b = _events_batch("pa", 3, 10.5, new=True), _events_batch("pb", 2, 11.25, new=True)
+        a2 = _events_batch("pa", 2, 12.0)
+        a2.events[1] = attrs.evolve(
+            a2.events[1],
+            data_json='{"text":"déjà \\"vu\\"","n":[1,2]}',
+            time=1796543042.0312407,  # every digit of a float is kept
+        )
+        conn.execute("BEGIN IMMEDIATE")
+        assert _store._write_group(conn, [a1, b, a2], (None, None), bulk_rows) == [None] * 3
+
+        rows = conn.execute("SELECT root_id, count, time FROM events ORDER BY id").fetchall()
+        assert rows == [("pa", 5, 1796543042.0312407), ("pb", 2, 11.25)]
+        written = [*a1.events, *a2.events, *b.events]
+        read = _read_events(conn, 0)
+        assert [e.id for e in read] == list(range(read[0].id, read[0].id + 7))
+        assert [attrs.evolve(e, id=0) for e in read] == written
+        first = read[0].id
+        # From the middle of a row, of one run, and cut in the middle of a row.
+        assert _read_events(conn, first + 1) == read[2:]
+        assert _read_events(conn, first + 1, "pa") == read[2:5]
+        assert _read_events(conn, 0, "pb") == read[5:]
+        assert _read_events(conn, first, limit=2) == read[1:3]
+        assert _read_events(conn, read[-1].id) == []
+        # A purge answers how many events it deleted, not rows.
+        assert _store._purge_events(conn, 11.5) == 2
+        assert _read_events(conn, 0) == read[:5]
+    finally:
+        conn.close()
+
+
+async def test_events_stored_one_per_row_read_the_same_after_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving events into a row per commit keeps each one's id, data and exact time."""
+    db = tmp_path / "flows.db"
+    previous = [m for m in _migrate.migrations() if m[0] < "0011"]
+    assert previous[-1][0].startswith("0010")
+    tree = _chain(2)
+    with monkeypatch.context() as patch:
+        patch.setattr(_migrate, "migrations", lambda: previous)
+        _events_as_rows(patch)
+        async with SQLiteRuntime(db, components=library) as old:
+            await _run(old, tree)
+            old_events = await old.store.read_events(0, None, 1000)
+            old_last = await old.store.last_event_id()
+    assert len(old_events) > 4
+    assert old_last == old_events[-1].id
+
+    async with SQLiteRuntime(db, components=library) as new:
+        assert await new.store.read_events(0, None, 1000) == old_events
+        middle = old_events[2].id
+        assert await new.store.read_events(middle, tree["id"], 2) == old_events[3:5]
+        assert await new.store.last_event_id() == old_last
+        another = _chain(1)
+        await _run(new, another)
+        added = await new.store.read_events(old_last, None, 1000)
+        assert added
+        assert added[0].id == old_last + 1
+        assert {e.root_id for e in added} == {another["id"]}
+        assert await new.store.last_event_id() == added[-1].id
 
 
 async def test_an_upgraded_database_never_gives_an_event_id_again(

@@ -140,27 +140,29 @@ ON CONFLICT (id) DO UPDATE SET
     kind = excluded.kind,
     due_time = excluded.due_time;
 
--- name: insert_event
--- (JSON array of rows, each [root_id, node_id, kind, state, data, time]): ids
--- are the highest plus one; the caller inserts the first row of a
--- transaction with insert_event_row, which goes on from events_high
-INSERT INTO events (root_id, node_id, kind, state, data, time)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
-FROM json_each(?) WHERE true;
-
--- name: insert_event_row
--- (root_id, node_id, kind, state, data, time): one event, its id the highest
--- plus one; after a purge removed the rows of the highest ids, the highest
--- id ever given (events_high) plus one (NULL: SQLite's own choice)
-INSERT INTO events (id, root_id, node_id, kind, state, data, time)
-VALUES (
-    (SELECT id + 1 FROM events_high WHERE id > (SELECT coalesce(max(id), 0) FROM events)),
-    ?, ?, ?, ?, ?, ?
+-- name: next_event_id
+-- (): the id of a transaction's first event: after the newest row's last
+-- event, or after the highest id ever given (events_high) when a purge
+-- removed the newest rows
+SELECT max(
+    coalesce((SELECT id + count FROM events ORDER BY id DESC LIMIT 1), 1),
+    coalesce((SELECT id + 1 FROM events_high), 1)
 );
+
+-- name: insert_events
+-- (JSON array of rows, each [id, root_id, count, items, time]): the events of
+-- one run in one commit (items: a JSON array of [node_id, kind, state, data,
+-- time], time null for the row's own); ids from next_event_id, each row's
+-- going on from the one before
+INSERT INTO events (id, root_id, count, items, time)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
+FROM json_each(?) WHERE true;
 
 -- name: remember_event_high
 -- (): before a purge deletes events, the highest id given so far
-UPDATE events_high SET id = max(id, (SELECT coalesce(max(id), 0) FROM events));
+UPDATE events_high SET id = max(
+    id, coalesce((SELECT id + count - 1 FROM events ORDER BY id DESC LIMIT 1), 0)
+);
 
 -- name: drop_timers
 -- (root_id): a run that ended keeps no timers
@@ -172,22 +174,29 @@ SELECT id, root_id, node_id, version, kind, due_time FROM timers
 WHERE root_id = ? AND due_time IS NOT NULL;
 
 -- name: read_events
--- (after, limit)
-SELECT root_id, node_id, kind, state, data, time, id FROM events
-WHERE id > ? ORDER BY id LIMIT ?;
+-- (after, rows): the rows holding the events after ``after``, from the one
+-- holding event ``after`` itself (its earlier events are skipped by the reader)
+SELECT root_id, count, items, time, id FROM events
+WHERE id >= coalesce((SELECT id FROM events WHERE id <= ? ORDER BY id DESC LIMIT 1), 0)
+ORDER BY id LIMIT ?;
 
 -- name: read_events_of_root
--- (root_id, after, limit)
-SELECT root_id, node_id, kind, state, data, time, id FROM events
-WHERE root_id = ? AND id > ? ORDER BY id LIMIT ?;
+-- (root_id, root_id, after, rows): as read_events, for one run
+SELECT root_id, count, items, time, id FROM events
+WHERE root_id = ? AND id >= coalesce(
+    (SELECT id FROM events WHERE root_id = ? AND id <= ? ORDER BY id DESC LIMIT 1), 0
+)
+ORDER BY id LIMIT ?;
 
 -- name: last_event_id
 -- ()
-SELECT coalesce(max(id), 0) FROM events;
+SELECT coalesce((SELECT id + count - 1 FROM events ORDER BY id DESC LIMIT 1), 0);
 
 -- name: purge_events
--- (before): the oldest events, a thousand at a time, while they are older than before
-DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1000) AND time < ?;
+-- (before): the oldest rows of events, a thousand at a time, while their
+-- newest event is older than before; the number of events of each row deleted
+DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1000) AND time < ?
+RETURNING count;
 
 -- Loading several runs at once: (JSON array of root ids); rows grouped by the
 -- root id each starts with.
