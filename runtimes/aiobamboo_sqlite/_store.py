@@ -285,33 +285,50 @@ def _write_rows(conn: sqlite3.Connection, batch: Merged, bulk_rows: float) -> No
 
 
 def _write_events(conn: sqlite3.Connection, events: Sequence[EventRow], bulk_rows: float) -> None:
-    (first,) = conn.execute(Q["next_event_id"]).fetchone()
-    _bulk(conn, "insert_events", _event_rows(events, first), bulk_rows)
+    """A group's events: one row per run, holding that run's events in order.
 
-
-def _event_rows(events: Sequence[EventRow], first: int) -> list[tuple[Any, ...]]:
-    """The rows of ``events``: one per run, holding that run's events in order.
-
-    The first row's id is ``first``; each next row's goes on after the events
-    of the one before. A row costs SQLite about what a row per event did, and
-    events_root, whose entries fall at random places (a run's id leads them),
-    gets one entry per run instead of one per event.
+    A row costs SQLite about what a row per event did, and events_root, whose
+    entries fall at random places (a run's id leads them), gets one entry per
+    run instead of one per event. The first row's id is found by its own
+    insert; each next row's goes on after the events of the one before.
     """
-    by_run: dict[str, list[tuple[Any, ...]]] = {}
+    by_run: dict[str, list[EventRow]] = {}
     for e in events:
-        items = by_run.get(e.root_id)
-        if items is None:
-            items = by_run[e.root_id] = []
-        items.append((e.node_id, e.kind, e.state, e.data_json, e.time))
-    rows = []
-    for root_id, items in by_run.items():
-        text = _dump_items(items)
-        rows.append((first, root_id, len(items), text, max(item[4] for item in items)))
-        first += len(items)
-    return rows
+        of_run = by_run.get(e.root_id)
+        if of_run is None:
+            by_run[e.root_id] = [e]
+        else:
+            of_run.append(e)
+    rows = [(root_id, len(of_run), *_items(of_run)) for root_id, of_run in by_run.items()]
+    first = conn.execute(Q["insert_first_events"], rows[0]).lastrowid
+    if len(rows) > 1:
+        assert first is not None  # the id of the row just inserted
+        following = []
+        first += rows[0][1]
+        for row in rows[1:]:
+            following.append((first, *row))
+            first += row[1]
+        _bulk(conn, "insert_events", following, bulk_rows)
 
 
-_dump_items = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_text = json.encoder.encode_basestring
+
+
+def _items(events: list[EventRow]) -> tuple[str, float]:
+    """The JSON array of ``events`` as a row stores them, and the newest one's time.
+
+    Spelled out rather than run through an encoder made for the call: the
+    fields are strings and a finite float (``repr`` is the JSON of a float).
+    """
+    newest = events[0].time
+    parts = []
+    for e in events:
+        parts.append(
+            f"[{_text(e.node_id)},{_text(e.kind)},{_text(e.state)},{_text(e.data_json)},{e.time!r}]"
+        )
+        if e.time > newest:
+            newest = e.time
+    return "[" + ",".join(parts) + "]", newest
 
 
 def _event_rows_read(

@@ -140,20 +140,24 @@ ON CONFLICT (id) DO UPDATE SET
     kind = excluded.kind,
     due_time = excluded.due_time;
 
--- name: next_event_id
--- (): the id of a transaction's first event: after the newest row's last
--- event, or after the highest id ever given (events_high) when a purge
--- removed the newest rows
-SELECT max(
-    coalesce((SELECT id + count FROM events ORDER BY id DESC LIMIT 1), 1),
-    coalesce((SELECT id + 1 FROM events_high), 1)
+-- name: insert_first_events
+-- (root_id, count, items, time): a transaction's first row of events, its id
+-- after the newest row's last event, or after the highest id ever given
+-- (events_high) when a purge removed the newest rows
+INSERT INTO events (id, root_id, count, items, time)
+VALUES (
+    max(
+        coalesce((SELECT id + count FROM events ORDER BY id DESC LIMIT 1), 1),
+        coalesce((SELECT id + 1 FROM events_high), 1)
+    ),
+    ?, ?, ?, ?
 );
 
 -- name: insert_events
 -- (JSON array of rows, each [id, root_id, count, items, time]): the events of
 -- one run in one commit (items: a JSON array of [node_id, kind, state, data,
--- time], time null for the row's own); ids from next_event_id, each row's
--- going on from the one before
+-- time], time null for the row's own); ids going on from the first row's,
+-- each after the events of the row before
 INSERT INTO events (id, root_id, count, items, time)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
 FROM json_each(?) WHERE true;
