@@ -331,12 +331,21 @@ def _items(events: list[EventRow]) -> tuple[str, float]:
     return "[" + ",".join(parts) + "]", newest
 
 
-def _event_rows_read(
-    rows: Sequence[tuple[str, int, str, float, int]], after: int, limit: int
+def _read_events(
+    conn: sqlite3.Connection, after: int, root_id: str | None, limit: int
 ) -> list[EventRow]:
-    """The events of rows read by ``read_events``: those after ``after``, at most ``limit``."""
+    """The events after ``after`` (of ``root_id``, if given), at most ``limit`` of them."""
+    if limit == 0:
+        return []
+    # A row holds one commit's events of a run: ``limit`` rows past the one
+    # holding ``after`` itself hold at least ``limit`` events after it.
+    rows_limit = limit + 1 if limit > 0 else -1  # negative: no limit, as in SQL
+    if root_id is None:
+        rows = conn.execute(Q["read_events"], (after, rows_limit))
+    else:
+        rows = conn.execute(Q["read_events_of_root"], (root_id, root_id, after, rows_limit))
     events: list[EventRow] = []
-    for root_id, count, text, newest, first in rows:
+    for root, count, text, newest, first in rows:
         try:
             items = json.loads(text)
             if type(items) is not list or len(items) != count:
@@ -345,7 +354,7 @@ def _event_rows_read(
                 if first + offset > after:
                     at = newest if at is None else at
                     events.append(
-                        EventRow(root_id, node_id, kind, state, data_json, at, first + offset)
+                        EventRow(root, node_id, kind, state, data_json, at, first + offset)
                     )
                     if len(events) == limit:
                         return events
@@ -1031,16 +1040,7 @@ class SQLiteStore(NamedQueryReads):
     async def read_events(
         self, after: int, root_id: str | None = None, limit: int = 500
     ) -> list[EventRow]:
-        if limit == 0:
-            return []
-        # A row holds one commit's events of a run: ``limit`` rows past the one
-        # holding ``after`` itself hold at least ``limit`` events after it.
-        rows_limit = limit + 1 if limit > 0 else -1  # negative: no limit, as in SQL
-        if root_id is None:
-            rows = await self._all("read_events", after, rows_limit)
-        else:
-            rows = await self._all("read_events_of_root", root_id, root_id, after, rows_limit)
-        return _event_rows_read(rows, after, limit)
+        return list(await self._call("read_events", _read_events, after, root_id, limit))
 
     async def purge_events(self, before: float) -> int:
         return int(await self._call("purge_events", _purge_events, before))

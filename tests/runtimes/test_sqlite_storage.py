@@ -495,11 +495,7 @@ def _read_events(
     conn: sqlite3.Connection, after: int, root_id: str | None = None, limit: int = 500
 ) -> list[EventRow]:
     """What the store's ``read_events`` answers, on ``conn``."""
-    if root_id is None:
-        rows = conn.execute(_store.Q["read_events"], (after, limit + 1)).fetchall()
-    else:
-        rows = conn.execute(_store.Q["read_events_of_root"], (root_id, root_id, after, limit + 1))
-    return _store._event_rows_read(list(rows), after, limit)
+    return _store._read_events(conn, after, root_id, limit)
 
 
 @pytest.mark.parametrize("bulk_rows", [math.inf, 1], ids=["row-by-row", "as-json"])
