@@ -1,4 +1,4 @@
-"""Read APIs (semantics §8.11-§8.14) and the refusals of ``run_pipeline`` (§8.1, §3)."""
+"""Read APIs (states, data, histories) and the refusals of ``run_pipeline`` (bad trees, ids)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data and context (semantics §7) and the value codec, through ``aiobamboo.api`` only."""
+"""Data and context and the value codec, through ``aiobamboo.api`` only."""
 
 from __future__ import annotations
 
@@ -581,7 +581,7 @@ async def test_a_pipeline_output_missing_from_the_context_outputs_its_own_name(
 async def test_loop_counter_mapped_to_the_context_is_visible_to_the_node_itself(
     runtime: Any,
 ) -> None:
-    """§5.4/§7.6: a node whose `_loop` is mapped sees its current count in its own inputs."""
+    """A node whose `_loop` is mapped sees its current count in its own inputs."""
     probe = activity("flow_inspect", uid("probe"), v=splice("${my_loop}"))
     counter = activity("counter", uid("counter"), count=splice("${count}"))
     eg = ExclusiveGateway(conditions={0: "${count} < 2", 1: "${count} >= 2"})
@@ -608,7 +608,7 @@ async def test_loop_counter_mapped_to_the_context_is_visible_to_the_node_itself(
 async def test_subprocess_loop_mapped_to_the_context_is_visible_to_its_params(
     runtime: Any,
 ) -> None:
-    """§5.6 step 2: a SubProcess whose `_loop` is mapped can pass it in its params."""
+    """A SubProcess whose `_loop` is mapped can pass it in its params."""
     inner = activity("flow_inspect", uid("inner"), v=splice("${pv}"))
     sub = SubProcess(
         id=uid("sub"), start=_chain(inner), params=Params({"${pv}": splice("${sub_loop}")})

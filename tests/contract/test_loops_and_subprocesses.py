@@ -1,4 +1,4 @@
-"""Loops through back edges, histories, the rerun limit, loops through sub-processes (§5.13)."""
+"""Loops through back edges, histories, the rerun limit, loops through sub-processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every node kind end to end, through ``aiobamboo.api`` only (semantics §5)."""
+"""Every node kind end to end, through ``aiobamboo.api`` only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every operator action of the engine API: its effect and every refusal (semantics §8).
+"""Every operator action of the engine API: its effect and every refusal.
 
 Most tests run the part under test at the top level, inside a parallel
 branch and inside a sub-process (``placement``), on every runtime.
@@ -346,7 +346,7 @@ async def test_revoke_stops_everything(runtime: Any, placement: str) -> None:
     states = await tree_states(runtime, root)
     assert states[root]["state"] == "REVOKED"
     assert states[root]["archived_time"] is not None
-    # Nothing is left RUNNING (semantics §12.3: the original leaves it behind).
+    # Nothing is left RUNNING (the original leaves it behind).
     assert not [n for n, e in states.items() if e["state"] == "RUNNING"]
     assert states[gate.id]["state"] == "REVOKED"
     assert await wait_outcome(runtime, root) == "REVOKED"
@@ -484,7 +484,7 @@ async def test_pause_node_appoint_stops_before_the_node(runtime: Any, placement:
     await wait_gate_entered(runtime, root, gate.id)
 
     ok(await api.pause_node_appoint(runtime, paused.id))
-    # Not reached yet: the appointed state is not part of the state tree (§8.3).
+    # Not reached yet: the appointed state is not part of the state tree.
     assert await state_of(runtime, root, paused.id) is None
     open_gate(gate.id)
     res = await api.wait_pipeline(runtime, root, timeout=15)
@@ -561,7 +561,7 @@ async def test_pause_node_appoint_refusals(runtime: Any, placement: str) -> None
     if placed.sub_id is not None:
         res = await api.pause_node_appoint(runtime, placed.sub_id)
         assert refused(res) == "can not use pause_node_appoint api for SubProcess"
-    # A RUNNING node cannot be appointed (the original wedges it, §8.3 quirk).
+    # A RUNNING node cannot be appointed (the original wedges it).
     refused(await api.pause_node_appoint(runtime, gate.id), "RUNNING")
     refused(await api.pause_node_appoint(runtime, "e" + uuid.uuid4().hex), "does not exist")
     refused(await api.resume_node_appoint(runtime, "e" + uuid.uuid4().hex), "does not exist")
@@ -1215,7 +1215,7 @@ async def test_forced_fail_a_running_node_discards_its_late_result(
     assert out["ex_data"] == "operator says stop"
     assert out["_forced_failed"] is True
     assert await wait_outcome(runtime, root) == "FAILED"
-    # No history row for a forced fail (§5.13).
+    # No history row for a forced fail, as in the original.
     assert await histories(runtime, gate.id) == []
 
     open_gate(gate.id)
@@ -1274,7 +1274,7 @@ async def test_forced_fail_a_callback_wait(runtime: Any, placement: str) -> None
     assert out["ex_data"] == "no callback came"
     assert out["_forced_failed"] is True
     assert out["waiting"] is True
-    assert out["_result"] is True  # kept from the successful execute (§8.9)
+    assert out["_result"] is True  # kept from the successful execute
     assert await wait_outcome(runtime, root) == "FAILED"
 
     # A callback to the old attempt is refused, and so is one to the new version.
@@ -1305,7 +1305,7 @@ async def test_forced_fail_during_an_in_flight_schedule(runtime: Any, placement:
     ok(await api.forced_fail_activity(runtime, slow.id, "forced"))
     SCHEDULE_GATES[slow.id].set()
     await grace()
-    # The schedule's own failure must not overwrite the forced-fail outputs (§12.5).
+    # The schedule's own failure must not overwrite the forced-fail outputs, a race the original loses.
     out = await outputs(runtime, slow.id)
     assert out["ex_data"] == "forced"
     assert out["_forced_failed"] is True

@@ -1,6 +1,6 @@
 """Two operations that meet on one node or pipeline, started concurrently.
 
-Semantics §12.5 lists races the original has (a forced fail overwritten by a
+The original has races (a forced fail overwritten by a
 late schedule, a callback dropped when it loses a lock, ...); none of them may
 happen here. Each pair runs ``PLAIN_REPS`` times with both calls started
 together in a task group, and ``JITTER_REPS`` times with a seeded random
@@ -525,7 +525,7 @@ async def test_resume_node_appoint_twice(
 
 
 # --------------------------------------------------------------------------------------
-# pause_node_appoint vs the node being reached (§12.5: the original wedges it)
+# pause_node_appoint vs the node being reached (the original wedges it)
 # --------------------------------------------------------------------------------------
 
 

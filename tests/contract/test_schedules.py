@@ -1,4 +1,4 @@
-"""Polling and callbacks (semantics §6), through ``aiobamboo.api`` only."""
+"""Polling and callbacks through ``aiobamboo.api`` only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every validation rule, accepted and rejected (semantics §3), plus the start-node helpers."""
+"""Every validation rule, accepted and rejected, plus the start-node helpers."""
 
 from __future__ import annotations
 
