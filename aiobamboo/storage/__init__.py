@@ -6,7 +6,9 @@ batches and says which were refused (or a ``submit_group`` function that
 starts the write on a thread of the store's and calls back when it ends).
 The :class:`GroupCommitter` queues commits, runs the groups and settles every
 caller; :func:`merge` turns a
-group into one row per key, for one statement per table.
+group into one row per key, for one statement per table;
+:func:`read_package_text` and :func:`package_sql_files` read a store's own
+queries and migrations.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ._committer import GroupCommitter as GroupCommitter
 from ._committer import GroupDone as GroupDone
 from ._committer import SubmitGroup as SubmitGroup
 from ._committer import WriteGroup as WriteGroup
+from ._files import package_sql_files as package_sql_files
+from ._files import read_package_text as read_package_text
 from ._merge import Merged as Merged
 from ._merge import merge as merge
 
@@ -31,4 +35,6 @@ __all__ = [
     "SubmitGroup",
     "WriteGroup",
     "merge",
+    "package_sql_files",
+    "read_package_text",
 ]

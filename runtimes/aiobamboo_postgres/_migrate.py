@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from importlib import resources
 from typing import Any
+
+from aiobamboo.storage import package_sql_files
 
 __all__ = ["lock_key", "migrate", "migrations", "quote_ident"]
 
@@ -32,9 +33,7 @@ def lock_key(schema: str) -> int:
 
 
 def migrations() -> list[tuple[str, str]]:
-    folder = resources.files(__package__).joinpath("sql/migrations")
-    files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
-    return [(name.removesuffix(".sql"), folder.joinpath(name).read_text()) for name in files]
+    return package_sql_files(__package__, "sql/migrations")
 
 
 async def _ensure_schema(conn: Any, schema: str) -> None:

@@ -26,7 +26,6 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from importlib import resources
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -50,7 +49,7 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo.storage import Broadcast, GroupCommitter
+from aiobamboo.storage import Broadcast, GroupCommitter, read_package_text
 
 from ._connect import (
     MAX_IDENTIFIER_BYTES,
@@ -150,7 +149,7 @@ def load_queries(schema: str) -> Queries:
     costs no ``SET search_path`` round trip; only the identifier, and the
     events lock key computed from it, are formatted in, never a value.
     """
-    text = resources.files(__package__).joinpath("sql/queries.sql").read_text()
+    text = read_package_text(__package__, "sql/queries.sql")
     quoted = quote_ident(schema)
     key = str(events_lock_key(schema))
     return Queries(

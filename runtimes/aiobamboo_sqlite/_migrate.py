@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from importlib import resources
+
+from aiobamboo.storage import package_sql_files
 
 
 def migrations() -> list[tuple[str, str]]:
-    folder = resources.files(__package__).joinpath("sql/migrations")
-    files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
-    return [(name.removesuffix(".sql"), folder.joinpath(name).read_text()) for name in files]
+    return package_sql_files(__package__, "sql/migrations")
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

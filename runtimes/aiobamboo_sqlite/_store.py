@@ -17,9 +17,7 @@ import os
 import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from importlib import resources
 from operator import attrgetter
 from typing import IO, Any, Literal, TypeAlias
 
@@ -42,7 +40,15 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo.storage import BatchOutcome, Broadcast, GroupCommitter, GroupDone, Merged, merge
+from aiobamboo.storage import (
+    BatchOutcome,
+    Broadcast,
+    GroupCommitter,
+    GroupDone,
+    Merged,
+    merge,
+    read_package_text,
+)
 
 from ._checkpoint import WRITER_PAGES, Checkpointer
 from ._file import lock_database, open_error
@@ -51,7 +57,7 @@ from ._thread import SQLiteThread
 
 Synchronous: TypeAlias = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
-Q = load_sql_blocks(resources.files(__package__).joinpath("sql/queries.sql").read_text())
+Q = load_sql_blocks(read_package_text(__package__, "sql/queries.sql"))
 
 _JSON_ROWS = re.compile(
     r"SELECT (json_extract\(value, '\$\[\d+\]'\)(?:, )?)+\s+FROM json_each\(\?\) WHERE true"
@@ -697,7 +703,7 @@ class SQLiteStore(NamedQueryReads):
         self.path = os.fspath(path)
         self.worker = worker
         self.synchronous = synchronous
-        self.owner_id = f"sqlite-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner_id = f"sqlite-{os.getpid()}-{os.urandom(4).hex()}"
         # One worker per file (the flock), so a lease only matters to clients.
         self.lease_seconds = 3600.0
         self.conn: SQLiteThread | None = None
@@ -1011,7 +1017,7 @@ class SQLiteStore(NamedQueryReads):
         self._signal.set()  # this process's worker claims them when it has room
 
     async def submit_command(self, root_id: str, op: str, args_json: str) -> str:
-        command_id = "m" + uuid.uuid4().hex
+        command_id = "m" + os.urandom(16).hex()
         await self._write("insert_command", command_id, root_id, op, args_json, time.time())
         self._signal.set()
         return command_id

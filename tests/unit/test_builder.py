@@ -1,9 +1,10 @@
-"""The builder emits the original bamboo-engine tree schema (semantics §2), exactly."""
+"""The builder emits the original bamboo-engine tree schema, exactly."""
 
 from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -114,6 +115,16 @@ def test_public_names() -> None:
 
 
 # -- ids ---------------------------------------------------------------------------
+
+
+def test_generated_ids_are_random_version_4_uuids() -> None:
+    ids = [unique_id("e")[1:] for _ in range(500)]
+    assert len(set(ids)) == len(ids)
+    for hex_digits in ids:
+        parsed = uuid.UUID(hex_digits)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == hex_digits
 
 
 def test_generated_ids_are_prefix_and_uuid_hex() -> None:
