@@ -193,9 +193,18 @@ BUSY_TIMEOUT_MS = 5000
 #: about 10 ms on a 2-core machine; larger groups go to the thread.
 WRITE_HERE_ROWS = 2000
 
+#: A group of at most this many rows is written on the event loop's thread when
+#: nothing else waits to run there either (every run waits for this commit, as
+#: when pipelines started together reach their steps together). The thread
+#: would let other work go on meanwhile, but there is none: it would only add
+#: its hop, rows sent as JSON (twice SQLite's work) and waits for the GIL to a
+#: commit that everyone waits for. Bounded still, for what the loop cannot see
+#: waiting (sockets, timers): some 40 ms of a 2-core machine.
+WRITE_HERE_IDLE_ROWS = 4 * WRITE_HERE_ROWS
 
-def _rows(batches: list[WriteBatch]) -> int:
-    """About how many rows a group writes; stops counting past ``WRITE_HERE_ROWS``."""
+
+def _rows(batches: list[WriteBatch], limit: int) -> int:
+    """About how many rows a group writes; stops counting past ``limit``."""
     rows = 0
     for b in batches:
         rows += (
@@ -205,9 +214,19 @@ def _rows(batches: list[WriteBatch]) -> int:
         )  # fmt: skip
         if b.new_run is not None:
             rows += 1 + len(b.new_run.tree_json) // 4096
-        if rows > WRITE_HERE_ROWS:
+        if rows > limit:
             break
     return rows
+
+
+def _loop_has_work() -> bool:
+    """Whether callbacks wait to run on the event loop now (True when that cannot be told).
+
+    asyncio's loop keeps them in ``_ready``, not a public interface; a loop
+    without it (uvloop) counts as busy.
+    """
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 def _bulk(
@@ -488,6 +507,30 @@ def _load_runs(conn: sqlite3.Connection, root_ids: list[str]) -> dict[str, RunSn
         root_id: RunSnapshot(run=run, **{k: v.get(root_id, []) for k, v in tables.items()})
         for root_id, run in runs.items()
     }
+
+
+#: What ``_alone_unless_busy`` returns when another connection holds the write lock.
+_BUSY = object()
+
+
+def _alone_unless_busy(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(conn, *args)`` in a write transaction of its own, or ``_BUSY`` at once when
+    another connection holds the write lock (on the event loop's thread, which must
+    not wait for it)."""
+    if not _begin_unless_busy(conn):
+        return _BUSY
+    try:
+        result = fn(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(Q[query], args).fetchall()
 
 
 def _claim(conn: sqlite3.Connection, query: str, args: tuple[Any, ...], requeue: bool) -> list[str]:
@@ -808,7 +851,10 @@ class SQLiteStore(NamedQueryReads):
 
     def _write_now(self, batches: list[WriteBatch]) -> list[BatchOutcome] | None:
         """Write a small group here and now, if the connection's thread is idle; else None."""
-        if self.conn is None or _rows(batches) > WRITE_HERE_ROWS:
+        if self.conn is None:
+            return None
+        rows = _rows(batches, WRITE_HERE_IDLE_ROWS)
+        if rows > WRITE_HERE_ROWS and (rows > WRITE_HERE_IDLE_ROWS or _loop_has_work()):
             return None
         try:
             ran, results = self.conn.run_here(
@@ -889,13 +935,34 @@ class SQLiteStore(NamedQueryReads):
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite {what} on {self.path} failed: {exc}") from exc
 
+    async def _poll(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """One of the claim loop's polls: on the event loop's thread when the
+        connection's thread is idle, else on that thread.
+
+        They come every ``poll_interval`` and mostly find nothing, a statement of
+        a few dozen microseconds. On the connection's thread, while the loop is
+        busy, each of its steps waits for the GIL (up to the interpreter's switch
+        interval, 5 ms), so that a poll held the thread for tens of milliseconds,
+        and every group commit made meanwhile went to the thread behind it
+        instead of being written on the loop's.
+        """
+        conn = self.conn
+        if conn is not None:
+            try:
+                ran, result = conn.run_here(_alone_unless_busy, fn, *args)
+            except sqlite3.Error as exc:
+                raise StorageError(f"sqlite {what} on {self.path} failed: {exc}") from exc
+            if ran and result is not _BUSY:
+                return result
+        return await self._call(what, fn, *args)
+
     async def claim_runs(self, limit: int, root_ids: Sequence[str] | None = None) -> list[str]:
         lease_until = time.time() + self.lease_seconds
         # The previous holder is gone (this worker holds the file lock): the commands
         # it took and never answered would leave their senders waiting for ever.
         if root_ids is None:
             args: tuple[Any, ...] = (self.owner_id, lease_until, self.owner_id, limit)
-            return list(await self._call("claim_runs", _claim, "claim_runs", args, True))
+            return list(await self._poll("claim_runs", _claim, "claim_runs", args, True))
         claimed: list[str] = []
         for root_id in list(root_ids)[:limit]:
             args = (self.owner_id, lease_until, root_id, self.owner_id)
@@ -906,7 +973,7 @@ class SQLiteStore(NamedQueryReads):
         lease_until = time.time() + self.lease_seconds
         args = (self.owner_id, lease_until, now, limit)
         # A parked run's commands were never taken: nothing to requeue.
-        return list(await self._call("claim_woken", _claim, "claim_woken", args, False))
+        return list(await self._poll("claim_woken", _claim, "claim_woken", args, False))
 
     async def park_runs(self, root_ids: Sequence[str]) -> list[str]:
         if not root_ids:
@@ -1026,7 +1093,9 @@ class SQLiteStore(NamedQueryReads):
         wanted = set(root_ids)
         taken: list[CommandRow] = []
         # The commands of runs held but still loading stay pending for the next round.
-        for (root_id,) in await self._write("pending_command_runs", self.owner_id):
+        for (root_id,) in await self._poll(
+            "pending_command_runs", _select, "pending_command_runs", (self.owner_id,)
+        ):
             if root_id in wanted:
                 taken.extend(CommandRow(*r) for r in await self._write("take_commands", root_id))
         return sorted(taken, key=lambda c: c.created_time)

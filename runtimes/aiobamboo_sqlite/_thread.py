@@ -110,6 +110,11 @@ class SQLiteThread:
         self._submitted += 1
         self._calls.put((fn, args, report, asyncio.get_running_loop()))
 
+    @property
+    def idle(self) -> bool:
+        """Open, and no call submitted from the event loop is queued or running."""
+        return self._thread is not None and self._submitted == self._finished
+
     def run_here(self, fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
         """Run ``fn(connection, *args)`` on the calling (event loop) thread, if the thread is idle.
 
@@ -122,7 +127,7 @@ class SQLiteThread:
         statement that would wait raises ``SQLITE_BUSY`` at once.
         """
         conn = self._conn
-        if conn is None or self._thread is None or self._submitted != self._finished:
+        if conn is None or not self.idle:
             return False, None
         if not self._using.acquire(blocking=False):
             return False, None

@@ -1305,7 +1305,8 @@ async def test_forced_fail_during_an_in_flight_schedule(runtime: Any, placement:
     ok(await api.forced_fail_activity(runtime, slow.id, "forced"))
     SCHEDULE_GATES[slow.id].set()
     await grace()
-    # The schedule's own failure must not overwrite the forced-fail outputs, a race the original loses.
+    # The schedule's own failure must not overwrite the forced-fail outputs (the
+    # original loses this race).
     out = await outputs(runtime, slow.id)
     assert out["ex_data"] == "forced"
     assert out["_forced_failed"] is True

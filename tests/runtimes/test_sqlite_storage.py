@@ -23,6 +23,7 @@ import pytest
 
 from aiobamboo import api, bench
 from aiobamboo.bench import library
+from aiobamboo.engine import Settings
 from aiobamboo.exceptions import StorageError
 from aiobamboo.runtime import EventRow, NamedQueryReads, RunRow, WriteBatch
 from aiobamboo_sqlite import SQLiteRuntime, _migrate, _store
@@ -143,6 +144,15 @@ async def test_a_client_runs_no_checkpointer(tmp_path: Path) -> None:
 # -- commits on the event loop's thread ---------------------------------------------
 
 
+async def _thread_idle(store: Any) -> None:
+    """Until no call submitted to the connection's thread is queued or running."""
+    with anyio.fail_after(10):
+        while True:
+            if store.conn.idle:
+                return
+            await anyio.sleep(0.001)
+
+
 async def test_small_commits_are_written_on_the_loop_thread_when_the_connection_is_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +176,33 @@ async def test_small_commits_are_written_on_the_loop_thread_when_the_connection_
     # One commit per activity at least; those made while a read was on the
     # connection's thread went there.
     assert where.count("here") >= 15, where
+
+
+async def test_a_large_group_is_written_on_the_loop_thread_only_while_nothing_else_waits(
+    tmp_path: Path,
+) -> None:
+    """Past WRITE_HERE_ROWS a group goes to the connection's thread, so that the loop
+    serves whatever else waits meanwhile; when nothing does, it is written here."""
+    async with SQLiteRuntime(tmp_path / "flows.db", components=library) as runtime:
+        store = runtime.store
+
+        def group(tag: str, rows: int) -> list[WriteBatch]:
+            # Each batch of new events: one row each in the group's estimate.
+            return [_events_batch(f"{tag}{i}", 1, 1.0) for i in range(rows)]
+
+        await _thread_idle(store)
+        large = _store.WRITE_HERE_ROWS + 50
+        assert store._write_now(group("idle", large)) == [None] * large
+        asyncio.get_running_loop().call_soon(lambda: None)  # someone waits to run
+        assert store._write_now(group("busy", large)) is None
+        await _thread_idle(store)
+        huge = _store.WRITE_HERE_IDLE_ROWS + 1
+        assert store._write_now(group("huge", huge)) is None
+        small = _store.WRITE_HERE_ROWS
+        asyncio.get_running_loop().call_soon(lambda: None)
+        assert store._write_now(group("small", small)) == [None] * small
+        roots = {e.root_id[:4] for e in await store.read_events(0, limit=10_000)}
+        assert roots == {"idle", "smal"}
 
 
 async def test_a_write_lock_held_elsewhere_sends_commits_to_the_thread_and_the_loop_runs_on(
@@ -192,6 +229,52 @@ async def test_a_write_lock_held_elsewhere_sends_commits_to_the_thread_and_the_l
             assert waited.data == "FINISHED", waited.message
         finally:
             other.close()
+
+
+async def test_the_claim_loops_polls_run_on_the_loop_thread_unless_the_lock_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll on the connection's thread waits for the GIL at every step while the loop
+    is busy, and holds up the group commits behind it: polls go on the loop's thread
+    when the connection's is idle, and to that thread when another connection holds
+    the write lock, which the loop must not wait for."""
+    db = tmp_path / "flows.db"
+    settings = Settings(claim_runs=False)  # the test polls, not the claim loop
+    async with SQLiteRuntime(db, components=library, settings=settings) as worker:
+        store = worker.store
+        submitted: list[str] = []
+        submit = store.conn.submit
+
+        def recording(fn: Any, args: tuple[Any, ...], report: Any) -> None:
+            submitted.append(getattr(fn, "__name__", repr(fn)))
+            submit(fn, args, report)
+
+        monkeypatch.setattr(store.conn, "submit", recording)
+        async with SQLiteRuntime(db, components=library, worker=False) as client:
+            first, second = _chain(1), _chain(1)
+            for tree in (first, second):
+                started = await api.run_pipeline(client, tree)
+                assert started.result, started.message
+        await _thread_idle(store)
+        submitted.clear()
+        assert await store.claim_runs(1) == [first["id"]]
+        assert await store.claim_woken(10, time.time()) == []
+        assert await store.pending_commands([first["id"]]) == []
+        assert submitted == []
+
+        other = sqlite3.connect(db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            claiming = asyncio.ensure_future(store.claim_runs(1))
+            with anyio.fail_after(5):
+                for _ in range(20):
+                    await anyio.sleep(0.002)  # the loop turns while the claim waits
+            assert not claiming.done()
+            other.execute("COMMIT")
+            assert await claiming == [second["id"]]
+        finally:
+            other.close()
+        assert submitted == ["_claim"]
 
 
 # -- a SIGKILL ---------------------------------------------------------------------
