@@ -10,6 +10,7 @@ package that is not a folder (imported from a zip archive) is read through
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -18,9 +19,7 @@ __all__ = ["package_sql_files", "read_package_text"]
 
 def _folder(package: str) -> str | None:
     """The folder ``package`` was imported from, or None if it is not a folder."""
-    module = sys.modules.get(package)
-    if module is None:
-        module = __import__(package)
+    module = sys.modules.get(package) or importlib.import_module(package)
     file = getattr(module, "__file__", None)
     if not file:
         return None

@@ -850,7 +850,11 @@ class SQLiteStore(NamedQueryReads):
         self._connection().submit(_apply_group, (batches, self._new_run_owner()), landed)
 
     def _write_now(self, batches: list[WriteBatch]) -> list[BatchOutcome] | None:
-        """Write a small group here and now, if the connection's thread is idle; else None."""
+        """Write a group here and now, if the connection's thread is idle; else None.
+
+        Here: a group of up to ``WRITE_HERE_ROWS`` rows, or of up to
+        ``WRITE_HERE_IDLE_ROWS`` when no other callback waits to run on the loop.
+        """
         if self.conn is None:
             return None
         rows = _rows(batches, WRITE_HERE_IDLE_ROWS)
