@@ -27,12 +27,16 @@ def _folder(package: str) -> str | None:
     return folder if os.path.isdir(folder) else None
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
 def read_package_text(package: str, path: str) -> str:
     """The UTF-8 text of ``path`` (``/``-separated) inside ``package``."""
     folder = _folder(package)
     if folder is not None:
-        with open(os.path.join(folder, *path.split("/")), encoding="utf-8") as fh:
-            return fh.read()
+        return _read(os.path.join(folder, *path.split("/")))
     from importlib import resources
 
     return resources.files(package).joinpath(path).read_text(encoding="utf-8")
@@ -45,10 +49,7 @@ def package_sql_files(package: str, path: str) -> list[tuple[str, str]]:
     if folder is not None:
         where = os.path.join(folder, *path.split("/"))
         names = sorted(name for name in os.listdir(where) if name.endswith(".sql"))
-        return [
-            (name.removesuffix(".sql"), read_package_text(package, f"{path}/{name}"))
-            for name in names
-        ]
+        return [(name.removesuffix(".sql"), _read(os.path.join(where, name))) for name in names]
     from importlib import resources
 
     found = resources.files(package).joinpath(path)

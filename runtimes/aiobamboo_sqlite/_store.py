@@ -53,7 +53,7 @@ from aiobamboo.storage import (
 from ._checkpoint import WRITER_PAGES, Checkpointer
 from ._file import lock_database, open_error
 from ._migrate import migrate
-from ._thread import SQLiteThread
+from ._thread import SQLiteThread, _fetchall
 
 Synchronous: TypeAlias = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -203,8 +203,8 @@ WRITE_HERE_ROWS = 2000
 WRITE_HERE_IDLE_ROWS = 4 * WRITE_HERE_ROWS
 
 
-def _rows(batches: list[WriteBatch], limit: int) -> int:
-    """About how many rows a group writes; stops counting past ``limit``."""
+def _rows(batches: list[WriteBatch]) -> int:
+    """About how many rows a group writes; stops counting past ``WRITE_HERE_IDLE_ROWS``."""
     rows = 0
     for b in batches:
         rows += (
@@ -214,7 +214,7 @@ def _rows(batches: list[WriteBatch], limit: int) -> int:
         )  # fmt: skip
         if b.new_run is not None:
             rows += 1 + len(b.new_run.tree_json) // 4096
-        if rows > limit:
+        if rows > WRITE_HERE_IDLE_ROWS:
             break
     return rows
 
@@ -388,6 +388,38 @@ def _read_events(
     return events
 
 
+class _Committed:
+    """The transaction begun on ``conn``: committed when the block ends, rolled back
+    when the block or the commit raises (anything: a cancellation must not leave it
+    open either).
+
+    A class rather than a generator: every group commit goes through it, and a
+    ``contextlib.contextmanager`` costs three times as much to enter and leave.
+    """
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                self.conn.execute("COMMIT")
+                return
+        except BaseException:
+            self._roll_back()
+            raise
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
 def _apply_group(
     conn: sqlite3.Connection, batches: list[WriteBatch], owner: Owner
 ) -> list[BaseException | None]:
@@ -431,7 +463,7 @@ def _write_group(
 ) -> list[BaseException | None]:
     """The body of ``_apply_group``, in the transaction it began (``bulk_rows``: see ``_bulk``)."""
     results: list[BaseException | None] = [None] * len(batches)
-    try:
+    with _Committed(conn):
         _insert_runs(conn, batches, owner, results)
         merged = merge(b for b, r in zip(batches, results, strict=True) if r is None)
         # Before the rows: processes a later batch gave an ended run survive.
@@ -444,11 +476,6 @@ def _write_group(
             conn.executemany(
                 Q["set_run_status"], [(status, r) for r, status in merged.run_status.items()]
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return results
 
 
@@ -519,18 +546,8 @@ def _alone_unless_busy(conn: sqlite3.Connection, fn: Callable[..., Any], *args: 
     not wait for it)."""
     if not _begin_unless_busy(conn):
         return _BUSY
-    try:
-        result = fn(conn, *args)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[Any]:
-    return conn.execute(Q[query], args).fetchall()
+    with _Committed(conn):
+        return fn(conn, *args)
 
 
 def _claim(conn: sqlite3.Connection, query: str, args: tuple[Any, ...], requeue: bool) -> list[str]:
@@ -582,7 +599,7 @@ def _write_deliveries(
 ) -> list[Delivered]:
     """The body of ``_deliver_callbacks``, in the transaction it began (``bulk_rows``: _bulk)."""
     given = json.dumps([[row.node_id, row.version] for row, _ in deliveries])
-    try:
+    with _Committed(conn):
         (checked,) = conn.execute(Q["deliverable_callbacks"], (given,)).fetchone()
         found: dict[int, tuple[str | None, int]] = {
             i: (root, ok) for i, root, ok in json.loads(checked)
@@ -605,55 +622,34 @@ def _write_deliveries(
             _bulk(conn, "upsert_callback", rows, bulk_rows)
             roots = json.dumps(sorted({r for r, stored in out if stored and r is not None}))
             conn.execute(Q["unpark_runs"], (roots,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return out
 
 
 def _park_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> list[str]:
     """Park every run it may, in one transaction (one commit for the lot)."""
     conn.execute("BEGIN IMMEDIATE")
-    try:
-        parked = [
+    with _Committed(conn):
+        return [
             root_id
             for root_id in root_ids
             if conn.execute(Q["park_run"], (root_id, owner, root_id)).fetchone()
         ]
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return parked
 
 
 def _release_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> None:
     """Give runs back for any worker to claim, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Committed(conn):
         conn.executemany(Q["release_run"], [(owner, root_id) for root_id in root_ids])
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _purge_events(conn: sqlite3.Connection, before: float) -> int:
     total = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _Committed(conn):
             conn.execute(Q["remember_event_high"])
             counts = conn.execute(Q["purge_events"], (before,)).fetchall()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         total += sum(int(count) for (count,) in counts)
         if len(counts) < 1000:
             return total
@@ -670,7 +666,7 @@ _PURGED_BY_ROOT = (
 def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str]:
     """Delete up to ``limit`` ended runs and all their rows, in one short transaction."""
     conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Committed(conn):
         ids = [r[0] for r in conn.execute(Q["purgeable_runs"], (before, before, limit))]
         if ids:
             conn.execute(Q["remember_event_high"])
@@ -684,11 +680,6 @@ def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str
                     f"DELETE FROM {table} WHERE root_id IN (SELECT value FROM json_each(?))",
                     param,
                 )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return ids
 
 
@@ -857,7 +848,7 @@ class SQLiteStore(NamedQueryReads):
         """
         if self.conn is None:
             return None
-        rows = _rows(batches, WRITE_HERE_IDLE_ROWS)
+        rows = _rows(batches)
         if rows > WRITE_HERE_ROWS and (rows > WRITE_HERE_IDLE_ROWS or _loop_has_work()):
             return None
         try:
@@ -1098,7 +1089,7 @@ class SQLiteStore(NamedQueryReads):
         taken: list[CommandRow] = []
         # The commands of runs held but still loading stay pending for the next round.
         for (root_id,) in await self._poll(
-            "pending_command_runs", _select, "pending_command_runs", (self.owner_id,)
+            "pending_command_runs", _fetchall, Q["pending_command_runs"], (self.owner_id,)
         ):
             if root_id in wanted:
                 taken.extend(CommandRow(*r) for r in await self._write("take_commands", root_id))
