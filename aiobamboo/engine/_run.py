@@ -714,7 +714,9 @@ class Run:
             proc.current_node_id,
             proc.destination_id,
             tuple(proc.stack),
-            proc.status,
+            # The plain text: a str subclass is bound by sqlite3 only after a
+            # search for adapters, several times the cost of the row.
+            proc.status.value,
             proc.suspended_by,
             tuple(proc.children),
             tuple(proc.acks),
@@ -765,7 +767,7 @@ class Run:
             root_id=self.root_id,
             node_id=sched.node_id,
             version=sched.version,
-            type=sched.type,
+            type=sched.type.value,  # the plain int, as the process's status is plain text
             process_id=sched.process_id,
             finished=sched.finished,
             expired=sched.expired,

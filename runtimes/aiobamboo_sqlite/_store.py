@@ -28,6 +28,7 @@ from aiobamboo.runtime import (
     ContextRow,
     EventRow,
     ExecutionDataRow,
+    HistoryRow,
     NamedQueryReads,
     NodeDataRow,
     ProcessRow,
@@ -258,6 +259,41 @@ def _ids_json(ids: Sequence[str]) -> str:
         return json.dumps(ids)
 
 
+# Booleans go in as the integers SQLite stores for them: sqlite3 binds an int
+# at once, a bool only after a search for adapters that costs more than the
+# rest of the row (True and False are not exactly ints to it).
+
+
+def _state_tuple(s: StateRow) -> tuple[Any, ...]:
+    return (
+        s.node_id, s.root_id, s.parent_id, s.name, s.state, s.version, s.loop, s.inner_loop,
+        s.retry, 1 if s.skip else 0, 1 if s.error_ignored else 0, s.created_time,
+        s.started_time, s.archived_time,
+    )  # fmt: skip
+
+
+def _schedule_tuple(s: ScheduleRow) -> tuple[Any, ...]:
+    return (
+        s.id, s.root_id, s.node_id, s.version, s.type, s.process_id, 1 if s.finished else 0,
+        1 if s.expired else 0, s.times,
+    )  # fmt: skip
+
+
+def _callback_tuple(c: CallbackRow, root_id: str | None = None) -> tuple[Any, ...]:
+    """The row of callback ``c``, for the run ``root_id`` if given (delivery finds it)."""
+    return (
+        c.id, c.root_id if root_id is None else root_id, c.node_id, c.version, c.data_json,
+        1 if c.consumed else 0, c.created_time,
+    )  # fmt: skip
+
+
+def _history_tuple(h: HistoryRow) -> tuple[Any, ...]:
+    return (
+        h.id, h.root_id, h.node_id, h.started_time, h.archived_time, h.loop,
+        1 if h.skip else 0, h.retry, h.version, h.inputs_json, h.outputs_json, h.created_time,
+    )  # fmt: skip
+
+
 def _process_tuple(p: ProcessRow) -> tuple[Any, ...]:
     return (
         p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id, _ids_json(p.stack),
@@ -267,10 +303,7 @@ def _process_tuple(p: ProcessRow) -> tuple[Any, ...]:
 
 #: Each table's upsert, and the row's values in the order of its parameters.
 _TABLES: tuple[tuple[str, str, Callable[[Any], tuple[Any, ...]]], ...] = (
-    ("upsert_state", "states", attrgetter(
-        "node_id", "root_id", "parent_id", "name", "state", "version", "loop", "inner_loop",
-        "retry", "skip", "error_ignored", "created_time", "started_time", "archived_time",
-    )),
+    ("upsert_state", "states", _state_tuple),
     ("upsert_execution_data", "execution_data", attrgetter(
         "node_id", "root_id", "inputs_json", "outputs_json"
     )),
@@ -279,17 +312,9 @@ _TABLES: tuple[tuple[str, str, Callable[[Any], tuple[Any, ...]]], ...] = (
         "pipeline_id", "key", "root_id", "type", "value_json", "custom_type"
     )),
     ("upsert_process", "processes", _process_tuple),
-    ("upsert_schedule", "schedules", attrgetter(
-        "id", "root_id", "node_id", "version", "type", "process_id", "finished", "expired",
-        "times",
-    )),
-    ("upsert_callback", "callbacks", attrgetter(
-        "id", "root_id", "node_id", "version", "data_json", "consumed", "created_time"
-    )),
-    ("insert_history", "histories", attrgetter(
-        "id", "root_id", "node_id", "started_time", "archived_time", "loop", "skip", "retry",
-        "version", "inputs_json", "outputs_json", "created_time",
-    )),
+    ("upsert_schedule", "schedules", _schedule_tuple),
+    ("upsert_callback", "callbacks", _callback_tuple),
+    ("insert_history", "histories", _history_tuple),
     ("upsert_timer", "timers", attrgetter(
         "id", "root_id", "node_id", "version", "kind", "due_time"
     )),
@@ -614,9 +639,7 @@ def _write_deliveries(
                 out.append((r, False))
                 continue
             taken.add(key)
-            rows.append(
-                (row.id, r, row.node_id, row.version, row.data_json, row.consumed, row.created_time)
-            )
+            rows.append(_callback_tuple(row, r))
             out.append((r, True))
         if rows:
             _bulk(conn, "upsert_callback", rows, bulk_rows)

@@ -755,5 +755,64 @@ def test_a_refused_run_of_a_group_is_told_apart_and_the_others_go_in(tmp_path: P
     conn.close()
 
 
+# -- what is bound ---------------------------------------------------------------
+
+
+async def test_every_value_bound_is_one_sqlite3_takes_without_looking_for_an_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of states, processes, schedules, callbacks and histories go in with plain
+    ints for their flags and plain text for their statuses, and read back as before.
+
+    sqlite3 binds an exact int, float or str (or None) at once; for a bool or a str
+    subclass (an enum member) it searches for an adapter first, which costs more
+    than the rest of the row.
+    """
+    bound: list[tuple[str, Any]] = []
+    real_bulk = _store._bulk
+
+    def recording(
+        conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]], bulk_rows: float
+    ) -> None:
+        bound.extend((query, value) for row in rows for value in row)
+        real_bulk(conn, query, rows, bulk_rows)
+
+    monkeypatch.setattr(_store, "_bulk", recording)
+    waiting = bench.waiting_tree("b", 1)
+    async with SQLiteRuntime(tmp_path / "bound.db", components=library) as runtime:
+        await _run(runtime, bench.seventeen()[0])
+        started = await api.run_pipeline(runtime, waiting)
+        assert started.result, started.message
+        activity, root_id = "ab0000001", waiting["id"]
+        with anyio.fail_after(10):
+            while True:
+                states = await api.get_pipeline_states(runtime, root_id)
+                child = (states.data or {}).get(root_id, {}).get("children", {}).get(activity)
+                if child and child["state"] == "RUNNING":
+                    break
+                await anyio.sleep(0.01)
+        version = child["version"]
+        answered = await api.callback(runtime, activity, version, {"n": 1})
+        assert answered.result, answered.message
+        waited = await api.wait_pipeline(runtime, root_id, timeout=60)
+        assert waited.data == "FINISHED", waited.message
+        history = await api.get_node_histories(runtime, activity)
+        assert history.result, history.message
+    queries = {query for query, _ in bound}
+    assert {"upsert_state", "upsert_process", "upsert_schedule", "upsert_callback"} <= queries
+    adapted = {(query, type(value).__name__) for query, value in bound}
+    adapted = {(q, kind) for q, kind in adapted if kind not in ("str", "int", "float", "NoneType")}
+    assert adapted == set()
+    # Stored as the integers they always were, and read back as flags.
+    conn = sqlite3.connect(tmp_path / "bound.db")
+    flags = conn.execute("SELECT DISTINCT typeof(skip), typeof(error_ignored) FROM states")
+    assert flags.fetchall() == [("integer", "integer")]
+    (finished,) = conn.execute(
+        "SELECT finished FROM schedules WHERE node_id = ?", (activity,)
+    ).fetchone()
+    assert finished == 1
+    conn.close()
+
+
 if __name__ == "__main__":
     anyio.run(_kill_child, sys.argv[1])
