@@ -714,8 +714,8 @@ class Run:
             proc.current_node_id,
             proc.destination_id,
             tuple(proc.stack),
-            # The plain text: a str subclass is bound by sqlite3 only after a
-            # search for adapters, several times the cost of the row.
+            # The plain text, not the enum member: a database driver binds a str
+            # subclass more slowly (sqlite3 looks for an adapter first).
             proc.status.value,
             proc.suspended_by,
             tuple(proc.children),
