@@ -8,7 +8,7 @@ The :class:`GroupCommitter` queues commits, runs the groups and settles every
 caller; :func:`merge` turns a
 group into one row per key, for one statement per table;
 :func:`read_package_text` and :func:`package_sql_files` read a store's own
-queries and migrations.
+queries and migrations; :func:`ids_json` writes a row's list of ids.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._files import package_sql_files as package_sql_files
 from ._files import read_package_text as read_package_text
 from ._merge import Merged as Merged
 from ._merge import merge as merge
+from ._text import ids_json as ids_json
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -34,6 +35,7 @@ __all__ = [
     "Merged",
     "SubmitGroup",
     "WriteGroup",
+    "ids_json",
     "merge",
     "package_sql_files",
     "read_package_text",

@@ -25,7 +25,7 @@ import attrs
 
 from aiobamboo.exceptions import InvalidOperationError, StaleWriteError
 from aiobamboo.runtime import ProcessRow, RunRow, WriteBatch
-from aiobamboo.storage import BatchOutcome, Merged, merge
+from aiobamboo.storage import BatchOutcome, Merged, ids_json, merge
 
 from ._errors import DRIVER_ERRORS, is_transient, storage_error
 
@@ -60,7 +60,7 @@ _EVENT = attrgetter("root_id", "node_id", "kind", "state", "data_json", "time")
 def _process(p: ProcessRow) -> tuple[Any, ...]:
     return (
         p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id,
-        json.dumps(p.stack), p.status, p.suspended_by, json.dumps(p.children), json.dumps(p.acks),
+        ids_json(p.stack), p.status, p.suspended_by, ids_json(p.children), ids_json(p.acks),
     )  # fmt: skip
 
 

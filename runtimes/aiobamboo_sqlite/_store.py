@@ -47,6 +47,7 @@ from aiobamboo.storage import (
     GroupCommitter,
     GroupDone,
     Merged,
+    ids_json,
     merge,
     read_package_text,
 )
@@ -248,17 +249,6 @@ def _bulk(
         conn.executemany(_ONE_ROW[query], rows)
 
 
-_encode_ascii = json.encoder.encode_basestring_ascii
-
-
-def _ids_json(ids: Sequence[str]) -> str:
-    """``json.dumps(ids)`` for a sequence of ids, the same text, at a fraction of the cost."""
-    try:
-        return "[" + ", ".join(map(_encode_ascii, ids)) + "]"
-    except TypeError:  # not all str: the encoder says what it makes of them
-        return json.dumps(ids)
-
-
 # Booleans go in as the integers SQLite stores for them: sqlite3 binds an int
 # at once, a bool only after a search for adapters that costs more than the
 # rest of the row (True and False are not exactly ints to it).
@@ -296,8 +286,8 @@ def _history_tuple(h: HistoryRow) -> tuple[Any, ...]:
 
 def _process_tuple(p: ProcessRow) -> tuple[Any, ...]:
     return (
-        p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id, _ids_json(p.stack),
-        p.status, p.suspended_by, _ids_json(p.children), _ids_json(p.acks),
+        p.id, p.root_id, p.parent_id, p.current_node_id, p.destination_id, ids_json(p.stack),
+        p.status, p.suspended_by, ids_json(p.children), ids_json(p.acks),
     )  # fmt: skip
 
 
