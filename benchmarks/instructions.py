@@ -9,8 +9,9 @@ for the same work moves by less than 0.1 %. Each scenario runs in a fresh
 process under valgrind's cachegrind (``--cache-sim=no``: instructions only),
 once up to the moment its pipelines would start (imports, the runtime
 opened, the trees built) and once through to the end; the difference is
-the scenario's own run. Under valgrind a process runs some 30 times slower,
-so this takes about a minute a scenario and revision.
+the scenario's own run. Under valgrind a process runs some 15-30 times
+slower: half a minute a scenario and revision, S1-S6 against another
+revision some five minutes.
 
 Instructions are not time: they leave out waits (a commit's write to the
 disk, the database thread, the GIL) and count a cheap instruction like a
