@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -93,7 +94,8 @@ class NodeSpec:
     version: str | None = None
     inputs: dict[str, InputSpec] = attrs.Factory(dict)
     outputs: dict[str, str] = attrs.Factory(dict)
-    conditions: list[tuple[str, str, str]] = attrs.Factory(list)  # (flow_id, expr, target)
+    #: A gateway's (flow_id, expr, target); other nodes share the empty tuple.
+    conditions: Sequence[tuple[str, str, str]] = ()
     default_target: tuple[str, str] | None = None  # (flow_id, target)
     converge_gateway_id: str | None = None
     extra_info: dict[str, Any] = attrs.Factory(dict)
@@ -246,8 +248,10 @@ def _parse_pipeline(
             converge_gateway_id=node.get("converge_gateway_id"),
             extra_info=node.get("extra_info") or {},
         )
-        for fid, cond in (node.get("conditions") or {}).items():
-            gw.conditions.append((fid, cond.get("evaluate", ""), flows[fid]["target"]))
+        gw.conditions = [
+            (fid, cond.get("evaluate", ""), flows[fid]["target"])
+            for fid, cond in (node.get("conditions") or {}).items()
+        ]
         default = node.get("default_condition") or {}
         if default.get("flow_id"):
             gw.default_target = (default["flow_id"], flows[default["flow_id"]]["target"])

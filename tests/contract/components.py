@@ -199,6 +199,24 @@ class PollComponent(Component):
     bound_service = PollService
 
 
+class ParentWatchingPollService(PollService):
+    """A poll that notes what each call finds in ``parent_data.outputs``, then writes there."""
+
+    async def schedule(self, data: Any, parent_data: Any, callback_data: Any = None) -> bool:
+        data.outputs.parent_outputs = [
+            *data.outputs.get("parent_outputs", []),
+            dict(parent_data.outputs),
+        ]
+        parent_data.outputs.left_by_poll = data.outputs.get("polls", 0) + 1
+        return await super().schedule(data, parent_data, callback_data)
+
+
+class ParentWatchingPollComponent(Component):
+    code = "parent_poll"
+    name = "Poll, watching its parent data"
+    bound_service = ParentWatchingPollService
+
+
 class CounterService(Service):
     """Adds 1 to input ``count`` and outputs it as ``count``."""
 

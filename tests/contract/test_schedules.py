@@ -62,6 +62,16 @@ async def test_polling_finishes_after_n_polls(runtime: Any) -> None:
     assert await state_of(runtime, after.id) == states.FINISHED
 
 
+async def test_each_poll_gets_parent_data_with_empty_outputs(runtime: Any) -> None:
+    """As the original: parent_data holds the root pipeline data as inputs and no
+    outputs, at every call; what one poll writes there is gone at the next."""
+    poller = activity("parent_poll", uid("poll"), polls=3)
+    await run(runtime, build_tree(_chain(poller)))
+    out = await outputs(runtime, poller.id)
+    assert out["polls"] == 3
+    assert out["parent_outputs"] == [{}, {}, {}]
+
+
 async def test_plain_def_execute_and_schedule_run_on_worker_threads(runtime: Any) -> None:
     poller = activity("flow_sync_poll", uid("poll"), polls=2)
     await run(runtime, build_tree(_chain(poller)))

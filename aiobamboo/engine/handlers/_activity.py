@@ -465,7 +465,6 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
     run, proc, node = step.run, step.proc, step.node
     # Only a polling schedule asks the service for its interval.
     probe = _make_service(step, cls) if sched.type == POLL else None
-    parent = DataObject(run.root_data, {})
     while True:
         proc.status = P_SLEEPING
         run.put_process(proc)
@@ -485,6 +484,9 @@ async def _schedule_loop(step: Step, sched: Schedule, cls: type[Service]) -> Out
         sched.times += 1
         service = _make_service(step, cls)
         data = DataObject(run.exec_inputs(node.id), run.exec_outputs(node.id))
+        # Made for each call, as the original does (its outputs start empty),
+        # and not held by an activity that waits.
+        parent = DataObject(run.root_data, {})
         await _hook(step, service, "pre_schedule", data, parent, callback_data)
         success, ex_data = await _call(
             step, "schedule", service.schedule, data, parent, callback_data
