@@ -404,21 +404,23 @@ def _read_events(
 
 
 class _Committed:
-    """The transaction begun on ``conn``: committed when the block ends, rolled back
-    when the block or the commit raises (anything: a cancellation must not leave it
-    open either).
+    """The transaction on ``conn``: committed when the block ends, rolled back when
+    the block or the commit raises (anything: a cancellation must not leave it open
+    either). Begun by the caller, or on entering with ``begin``.
 
     A class rather than a generator: every group commit goes through it, and a
     ``contextlib.contextmanager`` costs three times as much to enter and leave.
     """
 
-    __slots__ = ("conn",)
+    __slots__ = ("begin", "conn")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, begin: bool = False) -> None:
         self.conn = conn
+        self.begin = begin
 
     def __enter__(self) -> None:
-        return None
+        if self.begin:
+            self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
@@ -640,8 +642,7 @@ def _write_deliveries(
 
 def _park_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> list[str]:
     """Park every run it may, in one transaction (one commit for the lot)."""
-    conn.execute("BEGIN IMMEDIATE")
-    with _Committed(conn):
+    with _Committed(conn, begin=True):
         return [
             root_id
             for root_id in root_ids
@@ -651,16 +652,14 @@ def _park_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> lis
 
 def _release_runs(conn: sqlite3.Connection, root_ids: list[str], owner: str) -> None:
     """Give runs back for any worker to claim, in one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    with _Committed(conn):
+    with _Committed(conn, begin=True):
         conn.executemany(Q["release_run"], [(owner, root_id) for root_id in root_ids])
 
 
 def _purge_events(conn: sqlite3.Connection, before: float) -> int:
     total = 0
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        with _Committed(conn):
+        with _Committed(conn, begin=True):
             conn.execute(Q["remember_event_high"])
             counts = conn.execute(Q["purge_events"], (before,)).fetchall()
         total += sum(int(count) for (count,) in counts)
@@ -678,8 +677,7 @@ _PURGED_BY_ROOT = (
 
 def _purge_runs(conn: sqlite3.Connection, before: float, limit: int) -> list[str]:
     """Delete up to ``limit`` ended runs and all their rows, in one short transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    with _Committed(conn):
+    with _Committed(conn, begin=True):
         ids = [r[0] for r in conn.execute(Q["purgeable_runs"], (before, before, limit))]
         if ids:
             conn.execute(Q["remember_event_high"])
