@@ -8,8 +8,7 @@ The :class:`GroupCommitter` queues commits, runs the groups and settles every
 caller; :func:`merge` turns a
 group into one row per key, for one statement per table;
 :func:`read_package_text` and :func:`package_sql_files` read a store's own
-queries and migrations; :func:`ids_json` writes a row's list of ids, :func:`time_json` and
-:func:`micros` its times.
+queries and migrations; :func:`ids_json` writes a row's list of ids.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from ._files import read_package_text as read_package_text
 from ._merge import Merged as Merged
 from ._merge import merge as merge
 from ._text import ids_json as ids_json
-from ._text import micros as micros
-from ._text import time_json as time_json
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -40,8 +37,6 @@ __all__ = [
     "WriteGroup",
     "ids_json",
     "merge",
-    "micros",
     "package_sql_files",
     "read_package_text",
-    "time_json",
 ]

@@ -24,8 +24,8 @@ from typing import Any, TypeAlias
 import attrs
 
 from aiobamboo.exceptions import InvalidOperationError, StaleWriteError
-from aiobamboo.runtime import EventRow, ProcessRow, RunRow, WriteBatch
-from aiobamboo.storage import BatchOutcome, Merged, ids_json, merge, micros
+from aiobamboo.runtime import ProcessRow, RunRow, WriteBatch
+from aiobamboo.storage import BatchOutcome, Merged, ids_json, merge
 
 from ._errors import DRIVER_ERRORS, is_transient, storage_error
 
@@ -54,12 +54,7 @@ _HISTORY = attrgetter(
     "version", "inputs_json", "outputs_json", "created_time",
 )  # fmt: skip
 _TIMER = attrgetter("id", "root_id", "node_id", "version", "kind", "due_time")
-
-
-def _event(e: EventRow) -> tuple[Any, ...]:
-    # The time as whole microseconds, which the statement divides by a million:
-    # the encoder writes an int at a fraction of a float's cost (see micros).
-    return (e.root_id, e.node_id, e.kind, e.state, e.data_json, micros(e.time))
+_EVENT = attrgetter("root_id", "node_id", "kind", "state", "data_json", "time")
 
 
 def _process(p: ProcessRow) -> tuple[Any, ...]:
@@ -105,7 +100,7 @@ def parts(
         out.append(("drop_timers", [sorted(merged.ended), list(merged.timers)]))
     if merged.events:
         name = "events_again" if retrying else "events"
-        out.append((name, [events_channel, _rows_json(list(map(_event, merged.events)))]))
+        out.append((name, [events_channel, _rows_json(list(map(_EVENT, merged.events)))]))
     return out
 
 

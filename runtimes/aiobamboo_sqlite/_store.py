@@ -50,7 +50,6 @@ from aiobamboo.storage import (
     ids_json,
     merge,
     read_package_text,
-    time_json,
 )
 
 from ._checkpoint import WRITER_PAGES, Checkpointer
@@ -359,13 +358,13 @@ def _items(events: list[EventRow]) -> tuple[str, float]:
     """The JSON array of ``events`` as a row stores them, and the newest one's time.
 
     Spelled out rather than run through an encoder made for the call: the
-    fields are strings and a time, written to the microsecond.
+    fields are strings and a finite float (``repr`` is the JSON of a float).
     """
     newest = events[0].time
     parts = []
     for e in events:
         parts.append(
-            f"[{_text(e.node_id)},{_text(e.kind)},{_text(e.state)},{_text(e.data_json)},{time_json(e.time)}]"
+            f"[{_text(e.node_id)},{_text(e.kind)},{_text(e.state)},{_text(e.data_json)},{e.time!r}]"
         )
         if e.time > newest:
             newest = e.time

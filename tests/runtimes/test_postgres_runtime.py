@@ -51,7 +51,7 @@ from aiobamboo.runtime import (
     WriteBatch,
     load_sql_blocks,
 )
-from aiobamboo.storage import Merged, merge, time_json
+from aiobamboo.storage import Merged, merge
 from aiobamboo_postgres import PostgresRuntime, PostgresStore
 from aiobamboo_postgres._migrate import migrate, migrations, quote_ident
 from conftest import PG_DSN, require_postgres
@@ -1010,20 +1010,6 @@ async def test_timers_and_events_roundtrip(runtime: PostgresRuntime) -> None:
     snap = await store.load_run("r")
     assert snap is not None
     assert list(snap.timers) == []
-
-
-async def test_event_times_come_back_to_the_microsecond_as_on_sqlite(
-    runtime: PostgresRuntime,
-) -> None:
-    """Event times travel as whole microseconds; they read back as SQLite's rows do."""
-    store = runtime.store
-    await store.commit(new_run_batch("r", ("a",)))
-    times = [1796543042.0312407, 1796543042.0312412, 1.5, 1234567.8901234]
-    batch = WriteBatch(root_id="r", events=[event("r", "a", "RUNNING", t) for t in times])
-    await store.commit(batch)
-    read = [e.time for e in await store.read_events(0)]
-    assert read == [json.loads(time_json(t)) for t in times]
-    assert read[:2] == [1796543042.031241, 1796543042.031241]
 
 
 async def test_an_ended_run_drops_its_timers(

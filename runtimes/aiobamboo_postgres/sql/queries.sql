@@ -242,7 +242,7 @@ fence AS (
 
 -- name: part_events
 -- ($1 channel to notify at commit, '' for none; $2 rows: root_id, node_id, kind,
---  state, data, time in whole microseconds, in commit order)
+--  state, data, time, in commit order)
 -- Ids must grow in commit order: a subscriber reads "id > the last id it saw",
 -- and would skip for ever an event that commits after a higher id it has read.
 -- Sequence values are handed out at insert time, not at commit, so every
@@ -253,7 +253,7 @@ fence AS (
 -- reaches the insert, where nextval is evaluated; the ordinality keeps the
 -- events in the order given.
     INSERT INTO {schema}.events (root_id, node_id, kind, state, data, time)
-    SELECT e.r->>0, e.r->>1, e.r->>2, e.r->>3, e.r->>4, (e.r->>5)::float8 / 1e6::float8
+    SELECT e.r->>0, e.r->>1, e.r->>2, e.r->>3, e.r->>4, (e.r->>5)::float8
     FROM (
         SELECT
             pg_advisory_xact_lock(({events_lock})::bigint),
@@ -275,7 +275,7 @@ fence AS (
             CASE WHEN $1::text <> '' THEN pg_notify($1::text, '') END
     ) AS serialized
     CROSS JOIN LATERAL (
-        SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::float8 / 1e6::float8, n
+        SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::float8, n
         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x (r, n)
     ) AS e (root_id, node_id, kind, state, data, time, n)
     WHERE NOT EXISTS (
