@@ -10,6 +10,7 @@
     python -m benchmarks.run S7 --runs 1 --count 2000           # a quick check
     python -m benchmarks.run S1 S2 --observe tracing            # under an observer
     python -m benchmarks.run S4 S5 --gc worker                  # GC as `aiobamboo worker` sets it
+    python -m benchmarks.run S2 S4 --gc-stats                   # and what the collector cost
 
 Each run is a fresh child process with a fresh database, so peak RSS is that
 scenario's own. Times are medians; compare ratios within one run of this
@@ -28,13 +29,18 @@ S1-S6 run with Python's default garbage collector settings, as in an
 application that embeds the engine; ``--gc worker`` applies instead the
 settings the ``aiobamboo worker`` and ``serve`` commands give their own
 process (start-up objects frozen, the youngest generation collected less
-often), to show what a process that only runs the engine gets.
+often), to show what a process that only runs the engine gets. ``--gc-stats`` adds
+what the collector did while the pipelines ran (S1-S4, S6: from the first
+start to the last end, the trees built before left out; S5: the whole
+scenario; S7: none): its passes over the two youngest generations and its
+full passes, and the milliseconds they held the event loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -55,11 +61,22 @@ BUDGETS = {"S1": 0.5, "S2": 1.0, "S3": 0.1, "S4": 1.5, "S6": 2.0}
 S7_CALLBACKS_PER_S = {"sqlite": 2_000, "postgres": 3_000}
 S7_RSS_MB = 150
 S7_RSS_GROWTH = 1.3
-EXTRA_KEYS = ("callbacks_per_s", "callback_p50_ms", "callback_p99_ms", "start_to_all_waiting_s")
+EXTRA_KEYS = (
+    "callbacks_per_s",
+    "callback_p50_ms",
+    "callback_p99_ms",
+    "start_to_all_waiting_s",
+    "gc_young",
+    "gc_young_ms",
+    "gc_full",
+    "gc_full_ms",
+)
 #: Carries --observe to the child processes.
 OBSERVE_ENV = "AIOBAMBOO_BENCH_OBSERVE"
 #: Carries --gc to the child processes: ``worker`` for the settings of ``aiobamboo worker``.
 GC_ENV = "AIOBAMBOO_BENCH_GC"
+#: Carries --gc-stats to the child processes.
+GC_STATS_ENV = "AIOBAMBOO_BENCH_GC_STATS"
 PG_DSN = os.environ.get("AIOBAMBOO_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
 #: The S7 worker's --concurrency: runs it holds in memory at once.
@@ -86,6 +103,8 @@ async def _child(scenario: str, runtime_kind: str, count: int | None, concurrenc
     driver = SCENARIOS[scenario]
     if count is not None:
         driver = functools.partial(driver, count=count)
+    if os.environ.get(GC_STATS_ENV):
+        driver = _counting_collections(driver)
     settings = Settings(rerun_limit=10_000, observer=_observer())
     if runtime_kind == "memory":
         from aiobamboo.testing import MemoryRuntime
@@ -109,6 +128,71 @@ async def _child(scenario: str, runtime_kind: str, count: int | None, concurrenc
             return await driver(pg_runtime)
     finally:
         await _drop_schema(schema)
+
+
+class _Collections:
+    """The collector's passes and how long they took, told by ``gc.callbacks``.
+
+    Young: passes over the two youngest generations; full: over every object.
+    """
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.ms = [0.0, 0.0, 0.0]
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.passes[generation] += 1
+        self.ms[generation] += (time.perf_counter() - self._began) * 1000
+
+    def __enter__(self) -> _Collections:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def report(self) -> dict[str, float]:
+        return {
+            "gc_young": self.passes[0] + self.passes[1],
+            "gc_young_ms": self.ms[0] + self.ms[1],
+            "gc_full": self.passes[2],
+            "gc_full_ms": self.ms[2],
+        }
+
+
+def _counting_collections(driver: Any) -> Any:
+    """``driver``, its result telling what the collector did while its pipelines ran.
+
+    The scenarios that time one call of ``aiobamboo.bench._run_all`` are counted
+    inside it, so that building their trees beforehand is left out, as it is
+    of their time; S5 from start to end.
+    """
+    from aiobamboo import bench
+
+    counted: list[_Collections] = []
+    timed = bench._run_all
+
+    async def run_all(*args: Any, **kwargs: Any) -> float:
+        with _Collections() as collections:
+            counted.append(collections)
+            return await timed(*args, **kwargs)
+
+    async def counting(runtime: Any) -> dict[str, Any]:
+        bench._run_all = run_all
+        try:
+            with _Collections() as whole:
+                result = dict(await driver(runtime))
+        finally:
+            bench._run_all = timed
+        result.update((counted[0] if len(counted) == 1 else whole).report())
+        return result
+
+    return counting
 
 
 def _observer() -> Any:
@@ -393,6 +477,12 @@ def main() -> None:
         help="garbage collector settings of each run: Python's (default), or those "
         "aiobamboo worker gives its process",
     )
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="add the collector's passes and their milliseconds to each result (this "
+        "tree's runs only: a revision compared with reports none)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if "memory" in args.runtime and "S7" in (args.scenarios or []):
@@ -404,6 +494,8 @@ def main() -> None:
             # A revision's own children may not know the setting: the comparison would not be fair.
             parser.error("--gc worker cannot be used with --compare REVISION")
         os.environ[GC_ENV] = args.gc
+    if args.gc_stats:
+        os.environ[GC_STATS_ENV] = "1"
     if args.child:
         if os.environ.get(GC_ENV) == "worker":
             from aiobamboo.cli._common import tune_gc
