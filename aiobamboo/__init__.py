@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._gc import tune_gc
+
 __version__ = "0.1.0"
 
-__all__ = ["Engine", "__version__"]
+__all__ = ["Engine", "__version__", "tune_gc"]
 
 if TYPE_CHECKING:
     from .host import Engine as Engine

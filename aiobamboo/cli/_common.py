@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import os
 import re
@@ -15,6 +14,8 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._gc import ENGINE_GC_THRESHOLD
+from .._gc import tune_gc as tune_process_gc
 from ..api import EngineAPIResult
 from ..component import ComponentLibrary
 from ..engine import Settings
@@ -40,26 +41,15 @@ LOG_ENV = "AIOBAMBOO_LOG"
 #: Set to ``default`` to keep Python's garbage collector settings in ``worker`` and ``serve``.
 GC_ENV = "AIOBAMBOO_GC"
 #: The youngest generation's threshold in ``worker`` and ``serve`` (Python's default: 700).
-WORKER_GC_THRESHOLD = 20_000
+WORKER_GC_THRESHOLD = ENGINE_GC_THRESHOLD
 
 
 def tune_gc() -> None:
-    """Garbage collector settings for a process that only runs the engine.
-
-    A node step allocates hundreds of short-lived objects, and a worker holds
-    its runs for long: with Python's defaults the collector runs every few
-    nodes and walks the same long-lived objects again and again. Collecting
-    the youngest generation less often, and moving what start-up created
-    (modules, components) out of the collector's sight, saves about a tenth of
-    the CPU a node costs. An application that embeds the engine keeps its own
-    settings: this is applied only by the commands that own their process.
-    """
+    """:func:`aiobamboo.tune_gc` for the commands that own their process,
+    unless ``AIOBAMBOO_GC=default`` keeps Python's settings."""
     if os.environ.get(GC_ENV, "").strip().lower() == "default":
         return
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(WORKER_GC_THRESHOLD, older, oldest)
+    tune_process_gc(WORKER_GC_THRESHOLD)
 
 
 EXIT_OK = 0

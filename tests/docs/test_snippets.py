@@ -12,6 +12,7 @@ provides the names the page assumes (``runtime``, ``node_id``, ...).
 from __future__ import annotations
 
 import ast
+import gc
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -282,12 +283,20 @@ async def test_the_code_of_the_page_runs(
     from aiobamboo.component import ComponentLibrary
 
     monkeypatch.setattr(ComponentLibrary, "default", ComponentLibrary())
-    setup = SETUPS.get(page)
-    if setup is None:
-        await _run_blocks(page, {"__name__": "__docs__"})
-        return
-    async with setup() as names:
-        await _run_blocks(page, {"__name__": "__docs__", **names})
+    # A page may tune the garbage collector (aiobamboo.tune_gc), as a process
+    # of its own would: the settings go back for the tests that follow.
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        setup = SETUPS.get(page)
+        if setup is None:
+            await _run_blocks(page, {"__name__": "__docs__"})
+            return
+        async with setup() as names:
+            await _run_blocks(page, {"__name__": "__docs__", **names})
+    finally:
+        if gc.get_freeze_count() != frozen:
+            gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def test_a_failing_block_fails_the_test(tmp_path: Path) -> None:
