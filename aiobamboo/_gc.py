@@ -21,12 +21,12 @@ def tune_gc(threshold: int = ENGINE_GC_THRESHOLD) -> None:
     Why: a node step allocates hundreds of short-lived objects and the engine
     holds its runs in flight, so with Python's defaults the collector runs
     every few nodes and walks the same long-lived objects again and again;
-    the engine's objects form no reference cycles, so those walks free
-    nothing. On the benchmarks' two-core machine (medians of alternated
-    runs), 1,000 three-node pipelines started at once took 6 % less time,
-    100 of seventeen nodes 13 % less, and a burst of 10,000 callbacks went
-    18 % faster with its slowest (p99) at 45 ms instead of 77; peak memory
-    rose 2 %.
+    a run's objects are freed by reference counting, so in the benchmarks
+    those walks freed nothing. On the benchmarks' two-core machine (medians
+    of alternated runs), 1,000 three-node pipelines started at once took 6 %
+    less time, 100 of seventeen nodes 13 % less, and a burst of 10,000
+    callbacks went 18 % faster with its slowest (p99) at 45 ms instead of
+    77; peak memory rose 2 %.
 
     The settings are the whole process's: reference cycles the application
     makes are freed later (after more allocations), and what is frozen is

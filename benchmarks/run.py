@@ -29,11 +29,11 @@ S1-S6 run with Python's default garbage collector settings, as in an
 application that embeds the engine; ``--gc worker`` applies instead the
 settings the ``aiobamboo worker`` and ``serve`` commands give their own
 process (start-up objects frozen, the youngest generation collected less
-often), to show what a process that only runs the engine gets. ``--gc-stats`` adds
-what the collector did while the pipelines ran (S1-S4, S6: from the first
-start to the last end, the trees built before left out; S5: the whole
-scenario; S7: none): its passes over the two youngest generations and its
-full passes, and the milliseconds they held the event loop.
+often), to show what a process that only runs the engine gets.
+``--gc-stats`` adds what the collector did while the pipelines ran (S1-S4,
+S6: from the first start to the last end, the trees built before left out;
+S5: the whole scenario; S7: none): its passes over the two youngest
+generations and its full passes, and the milliseconds they held the loop.
 """
 
 from __future__ import annotations
